@@ -1,0 +1,3 @@
+from imagejobs.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, authentication hook, error mapping, OpenAPI and /docs."""

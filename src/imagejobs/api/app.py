@@ -1,0 +1,71 @@
+"""The ASGI application: the route table mounted on Starlette, plus /openapi.json and /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+
+from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
+from imagejobs.api.endpoint import Authenticator, make_endpoint
+from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
+from imagejobs.api.openapi import build_openapi
+from imagejobs.api.operations import OPERATIONS
+from imagejobs.services import Services
+from imagejobs.services.authorization import LOCAL, Principal
+
+
+async def allow_local(request: Request) -> Principal:
+    """The authenticator used until IAM is configured: everyone is ``LOCAL``."""
+    return LOCAL
+
+
+def create_app(
+    services: Services,
+    *,
+    authenticate: Authenticator = allow_local,
+    on_startup: Callable[[], Awaitable[Any]] | None = None,
+    on_shutdown: Callable[[], Awaitable[Any]] | None = None,
+) -> Starlette:
+    openapi_document = build_openapi(OPERATIONS)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document)
+
+    routes: list[BaseRoute] = [
+        Route(op.path, make_endpoint(op, services, authenticate), methods=[op.method])
+        for op in OPERATIONS
+    ]
+    routes += [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Mount("/docs/assets", StaticFiles(directory=ASSETS_DIRECTORY)),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
+        yield
+        if on_shutdown is not None:
+            await on_shutdown()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: unhandled_exception_handler,
+        },
+        lifespan=lifespan,
+    )
+    # A trailing-slash redirect would answer without our error body and request id.
+    assert isinstance(app.router, Router)
+    app.router.redirect_slashes = False
+    return app

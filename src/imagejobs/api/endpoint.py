@@ -1,0 +1,87 @@
+"""Turns one ``Operation`` into a Starlette endpoint: authenticate, authorize, validate,
+call the use case, encode. Every failure becomes a documented error response here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response
+from imagejobs.api.errors import new_request_id as _new_request_id
+from imagejobs.api.operations import Call, Operation
+from imagejobs.api.schemas import encoder
+from imagejobs.domain.errors import ImageJobsError, InvalidParameter, RequestTooLarge
+from imagejobs.domain.params import PROJECT_ID
+from imagejobs.services import Services
+from imagejobs.services.authorization import Principal, authorize
+
+Authenticator = Callable[[Request], Awaitable[Principal]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+MAX_BODY_BYTES = 1 << 20
+_JSON_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def decode_body(raw: bytes, body_type: type[Any]) -> Any:
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestTooLarge()
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except msgspec.ValidationError as exc:
+        # "Expected `array` of length >= 1 - at `$.items`" -> parameter "items".
+        message = str(exc)
+        match = _JSON_PATH.search(message)
+        name = (match.group(1) if match else "") or "body"
+        reason = message.split(" - at ", maxsplit=1)[0]
+        raise InvalidParameter(name, f"is invalid: {reason}") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidParameter("body", "must be a JSON object") from exc
+
+
+def make_endpoint(
+    operation: Operation, services: Services, authenticate: Authenticator
+) -> Endpoint:
+    path_params = tuple(param for param in operation.params if param.location == "path")
+    query_params = tuple(param for param in operation.params if param.location == "query")
+    handler = operation.handler
+    action = operation.action
+    body_type = operation.body
+
+    async def endpoint(request: Request) -> Response:
+        request_id = _new_request_id()
+        try:
+            principal = await authenticate(request)
+            raw_path = request.path_params
+            project_id = PROJECT_ID.parse(raw_path["project_id"])
+            assert project_id is not None
+            authorize(principal, action, project_id)
+            values: dict[str, Any] = {}
+            query_string = request.scope["query_string"]
+            if query_params:
+                query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+                for param in query_params:
+                    values[param.name] = param.parse(query.get(param.name))
+            for param in path_params:
+                values[param.name] = param.parse(raw_path[param.name])
+            body = None if body_type is None else decode_body(await request.body(), body_type)
+            result = await handler(Call(services, principal, project_id, values, body))
+        except ImageJobsError as error:
+            return error_response(error, request_id)
+        except Exception as exc:
+            return internal_error_response(exc, request_id)
+        if result is None:
+            return Response(b"", 200, headers={REQUEST_ID: request_id})
+        return Response(
+            encoder.encode(result),
+            200,
+            headers={REQUEST_ID: request_id},
+            media_type="application/json",
+        )
+
+    return endpoint

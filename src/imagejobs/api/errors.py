@@ -1,0 +1,56 @@
+"""Errors to HTTP, in one place: ``{"error_code", "error_msg"}`` plus ``X-Request-Id``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from imagejobs.api.schemas import ErrorResponse, encoder
+from imagejobs.domain.errors import (
+    ImageJobsError,
+    InternalError,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RouteNotFound,
+)
+
+logger = logging.getLogger("imagejobs.api")
+REQUEST_ID = "X-Request-Id"
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def error_response(
+    error: ImageJobsError, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
+    all_headers = {REQUEST_ID: request_id, **(headers or {})}
+    return Response(body, error.status, headers=all_headers, media_type="application/json")
+
+
+def internal_error_response(exc: BaseException, request_id: str) -> Response:
+    """A 500 that says nothing about the cause; the log keeps it, under the request id."""
+    logger.error("request %s failed", request_id, exc_info=exc)
+    return error_response(InternalError(), request_id)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 / 405 (no route matched), answered in the service's format."""
+    request_id = new_request_id()
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return error_response(MethodNotAllowed(), request_id, {"Allow": allow})
+    if exc.status_code == 413:
+        return error_response(RequestTooLarge(), request_id)
+    return error_response(RouteNotFound(), request_id)
+
+
+async def unhandled_exception_handler(request: Request, exc: Exception) -> Response:
+    return internal_error_response(exc, new_request_id())

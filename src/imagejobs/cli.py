@@ -1,0 +1,184 @@
+"""The ``imagejobs`` command: serve, migrate and seed.
+
+Settings come from flags, else ``IMAGEJOBS_*`` environment variables, else defaults; they
+are read here, once, and passed down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from imagejobs import __version__
+from imagejobs.domain.errors import ImageJobsError, InvalidSettings
+from imagejobs.settings import Settings, load_settings, setting_help
+
+
+def _settings_epilog() -> str:
+    lines = ["\b", "Environment variables (flags take precedence):"]
+    for name, default, doc in setting_help():
+        lines.append(f"  {name}  {doc} [default: {default or '-'}]")
+    return "\n".join(lines)
+
+
+def _load(**overrides: Any) -> Settings:
+    try:
+        return load_settings(os.environ, **overrides)
+    except InvalidSettings as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+_database_url = click.option(
+    "--database-url", help="Database URL (IMAGEJOBS_DATABASE_URL).", default=None
+)
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (IMAGEJOBS_DATA_DIR).",
+)
+
+
+@click.group(epilog=_settings_epilog())
+@click.version_option(__version__, prog_name="imagejobs")
+def main() -> None:
+    """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service."""
+
+
+@main.command(epilog=_settings_epilog())
+@click.option("--host", default=None, help="Address to listen on (IMAGEJOBS_HOST).")
+@click.option("--port", type=int, default=None, help="TCP port (IMAGEJOBS_PORT).")
+@click.option("--workers", type=int, default=None, help="Worker processes (IMAGEJOBS_WORKERS).")
+@_database_url
+@_data_dir
+@click.option("--demo", is_flag=True, help="Seed a demo project first if it has no jobs.")
+def serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    database_url: str | None,
+    data_dir: Path | None,
+    demo: bool,
+) -> None:
+    """Run the API server (migrates a SQLite database first)."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    from imagejobs.bootstrap import DEMO_PROJECT_ID, configure_logging, seed_demo
+    from imagejobs.storage.database import dialect_of
+    from imagejobs.storage.migrate import current_revision, head_revision, migrate
+
+    settings = _load(
+        host=host, port=port, workers=workers, database_url=database_url, data_dir=data_dir
+    )
+    configure_logging(settings.log_level)
+    try:
+        if dialect_of(settings.database_url) == "sqlite":
+            asyncio.run(migrate(settings.database_url))
+        elif asyncio.run(current_revision(settings.database_url)) != head_revision():
+            raise click.ClickException(
+                "the database schema is not up to date: run `imagejobs migrate` first"
+            )
+        if demo and asyncio.run(seed_demo(settings)):
+            click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot use the database: {exc}") from exc
+    if demo:
+        click.echo(_demo_instructions(settings, DEMO_PROJECT_ID), err=True)
+    os.environ.update(settings.to_environ())
+    Server(
+        "imagejobs.bootstrap:asgi_app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        factory=True,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+    ).serve()
+
+
+def _demo_instructions(settings: Settings, project_id: str) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    return f"""
+imagejobs is starting on {base}
+  API explorer:  {base}/docs
+  List jobs:     curl '{base}/v1/{project_id}/image-server-jobs?job_type=CREATE_SERVER&limit=3'
+  Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
+"""
+
+
+@main.command(epilog=_settings_epilog())
+@_database_url
+@_data_dir
+def migrate(database_url: str | None, data_dir: Path | None) -> None:
+    """Create or upgrade the database schema (idempotent)."""
+    from imagejobs.storage.migrate import head_revision
+    from imagejobs.storage.migrate import migrate as run_migrations
+
+    settings = _load(database_url=database_url, data_dir=data_dir)
+    try:
+        asyncio.run(run_migrations(settings.database_url))
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot migrate: {exc}") from exc
+    click.echo(f"Database is at schema revision {head_revision()}.")
+
+
+@main.command(epilog=_settings_epilog())
+@_database_url
+@_data_dir
+@click.option("--project-id", required=True, help="Project to fill (1 to 128 characters).")
+@click.option("--jobs", "job_count", type=click.IntRange(1, 50_000_000), required=True)
+@click.option(
+    "--sub-jobs", type=click.IntRange(0, 20), default=1, show_default=True, help="Sub-jobs per job."
+)
+@click.option("--random-seed", type=int, default=None, help="Make the data reproducible.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=30,
+    show_default=True,
+    help="Spread the jobs' begin times over this many days before now.",
+)
+def seed(
+    database_url: str | None,
+    data_dir: Path | None,
+    project_id: str,
+    job_count: int,
+    sub_jobs: int,
+    random_seed: int | None,
+    days: int,
+) -> None:
+    """Fill a project with realistic jobs of every type and status, for demos and benchmarks."""
+    from imagejobs.storage.migrate import migrate as run_migrations
+    from imagejobs.storage.seed import SeedPlan
+
+    if not 1 <= len(project_id) <= 128:
+        raise click.BadParameter("must be 1 to 128 characters", param_hint="--project-id")
+    settings = _load(database_url=database_url, data_dir=data_dir)
+    plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days)
+    try:
+        asyncio.run(run_migrations(settings.database_url))
+        asyncio.run(_seed(settings, plan))
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot seed: {exc}") from exc
+
+
+async def _seed(settings: Settings, plan: Any) -> None:
+    from imagejobs.bootstrap import open_database
+    from imagejobs.storage.seed import seed as run_seed
+
+    database = open_database(settings)
+    await database.open()
+    try:
+        with click.progressbar(
+            length=plan.jobs, label="Seeding jobs", file=sys.stderr, show_pos=True
+        ) as bar:
+            await run_seed(database, plan, progress=bar.update)
+    finally:
+        await database.close()
+    click.echo(f"Seeded {plan.jobs} jobs into project {plan.project_id}.", err=True)

@@ -1,0 +1,117 @@
+"""The one error tree. Every error the service can answer with lives here.
+
+Each class carries its HTTP status, a stable error code and a default message; the API
+edge maps any ``ImageJobsError`` to ``{"error_code", "error_msg"}`` in one place. Codes
+follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gateway's
+``APIGW.*`` codes from ``shared/spec/huaweicloud-auth.md`` §2.2.
+
+    ImageJobsError                       500 WKS.00211401
+    ├── InvalidParameter                 400 WKS.00211102
+    ├── AuthenticationFailed             401 APIGW.0301
+    ├── PermissionDenied                 403 WKS.00081102
+    ├── NotFound                         404 WKS.00211902
+    │   └── RouteNotFound                404 APIGW.0101
+    ├── MethodNotAllowed                 405 WKS.00000405
+    ├── Conflict                         409 WKS.00211103
+    ├── RequestTooLarge                  413 APIGW.0201
+    ├── InternalError                    500 WKS.00211401
+    ├── ServiceUnavailable               503 WKS.00050902
+    └── InvalidSettings                  (start-up only: a bad setting or flag)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ImageJobsError(Exception):
+    """The requested operation failed. Please try again later."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "WKS.00211401"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class InvalidParameter(ImageJobsError):
+    """The parameter is invalid."""
+
+    status = 400
+    code = "WKS.00211102"
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"The parameter is invalid: {parameter} {reason}")
+
+
+class AuthenticationFailed(ImageJobsError):
+    """Incorrect IAM authentication information: Unauthorized"""
+
+    status = 401
+    code = "APIGW.0301"
+
+    def __init__(self, detail: str = "Unauthorized") -> None:
+        super().__init__(f"Incorrect IAM authentication information: {detail}")
+
+
+class PermissionDenied(ImageJobsError):
+    """User does not have permission to access this resource."""
+
+    status = 403
+    code = "WKS.00081102"
+
+
+class NotFound(ImageJobsError):
+    """The resource does not exist."""
+
+    status = 404
+    code = "WKS.00211902"
+
+
+class RouteNotFound(NotFound):
+    """The API does not exist or has not been published in the environment."""
+
+    code = "APIGW.0101"
+
+
+class MethodNotAllowed(ImageJobsError):
+    """The method specified in the request is not allowed for this resource."""
+
+    status = 405
+    code = "WKS.00000405"
+
+
+class Conflict(ImageJobsError):
+    """The request could not be completed due to a conflict of the resource."""
+
+    status = 409
+    code = "WKS.00211103"
+
+
+class RequestTooLarge(ImageJobsError):
+    """Request entity too large."""
+
+    status = 413
+    code = "APIGW.0201"
+
+
+class InternalError(ImageJobsError):
+    """The requested operation failed. Please try again later."""
+
+
+class ServiceUnavailable(ImageJobsError):
+    """The service is now unavailable to process the request."""
+
+    status = 503
+    code = "WKS.00050902"
+
+
+class InvalidSettings(ImageJobsError):
+    """A setting is invalid."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        super().__init__(f"{name} {reason}")

@@ -1,0 +1,131 @@
+"""Request-parameter rules, each defined once: the API validates with them and the
+OpenAPI document is rendered from them, so the two cannot disagree.
+
+Limits and patterns come from spec §1.5 and §4 (``shared/spec/workspaceapp-image-api.md``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from imagejobs.domain.enums import QUERYABLE_JOB_TYPES, JobStatus, JobType, SubJobStatus
+from imagejobs.domain.errors import InvalidParameter
+
+Location = Literal["query", "path"]
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+@dataclass(frozen=True, slots=True)
+class IntegerParam:
+    name: str
+    minimum: int
+    maximum: int
+    default: int
+    description: str
+    location: Location = "query"
+    required: bool = False
+
+    def parse(self, raw: str | None) -> int:
+        if raw is None:
+            return self.default
+        # Only plain decimal digits: "1.5", "+5", " 5", "1e2" and "-1" are all refused.
+        if _DIGITS.fullmatch(raw) is None or not (self.minimum <= int(raw) <= self.maximum):
+            raise InvalidParameter(
+                self.name, f"must be an integer from {self.minimum} to {self.maximum}"
+            )
+        return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class EnumParam:
+    name: str
+    values: tuple[str, ...]
+    description: str
+    required: bool = False
+    location: Location = "query"
+
+    def parse(self, raw: str | None) -> str | None:
+        if raw is None or raw == "":
+            # The documented pattern ends in "?", so "" means "not given".
+            if self.required:
+                raise InvalidParameter(self.name, "is required")
+            return None
+        if raw not in self.values:
+            raise InvalidParameter(self.name, f"must be one of {', '.join(self.values)}")
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class EnumListParam:
+    """A comma-separated list of enum values (CountImageSubJobs ``job_type``)."""
+
+    name: str
+    values: tuple[str, ...]
+    max_length: int
+    description: str
+    location: Location = "query"
+    required: bool = False
+
+    def parse(self, raw: str | None) -> tuple[str, ...]:
+        if raw is None or raw == "":
+            return ()
+        if len(raw) > self.max_length:
+            raise InvalidParameter(self.name, f"must be at most {self.max_length} characters")
+        chosen: list[str] = []
+        for part in raw.split(","):
+            value = part.strip()
+            if value not in self.values:
+                raise InvalidParameter(
+                    self.name, f"must be a comma-separated list of {', '.join(self.values)}"
+                )
+            if value not in chosen:
+                chosen.append(value)
+        return tuple(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class StringParam:
+    name: str
+    min_length: int
+    max_length: int
+    description: str
+    location: Location = "query"
+    required: bool = False
+
+    def parse(self, raw: str | None) -> str | None:
+        if raw is None:
+            if self.required:
+                raise InvalidParameter(self.name, "is required")
+            return None
+        if not (self.min_length <= len(raw) <= self.max_length):
+            raise InvalidParameter(
+                self.name,
+                f"must be {self.min_length} to {self.max_length} characters long",
+            )
+        return raw
+
+
+Param = IntegerParam | EnumParam | EnumListParam | StringParam
+
+PROJECT_ID = StringParam(
+    "project_id", 1, 128, "Unique ID of a project.", location="path", required=True
+)
+JOB_ID_PATH = StringParam("job_id", 1, 128, "Job ID.", location="path", required=True)
+OFFSET = IntegerParam("offset", 0, 2_147_483_647, 0, "Query offset. The default value is 0.")
+LIMIT = IntegerParam(
+    "limit", 1, 100, 10, "Number of records to be queried, 1 to 100. The default value is 10."
+)
+_QUERYABLE = tuple(t.value for t in QUERYABLE_JOB_TYPES)
+JOB_TYPE = EnumParam("job_type", _QUERYABLE, "Task type.", required=True)
+JOB_STATUS = EnumParam("status", tuple(s.value for s in JobStatus), "Job status.")
+SUB_JOB_STATUS = EnumParam("status", tuple(s.value for s in SubJobStatus), "Sub-job status.")
+SUB_JOB_JOB_ID = StringParam("job_id", 0, 128, "Parent job ID.")
+JOB_TYPE_LIST = EnumListParam(
+    "job_type",
+    tuple(t.value for t in JobType),
+    128,
+    "Comma-separated task types; when absent, CREATE_SERVER, CREATE_SERVER_IMAGE and "
+    "DELETE_SERVER sub-jobs are counted.",
+)

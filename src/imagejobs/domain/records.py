@@ -1,0 +1,74 @@
+"""Immutable records the services hand out: jobs, sub-jobs and pages of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    project_id: str
+    job_type: JobType
+    status: JobStatus
+    begin_time: int  # epoch milliseconds
+    end_time: int | None
+    sub_jobs_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubJob:
+    id: int
+    job_id: int
+    project_id: str
+    job_type: JobType
+    status: SubJobStatus
+    begin_time: int
+    end_time: int | None
+    resource_id: str = ""
+    resource_name: str = ""
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job: Job
+    sub_jobs: Sequence[SubJob]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a filtered list; ``count`` is the total matching the filter."""
+
+    count: int
+    items: Sequence[T]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    offset: int = 0
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    job_type: JobType
+    status: JobStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubJobFilter:
+    """Sub-job filter; ``job_types`` empty means the three documented types (spec §4.4)."""
+
+    job_types: tuple[JobType, ...]
+    status: SubJobStatus | None = None
+    job_id: int | None = None
+    # True when the caller asked for a job_id that cannot exist: the answer is empty.
+    impossible: bool = False

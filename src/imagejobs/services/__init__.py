@@ -1,0 +1,14 @@
+"""Use cases, independent of how they are shown (REST API, console, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagejobs.services.jobs import JobService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every use case the adapters (API, console, CLI) may call."""
+
+    jobs: JobService

@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, the database adapters and the stores (the only SQL)."""

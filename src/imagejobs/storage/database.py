@@ -1,0 +1,260 @@
+"""A small async database seam over two drivers: stdlib ``sqlite3`` and ``asyncpg``.
+
+Stores write SQL once with ``:name`` parameters (``Statement``) and run it through a
+``Database``; the two adapters differ only in how they execute it.
+
+SQLite statements run inline on the event loop: an indexed read takes tens of
+microseconds, far less than a hop to a thread would cost (ARCHITECTURE.md #4). Reads use
+their own connection (WAL readers never wait for writers); writes use a second
+connection behind an ``asyncio.Lock``, so transactions of concurrent coroutines never
+interleave on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import asyncpg
+
+from imagejobs.domain.errors import ServiceUnavailable
+
+Row = Sequence[Any]
+Params = Mapping[str, Any]
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement with ``:name`` parameters, compiled for each driver once."""
+
+    text: str
+    names: tuple[str, ...] = field(init=False)
+    sqlite: str = field(init=False)
+    postgres: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+            return f"{{{names.index(name) + 1}}}"
+
+        template = _NAMED_PARAM.sub(number, self.text)
+        object.__setattr__(self, "names", tuple(names))
+        object.__setattr__(self, "sqlite", re.sub(r"\{(\d+)\}", r"?\1", template))
+        object.__setattr__(self, "postgres", re.sub(r"\{(\d+)\}", r"$\1", template))
+
+    def args(self, params: Params) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.names)
+
+
+class Transaction(ABC):
+    @abstractmethod
+    async def execute(self, statement: Statement, params: Params) -> None: ...
+
+    @abstractmethod
+    async def execute_many(self, statement: Statement, rows: Iterable[Params]) -> None: ...
+
+    @abstractmethod
+    async def execute_rows(self, statement: Statement, rows: Iterable[Sequence[Any]]) -> None:
+        """Run ``statement`` once per row, each row giving the parameters positionally."""
+
+    @abstractmethod
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]: ...
+
+
+class Database(ABC):
+    dialect: ClassVar[str]
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect; called once before any other method."""
+
+    @abstractmethod
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        """Run one read statement (its own snapshot) and return all rows."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+# --- SQLite -----------------------------------------------------------------------------
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` -> a path."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def connect_sqlite(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+    connection.execute("PRAGMA temp_store=MEMORY")
+    return connection
+
+
+class _SqliteTransaction(Transaction):
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Statement, params: Params) -> None:
+        self._connection.execute(statement.sqlite, statement.args(params))
+
+    async def execute_many(self, statement: Statement, rows: Iterable[Params]) -> None:
+        self._connection.executemany(statement.sqlite, (statement.args(r) for r in rows))
+
+    async def execute_rows(self, statement: Statement, rows: Iterable[Sequence[Any]]) -> None:
+        self._connection.executemany(statement.sqlite, rows)
+
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        return self._connection.execute(statement.sqlite, statement.args(params)).fetchall()
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._reader: sqlite3.Connection
+        self._writer: sqlite3.Connection
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._reader = connect_sqlite(self.path, synchronous=self._synchronous)
+        self._writer = connect_sqlite(self.path, synchronous=self._synchronous)
+
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        try:
+            return self._reader.execute(statement.sqlite, statement.args(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise ServiceUnavailable() from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past busy_timeout
+                raise ServiceUnavailable() from exc
+            try:
+                yield _SqliteTransaction(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    async def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+# Failures that mean "the database is not reachable now", answered with 503.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+)
+
+
+class _PostgresTransaction(Transaction):
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Statement, params: Params) -> None:
+        await self._connection.execute(statement.postgres, *statement.args(params))
+
+    async def execute_many(self, statement: Statement, rows: Iterable[Params]) -> None:
+        await self._connection.executemany(statement.postgres, [statement.args(r) for r in rows])
+
+    async def execute_rows(self, statement: Statement, rows: Iterable[Sequence[Any]]) -> None:
+        await self._connection.executemany(statement.postgres, list(rows))
+
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        rows: list[Row] = await self._connection.fetch(statement.postgres, *statement.args(params))
+        return rows
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self._dsn = postgres_dsn(url)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_size, max_size=self._max_size
+            )
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        try:
+            rows: list[Row] = await self._pool.fetch(statement.postgres, *statement.args(params))
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+        return rows
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                yield _PostgresTransaction(connection)
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def postgres_dsn(url: str) -> str:
+    """Accept SQLAlchemy-style ``postgresql+asyncpg://`` as well as plain ``postgresql://``."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def dialect_of(url: str) -> str:
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    if re.match(r"^postgres(ql)?(\+\w+)?://", url):
+        return "postgresql"
+    raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
+
+
+def database_for(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
+    """An unopened database for ``url``: call ``await db.open()`` inside the event loop."""
+    if dialect_of(url) == "sqlite":
+        return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
+    return PostgresDatabase(url)

@@ -1,0 +1,322 @@
+"""The job store: every SQL statement that reads or writes jobs, sub-jobs and counters.
+
+Each list answers with one statement, so its ``count`` and its page come from one
+snapshot. Counts come from ``job_counters`` (kept in the same transaction as every row
+change), and pages are a deferred join over a covering index: the page's ids are found in
+the index alone, then only those rows are read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+from imagejobs.domain.enums import QUERYABLE_JOB_TYPES, JobStatus, JobType, SubJobStatus
+from imagejobs.domain.records import (
+    Job,
+    JobDetail,
+    JobFilter,
+    Page,
+    PageRequest,
+    SubJob,
+    SubJobFilter,
+)
+from imagejobs.storage.database import Database, Row, Statement, Transaction
+
+_JOB_COLUMNS = "id, job_type, status, begin_time, end_time, sub_jobs_total"
+_SUB_JOB_COLUMNS = (
+    "id, job_id, job_type, status, begin_time, end_time,"
+    " resource_id, resource_name, error_code, error_message"
+)
+
+INSERT_JOB = Statement(
+    "INSERT INTO jobs (id, project_id, job_type, status, begin_time, end_time, sub_jobs_total)"
+    " VALUES (:id, :project_id, :job_type, :status, :begin_time, :end_time, :sub_jobs_total)"
+)
+INSERT_SUB_JOB = Statement(
+    "INSERT INTO sub_jobs (id, job_id, project_id, job_type, status, begin_time, end_time,"
+    " resource_id, resource_name, error_code, error_message)"
+    " VALUES (:id, :job_id, :project_id, :job_type, :status, :begin_time, :end_time,"
+    " :resource_id, :resource_name, :error_code, :error_message)"
+)
+ADD_TO_COUNTER = Statement(
+    "INSERT INTO job_counters (project_id, scope, job_type, status, n)"
+    " VALUES (:project_id, :scope, :job_type, :status, :delta)"
+    " ON CONFLICT (project_id, scope, job_type, status)"
+    " DO UPDATE SET n = job_counters.n + excluded.n"
+)
+SUBTRACT_SUB_JOBS_TOTAL = Statement(
+    "UPDATE jobs SET sub_jobs_total = sub_jobs_total - :removed"
+    " WHERE project_id = :project_id AND id = :job_id"
+)
+GET_JOB_WITH_SUB_JOBS = Statement(
+    "SELECT j.id, j.job_type, j.status, j.begin_time, j.end_time, j.sub_jobs_total,"
+    " s.id, s.job_type, s.status, s.begin_time, s.end_time,"
+    " s.resource_id, s.resource_name, s.error_code, s.error_message"
+    " FROM jobs AS j LEFT JOIN sub_jobs AS s ON s.job_id = j.id"
+    " WHERE j.project_id = :project_id AND j.id = :job_id"
+    " ORDER BY s.id"
+)
+
+
+def _total(scope_filter: str) -> str:
+    return (
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS total FROM job_counters"
+        f" WHERE project_id = :project_id AND {scope_filter}"
+    )
+
+
+def _in_list(column: str, prefix: str, size: int) -> str:
+    return f"{column} IN ({', '.join(f':{prefix}{i}' for i in range(size))})"
+
+
+@cache
+def list_jobs_statement(with_status: bool) -> Statement:
+    status = " AND status = :status" if with_status else ""
+    total = _total("scope = 'job' AND job_type = :job_type" + status)
+    return Statement(
+        f"SELECT c.total, j.{_JOB_COLUMNS.replace(', ', ', j.')}"
+        f" FROM ({total}) AS c"
+        " LEFT JOIN (SELECT id FROM jobs"
+        f" WHERE project_id = :project_id AND job_type = :job_type{status}"
+        " ORDER BY id DESC LIMIT :limit OFFSET :offset) AS page ON 1 = 1"
+        " LEFT JOIN jobs AS j ON j.id = page.id"
+        " ORDER BY j.id DESC"
+    )
+
+
+def _sub_job_conditions(type_count: int, with_status: bool, with_job_id: bool) -> str:
+    conditions = ["project_id = :project_id", _in_list("job_type", "job_type", type_count)]
+    if with_status:
+        conditions.append("status = :status")
+    if with_job_id:
+        conditions.append("job_id = :job_id")
+    return " AND ".join(conditions)
+
+
+@cache
+def count_sub_jobs_statement(type_count: int, with_status: bool, with_job_id: bool) -> Statement:
+    if with_job_id:
+        # A job has a handful of sub-jobs: counting its rows is cheap and exact.
+        where = _sub_job_conditions(type_count, with_status, with_job_id)
+        return Statement(f"SELECT COUNT(*) AS total FROM sub_jobs WHERE {where}")
+    status = " AND status = :status" if with_status else ""
+    types = _in_list("job_type", "job_type", type_count)
+    return Statement(_total(f"scope = 'sub_job' AND {types}{status}"))
+
+
+@cache
+def list_sub_jobs_statement(type_count: int, with_status: bool, with_job_id: bool) -> Statement:
+    where = _sub_job_conditions(type_count, with_status, with_job_id)
+    columns = ", ".join(f"s.{c}" for c in _SUB_JOB_COLUMNS.split(", "))
+    count = count_sub_jobs_statement(type_count, with_status, with_job_id).text
+    return Statement(
+        f"SELECT c.total, {columns}"
+        f" FROM ({count}) AS c"
+        f" LEFT JOIN (SELECT id FROM sub_jobs WHERE {where}"
+        " ORDER BY id DESC LIMIT :limit OFFSET :offset) AS page ON 1 = 1"
+        " LEFT JOIN sub_jobs AS s ON s.id = page.id"
+        " ORDER BY s.id DESC"
+    )
+
+
+@cache
+def delete_finished_sub_jobs_statement(id_count: int) -> Statement:
+    return Statement(
+        "DELETE FROM sub_jobs WHERE project_id = :project_id"
+        f" AND {_in_list('id', 'id', id_count)} AND status IN ('SUCCESS', 'FAILED')"
+        " RETURNING job_id, job_type, status"
+    )
+
+
+def _job(project_id: str, row: Row, offset: int = 0) -> Job:
+    return Job(
+        id=row[offset],
+        project_id=project_id,
+        job_type=JobType(row[offset + 1]),
+        status=JobStatus(row[offset + 2]),
+        begin_time=row[offset + 3],
+        end_time=row[offset + 4],
+        sub_jobs_total=row[offset + 5],
+    )
+
+
+def _sub_job(project_id: str, row: Row, offset: int, job_id: int | None = None) -> SubJob:
+    # With ``job_id`` given the row has no job_id column (it is the parent's).
+    shift = 0 if job_id is None else -1
+    return SubJob(
+        id=row[offset],
+        job_id=row[offset + 1] if job_id is None else job_id,
+        project_id=project_id,
+        job_type=JobType(row[offset + 2 + shift]),
+        status=SubJobStatus(row[offset + 3 + shift]),
+        begin_time=row[offset + 4 + shift],
+        end_time=row[offset + 5 + shift],
+        resource_id=row[offset + 6 + shift],
+        resource_name=row[offset + 7 + shift],
+        error_code=row[offset + 8 + shift],
+        error_message=row[offset + 9 + shift],
+    )
+
+
+CounterKey = tuple[str, str, str, str]  # project_id, scope, job_type, status
+
+
+async def apply_counter_deltas(tx: Transaction, deltas: Counter[CounterKey]) -> None:
+    """Apply counter changes in key order, so concurrent writers never deadlock."""
+    rows = [
+        {"project_id": p, "scope": s, "job_type": t, "status": st, "delta": d}
+        for (p, s, t, st), d in sorted(deltas.items())
+        if d
+    ]
+    if rows:
+        await tx.execute_many(ADD_TO_COUNTER, rows)
+
+
+class SqlJobStore:
+    """``JobStore`` on SQLite or PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def list_jobs(
+        self, project_id: str, job_filter: JobFilter, page: PageRequest
+    ) -> Page[Job]:
+        params: dict[str, Any] = {
+            "project_id": project_id,
+            "job_type": job_filter.job_type.value,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
+        if job_filter.status is not None:
+            params["status"] = job_filter.status.value
+        rows = await self._db.fetch(list_jobs_statement(job_filter.status is not None), params)
+        items = [_job(project_id, row, 1) for row in rows if row[1] is not None]
+        return Page(count=rows[0][0], items=items)
+
+    async def get_job(self, project_id: str, job_id: int) -> JobDetail | None:
+        rows = await self._db.fetch(
+            GET_JOB_WITH_SUB_JOBS, {"project_id": project_id, "job_id": job_id}
+        )
+        if not rows:
+            return None
+        job = _job(project_id, rows[0])
+        sub_jobs = [_sub_job(project_id, row, 6, job.id) for row in rows if row[6] is not None]
+        return JobDetail(job=job, sub_jobs=sub_jobs)
+
+    def _sub_job_params(self, project_id: str, sub_job_filter: SubJobFilter) -> dict[str, Any]:
+        types = sub_job_filter.job_types or QUERYABLE_JOB_TYPES
+        params: dict[str, Any] = {"project_id": project_id}
+        params.update({f"job_type{i}": t.value for i, t in enumerate(types)})
+        if sub_job_filter.status is not None:
+            params["status"] = sub_job_filter.status.value
+        if sub_job_filter.job_id is not None:
+            params["job_id"] = sub_job_filter.job_id
+        return params
+
+    @staticmethod
+    def _shape(sub_job_filter: SubJobFilter) -> tuple[int, bool, bool]:
+        return (
+            len(sub_job_filter.job_types or QUERYABLE_JOB_TYPES),
+            sub_job_filter.status is not None,
+            sub_job_filter.job_id is not None,
+        )
+
+    async def list_sub_jobs(
+        self, project_id: str, sub_job_filter: SubJobFilter, page: PageRequest
+    ) -> Page[SubJob]:
+        if sub_job_filter.impossible:
+            return Page(count=0, items=[])
+        params = self._sub_job_params(project_id, sub_job_filter)
+        params["limit"] = page.limit
+        params["offset"] = page.offset
+        rows = await self._db.fetch(list_sub_jobs_statement(*self._shape(sub_job_filter)), params)
+        items = [_sub_job(project_id, row, 1) for row in rows if row[1] is not None]
+        return Page(count=rows[0][0], items=items)
+
+    async def count_sub_jobs(self, project_id: str, sub_job_filter: SubJobFilter) -> int:
+        if sub_job_filter.impossible:
+            return 0
+        rows = await self._db.fetch(
+            count_sub_jobs_statement(*self._shape(sub_job_filter)),
+            self._sub_job_params(project_id, sub_job_filter),
+        )
+        total: int = rows[0][0]
+        return total
+
+    async def delete_finished_sub_jobs(self, project_id: str, sub_job_ids: Sequence[int]) -> int:
+        ids = sorted(set(sub_job_ids))
+        if not ids:
+            return 0
+        params: dict[str, Any] = {"project_id": project_id}
+        params.update({f"id{i}": sub_job_id for i, sub_job_id in enumerate(ids)})
+        async with self._db.transaction() as tx:
+            deleted = await tx.fetch(delete_finished_sub_jobs_statement(len(ids)), params)
+            removed_per_job = Counter(row[0] for row in deleted)
+            for job_id, removed in sorted(removed_per_job.items()):
+                await tx.execute(
+                    SUBTRACT_SUB_JOBS_TOTAL,
+                    {"project_id": project_id, "job_id": job_id, "removed": removed},
+                )
+            await apply_counter_deltas(tx, _negated_counts(project_id, deleted))
+        return len(deleted)
+
+    async def insert_jobs(self, jobs: Sequence[JobDetail]) -> None:
+        async with self._db.transaction() as tx:
+            await insert_jobs(tx, jobs)
+
+
+def _negated_counts(project_id: str, deleted: Iterable[Row]) -> Counter[CounterKey]:
+    deltas: Counter[CounterKey] = Counter()
+    for row in deleted:
+        deltas[(project_id, "sub_job", row[1], row[2])] -= 1
+    return deltas
+
+
+def job_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "project_id": job.project_id,
+        "job_type": job.job_type.value,
+        "status": job.status.value,
+        "begin_time": job.begin_time,
+        "end_time": job.end_time,
+        "sub_jobs_total": job.sub_jobs_total,
+    }
+
+
+def sub_job_row(sub_job: SubJob) -> dict[str, Any]:
+    return {
+        "id": sub_job.id,
+        "job_id": sub_job.job_id,
+        "project_id": sub_job.project_id,
+        "job_type": sub_job.job_type.value,
+        "status": sub_job.status.value,
+        "begin_time": sub_job.begin_time,
+        "end_time": sub_job.end_time,
+        "resource_id": sub_job.resource_id,
+        "resource_name": sub_job.resource_name,
+        "error_code": sub_job.error_code,
+        "error_message": sub_job.error_message,
+    }
+
+
+def counter_deltas_for(jobs: Iterable[JobDetail]) -> Counter[CounterKey]:
+    deltas: Counter[CounterKey] = Counter()
+    for detail in jobs:
+        job = detail.job
+        deltas[(job.project_id, "job", job.job_type.value, job.status.value)] += 1
+        for sub in detail.sub_jobs:
+            deltas[(sub.project_id, "sub_job", sub.job_type.value, sub.status.value)] += 1
+    return deltas
+
+
+async def insert_jobs(tx: Transaction, jobs: Sequence[JobDetail]) -> None:
+    """Insert jobs, their sub-jobs and the matching counter increments in ``tx``."""
+    await tx.execute_many(INSERT_JOB, [job_row(d.job) for d in jobs])
+    sub_rows = [sub_job_row(s) for d in jobs for s in d.sub_jobs]
+    if sub_rows:
+        await tx.execute_many(INSERT_SUB_JOB, sub_rows)
+    await apply_counter_deltas(tx, counter_deltas_for(jobs))

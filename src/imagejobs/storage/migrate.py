@@ -1,0 +1,86 @@
+"""Schema migrations: Alembic run programmatically on either dialect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from imagejobs.storage.database import dialect_of, postgres_dsn, sqlite_path
+
+_SCRIPTS = Path(__file__).parent / "migrations"
+# Any fixed number: concurrent `migrate` runs on one PostgreSQL database take turns.
+_PG_MIGRATION_LOCK = 7_296_240_001
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+    command.upgrade(_config(connection), "head")
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def sqlalchemy_url(url: str) -> str:
+    if dialect_of(url) == "sqlite":
+        return f"sqlite:///{sqlite_path(url)}"
+    return postgres_dsn(url).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (idempotent)."""
+    if dialect_of(url) == "sqlite":
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            with engine.begin() as connection:
+                _upgrade(connection)
+        finally:
+            engine.dispose()
+        return
+    async_engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with async_engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+    finally:
+        await async_engine.dispose()
+
+
+async def current_revision(url: str) -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    if dialect_of(url) == "sqlite":
+        if not sqlite_path(url).exists():
+            return None
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            with engine.connect() as connection:
+                return _current(connection)
+        finally:
+            engine.dispose()
+    async_engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with async_engine.connect() as connection:
+            return await connection.run_sync(_current)
+    finally:
+        await async_engine.dispose()

@@ -1,0 +1,185 @@
+"""Shared fixtures: a database URL per dialect, stores on it, and a real server process.
+
+PostgreSQL tests use ``IMAGEJOBS_TEST_POSTGRES_URL`` (default: the local trust-auth server).
+When it is unreachable they skip with the reason, unless ``IMAGEJOBS_REQUIRE_POSTGRES=1``
+(set by CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from imagejobs.storage.database import Database, database_for
+from imagejobs.storage.job_store import SqlJobStore
+from imagejobs.storage.migrate import migrate
+
+POSTGRES_URL = os.environ.get(
+    "IMAGEJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("IMAGEJOBS_REQUIRE_POSTGRES") == "1"
+_names = itertools.count()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _admin_url(database: str) -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database; each test clones it (fast, isolated)."""
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc.__class__.__name__})"
+        if REQUIRE_POSTGRES:
+            pytest.fail(reason + " and IMAGEJOBS_REQUIRE_POSTGRES=1")
+        pytest.skip(reason + "; set IMAGEJOBS_TEST_POSTGRES_URL to run these tests")
+    name = f"imagejobs_template_{os.getpid()}"
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    asyncio.run(migrate(_admin_url(name)))
+    yield name
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    name = f"imagejobs_test_{os.getpid()}_{next(_names)}"
+    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}"))
+    yield _admin_url(name)
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+    asyncio.run(migrate(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database of each dialect."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = database_for(database_url)
+    await db.open()
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def store(database: Database) -> SqlJobStore:
+    return SqlJobStore(database)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``imagejobs serve`` in a child process, as a user runs it."""
+
+    def __init__(self, database_url: str, data_dir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "server.log"
+        env = {**os.environ, "IMAGEJOBS_LOG_LEVEL": "warning"}
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imagejobs", "serve", "--port", str(self.port),
+             "--database-url", database_url, "--data-dir", str(data_dir), *extra],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                httpx.get(self.base_url + "/openapi.json", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(database_url, tmp_path)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def live_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database shared by one module's tests; each test works in its own project."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'imagejobs.db'}"
+        asyncio.run(migrate(url))
+        yield url
+        return
+    template: str = request.getfixturevalue("postgres_template")
+    name = f"imagejobs_live_{os.getpid()}_{next(_names)}"
+    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield _admin_url(name)
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    live_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    process = ServerProcess(live_database_url, tmp_path_factory.mktemp("server"))
+    yield process
+    process.stop()
