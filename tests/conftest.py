@@ -120,8 +120,19 @@ class ServerProcess:
         env = {**os.environ, "IMAGEJOBS_LOG_LEVEL": "warning"}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "imagejobs", "serve", "--port", str(self.port),
-             "--database-url", database_url, "--data-dir", str(data_dir), *extra],
+            [
+                sys.executable,
+                "-m",
+                "imagejobs",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database-url",
+                database_url,
+                "--data-dir",
+                str(data_dir),
+                *extra,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -183,3 +194,23 @@ def live_server(
     process = ServerProcess(live_database_url, tmp_path_factory.mktemp("server"))
     yield process
     process.stop()
+
+
+# --- CI guard: with IMAGEJOBS_REQUIRE_POSTGRES=1, a skipped PostgreSQL test fails the run.
+_postgres_outcomes: dict[str, int] = {"passed": 0, "skipped": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "postgres" in report.keywords and report.when in ("setup", "call"):
+        if report.skipped:
+            _postgres_outcomes["skipped"] += 1
+        elif report.passed and report.when == "call":
+            _postgres_outcomes["passed"] += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not REQUIRE_POSTGRES or session.config.option.collectonly:
+        return
+    if _postgres_outcomes["skipped"] or not _postgres_outcomes["passed"]:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nIMAGEJOBS_REQUIRE_POSTGRES=1 but PostgreSQL tests: {_postgres_outcomes}")

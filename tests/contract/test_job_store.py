@@ -172,22 +172,29 @@ async def test_counts_always_match_the_rows(store: SqlJobStore) -> None:
     for _ in range(40):
         statuses = [rng.choice(list(SubJobStatus)) for _ in range(rng.randint(0, 3))]
         details.append(
-            make_job(project, rng.choice(ALL_TYPES), rng.choice(list(JobStatus)),
-                     sub_statuses=statuses or None, sub_jobs=0 if not statuses else 1)
+            make_job(
+                project,
+                rng.choice(ALL_TYPES),
+                rng.choice(list(JobStatus)),
+                sub_statuses=statuses or None,
+                sub_jobs=0 if not statuses else 1,
+            )
         )
     await store.insert_jobs(details)
     all_subs = [s for d in details for s in d.sub_jobs]
     doomed = rng.sample([s.id for s in all_subs], k=len(all_subs) // 2)
     await store.delete_finished_sub_jobs(project, doomed)
     remaining = [
-        s for s in all_subs
+        s
+        for s in all_subs
         if s.id not in doomed or s.status not in (SubJobStatus.SUCCESS, SubJobStatus.FAILED)
     ]
 
     for job_type in ALL_TYPES:
         for status in [None, *SubJobStatus]:
             expected = [
-                s for s in remaining
+                s
+                for s in remaining
                 if s.job_type is job_type and (status is None or s.status is status)
             ]
             flt = SubJobFilter((job_type,), status)

@@ -113,6 +113,23 @@ def connect_sqlite(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connec
     return connection
 
 
+# Result codes that mean "not now" (a lock held too long, the disk), answered with 503.
+_SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+
+
 class _SqliteTransaction(Transaction):
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -148,7 +165,9 @@ class SqliteDatabase(Database):
         try:
             return self._reader.execute(statement.sqlite, statement.args(params)).fetchall()
         except sqlite3.OperationalError as exc:
-            raise ServiceUnavailable() from exc
+            if _unavailable(exc):
+                raise ServiceUnavailable() from exc
+            raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -156,13 +175,20 @@ class SqliteDatabase(Database):
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # locked past busy_timeout
-                raise ServiceUnavailable() from exc
+                if _unavailable(exc):
+                    raise ServiceUnavailable() from exc
+                raise
             try:
                 yield _SqliteTransaction(self._writer)
+                self._writer.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._writer.execute("ROLLBACK")
+                if _unavailable(exc):
+                    raise ServiceUnavailable() from exc
+                raise
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
-            self._writer.execute("COMMIT")
 
     async def close(self) -> None:
         self._reader.close()

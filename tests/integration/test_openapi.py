@@ -1,0 +1,179 @@
+"""The served OpenAPI document and the server's behaviour agree, operation by operation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+
+from imagejobs.api.operations import OPERATIONS
+from tests.conftest import ServerProcess
+from tests.factories import make_job, new_project, write_jobs
+
+
+@pytest.fixture(scope="module")
+def document(live_server: ServerProcess) -> dict[str, Any]:
+    response = httpx.get(live_server.base_url + "/openapi.json")
+    assert response.status_code == 200
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method.upper(), op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+    ]
+
+
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for ``schema`` whose ``#/components/...`` refs resolve in ``document``."""
+    registry: Registry = Registry().with_resource(
+        "urn:doc", Resource.from_contents({**document, "$schema": _DRAFT})
+    )
+    return Draft202012Validator(_rebase(schema), registry=registry)
+
+
+def _rebase(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: ("urn:doc" + v if k == "$ref" else _rebase(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase(v) for v in node]
+    return node
+
+
+def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_document_lists_exactly_the_served_operations(document: dict[str, Any]) -> None:
+    documented = {(path, method) for path, method, _ in _operations(document)}
+    assert documented == {(op.path, op.method) for op in OPERATIONS}
+    assert {op["operationId"] for _, _, op in _operations(document)} == {
+        "ListImageJobs",
+        "ShowImageJob",
+        "ListImageSubJobs",
+        "CountImageSubJobs",
+        "BatchDeleteImageSubJobs",
+    }
+
+
+def _valid_value(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return str(schema["enum"][0])
+    if schema["type"] == "integer":
+        return str(schema["minimum"])
+    return "CREATE_SERVER" if "pattern" in schema else "x"
+
+
+def _url(base: str, path: str, project: str, job_id: str) -> str:
+    return base + path.replace("{project_id}", project).replace("{job_id}", job_id)
+
+
+def test_valid_requests_answer_the_documented_200_body(
+    live_server: ServerProcess, live_database_url: str, document: dict[str, Any]
+) -> None:
+    project = new_project()
+    detail = make_job(project, sub_jobs=2)
+    write_jobs(live_database_url, [detail])
+    for path, method, op in _operations(document):
+        query = {
+            p["name"]: _valid_value(p["schema"])
+            for p in op["parameters"]
+            if p["in"] == "query" and p["required"]
+        }
+        body = {"items": [str(detail.sub_jobs[0].id)]} if "requestBody" in op else None
+        response = httpx.request(
+            method,
+            _url(live_server.base_url, path, project, str(detail.job.id)),
+            params=query,
+            json=body,
+        )
+        assert response.status_code == 200, (op["operationId"], response.text)
+        ok = op["responses"]["200"]
+        if "content" in ok:
+            schema = ok["content"]["application/json"]["schema"]
+            _validator(document, schema).validate(response.json())
+        else:
+            assert response.content == b""
+
+
+def _invalid_values(schema: dict[str, Any]) -> list[str]:
+    if "enum" in schema:
+        return [schema["enum"][0].lower() + "_NOT"]
+    if schema["type"] == "integer":
+        return [str(schema["minimum"] - 1), str(schema["maximum"] + 1), "abc", "1.5"]
+    if "pattern" in schema:
+        return ["NOT_A_TYPE"]
+    if schema.get("maxLength") is not None and schema["maxLength"] < 1000:
+        return ["x" * (schema["maxLength"] + 1)]
+    return []
+
+
+def test_every_documented_constraint_is_enforced(
+    live_server: ServerProcess, document: dict[str, Any]
+) -> None:
+    project = new_project()
+    checked = 0
+    for path, method, op in _operations(document):
+        base_query = {
+            p["name"]: _valid_value(p["schema"])
+            for p in op["parameters"]
+            if p["in"] == "query" and p["required"]
+        }
+        body = {"items": ["702364883651395584"]} if "requestBody" in op else None
+        for param in op["parameters"]:
+            if param["in"] != "query":
+                continue
+            for bad in _invalid_values(param["schema"]):
+                response = httpx.request(
+                    method,
+                    _url(live_server.base_url, path, project, "1"),
+                    params={**base_query, param["name"]: bad},
+                    json=body,
+                )
+                assert response.status_code == 400, (op["operationId"], param["name"], bad)
+                assert param["name"] in response.json()["error_msg"]
+                assert "400" in op["responses"]
+                checked += 1
+            if param["required"]:
+                query = {k: v for k, v in base_query.items() if k != param["name"]}
+                response = httpx.request(
+                    method, _url(live_server.base_url, path, project, "1"), params=query
+                )
+                assert response.status_code == 400
+                checked += 1
+    assert checked >= 20
+
+
+def test_error_examples_match_what_the_server_sends(
+    live_server: ServerProcess, document: dict[str, Any]
+) -> None:
+    op = document["paths"]["/v1/{project_id}/image-server-jobs"]["get"]
+    response = httpx.get(live_server.base_url + f"/v1/{new_project()}/image-server-jobs")
+    example = op["responses"]["400"]["content"]["application/json"]["example"]
+    assert response.json()["error_code"] == example["error_code"]
+    error_schema = op["responses"]["400"]["content"]["application/json"]["schema"]
+    _validator(document, error_schema).validate(response.json())
+
+
+def test_docs_page_and_its_assets_are_served_locally(live_server: ServerProcess) -> None:
+    page = httpx.get(live_server.base_url + "/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', page.text)
+    assert len(assets) == 2
+    assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page.text))
+    for asset in assets:
+        response = httpx.get(live_server.base_url + asset)
+        assert response.status_code == 200
+        assert len(response.content) > 10_000

@@ -1,0 +1,65 @@
+"""Parameter rules: what a user may send, and the error that names what was wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagejobs.domain import params as p
+from imagejobs.domain.errors import InvalidParameter
+
+
+@pytest.mark.parametrize("raw", ["0", "101", "-1", "abc", "1.5", "", " 5", "+5", "1e2", "9" * 30])
+def test_limit_rejects_everything_but_1_to_100(raw: str) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        p.LIMIT.parse(raw)
+    assert caught.value.parameter == "limit"
+    assert "limit" in caught.value.message
+
+
+@pytest.mark.parametrize(("raw", "value"), [(None, 10), ("1", 1), ("100", 100), ("007", 7)])
+def test_limit_accepts_its_range_and_defaults_to_10(raw: str | None, value: int) -> None:
+    assert p.LIMIT.parse(raw) == value
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [("0", True), ("2147483647", True), ("2147483648", False), ("-1", False), (None, True)],
+)
+def test_offset_range(raw: str | None, ok: bool) -> None:
+    if ok:
+        assert p.OFFSET.parse(raw) == int(raw or 0)
+    else:
+        with pytest.raises(InvalidParameter, match="offset"):
+            p.OFFSET.parse(raw)
+
+
+@pytest.mark.parametrize("raw", [None, "", "createServer", "create_server", "BUILD_IMAGE", "X"])
+def test_job_type_is_mandatory_and_exact(raw: str | None) -> None:
+    with pytest.raises(InvalidParameter, match="job_type"):
+        p.JOB_TYPE.parse(raw)
+
+
+def test_status_empty_means_no_filter() -> None:
+    assert p.JOB_STATUS.parse("") is None
+    assert p.JOB_STATUS.parse("RUNNING") == "RUNNING"
+    with pytest.raises(InvalidParameter, match="status"):
+        p.JOB_STATUS.parse("ROLLBACK")  # a sub-job status, not a job status
+    assert p.SUB_JOB_STATUS.parse("ROLLBACK") == "ROLLBACK"
+
+
+def test_job_type_list_is_comma_separated_and_deduplicated() -> None:
+    assert p.JOB_TYPE_LIST.parse("CREATE_SERVER,DELETE_SERVER,CREATE_SERVER") == (
+        "CREATE_SERVER",
+        "DELETE_SERVER",
+    )
+    assert p.JOB_TYPE_LIST.parse(None) == ()
+    with pytest.raises(InvalidParameter, match="job_type"):
+        p.JOB_TYPE_LIST.parse("CREATE_SERVER,NOPE")
+    with pytest.raises(InvalidParameter, match="job_type"):
+        p.JOB_TYPE_LIST.parse(",".join(["CREATE_SERVER"] * 20))  # over 128 characters
+
+
+def test_project_id_length() -> None:
+    assert p.PROJECT_ID.parse("a" * 128) == "a" * 128
+    with pytest.raises(InvalidParameter, match="project_id"):
+        p.PROJECT_ID.parse("a" * 129)
