@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -11,6 +12,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     text,
 )
 
@@ -69,4 +72,170 @@ job_counters = Table(
     Column("job_type", String(32), primary_key=True),
     Column("status", String(16), primary_key=True),
     Column("n", BigInteger, nullable=False),
+)
+
+# --- identity (IAM) ----------------------------------------------------------------------
+
+Bool = Boolean()
+
+iam_accounts = Table(
+    "iam_accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("enabled", Bool, nullable=False, server_default=text("TRUE")),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+iam_projects = Table(
+    "iam_projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "account_id",
+        String(32),
+        ForeignKey("iam_accounts.id", ondelete="CASCADE", name="fk_iam_projects_account"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_iam_projects_account_name"),
+)
+
+iam_users = Table(
+    "iam_users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "account_id",
+        String(32),
+        ForeignKey("iam_accounts.id", ondelete="CASCADE", name="fk_iam_users_account"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_root", Bool, nullable=False, server_default=text("FALSE")),
+    Column("enabled", Bool, nullable=False, server_default=text("TRUE")),
+    # Bumped on every password change; tokens carry the version they were issued under.
+    Column("password_version", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_iam_users_account_name"),
+)
+
+iam_groups = Table(
+    "iam_groups",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "account_id",
+        String(32),
+        ForeignKey("iam_accounts.id", ondelete="CASCADE", name="fk_iam_groups_account"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_iam_groups_account_name"),
+)
+
+iam_group_members = Table(
+    "iam_group_members",
+    metadata,
+    Column(
+        "group_id",
+        String(32),
+        ForeignKey("iam_groups.id", ondelete="CASCADE", name="fk_iam_group_members_group"),
+        primary_key=True,
+    ),
+    Column(
+        "user_id",
+        String(32),
+        ForeignKey("iam_users.id", ondelete="CASCADE", name="fk_iam_group_members_user"),
+        primary_key=True,
+    ),
+)
+
+iam_access_keys = Table(
+    "iam_access_keys",
+    metadata,
+    Column("access_key", String(64), primary_key=True),
+    Column(
+        "user_id",
+        String(32),
+        ForeignKey("iam_users.id", ondelete="CASCADE", name="fk_iam_access_keys_user"),
+        nullable=False,
+    ),
+    Column("secret_ciphertext", String(255), nullable=False),  # AES-GCM, operator key
+    Column("status", String(16), nullable=False),  # active | inactive
+    Column("description", String(255), nullable=False, server_default=text("''")),
+    Column("created_at", BigInteger, nullable=False),
+    # Temporary keys only: expiry, the security token's hash, scope and session policy.
+    Column("expires_at", BigInteger, nullable=True),
+    Column("security_token_hash", String(64), nullable=True),
+    Column("project_id", String(32), nullable=True),
+    Column("session_policy", Text, nullable=True),
+    # Gateway lockout: more than 5 consecutive signature failures lock the key 5 minutes.
+    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("locked_until", BigInteger, nullable=True),
+    Index("ix_iam_access_keys_user", "user_id"),
+)
+
+iam_policies = Table(
+    "iam_policies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # NULL for system policies, which every account can attach.
+    Column(
+        "account_id",
+        String(32),
+        ForeignKey("iam_accounts.id", ondelete="CASCADE", name="fk_iam_policies_account"),
+        nullable=True,
+    ),
+    Column("name", String(128), nullable=False),
+    Column("description", String(255), nullable=False, server_default=text("''")),
+    Column("document", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_iam_policies_account_name"),
+)
+
+iam_policy_attachments = Table(
+    "iam_policy_attachments",
+    metadata,
+    Column(
+        "policy_id",
+        String(32),
+        ForeignKey("iam_policies.id", ondelete="CASCADE", name="fk_iam_attachments_policy"),
+        primary_key=True,
+    ),
+    Column("principal_type", String(8), primary_key=True),  # user | group
+    Column("principal_id", String(32), primary_key=True),
+    Column("project_id", String(32), primary_key=True),  # a project id, or "*" for all
+    Index("ix_iam_attachments_principal", "principal_id"),
+)
+
+iam_tokens = Table(
+    "iam_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the token: never the token
+    Column(
+        "user_id",
+        String(32),
+        ForeignKey("iam_users.id", ondelete="CASCADE", name="fk_iam_tokens_user"),
+        nullable=False,
+    ),
+    Column("project_id", String(32), nullable=True),  # NULL: domain-scoped
+    Column("methods", String(64), nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("password_version", Integer, nullable=False),
+    Column("revoked", Bool, nullable=False, server_default=text("FALSE")),
+    Index("ix_iam_tokens_user", "user_id"),
+)
+
+# One row per named counter; "iam_generation" is bumped by every identity change so that
+# every process's credential and policy caches notice it.
+iam_state = Table(
+    "iam_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

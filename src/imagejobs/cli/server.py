@@ -1,8 +1,4 @@
-"""The ``imagejobs`` command: serve, migrate and seed.
-
-Settings come from flags, else ``IMAGEJOBS_*`` environment variables, else defaults; they
-are read here, once, and passed down.
-"""
+"""``imagejobs serve``, ``migrate`` and ``seed``: running the service and preparing data."""
 
 from __future__ import annotations
 
@@ -14,48 +10,17 @@ from typing import Any
 
 import click
 
-from imagejobs import __version__
-from imagejobs.domain.errors import ImageJobsError, InvalidSettings
-from imagejobs.settings import Settings, load_settings, setting_help
+from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.settings import Settings
 
 
-def _settings_epilog() -> str:
-    lines = ["\b", "Environment variables (flags take precedence):"]
-    for name, default, doc in setting_help():
-        lines.append(f"  {name}  {doc} [default: {default or '-'}]")
-    return "\n".join(lines)
-
-
-def _load(**overrides: Any) -> Settings:
-    try:
-        return load_settings(os.environ, **overrides)
-    except InvalidSettings as exc:
-        raise click.BadParameter(exc.message) from None
-
-
-_database_url = click.option(
-    "--database-url", help="Database URL (IMAGEJOBS_DATABASE_URL).", default=None
-)
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Data directory (IMAGEJOBS_DATA_DIR).",
-)
-
-
-@click.group(epilog=_settings_epilog())
-@click.version_option(__version__, prog_name="imagejobs")
-def main() -> None:
-    """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service."""
-
-
-@main.command(epilog=_settings_epilog())
+@click.command(epilog=settings_epilog())
 @click.option("--host", default=None, help="Address to listen on (IMAGEJOBS_HOST).")
 @click.option("--port", type=int, default=None, help="TCP port (IMAGEJOBS_PORT).")
 @click.option("--workers", type=int, default=None, help="Worker processes (IMAGEJOBS_WORKERS).")
-@_database_url
-@_data_dir
+@database_url_option
+@data_dir_option
 @click.option("--demo", is_flag=True, help="Seed a demo project first if it has no jobs.")
 def serve(
     host: str | None,
@@ -73,7 +38,7 @@ def serve(
     from imagejobs.storage.database import dialect_of
     from imagejobs.storage.migrate import current_revision, head_revision, migrate
 
-    settings = _load(
+    settings = load(
         host=host, port=port, workers=workers, database_url=database_url, data_dir=data_dir
     )
     configure_logging(settings.log_level)
@@ -112,15 +77,15 @@ imagejobs is starting on {base}
 """
 
 
-@main.command(epilog=_settings_epilog())
-@_database_url
-@_data_dir
+@click.command(epilog=settings_epilog())
+@database_url_option
+@data_dir_option
 def migrate(database_url: str | None, data_dir: Path | None) -> None:
     """Create or upgrade the database schema (idempotent)."""
     from imagejobs.storage.migrate import head_revision
     from imagejobs.storage.migrate import migrate as run_migrations
 
-    settings = _load(database_url=database_url, data_dir=data_dir)
+    settings = load(database_url=database_url, data_dir=data_dir)
     try:
         asyncio.run(run_migrations(settings.database_url))
     except (ImageJobsError, OSError) as exc:
@@ -128,9 +93,9 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
     click.echo(f"Database is at schema revision {head_revision()}.")
 
 
-@main.command(epilog=_settings_epilog())
-@_database_url
-@_data_dir
+@click.command(epilog=settings_epilog())
+@database_url_option
+@data_dir_option
 @click.option("--project-id", required=True, help="Project to fill (1 to 128 characters).")
 @click.option("--jobs", "job_count", type=click.IntRange(1, 50_000_000), required=True)
 @click.option(
@@ -159,7 +124,7 @@ def seed(
 
     if not 1 <= len(project_id) <= 128:
         raise click.BadParameter("must be 1 to 128 characters", param_hint="--project-id")
-    settings = _load(database_url=database_url, data_dir=data_dir)
+    settings = load(database_url=database_url, data_dir=data_dir)
     plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days)
     try:
         asyncio.run(run_migrations(settings.database_url))

@@ -1,0 +1,20 @@
+"""The ``imagejobs`` command. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import click
+
+from imagejobs import __version__
+from imagejobs.cli.common import settings_epilog
+from imagejobs.cli.server import migrate, seed, serve
+
+
+@click.group(epilog=settings_epilog())
+@click.version_option(__version__, prog_name="imagejobs")
+def main() -> None:
+    """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service."""
+
+
+main.add_command(serve)
+main.add_command(migrate)
+main.add_command(seed)
