@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 
-from imagejobs.api.operations import OPERATIONS
+from imagejobs.api.routes import ALL_OPERATIONS as OPERATIONS
 from tests.conftest import ServerProcess
 from tests.factories import make_job, new_project, write_jobs
 

@@ -17,7 +17,7 @@ from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
 from imagejobs.api.endpoint import Authenticator, make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
 from imagejobs.api.openapi import build_openapi
-from imagejobs.api.operations import OPERATIONS
+from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.services import Services
 from imagejobs.services.authorization import LOCAL, Principal
 
@@ -34,14 +34,14 @@ def create_app(
     on_startup: Callable[[], Awaitable[Any]] | None = None,
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
 ) -> Starlette:
-    openapi_document = build_openapi(OPERATIONS)
+    openapi_document = build_openapi(ALL_OPERATIONS)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document)
 
     routes: list[BaseRoute] = [
         Route(op.path, make_endpoint(op, services, authenticate), methods=[op.method])
-        for op in OPERATIONS
+        for op in ALL_OPERATIONS
     ]
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),

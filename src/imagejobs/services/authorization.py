@@ -16,9 +16,13 @@ class Principal:
     name: str
     # The only project this principal may act on; None means any project.
     project_id: str | None = None
+    account_id: str | None = None
+    is_root: bool = False
+    # May use the operator API under /_imagejobs (engine steering, faults).
+    is_operator: bool = False
 
 
-LOCAL = Principal(name="local")
+LOCAL = Principal(name="local", is_root=True, is_operator=True)
 
 
 def authorize(principal: Principal, action: str, project_id: str) -> None:
@@ -26,3 +30,9 @@ def authorize(principal: Principal, action: str, project_id: str) -> None:
     if principal.project_id is not None and principal.project_id != project_id:
         raise PermissionDenied()
     del action  # every action is allowed until policies exist
+
+
+def require_operator(principal: Principal) -> None:
+    """Raise PermissionDenied unless ``principal`` may use the operator API."""
+    if not (principal.is_operator or principal.is_root):
+        raise PermissionDenied()

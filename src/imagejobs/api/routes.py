@@ -1,0 +1,8 @@
+"""Every public operation the API serves, gathered from the per-area route tables."""
+
+from __future__ import annotations
+
+from imagejobs.api.operations import OPERATIONS as JOB_OPERATIONS
+from imagejobs.api.operations import Operation
+
+ALL_OPERATIONS: tuple[Operation, ...] = JOB_OPERATIONS
