@@ -24,6 +24,7 @@ import pytest
 from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.job_store import SqlJobStore
 from imagejobs.storage.migrate import migrate
+from tests.factories import TEST_KEY_BASE64, Tenant, new_tenant
 
 POSTGRES_URL = os.environ.get(
     "IMAGEJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -113,11 +114,25 @@ def free_port() -> int:
 class ServerProcess:
     """``imagejobs serve`` in a child process, as a user runs it."""
 
-    def __init__(self, database_url: str, data_dir: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        *extra: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        extra_env = extra_env or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "server.log"
-        env = {**os.environ, "IMAGEJOBS_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "IMAGEJOBS_LOG_LEVEL": "warning",
+            "IMAGEJOBS_ENCRYPTION_KEY": TEST_KEY_BASE64,
+            "IMAGEJOBS_IAM_CACHE_SECONDS": "0",
+            "IMAGEJOBS_BOOTSTRAP_DEMO_ACCOUNT": "false",
+            **extra_env,
+        }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
@@ -214,3 +229,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _postgres_outcomes["skipped"] or not _postgres_outcomes["passed"]:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\nIMAGEJOBS_REQUIRE_POSTGRES=1 but PostgreSQL tests: {_postgres_outcomes}")
+
+
+@pytest.fixture(scope="module")
+def live_tenant(live_database_url: str) -> Tenant:
+    """An account shared by a module's tests that only read or fail."""
+    return new_tenant(live_database_url)

@@ -3,17 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import Job, JobDetail, SubJob
 from imagejobs.domain.times import now_ms
+from imagejobs.iam.credentials import SecretBox
+from imagejobs.services.identity import IdentityService
 from imagejobs.storage.database import database_for
+from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
 
+T = TypeVar("T")
 ids = IdGenerator()
+# Test servers get this operator key (IMAGEJOBS_ENCRYPTION_KEY), so tests can create
+# credentials directly in the database, as `imagejobs iam` does.
+TEST_KEY = bytes(range(32))
+TEST_KEY_BASE64 = base64.b64encode(TEST_KEY).decode()
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """An account with one project and the root user's credentials."""
+
+    account: str
+    project_id: str
+    region: str
+    password: str
+    access_key: str
+    secret_key: str
+
+
+def with_identity(database_url: str, action: Callable[[IdentityService], Awaitable[T]]) -> T:
+    """Run ``action`` with an identity service on ``database_url``, as `imagejobs iam` does."""
+
+    async def run() -> T:
+        database = database_for(database_url)
+        await database.open()
+        try:
+            identity = IdentityService(SqlIamStore(database), SecretBox(TEST_KEY))
+            await identity.ensure_system_policies()
+            return await action(identity)
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+def new_tenant(database_url: str, region: str = "cn-north-4") -> Tenant:
+    """Create an account (root user, project, AK/SK) in the database at ``database_url``."""
+    name = f"tenant-{uuid.uuid4().hex[:12]}"
+
+    async def create(identity: IdentityService) -> Tenant:
+        created = await identity.create_account(name, project_name=region)
+        return Tenant(
+            name,
+            created.project.id,
+            region,
+            created.password,
+            created.access_key,
+            created.secret_key,
+        )
+
+    return with_identity(database_url, create)
+
 
 _SUB_STATUS = {
     JobStatus.WAITING: SubJobStatus.WAITING,

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from imagejobs.api.app import create_app
+from imagejobs.api.auth import make_authenticator
+from imagejobs.api.iam_routes import IamApi
 from imagejobs.domain.enums import JobType
+from imagejobs.domain.errors import Conflict
 from imagejobs.domain.records import JobFilter, PageRequest
+from imagejobs.keys import load_secret_box
 from imagejobs.services import Services
+from imagejobs.services.access import AccessControl, IamAccess
+from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.jobs import JobService
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
+from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
 from imagejobs.storage.seed import SeedPlan, seed
 
 # The example project of the API reference: copy-pasted examples work against the demo.
 DEMO_PROJECT_ID = "a4da8115c9d8464ead3a38309130523f"
 DEMO_JOBS = 2_000
+DEMO_ACCOUNT = "demo"
+DEMO_REGION = "cn-north-4"
+DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 
 
 def configure_logging(level: str) -> None:
@@ -38,10 +53,38 @@ def build_services(database: Database) -> Services:
     return Services(jobs=JobService(SqlJobStore(database)))
 
 
+def identity_service(settings: Settings, database: Database) -> IdentityService:
+    return IdentityService(SqlIamStore(database), load_secret_box(settings))
+
+
+def build_access(
+    settings: Settings, database: Database
+) -> tuple[AccessControl | None, list[BaseRoute]]:
+    """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none)."""
+    if settings.auth == "none":
+        return None, []
+    store = SqlIamStore(database)
+    box = load_secret_box(settings)
+    identity = IdentityService(store, box)
+    access = IamAccess(
+        store,
+        identity,
+        box,
+        cache_seconds=settings.iam_cache_seconds,
+        operator_token=settings.operator_token or None,
+    )
+    return access, IamApi(identity, make_authenticator(access)).routes()
+
+
 def build_app(settings: Settings) -> Starlette:
     database = open_database(settings)
+    access, iam_routes = build_access(settings, database)
     return create_app(
-        build_services(database), on_startup=database.open, on_shutdown=database.close
+        build_services(database),
+        access=access,
+        extra_routes=iam_routes,
+        on_startup=database.open,
+        on_shutdown=database.close,
     )
 
 
@@ -66,3 +109,64 @@ async def seed_demo(settings: Settings) -> bool:
         return True
     finally:
         await database.close()
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    account: str
+    user: str
+    password: str
+    project_id: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+async def prepare_identity(settings: Settings) -> DemoCredentials | None:
+    """Before serving: the operator key, the system policies and, on the very first start
+    of an empty identity store, the demo account (returned once, written 0600)."""
+    load_secret_box(settings, create=True)
+    database = open_database(settings)
+    await database.open()
+    try:
+        store = SqlIamStore(database)
+        identity = IdentityService(store, load_secret_box(settings))
+        await identity.ensure_system_policies()
+        if not settings.bootstrap_demo_account or await store.has_accounts():
+            return None
+        try:
+            created = await identity.create_account(
+                DEMO_ACCOUNT, project_name=DEMO_REGION, project_id=DEMO_PROJECT_ID
+            )
+        except Conflict:  # another process bootstrapped it a moment ago
+            return None
+    finally:
+        await database.close()
+    credentials = _demo_credentials(created)
+    write_private_json(demo_credentials_path(settings), credentials.__dict__)
+    return credentials
+
+
+def _demo_credentials(created: NewAccount) -> DemoCredentials:
+    return DemoCredentials(
+        account=created.account.name,
+        user=created.root.name,
+        password=created.password,
+        project_id=created.project.id,
+        region=created.project.name,
+        access_key=created.access_key,
+        secret_key=created.secret_key,
+    )
+
+
+def demo_credentials_path(settings: Settings) -> Path:
+    return settings.data_dir / DEMO_CREDENTIALS_FILE
+
+
+def write_private_json(path: Path, content: object) -> None:
+    """Write ``content`` readable by the owner only (mode 0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(content, handle, indent=2)
+        handle.write("\n")

@@ -44,6 +44,117 @@ class Settings:
         ),
     )
 
+    auth: str = field(
+        default="iam",
+        metadata=_doc(
+            "iam: every /v1 call needs an AK/SK signature or X-Auth-Token (the default); "
+            "none: no authentication, every caller may use every project (local tests only)."
+        ),
+    )
+    key_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "File holding the operator's 32-byte key (base64) that encrypts secret keys at "
+            "rest; created with mode 0600 when missing. Default: DATA_DIR/secret.key."
+        ),
+    )
+    encryption_key: str = field(
+        default="",
+        metadata=_doc(
+            "The operator's key itself (base64 of 32 bytes), instead of a key file: give "
+            "every process of a multi-machine deployment the same value."
+        ),
+    )
+    operator_token: str = field(
+        default="",
+        metadata=_doc(
+            "A secret that, sent as X-Imagejobs-Operator-Token, grants the operator API "
+            "(/_imagejobs). Empty: only account roots may use it."
+        ),
+    )
+    iam_cache_seconds: float = field(
+        default=1.0,
+        metadata=_doc(
+            "How often a process checks whether identities changed (0: on every request)."
+        ),
+    )
+    bootstrap_demo_account: bool = field(
+        default=True,
+        metadata=_doc(
+            "On the first start with no accounts, create the demo account and write its "
+            "credentials to DATA_DIR/demo-credentials.json (mode 0600)."
+        ),
+    )
+    # --- the job engine (docs/engine.md) ---
+    embedded_runner: bool = field(
+        default=True,
+        metadata=_doc("Run a job runner inside each `serve` worker (`serve --no-runner`: off)."),
+    )
+    runner_concurrency: int = field(
+        default=32, metadata=_doc("Sub-jobs one runner process works on at once.")
+    )
+    lease_seconds: float = field(
+        default=30.0,
+        metadata=_doc(
+            "How long a runner's claim on a sub-job lasts without a heartbeat; a sub-job "
+            "whose runner died is taken over by another runner after this."
+        ),
+    )
+    poll_seconds: float = field(
+        default=1.0,
+        metadata=_doc(
+            "How often an idle runner looks for due work (PostgreSQL also wakes runners "
+            "with LISTEN/NOTIFY; SQLite runners also notice commits of other processes)."
+        ),
+    )
+    max_attempts: int = field(
+        default=5, metadata=_doc("Attempts of a sub-job step before it fails for good.")
+    )
+    retry_backoff_seconds: float = field(
+        default=1.0,
+        metadata=_doc("Delay before the first retry of a transient error; doubles each time."),
+    )
+    shutdown_grace_seconds: float = field(
+        default=10.0,
+        metadata=_doc("On SIGTERM, how long running steps may finish before being released."),
+    )
+    driver: str = field(
+        default="simulated",
+        metadata=_doc("The driver doing the work: an entry point of group imagejobs.drivers."),
+    )
+    simulated_queue_seconds: float = field(
+        default=2.0, metadata=_doc("simulated driver: seconds a new sub-job stays WAITING.")
+    )
+    simulated_completion: str = field(
+        default="duration",
+        metadata=_doc(
+            "simulated driver: immediate, duration (after SIMULATED_DURATION_SECONDS of "
+            "RUNNING) or reads (on the SIMULATED_READS-th read of the job)."
+        ),
+    )
+    simulated_duration_seconds: float = field(
+        default=3.0, metadata=_doc("simulated driver: seconds a sub-job stays RUNNING.")
+    )
+    simulated_reads: int = field(
+        default=3, metadata=_doc("simulated driver: job reads before a sub-job completes.")
+    )
+    simulated_failure_probability: float = field(
+        default=0.0, metadata=_doc("simulated driver: probability (0 to 1) a sub-job fails.")
+    )
+    simulated_error_code: str = field(
+        default="WKS.00211401", metadata=_doc("simulated driver: error code of such failures.")
+    )
+    simulated_error_message: str = field(
+        default="The requested operation failed. Please try again later.",
+        metadata=_doc("simulated driver: error message of such failures."),
+    )
+    simulated_execution_log: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "simulated driver: append one line per executed step to this file (audits, tests)."
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'imagejobs.db'}"
@@ -56,12 +167,51 @@ class Settings:
             raise InvalidSettings("workers", "must be from 1 to 64")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise InvalidSettings("log_level", "must be debug, info, warning or error")
+        if self.key_file is None:
+            object.__setattr__(self, "key_file", self.data_dir / "secret.key")
+        if self.auth not in ("iam", "none"):
+            raise InvalidSettings("auth", "must be iam or none")
+        if not 0 <= self.iam_cache_seconds <= 3600:
+            raise InvalidSettings("iam_cache_seconds", "must be from 0 to 3600")
         if self.sqlite_synchronous not in _SYNCHRONOUS:
             raise InvalidSettings("sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}")
+        _check_engine(self)
 
     def to_environ(self) -> dict[str, str]:
         """The settings as environment variables, for child processes (server workers)."""
-        return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self)}
+        return {
+            env_name(f.name): _text(getattr(self, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+def _check_engine(settings: Settings) -> None:
+    ranges: tuple[tuple[str, float, float], ...] = (
+        ("runner_concurrency", 1, 1024),
+        ("lease_seconds", 1, 3600),
+        ("poll_seconds", 0.01, 60),
+        ("max_attempts", 1, 100),
+        ("retry_backoff_seconds", 0, 3600),
+        ("shutdown_grace_seconds", 0, 3600),
+        ("simulated_queue_seconds", 0, 86_400),
+        ("simulated_duration_seconds", 0, 86_400),
+        ("simulated_reads", 1, 10_000),
+        ("simulated_failure_probability", 0, 1),
+    )
+    for name, low, high in ranges:
+        if not low <= getattr(settings, name) <= high:
+            raise InvalidSettings(name, f"must be from {low:g} to {high:g}")
+    if settings.simulated_completion not in ("immediate", "duration", "reads"):
+        raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
+    if not 1 <= len(settings.simulated_error_code) <= 16:
+        raise InvalidSettings("simulated_error_code", "must be 1 to 16 characters long")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def env_name(field_name: str) -> str:
@@ -70,7 +220,10 @@ def env_name(field_name: str) -> str:
 
 def setting_help() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting, for --help and docs."""
-    return [(env_name(f.name), str(f.default), f.metadata.get("doc", "")) for f in fields(Settings)]
+    return [
+        (env_name(f.name), "" if f.default in (None, "") else _text(f.default), f.metadata["doc"])
+        for f in fields(Settings)
+    ]
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -83,18 +236,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             continue
         values[f.name] = _convert(f.name, f.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "data_dir" in values:
-        values["data_dir"] = Path(values["data_dir"])
+    for name in ("data_dir", "key_file"):
+        if name in values:
+            values[name] = Path(values[name])
     return Settings(**values)
 
 
 def _convert(name: str, annotation: Any, raw: str) -> Any:
-    if annotation in (int, "int"):
+    if annotation in (int, "int", float, "float"):
         try:
-            return int(raw)
+            return int(raw) if annotation in (int, "int") else float(raw)
         except ValueError:
-            raise InvalidSettings(env_name(name), "must be an integer") from None
-    if annotation in ("Path", Path):
+            raise InvalidSettings(env_name(name), "must be a number") from None
+    if annotation in (bool, "bool"):
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise InvalidSettings(env_name(name), "must be true or false")
+        return raw.lower() in ("true", "1", "yes")
+    if annotation in ("Path", Path, "Path | None"):
         return Path(raw)
     if name == "sqlite_synchronous":
         return raw.upper()

@@ -13,7 +13,8 @@ import pytest
 
 from imagejobs.storage.database import dialect_of, postgres_dsn, sqlite_path
 from tests.conftest import ServerProcess
-from tests.factories import make_job, new_project, write_jobs
+from tests.factories import Tenant, make_job, new_project, new_tenant, write_jobs
+from tests.integration.http import signed_client
 
 JOBS = "/v1/{project}/image-server-jobs"
 
@@ -28,10 +29,13 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str,
     return body
 
 
-def test_every_response_has_a_unique_request_id(live_server: ServerProcess) -> None:
-    url = live_server.base_url + JOBS.format(project=new_project())
-    ok = httpx.get(url, params={"job_type": "CREATE_SERVER"})
-    bad = httpx.get(url)
+def test_every_response_has_a_unique_request_id(
+    live_server: ServerProcess, live_tenant: Tenant
+) -> None:
+    client = signed_client(live_server.base_url, live_tenant)
+    url = JOBS.format(project=live_tenant.project_id)
+    ok = client.get(url, params={"job_type": "CREATE_SERVER"})
+    bad = client.get(url)
     assert ok.status_code == 200
     assert bad.status_code == 400
     ids = {ok.headers["x-request-id"], bad.headers["x-request-id"]}
@@ -65,9 +69,10 @@ def test_unknown_routes_are_404_in_the_documented_format(
     _assert_error(httpx.get(live_server.base_url + path), 404, "APIGW.0101")
 
 
-def test_over_long_project_id_is_400(live_server: ServerProcess) -> None:
-    url = live_server.base_url + JOBS.format(project="p" * 129)
-    body = _assert_error(httpx.get(url, params={"job_type": "CREATE_SERVER"}), 400, "WKS.00211102")
+def test_over_long_project_id_is_400(live_server: ServerProcess, live_tenant: Tenant) -> None:
+    client = signed_client(live_server.base_url, live_tenant)
+    url = JOBS.format(project="p" * 129)
+    body = _assert_error(client.get(url, params={"job_type": "CREATE_SERVER"}), 400, "WKS.00211102")
     assert "project_id" in body["error_msg"]
 
 
@@ -83,21 +88,28 @@ def test_over_long_project_id_is_400(live_server: ServerProcess) -> None:
         b'{"items": ["' + b"9" * 129 + b'"]}',
     ],
 )
-def test_bad_batch_delete_bodies_are_400(live_server: ServerProcess, content: bytes) -> None:
-    url = live_server.base_url + f"/v1/{new_project()}/image-server-sub-jobs/actions/batch-delete"
-    response = httpx.patch(url, content=content, headers={"content-type": "application/json"})
+def test_bad_batch_delete_bodies_are_400(
+    live_server: ServerProcess, live_tenant: Tenant, content: bytes
+) -> None:
+    client = signed_client(live_server.base_url, live_tenant)
+    url = f"/v1/{live_tenant.project_id}/image-server-sub-jobs/actions/batch-delete"
+    response = client.patch(url, content=content, headers={"content-type": "application/json"})
     _assert_error(response, 400, "WKS.00211102")
 
 
-def test_oversized_body_is_refused(live_server: ServerProcess) -> None:
-    url = live_server.base_url + f"/v1/{new_project()}/image-server-sub-jobs/actions/batch-delete"
+def test_oversized_body_is_refused(live_server: ServerProcess, live_tenant: Tenant) -> None:
+    url = (
+        live_server.base_url
+        + f"/v1/{live_tenant.project_id}/image-server-sub-jobs/actions/batch-delete"
+    )
     response = httpx.patch(url, content=b" " * (2 << 20))
     _assert_error(response, 413, "APIGW.0201")
 
 
-def test_batch_delete_answers_an_empty_200(live_server: ServerProcess) -> None:
-    url = live_server.base_url + f"/v1/{new_project()}/image-server-sub-jobs/actions/batch-delete"
-    response = httpx.patch(url, json={"items": ["702364883651395584"]})
+def test_batch_delete_answers_an_empty_200(live_server: ServerProcess, live_tenant: Tenant) -> None:
+    client = signed_client(live_server.base_url, live_tenant)
+    url = f"/v1/{live_tenant.project_id}/image-server-sub-jobs/actions/batch-delete"
+    response = client.patch(url, json={"items": ["702364883651395584"]})
     assert response.status_code == 200
     assert response.content == b""
     assert response.headers["x-request-id"]
@@ -107,19 +119,20 @@ def test_internal_failures_reveal_nothing(
     live_server: ServerProcess, live_database_url: str
 ) -> None:
     """A broken schema under a running server: 500 with the generic body, no internals."""
-    project = new_project()
-    write_jobs(live_database_url, [make_job(project)])
-    url = live_server.base_url + JOBS.format(project=project)
+    tenant = new_tenant(live_database_url)
+    write_jobs(live_database_url, [make_job(tenant.project_id)])
+    client = signed_client(live_server.base_url, tenant)
+    url = JOBS.format(project=tenant.project_id)
     _rename_table(live_database_url, "jobs", "jobs_broken")
     try:
-        response = httpx.get(url, params={"job_type": "CREATE_SERVER"})
+        response = client.get(url, params={"job_type": "CREATE_SERVER"})
     finally:
         _rename_table(live_database_url, "jobs_broken", "jobs")
     body = _assert_error(response, 500, "WKS.00211401")
     assert body["error_msg"] == "The requested operation failed. Please try again later."
     assert "jobs" not in response.text
     assert response.headers["x-request-id"] in live_server.log_path.read_text()
-    assert httpx.get(url, params={"job_type": "CREATE_SERVER"}).json()["count"] == 1
+    assert client.get(url, params={"job_type": "CREATE_SERVER"}).json()["count"] == 1
 
 
 def _rename_table(url: str, old: str, new: str) -> None:
@@ -142,17 +155,19 @@ def _rename_table(url: str, old: str, new: str) -> None:
 def test_a_locked_sqlite_database_is_503(sqlite_url: str, tmp_path: Path) -> None:
     """Writes that cannot get the database in time answer 503, and the server recovers."""
     server = ServerProcess(sqlite_url, tmp_path)
-    url = server.base_url + f"/v1/{new_project()}/image-server-sub-jobs/actions/batch-delete"
+    tenant = new_tenant(sqlite_url)
+    client = signed_client(server.base_url, tenant)
+    url = f"/v1/{tenant.project_id}/image-server-sub-jobs/actions/batch-delete"
     holder = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        response = httpx.patch(url, json={"items": ["702364883651395584"]}, timeout=30)
+        response = client.patch(url, json={"items": ["702364883651395584"]}, timeout=30)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     try:
         body = _assert_error(response, 503, "WKS.00050902")
         assert "lock" not in body["error_msg"].lower()
-        assert httpx.patch(url, json={"items": ["702364883651395584"]}).status_code == 200
+        assert client.patch(url, json={"items": ["702364883651395584"]}).status_code == 200
     finally:
         server.stop()

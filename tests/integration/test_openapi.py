@@ -13,7 +13,8 @@ from referencing import Registry, Resource
 
 from imagejobs.api.routes import ALL_OPERATIONS as OPERATIONS
 from tests.conftest import ServerProcess
-from tests.factories import make_job, new_project, write_jobs
+from tests.factories import Tenant, make_job, new_tenant, write_jobs
+from tests.integration.http import signed_client
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,9 @@ def _url(base: str, path: str, project: str, job_id: str) -> str:
 def test_valid_requests_answer_the_documented_200_body(
     live_server: ServerProcess, live_database_url: str, document: dict[str, Any]
 ) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
+    client = signed_client(live_server.base_url, tenant)
     detail = make_job(project, sub_jobs=2)
     write_jobs(live_database_url, [detail])
     for path, method, op in _operations(document):
@@ -93,9 +96,9 @@ def test_valid_requests_answer_the_documented_200_body(
             if p["in"] == "query" and p["required"]
         }
         body = {"items": [str(detail.sub_jobs[0].id)]} if "requestBody" in op else None
-        response = httpx.request(
+        response = client.request(
             method,
-            _url(live_server.base_url, path, project, str(detail.job.id)),
+            _url("", path, project, str(detail.job.id)),
             params=query,
             json=body,
         )
@@ -121,9 +124,10 @@ def _invalid_values(schema: dict[str, Any]) -> list[str]:
 
 
 def test_every_documented_constraint_is_enforced(
-    live_server: ServerProcess, document: dict[str, Any]
+    live_server: ServerProcess, live_tenant: Tenant, document: dict[str, Any]
 ) -> None:
-    project = new_project()
+    project = live_tenant.project_id
+    client = signed_client(live_server.base_url, live_tenant)
     checked = 0
     for path, method, op in _operations(document):
         base_query = {
@@ -136,9 +140,9 @@ def test_every_documented_constraint_is_enforced(
             if param["in"] != "query":
                 continue
             for bad in _invalid_values(param["schema"]):
-                response = httpx.request(
+                response = client.request(
                     method,
-                    _url(live_server.base_url, path, project, "1"),
+                    _url("", path, project, "1"),
                     params={**base_query, param["name"]: bad},
                     json=body,
                 )
@@ -148,19 +152,18 @@ def test_every_documented_constraint_is_enforced(
                 checked += 1
             if param["required"]:
                 query = {k: v for k, v in base_query.items() if k != param["name"]}
-                response = httpx.request(
-                    method, _url(live_server.base_url, path, project, "1"), params=query
-                )
+                response = client.request(method, _url("", path, project, "1"), params=query)
                 assert response.status_code == 400
                 checked += 1
     assert checked >= 20
 
 
 def test_error_examples_match_what_the_server_sends(
-    live_server: ServerProcess, document: dict[str, Any]
+    live_server: ServerProcess, live_tenant: Tenant, document: dict[str, Any]
 ) -> None:
     op = document["paths"]["/v1/{project_id}/image-server-jobs"]["get"]
-    response = httpx.get(live_server.base_url + f"/v1/{new_project()}/image-server-jobs")
+    client = signed_client(live_server.base_url, live_tenant)
+    response = client.get(f"/v1/{live_tenant.project_id}/image-server-jobs")
     example = op["responses"]["400"]["content"]["application/json"]["example"]
     assert response.json()["error_code"] == example["error_code"]
     error_schema = op["responses"]["400"]["content"]["application/json"]["schema"]

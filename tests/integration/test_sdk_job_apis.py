@@ -18,7 +18,7 @@ from huaweicloudsdkworkspaceapp.v1 import (
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 from imagejobs.domain.times import format_time
 from tests.conftest import ServerProcess
-from tests.factories import make_job, new_project, write_jobs
+from tests.factories import Tenant, make_job, new_project, new_tenant, write_jobs
 from tests.integration.sdk import sdk_client
 
 
@@ -27,11 +27,12 @@ def _utc(epoch_ms: int) -> dt.datetime:
 
 
 def test_list_image_jobs(live_server: ServerProcess, live_database_url: str) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
     jobs = [make_job(project, status=s) for s in (JobStatus.SUCCESS, JobStatus.RUNNING)] * 1
     jobs += [make_job(project, JobType.DELETE_SERVER) for _ in range(12)]
     write_jobs(live_database_url, jobs)
-    client = sdk_client(live_server.base_url, project)
+    client = sdk_client(live_server.base_url, tenant)
 
     response = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
 
@@ -54,7 +55,8 @@ def test_list_image_jobs(live_server: ServerProcess, live_database_url: str) -> 
 
 
 def test_show_image_job_with_sub_jobs(live_server: ServerProcess, live_database_url: str) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
     detail = make_job(
         project,
         JobType.CREATE_SERVER_IMAGE,
@@ -62,7 +64,7 @@ def test_show_image_job_with_sub_jobs(live_server: ServerProcess, live_database_
         sub_statuses=[SubJobStatus.SUCCESS, SubJobStatus.FAILED],
     )
     write_jobs(live_database_url, [detail])
-    client = sdk_client(live_server.base_url, project)
+    client = sdk_client(live_server.base_url, tenant)
 
     job = client.show_image_job(ShowImageJobRequest(job_id=str(detail.job.id)))
 
@@ -83,8 +85,10 @@ def test_show_image_job_with_sub_jobs(live_server: ServerProcess, live_database_
     assert job.sub_jobs[0].end_time == _utc(detail.sub_jobs[0].end_time or 0)
 
 
-def test_show_unknown_job_is_404_with_request_id(live_server: ServerProcess) -> None:
-    client = sdk_client(live_server.base_url, new_project())
+def test_show_unknown_job_is_404_with_request_id(
+    live_server: ServerProcess, live_tenant: Tenant
+) -> None:
+    client = sdk_client(live_server.base_url, live_tenant)
     for job_id in ("702364883651395584", "not-a-job"):
         with pytest.raises(ClientRequestException) as caught:
             client.show_image_job(ShowImageJobRequest(job_id=job_id))
@@ -98,7 +102,7 @@ def test_another_projects_job_is_not_found(
 ) -> None:
     theirs = make_job(new_project())
     write_jobs(live_database_url, [theirs])
-    client = sdk_client(live_server.base_url, new_project())
+    client = sdk_client(live_server.base_url, new_tenant(live_database_url))
 
     with pytest.raises(ClientRequestException) as caught:
         client.show_image_job(ShowImageJobRequest(job_id=str(theirs.job.id)))
@@ -108,11 +112,12 @@ def test_another_projects_job_is_not_found(
 
 
 def test_list_and_count_sub_jobs(live_server: ServerProcess, live_database_url: str) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
     first = make_job(project, sub_statuses=[SubJobStatus.SUCCESS, SubJobStatus.ROLLBACK])
     second = make_job(project, JobType.DELETE_SERVER, JobStatus.WAITING, sub_jobs=3)
     write_jobs(live_database_url, [first, second])
-    client = sdk_client(live_server.base_url, project)
+    client = sdk_client(live_server.base_url, tenant)
 
     listed = client.list_image_sub_jobs(
         ListImageSubJobsRequest(job_type="CREATE_SERVER", job_id=str(first.job.id))
@@ -138,11 +143,12 @@ def test_list_and_count_sub_jobs(live_server: ServerProcess, live_database_url: 
 def test_batch_delete_sub_jobs_keeps_counts_consistent(
     live_server: ServerProcess, live_database_url: str
 ) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
     statuses = [SubJobStatus.SUCCESS, SubJobStatus.FAILED, SubJobStatus.RUNNING]
     detail = make_job(project, status=JobStatus.RUNNING, sub_statuses=statuses)
     write_jobs(live_database_url, [detail])
-    client = sdk_client(live_server.base_url, project)
+    client = sdk_client(live_server.base_url, tenant)
     ids = [str(s.id) for s in detail.sub_jobs] + ["702364883651395584", "unknown"]
 
     client.batch_delete_image_sub_jobs(
@@ -173,9 +179,12 @@ def test_batch_delete_sub_jobs_keeps_counts_consistent(
     ],
 )
 def test_invalid_list_parameters_are_400(
-    live_server: ServerProcess, request_kwargs: dict[str, object], parameter: str
+    live_server: ServerProcess,
+    live_tenant: Tenant,
+    request_kwargs: dict[str, object],
+    parameter: str,
 ) -> None:
-    client = sdk_client(live_server.base_url, new_project())
+    client = sdk_client(live_server.base_url, live_tenant)
     with pytest.raises(ClientRequestException) as caught:
         client.list_image_jobs(ListImageJobsRequest(**request_kwargs))
     assert caught.value.status_code == 400
@@ -184,8 +193,8 @@ def test_invalid_list_parameters_are_400(
     assert caught.value.request_id
 
 
-def test_invalid_sub_job_requests_are_400(live_server: ServerProcess) -> None:
-    client = sdk_client(live_server.base_url, new_project())
+def test_invalid_sub_job_requests_are_400(live_server: ServerProcess, live_tenant: Tenant) -> None:
+    client = sdk_client(live_server.base_url, live_tenant)
     calls = [
         lambda: client.list_image_sub_jobs(
             ListImageSubJobsRequest(job_type="CREATE_SERVER", status="PAUSED")
@@ -211,10 +220,11 @@ def test_invalid_sub_job_requests_are_400(live_server: ServerProcess) -> None:
 def test_times_are_utc_milliseconds_with_z(
     live_server: ServerProcess, live_database_url: str
 ) -> None:
-    project = new_project()
+    tenant = new_tenant(live_database_url)
+    project = tenant.project_id
     detail = make_job(project)
     write_jobs(live_database_url, [detail])
-    client = sdk_client(live_server.base_url, project)
+    client = sdk_client(live_server.base_url, tenant)
 
     response = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
 

@@ -13,24 +13,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
+from imagejobs.api.auth import make_authenticator
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
-from imagejobs.api.endpoint import Authenticator, make_endpoint
+from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
 from imagejobs.api.openapi import build_openapi
 from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.services import Services
-from imagejobs.services.authorization import LOCAL, Principal
-
-
-async def allow_local(request: Request) -> Principal:
-    """The authenticator used until IAM is configured: everyone is ``LOCAL``."""
-    return LOCAL
+from imagejobs.services.access import AccessControl, OpenAccess
 
 
 def create_app(
     services: Services,
     *,
-    authenticate: Authenticator = allow_local,
+    access: AccessControl | None = None,
+    extra_routes: list[BaseRoute] | None = None,
     on_startup: Callable[[], Awaitable[Any]] | None = None,
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
 ) -> Starlette:
@@ -39,10 +36,13 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document)
 
+    access = access or OpenAccess()
+    authenticate = make_authenticator(access)
     routes: list[BaseRoute] = [
-        Route(op.path, make_endpoint(op, services, authenticate), methods=[op.method])
+        Route(op.path, make_endpoint(op, services, authenticate, access), methods=[op.method])
         for op in ALL_OPERATIONS
     ]
+    routes += extra_routes or []
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),

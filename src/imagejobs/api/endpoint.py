@@ -12,25 +12,22 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from imagejobs.api.auth import Authenticator, read_body
 from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response
 from imagejobs.api.errors import new_request_id as _new_request_id
 from imagejobs.api.operations import Call, Operation
 from imagejobs.api.schemas import encoder
-from imagejobs.domain.errors import ImageJobsError, InvalidParameter, RequestTooLarge
+from imagejobs.domain.errors import AuthenticationFailed, ImageJobsError, InvalidParameter
 from imagejobs.domain.params import PROJECT_ID
 from imagejobs.services import Services
-from imagejobs.services.authorization import Principal, authorize
+from imagejobs.services.access import AccessControl
 
-Authenticator = Callable[[Request], Awaitable[Principal]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-MAX_BODY_BYTES = 1 << 20
 _JSON_PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
 def decode_body(raw: bytes, body_type: type[Any]) -> Any:
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestTooLarge()
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
@@ -45,7 +42,10 @@ def decode_body(raw: bytes, body_type: type[Any]) -> Any:
 
 
 def make_endpoint(
-    operation: Operation, services: Services, authenticate: Authenticator
+    operation: Operation,
+    services: Services,
+    authenticate: Authenticator,
+    access: AccessControl,
 ) -> Endpoint:
     path_params = tuple(param for param in operation.params if param.location == "path")
     query_params = tuple(param for param in operation.params if param.location == "query")
@@ -60,7 +60,10 @@ def make_endpoint(
             raw_path = request.path_params
             project_id = PROJECT_ID.parse(raw_path["project_id"])
             assert project_id is not None
-            authorize(principal, action, project_id)
+            header_project = request.headers.get("x-project-id")
+            if header_project is not None and header_project != project_id:
+                raise AuthenticationFailed("X-Project-Id does not match the project in the path")
+            await access.authorize(principal, action, project_id)
             values: dict[str, Any] = {}
             query_string = request.scope["query_string"]
             if query_params:
@@ -69,7 +72,7 @@ def make_endpoint(
                     values[param.name] = param.parse(query.get(param.name))
             for param in path_params:
                 values[param.name] = param.parse(raw_path[param.name])
-            body = None if body_type is None else decode_body(await request.body(), body_type)
+            body = None if body_type is None else decode_body(await read_body(request), body_type)
             result = await handler(Call(services, principal, project_id, values, body))
         except ImageJobsError as error:
             return error_response(error, request_id)

@@ -29,7 +29,13 @@ def new_request_id() -> str:
 def error_response(
     error: ImageJobsError, request_id: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
+    title = getattr(error, "keystone_title", None)
+    if title is not None:  # the Keystone-compatible token API's own error shape
+        body = encoder.encode(
+            {"error": {"code": error.status, "message": error.message, "title": title}}
+        )
+    else:
+        body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
     all_headers = {REQUEST_ID: request_id, **(headers or {})}
     return Response(body, error.status, headers=all_headers, media_type="application/json")
 

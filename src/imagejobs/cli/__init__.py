@@ -6,6 +6,7 @@ import click
 
 from imagejobs import __version__
 from imagejobs.cli.common import settings_epilog
+from imagejobs.cli.iam import iam
 from imagejobs.cli.server import migrate, seed, serve
 
 
@@ -18,3 +19,4 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(migrate)
 main.add_command(seed)
+main.add_command(iam)

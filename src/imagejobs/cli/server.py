@@ -34,7 +34,13 @@ def serve(
     from granian.constants import Interfaces
     from granian.server import Server
 
-    from imagejobs.bootstrap import DEMO_PROJECT_ID, configure_logging, seed_demo
+    from imagejobs.bootstrap import (
+        DEMO_PROJECT_ID,
+        configure_logging,
+        demo_credentials_path,
+        prepare_identity,
+        seed_demo,
+    )
     from imagejobs.storage.database import dialect_of
     from imagejobs.storage.migrate import current_revision, head_revision, migrate
 
@@ -49,10 +55,20 @@ def serve(
             raise click.ClickException(
                 "the database schema is not up to date: run `imagejobs migrate` first"
             )
+        credentials = None
+        if settings.auth == "iam":
+            credentials = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
+    if settings.auth == "none":
+        click.echo(
+            "WARNING: IMAGEJOBS_AUTH=none: no authentication, any caller sees any project.",
+            err=True,
+        )
+    if credentials is not None:
+        click.echo(_credentials_banner(credentials, demo_credentials_path(settings)), err=True)
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID), err=True)
     os.environ.update(settings.to_environ())
@@ -67,13 +83,30 @@ def serve(
     ).serve()
 
 
+def _credentials_banner(credentials: Any, path: Path) -> str:
+    return f"""
+Created the demo account (shown once; also saved to {path}, mode 0600):
+  account / root user:  {credentials.account} / {credentials.user}
+  password:             {credentials.password}
+  project:              {credentials.project_id} ({credentials.region})
+  access key (AK):      {credentials.access_key}
+  secret key (SK):      {credentials.secret_key}
+"""
+
+
 def _demo_instructions(settings: Settings, project_id: str) -> str:
     base = f"http://{settings.host}:{settings.port}"
     return f"""
 imagejobs is starting on {base}
   API explorer:  {base}/docs
-  List jobs:     curl '{base}/v1/{project_id}/image-server-jobs?job_type=CREATE_SERVER&limit=3'
+  Credentials:   {settings.data_dir / "demo-credentials.json"} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
+  A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
+    '{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"demo",
+       "password":"<password>","domain":{{"name":"demo"}}}}}}}},
+       "scope":{{"project":{{"name":"cn-north-4"}}}}}}}}' | grep -i x-subject-token
+  List jobs:     curl -H "X-Auth-Token: $TOKEN" \\
+    '{base}/v1/{project_id}/image-server-jobs?job_type=CREATE_SERVER&limit=3'
 """
 
 

@@ -7,7 +7,10 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
 
     ImageJobsError                       500 WKS.00211401
     ├── InvalidParameter                 400 WKS.00211102
+    │   └── InvalidIamRequest            400 IAM.0011 (the /v3 identity API)
     ├── AuthenticationFailed             401 APIGW.0301
+    │   ├── SignatureMismatch            401 APIGW.0301 (counts towards an AK's lockout)
+    │   └── LoginFailed                  401 (Keystone-shaped body, POST /v3/auth/tokens)
     ├── PermissionDenied                 403 WKS.00081102
     ├── NotFound                         404 WKS.00211902
     │   └── RouteNotFound                404 APIGW.0101
@@ -47,6 +50,12 @@ class InvalidParameter(ImageJobsError):
         super().__init__(f"The parameter is invalid: {parameter} {reason}")
 
 
+class InvalidIamRequest(InvalidParameter):
+    """Request body is invalid."""
+
+    code = "IAM.0011"
+
+
 class AuthenticationFailed(ImageJobsError):
     """Incorrect IAM authentication information: Unauthorized"""
 
@@ -55,6 +64,20 @@ class AuthenticationFailed(ImageJobsError):
 
     def __init__(self, detail: str = "Unauthorized") -> None:
         super().__init__(f"Incorrect IAM authentication information: {detail}")
+
+
+class SignatureMismatch(AuthenticationFailed):
+    """Incorrect IAM authentication information: verify aksk signature fail"""
+
+
+class LoginFailed(AuthenticationFailed):
+    """The username or password is wrong."""
+
+    # The Keystone-compatible token API answers {"error": {"code", "message", "title"}}.
+    keystone_title: ClassVar[str] = "Unauthorized"
+
+    def __init__(self, message: str = "The username or password is wrong.") -> None:
+        ImageJobsError.__init__(self, message)
 
 
 class PermissionDenied(ImageJobsError):

@@ -16,7 +16,7 @@ from enum import StrEnum
 from operator import itemgetter
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from imagejobs.domain.errors import AuthenticationFailed
+from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch
 from imagejobs.iam.sm3 import SM3
 
 __all__ = [
@@ -400,7 +400,7 @@ def _check_security_token(
     if "x-security-token" not in signed_headers:
         raise AuthenticationFailed("x-security-token must be listed in SignedHeaders")
     if not hmac.compare_digest(_encode(received), _encode(expected)):
-        raise AuthenticationFailed("invalid security token")
+        raise SignatureMismatch("invalid security token")
 
 
 def verify(
@@ -448,4 +448,4 @@ def verify(
             if hmac.compare_digest(expected, authorization.signature):
                 return
     echoed = _encode(first_canonical).decode("utf-8", "replace").replace("\n", "|")
-    raise AuthenticationFailed(f"verify aksk signature fail, canonicalRequest:{echoed}")
+    raise SignatureMismatch(f"verify aksk signature fail, canonicalRequest:{echoed}")

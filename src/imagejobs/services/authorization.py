@@ -1,35 +1,34 @@
-"""The one choke point where a principal is allowed, or not, to run an action on a project.
-
-Until IAM is configured every request runs as the ``LOCAL`` principal, which may act on
-any project; the IAM layer replaces the authenticator and fills in policies.
-"""
+"""Who is calling (``Principal``) and the operator check. Authorization of API actions
+happens in one place, ``AccessControl.authorize`` (services/access.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from imagejobs.domain.errors import PermissionDenied
+from imagejobs.iam.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
-    # The only project this principal may act on; None means any project.
+    # The only project this principal may act on (a project-scoped token); None: any
+    # project of its account (AK/SK), or any project at all for LOCAL.
     project_id: str | None = None
     account_id: str | None = None
     is_root: bool = False
     # May use the operator API under /_imagejobs (engine steering, faults).
     is_operator: bool = False
+    user_id: str | None = None
+    account_name: str | None = None
+    # A domain-scoped token: valid for IAM calls, not for a project's APIs.
+    domain_scoped: bool = False
+    # A temporary key's session policy, which narrows what the user's policies allow.
+    session_policy: Policy | None = None
 
 
+# Everyone, when the service runs without IAM (IMAGEJOBS_AUTH=none).
 LOCAL = Principal(name="local", is_root=True, is_operator=True)
-
-
-def authorize(principal: Principal, action: str, project_id: str) -> None:
-    """Raise PermissionDenied unless ``principal`` may run ``action`` on ``project_id``."""
-    if principal.project_id is not None and principal.project_id != project_id:
-        raise PermissionDenied()
-    del action  # every action is allowed until policies exist
 
 
 def require_operator(principal: Principal) -> None:

@@ -1,0 +1,50 @@
+"""The HTTP side of authentication: the raw request, as signed, handed to AccessControl."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+
+from imagejobs.domain.errors import RequestTooLarge
+from imagejobs.iam.signing import ReceivedRequest
+from imagejobs.services.access import AccessControl
+from imagejobs.services.authorization import Principal
+
+Authenticator = Callable[[Request], Awaitable[Principal]]
+MAX_BODY_BYTES = 1 << 20
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge()
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # later readers (request.body()) get the same bytes
+    return body
+
+
+def received_request(request: Request, body: bytes) -> ReceivedRequest:
+    scope = request.scope
+    # The path exactly as sent (percent-encoding intact), without any query string.
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    raw_path = raw_path.split(b"?", 1)[0]
+    return ReceivedRequest.from_raw(
+        scope["method"], raw_path, scope["query_string"], scope["headers"], body
+    )
+
+
+def make_authenticator(access: AccessControl) -> Authenticator:
+    async def authenticate(request: Request) -> Principal:
+        body = await read_body(request) if request.method not in ("GET", "HEAD") else b""
+        return await access.authenticate(received_request(request, body))
+
+    return authenticate

@@ -1,0 +1,267 @@
+"""Authentication and authorization: the one choke point in front of every API call.
+
+``IamAccess`` resolves an AK/SK signature or an ``X-Auth-Token`` to a ``Principal`` and
+decides, from the principal's policies in the path's project, whether it may run an
+action. Lookups are cached per process; every identity change bumps a generation counter
+in the database, which each process checks at most every ``cache_seconds``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from imagejobs.domain.errors import AuthenticationFailed, PermissionDenied, SignatureMismatch
+from imagejobs.domain.times import now_ms
+from imagejobs.iam.credentials import SecretBox, digest
+from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, parse_policy
+from imagejobs.iam.records import AccessKey, Account, Project, User
+from imagejobs.iam.signing import ReceivedRequest, parse_authorization, verify
+from imagejobs.services.authorization import LOCAL, Principal
+from imagejobs.services.identity import IdentityService
+from imagejobs.storage.iam_store import SqlIamStore
+
+MAX_SIGNATURE_FAILURES = 5
+LOCKOUT_MS = 5 * 60 * 1000
+_CACHE_LIMIT = 10_000
+OPERATOR_HEADER = "x-imagejobs-operator-token"
+
+
+class AccessControl(Protocol):
+    async def authenticate(self, request: ReceivedRequest) -> Principal: ...
+
+    async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
+        """Raise PermissionDenied unless ``principal`` may run ``action`` on ``project_id``."""
+
+
+class OpenAccess:
+    """No authentication (IMAGEJOBS_AUTH=none): every caller is LOCAL, on any project."""
+
+    async def authenticate(self, request: ReceivedRequest) -> Principal:
+        return LOCAL
+
+    async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyEntry:
+    key: AccessKey
+    user: User
+    account: Account
+    secret_key: str
+    session_policy: Policy | None
+
+
+class IamAccess:
+    def __init__(
+        self,
+        store: SqlIamStore,
+        identity: IdentityService,
+        box: SecretBox,
+        *,
+        cache_seconds: float = 1.0,
+        operator_token: str | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._box = box
+        self._cache_seconds = cache_seconds
+        self._operator_token = operator_token
+        self._now = clock_ms
+        self._generation = -1
+        self._checked_at = float("-inf")
+        self._keys: dict[str, _KeyEntry | None] = {}
+        self._tokens: dict[str, Principal] = {}
+        self._token_expiry: dict[str, int] = {}
+        self._projects: dict[str, Project | None] = {}
+        self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
+
+    async def _refresh(self) -> None:
+        """Drop every cached answer when another process (or this one) changed identities."""
+        moment = time.monotonic()
+        if moment - self._checked_at < self._cache_seconds:
+            return
+        generation = await self._store.generation()
+        self._checked_at = moment
+        if generation != self._generation:
+            self._generation = generation
+            for cache in (
+                self._keys,
+                self._tokens,
+                self._token_expiry,
+                self._projects,
+                self._policies,
+            ):
+                cache.clear()
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+
+    # --- authentication -------------------------------------------------------------------
+
+    async def authenticate(self, request: ReceivedRequest) -> Principal:
+        await self._refresh()
+        operator = request.header(OPERATOR_HEADER)
+        if operator is not None:
+            return self._operator(operator)
+        authorization = request.header("authorization")
+        if authorization is not None:
+            return await self._signed(request, authorization)
+        token = request.header("x-auth-token")
+        if token:
+            return await self._token(token)
+        raise AuthenticationFailed("x-auth-token not found")
+
+    def _operator(self, presented: str) -> Principal:
+        expected = self._operator_token
+        if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise AuthenticationFailed("invalid operator token")
+        return Principal(name="operator", is_operator=True)
+
+    async def _key(self, access_key: str) -> _KeyEntry | None:
+        if access_key in self._keys:
+            return self._keys[access_key]
+        found = await self._store.access_key(access_key)
+        entry = None
+        if found is not None:
+            key, user, account = found
+            secret = self._box.decrypt(key.secret_ciphertext, bound_to=key.access_key)
+            policy = None if key.session_policy is None else parse_policy(key.session_policy)
+            entry = _KeyEntry(key, user, account, secret, policy)
+        if len(self._keys) >= _CACHE_LIMIT:
+            self._keys.clear()  # unknown keys must not grow memory without bound
+        self._keys[access_key] = entry
+        return entry
+
+    async def _signed(self, request: ReceivedRequest, header: str) -> Principal:
+        parsed = parse_authorization(header)
+        entry = await self._key(parsed.access_key)
+        now = self._now()
+        usable = (
+            entry is not None
+            and entry.key.status == "active"
+            and entry.user.enabled
+            and entry.account.enabled
+            and (entry.key.expires_at is None or entry.key.expires_at > now)
+        )
+        if entry is None or not usable:
+            raise AuthenticationFailed(f"ak {parsed.access_key} not exist")
+        if entry.key.locked_until is not None and entry.key.locked_until > now:
+            raise AuthenticationFailed("AK access failed to reach the limit,forbidden.")
+        token = request.header("x-security-token")
+        if entry.key.is_temporary and (
+            token is None
+            or not hmac.compare_digest(digest(token), entry.key.security_token_hash or "")
+        ):
+            await self._count_failure(entry)
+            raise SignatureMismatch("invalid security token")
+        try:
+            verify(
+                request,
+                entry.secret_key,
+                datetime.fromtimestamp(now / 1000, tz=UTC),
+                authorization=parsed,
+                security_token=token if entry.key.is_temporary else None,
+            )
+        except SignatureMismatch:
+            await self._count_failure(entry)
+            raise
+        if entry.key.failed_attempts:
+            await self._store.reset_signature_failures(entry.key.access_key)
+            self._keys.pop(entry.key.access_key, None)
+        user, account = entry.user, entry.account
+        return Principal(
+            name=user.name,
+            account_id=account.id,
+            account_name=account.name,
+            user_id=user.id,
+            is_root=user.is_root,
+            session_policy=entry.session_policy,
+        )
+
+    async def _count_failure(self, entry: _KeyEntry) -> None:
+        """More than MAX_SIGNATURE_FAILURES in a row lock the key for five minutes."""
+        failures = await self._store.count_signature_failure(entry.key.access_key)
+        if failures > MAX_SIGNATURE_FAILURES:
+            await self._store.lock_access_key(entry.key.access_key, self._now() + LOCKOUT_MS)
+        self._keys.pop(entry.key.access_key, None)
+
+    async def _token(self, token: str) -> Principal:
+        cache_key = digest(token)
+        cached = self._tokens.get(cache_key)
+        if cached is not None and self._token_expiry[cache_key] > self._now():
+            return cached
+        issued = await self._identity.validate_token(token)
+        principal = Principal(
+            name=issued.user.name,
+            project_id=issued.record.project_id,
+            account_id=issued.account.id,
+            account_name=issued.account.name,
+            user_id=issued.user.id,
+            is_root=issued.user.is_root,
+            domain_scoped=issued.record.project_id is None,
+        )
+        if len(self._tokens) >= _CACHE_LIMIT:
+            self._tokens.clear()
+            self._token_expiry.clear()
+        self._tokens[cache_key] = principal
+        self._token_expiry[cache_key] = issued.record.expires_at
+        return principal
+
+    # --- authorization --------------------------------------------------------------------
+
+    async def _project(self, project_id: str) -> Project | None:
+        if project_id not in self._projects:
+            if len(self._projects) >= _CACHE_LIMIT:
+                self._projects.clear()
+            self._projects[project_id] = await self._store.project(project_id)
+        return self._projects[project_id]
+
+    async def _policies_for(self, user_id: str, project_id: str) -> tuple[Policy, ...]:
+        cache_key = (user_id, project_id)
+        if cache_key not in self._policies:
+            documents = await self._store.policy_documents_for(user_id, project_id)
+            if len(self._policies) >= _CACHE_LIMIT:
+                self._policies.clear()
+            self._policies[cache_key] = tuple(parse_policy(d) for _, d in documents)
+        return self._policies[cache_key]
+
+    async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
+        if principal is LOCAL:
+            return
+        project = await self._project(project_id)
+        # Unknown project, another account's project, another project's token: all look alike.
+        if (
+            project is None
+            or project.account_id != principal.account_id
+            or principal.domain_scoped
+            or (principal.project_id is not None and principal.project_id != project_id)
+        ):
+            raise PermissionDenied(f"The credentials cannot be used for project {project_id}.")
+        if principal.is_root and principal.session_policy is None:
+            return
+        context = RequestContext(
+            action=action,
+            current_time=datetime.fromtimestamp(self._now() / 1000, tz=UTC),
+            user_id=principal.user_id,
+            user_name=principal.name,
+            domain_id=principal.account_id,
+            domain_name=principal.account_name,
+            project_id=project_id,
+            project_name=project.name,
+        )
+        allowed = principal.is_root or (
+            principal.user_id is not None
+            and evaluate(await self._policies_for(principal.user_id, project_id), context)
+            is Decision.ALLOW
+        )
+        if allowed and principal.session_policy is not None:
+            allowed = evaluate((principal.session_policy,), context) is Decision.ALLOW
+        if not allowed:
+            raise PermissionDenied(f"Policy doesn't allow {action} to be performed.")
