@@ -153,7 +153,11 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
 
 from imagejobs.api.app import create_app
 from imagejobs.api.auth import make_authenticator
@@ -53,16 +52,12 @@ def build_services(database: Database) -> Services:
     return Services(jobs=JobService(SqlJobStore(database)))
 
 
-def identity_service(settings: Settings, database: Database) -> IdentityService:
-    return IdentityService(SqlIamStore(database), load_secret_box(settings))
-
-
 def build_access(
     settings: Settings, database: Database
-) -> tuple[AccessControl | None, list[BaseRoute]]:
+) -> tuple[AccessControl | None, IamApi | None]:
     """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none)."""
     if settings.auth == "none":
-        return None, []
+        return None, None
     store = SqlIamStore(database)
     box = load_secret_box(settings)
     identity = IdentityService(store, box)
@@ -73,16 +68,16 @@ def build_access(
         cache_seconds=settings.iam_cache_seconds,
         operator_token=settings.operator_token or None,
     )
-    return access, IamApi(identity, make_authenticator(access)).routes()
+    return access, IamApi(identity, make_authenticator(access))
 
 
 def build_app(settings: Settings) -> Starlette:
     database = open_database(settings)
-    access, iam_routes = build_access(settings, database)
+    access, iam_api = build_access(settings, database)
     return create_app(
         build_services(database),
         access=access,
-        extra_routes=iam_routes,
+        iam_api=iam_api,
         on_startup=database.open,
         on_shutdown=database.close,
     )

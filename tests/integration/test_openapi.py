@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 
+from imagejobs.api.iam_routes import IAM_ROUTE_DOCS
 from imagejobs.api.routes import ALL_OPERATIONS as OPERATIONS
 from tests.conftest import ServerProcess
 from tests.factories import Tenant, make_job, new_tenant, write_jobs
@@ -25,11 +26,14 @@ def document(live_server: ServerProcess) -> dict[str, Any]:
     return doc
 
 
-def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _operations(
+    document: dict[str, Any], prefix: str = "/"
+) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (path, method.upper(), op)
         for path, item in document["paths"].items()
         for method, op in item.items()
+        if path.startswith(prefix)
     ]
 
 
@@ -59,14 +63,74 @@ def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
 
 def test_document_lists_exactly_the_served_operations(document: dict[str, Any]) -> None:
     documented = {(path, method) for path, method, _ in _operations(document)}
-    assert documented == {(op.path, op.method) for op in OPERATIONS}
-    assert {op["operationId"] for _, _, op in _operations(document)} == {
+    served = {(op.path, op.method) for op in OPERATIONS}
+    served |= {(doc.path, doc.method) for doc in IAM_ROUTE_DOCS}
+    assert documented == served
+    assert {
         "ListImageJobs",
         "ShowImageJob",
         "ListImageSubJobs",
         "CountImageSubJobs",
         "BatchDeleteImageSubJobs",
+        "KeystoneCreateUserTokenByPassword",
+        "KeystoneListProjects",
+    } <= {op["operationId"] for _, _, op in _operations(document)}
+
+
+def _schema_of(document: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    response = document["paths"][path][method]["responses"][str(status)]
+    schema: dict[str, Any] = response["content"]["application/json"]["schema"]
+    return schema
+
+
+def test_identity_routes_answer_their_documented_bodies(
+    live_server: ServerProcess, live_database_url: str, document: dict[str, Any]
+) -> None:
+    tenant = new_tenant(live_database_url)
+    base = live_server.base_url
+    login = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {
+                        "name": tenant.account,
+                        "password": tenant.password,
+                        "domain": {"name": tenant.account},
+                    }
+                },
+            },
+            "scope": {"project": {"name": tenant.region}},
+        }
     }
+    created = httpx.post(base + "/v3/auth/tokens", json=login)
+    _validator(document, _schema_of(document, "/v3/auth/tokens", "post", 201)).validate(
+        created.json()
+    )
+    token = created.headers["x-subject-token"]
+    both = {"X-Auth-Token": token, "X-Subject-Token": token}
+    checked = httpx.get(base + "/v3/auth/tokens", headers=both)
+    _validator(document, _schema_of(document, "/v3/auth/tokens", "get", 200)).validate(
+        checked.json()
+    )
+    signed = signed_client(base, tenant)
+    for path in ("/v3/projects", "/v3/auth/domains"):
+        response = signed.get(path)
+        assert response.status_code == 200
+        _validator(document, _schema_of(document, path, "get", 200)).validate(response.json())
+    credential = httpx.post(
+        base + "/v3.0/OS-CREDENTIAL/securitytokens",
+        headers={"X-Auth-Token": token},
+        json={"auth": {"identity": {"methods": ["token"]}}},
+    )
+    schema = _schema_of(document, "/v3.0/OS-CREDENTIAL/securitytokens", "post", 201)
+    _validator(document, schema).validate(credential.json())
+    login["auth"]["identity"]["password"]["user"]["password"] = "Wrong-passw0rd"  # type: ignore[index]
+    refused = httpx.post(base + "/v3/auth/tokens", json=login)
+    assert refused.status_code == 401
+    _validator(document, _schema_of(document, "/v3/auth/tokens", "post", 401)).validate(
+        refused.json()
+    )
 
 
 def _valid_value(schema: dict[str, Any]) -> str:
@@ -89,7 +153,7 @@ def test_valid_requests_answer_the_documented_200_body(
     client = signed_client(live_server.base_url, tenant)
     detail = make_job(project, sub_jobs=2)
     write_jobs(live_database_url, [detail])
-    for path, method, op in _operations(document):
+    for path, method, op in _operations(document, "/v1/"):
         query = {
             p["name"]: _valid_value(p["schema"])
             for p in op["parameters"]
@@ -129,7 +193,7 @@ def test_every_documented_constraint_is_enforced(
     project = live_tenant.project_id
     client = signed_client(live_server.base_url, live_tenant)
     checked = 0
-    for path, method, op in _operations(document):
+    for path, method, op in _operations(document, "/v1/"):
         base_query = {
             p["name"]: _valid_value(p["schema"])
             for p in op["parameters"]

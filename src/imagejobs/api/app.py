@@ -17,6 +17,7 @@ from imagejobs.api.auth import make_authenticator
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
 from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
+from imagejobs.api.iam_routes import IAM_ROUTE_DOCS, IamApi
 from imagejobs.api.openapi import build_openapi
 from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.services import Services
@@ -27,11 +28,11 @@ def create_app(
     services: Services,
     *,
     access: AccessControl | None = None,
-    extra_routes: list[BaseRoute] | None = None,
+    iam_api: IamApi | None = None,
     on_startup: Callable[[], Awaitable[Any]] | None = None,
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
 ) -> Starlette:
-    openapi_document = build_openapi(ALL_OPERATIONS)
+    openapi_document = build_openapi(ALL_OPERATIONS, IAM_ROUTE_DOCS if iam_api else ())
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document)
@@ -42,7 +43,7 @@ def create_app(
         Route(op.path, make_endpoint(op, services, authenticate, access), methods=[op.method])
         for op in ALL_OPERATIONS
     ]
-    routes += extra_routes or []
+    routes += iam_api.routes() if iam_api else []
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
 from msgspec import Struct
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from imagejobs.api import iam_schemas as s
 from imagejobs.api.auth import Authenticator, read_body
 from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response, new_request_id
 from imagejobs.api.schemas import encoder
@@ -24,63 +25,102 @@ from imagejobs.domain.errors import ImageJobsError, InvalidIamRequest, LoginFail
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-class _Domain(Struct):
-    id: str | None = None
-    name: str | None = None
+@dataclass(frozen=True)
+class IamRouteDoc:
+    """What the OpenAPI document says of one /v3 route."""
+
+    operation_id: str
+    method: str
+    path: str
+    summary: str
+    status: int
+    body: type[Struct] | None
+    response: type[Struct] | None
+    errors: tuple[int, ...]
 
 
-class _PasswordUser(Struct):
-    name: str
-    password: str
-    domain: _Domain
+IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
+    IamRouteDoc(
+        "KeystoneCreateUserTokenByPassword",
+        "POST",
+        "/v3/auth/tokens",
+        "Log in with a password; the token comes in X-Subject-Token.",
+        201,
+        s.AuthRequest,
+        s.TokenResponse,
+        (400, 401),
+    ),
+    IamRouteDoc(
+        "KeystoneValidateToken",
+        "GET",
+        "/v3/auth/tokens",
+        "Check the token in X-Subject-Token (X-Auth-Token: the caller's).",
+        200,
+        None,
+        s.TokenResponse,
+        (400, 401, 403),
+    ),
+    IamRouteDoc(
+        "KeystoneCheckToken",
+        "HEAD",
+        "/v3/auth/tokens",
+        "Check a token without a body.",
+        200,
+        None,
+        None,
+        (400, 401, 403),
+    ),
+    IamRouteDoc(
+        "KeystoneRevokeToken",
+        "DELETE",
+        "/v3/auth/tokens",
+        "Revoke the token in X-Subject-Token.",
+        204,
+        None,
+        None,
+        (400, 401, 403),
+    ),
+    IamRouteDoc(
+        "KeystoneListProjects",
+        "GET",
+        "/v3/projects",
+        "The caller's projects, optionally by name (the SDK's project discovery).",
+        200,
+        None,
+        s.ProjectsResponse,
+        (401, 403),
+    ),
+    IamRouteDoc(
+        "KeystoneListAuthDomains",
+        "GET",
+        "/v3/auth/domains",
+        "The caller's account (domain).",
+        200,
+        None,
+        s.DomainsResponse,
+        (401,),
+    ),
+    IamRouteDoc(
+        "CreateTemporaryAccessKeyByToken",
+        "POST",
+        "/v3.0/OS-CREDENTIAL/securitytokens",
+        "Temporary AK/SK and security token from a token (X-Auth-Token or body).",
+        201,
+        s.AuthRequest,
+        s.CredentialResponse,
+        (400, 401),
+    ),
+)
 
 
-class _Password(Struct):
-    user: _PasswordUser
-
-
-class _TokenRef(Struct):
-    id: str | None = None
-    duration_seconds: int = 900
-
-
-class _Identity(Struct):
-    methods: list[str]
-    password: _Password | None = None
-    token: _TokenRef | None = None
-    policy: dict[str, Any] | None = None
-
-
-class _ProjectScope(Struct):
-    id: str | None = None
-    name: str | None = None
-    domain: _Domain | None = None
-
-
-class _Scope(Struct):
-    project: _ProjectScope | None = None
-    domain: _Domain | None = None
-
-
-class _Auth(Struct):
-    identity: _Identity
-    scope: _Scope | None = None
-
-
-class AuthRequest(Struct):
-    auth: _Auth
-
-
-def _decode(raw: bytes) -> AuthRequest:
+def _decode(raw: bytes) -> s.AuthRequest:
     try:
-        return msgspec.json.decode(raw, type=AuthRequest)
+        return msgspec.json.decode(raw, type=s.AuthRequest)
     except msgspec.MsgspecError as exc:
         raise InvalidIamRequest("auth", f"is invalid: {str(exc)[:200]}") from exc
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -100,52 +140,34 @@ def _guarded(handler: Handler) -> Handler:
     return endpoint
 
 
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(body: Struct, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(encoder.encode(body), status, headers=headers, media_type="application/json")
 
 
 def _base_url(request: Request) -> str:
-    host = request.headers.get("host", "localhost")
-    return f"{request.url.scheme}://{host}"
+    return f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
 
 
-def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> dict[str, Any]:
-    domain = {"id": issued.account.id, "name": issued.account.name}
-    token: dict[str, Any] = {
-        "methods": issued.record.methods.split(","),
-        "issued_at": keystone_time(issued.record.issued_at),
-        "expires_at": keystone_time(issued.record.expires_at),
-        "user": {
-            "id": issued.user.id,
-            "name": issued.user.name,
-            "password_expires_at": "",
-            "domain": domain,
-        },
-        "roles": [{"name": "te_admin" if issued.user.is_root else "op_fine_grained", "id": "0"}],
-    }
-    if issued.project is not None:
-        token["project"] = {"id": issued.project.id, "name": issued.project.name, "domain": domain}
-    else:
-        token["domain"] = domain
-    if catalog:
-        region = issued.project.name if issued.project else ""
-        token["catalog"] = [
-            {
-                "type": "workspace",
-                "id": "workspaceapp",
-                "name": "workspace",
-                "endpoints": [
-                    {
-                        "url": base_url,
-                        "region": region,
-                        "region_id": region,
-                        "interface": "public",
-                        "id": "workspaceapp-public",
-                    }
-                ],
-            }
-        ]
-    return {"token": token}
+def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> s.TokenResponse:
+    domain = s.Domain(issued.account.id, issued.account.name)
+    project = issued.project
+    role = "te_admin" if issued.user.is_root else "op_fine_grained"
+    region = project.name if project else ""
+    endpoints = [s.CatalogEndpoint(base_url, region, region, "public", "workspaceapp-public")]
+    return s.TokenResponse(
+        s.TokenInfo(
+            methods=issued.record.methods.split(","),
+            issued_at=keystone_time(issued.record.issued_at),
+            expires_at=keystone_time(issued.record.expires_at),
+            user=s.TokenUser(issued.user.id, issued.user.name, "", domain),
+            roles=[s.Role(role, "0")],
+            project=None if project is None else s.TokenProject(project.id, project.name, domain),
+            domain=domain if project is None else None,
+            catalog=[s.CatalogEntry("workspace", "workspaceapp", "workspace", endpoints)]
+            if catalog
+            else None,
+        )
+    )
 
 
 class IamApi:
@@ -179,7 +201,7 @@ class IamApi:
             account_name = account.name if account else None
         if account_name is None:
             raise LoginFailed()
-        scope = auth.scope or _Scope(domain=user.domain)
+        scope = auth.scope or s.Scope(domain=user.domain)
         if scope.project is not None:
             issued = await self._identity.login(
                 account_name,
@@ -192,15 +214,14 @@ class IamApi:
             issued = await self._identity.login(
                 account_name, user.name, user.password, domain_scope=True
             )
-            wanted = scope.domain or _Domain()
+            wanted = scope.domain or s.DomainRef()
             if wanted.id not in (None, issued.account.id) or wanted.name not in (
                 None,
                 issued.account.name,
             ):
                 raise LoginFailed("The domain in the scope is not the user's account.")
-        body = token_body(
-            issued, _base_url(request), catalog=not request.query_params.get("nocatalog")
-        )
+        catalog = not request.query_params.get("nocatalog")
+        body = token_body(issued, _base_url(request), catalog=catalog)
         return _json(body, 201, {SUBJECT_TOKEN: issued.token})
 
     async def check_token(self, request: Request) -> Response:
@@ -219,10 +240,8 @@ class IamApi:
         headers = {SUBJECT_TOKEN: subject_token}
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
-        body = token_body(
-            subject, _base_url(request), catalog=not request.query_params.get("nocatalog")
-        )
-        return _json(body, 200, headers)
+        catalog = not request.query_params.get("nocatalog")
+        return _json(token_body(subject, _base_url(request), catalog=catalog), 200, headers)
 
     async def list_projects(self, request: Request) -> Response:
         principal = await self._authenticate(request)
@@ -231,50 +250,38 @@ class IamApi:
         name = request.query_params.get("name")
         base = _base_url(request)
         projects = [
-            {
-                "id": p.id,
-                "name": p.name,
-                "domain_id": p.account_id,
-                "parent_id": p.account_id,
-                "enabled": True,
-                "is_domain": False,
-                "description": "",
-                "links": {"self": f"{base}/v3/projects/{p.id}"},
-            }
+            s.ProjectInfo(
+                id=p.id,
+                name=p.name,
+                domain_id=p.account_id,
+                parent_id=p.account_id,
+                enabled=True,
+                is_domain=False,
+                description="",
+                links=s.SelfLink(f"{base}/v3/projects/{p.id}"),
+            )
             for p in await self._identity.projects_of(principal.account_id)
             if name is None or p.name == name
         ]
-        links = {"self": f"{base}/v3/projects", "previous": None, "next": None}
-        return _json({"links": links, "projects": projects})
+        return _json(s.ProjectsResponse(s.ListLinks(f"{base}/v3/projects"), projects))
 
     async def list_domains(self, request: Request) -> Response:
         principal = await self._authenticate(request)
-        account = (
-            None
-            if principal.account_id is None
-            else await self._identity.account_by_id(principal.account_id)
-        )
+        account = None
+        if principal.account_id is not None:
+            account = await self._identity.account_by_id(principal.account_id)
         base = _base_url(request)
-        domains = (
-            []
-            if account is None
-            else [
-                {
-                    "id": account.id,
-                    "name": account.name,
-                    "enabled": account.enabled,
-                    "description": "",
-                    "links": {"self": f"{base}/v3/domains/{account.id}"},
-                }
-            ]
-        )
-        return _json({"domains": domains, "links": {"self": f"{base}/v3/auth/domains"}})
+        domains = [
+            s.DomainInfo(a.id, a.name, a.enabled, "", s.SelfLink(f"{base}/v3/domains/{a.id}"))
+            for a in ([account] if account else [])
+        ]
+        return _json(s.DomainsResponse(domains, s.SelfLink(f"{base}/v3/auth/domains")))
 
     async def create_security_token(self, request: Request) -> Response:
         auth = _decode(await read_body(request)).auth
         if "token" not in auth.identity.methods:
             raise InvalidIamRequest("auth.identity.methods", "must contain token")
-        ref = auth.identity.token or _TokenRef()
+        ref = auth.identity.token or s.TokenRef()
         token = request.headers.get("x-auth-token") or ref.id
         if not token:
             raise InvalidIamRequest("auth.identity.token.id", "or X-Auth-Token is required")
@@ -282,13 +289,12 @@ class IamApi:
         credential = await self._identity.create_temporary_credential(
             token, ref.duration_seconds, policy
         )
-        body = {
-            "credential": {
-                "access": credential.access,
-                "secret": credential.secret,
-                "securitytoken": credential.security_token,
-                # The SDK parses exactly %Y-%m-%dT%H:%M:%S.%fZ.
-                "expires_at": keystone_time(credential.expires_at),
-            }
-        }
+        body = s.CredentialResponse(
+            s.Credential(
+                credential.access,
+                credential.secret,
+                credential.security_token,
+                keystone_time(credential.expires_at),
+            )
+        )
         return _json(body, 201)

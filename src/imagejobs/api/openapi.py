@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 
 from imagejobs import __version__
+from imagejobs.api.iam_routes import IamRouteDoc
+from imagejobs.api.iam_schemas import KeystoneErrorResponse
 from imagejobs.api.operations import Operation
 from imagejobs.api.schemas import ErrorResponse
 from imagejobs.domain import errors
@@ -29,6 +31,8 @@ _STATUS_ERRORS: dict[int, type[errors.ImageJobsError]] = {
 }
 _STATUS_TEXT = {
     200: "Response to a successful request.",
+    201: "Created.",
+    204: "Done; no body.",
     400: "The request cannot be understood by the server due to malformed syntax.",
     401: "Authentication failed.",
     403: "Permissions required.",
@@ -76,6 +80,52 @@ def _error_example(status: int) -> dict[str, str]:
     return {"error_code": error_class.code, "error_msg": (error_class.__doc__ or "").strip()}
 
 
+def _error_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": _STATUS_TEXT[status],
+            "headers": {"X-Request-Id": {"schema": {"type": "string"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": _REF.format(name="ErrorResponse")},
+                    "example": _error_example(status),
+                }
+            },
+        }
+        for status in statuses
+    }
+
+
+def _iam_operation(doc: IamRouteDoc) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "operationId": doc.operation_id,
+        "summary": doc.summary,
+        "tags": ["Identity (IAM)"],
+    }
+    if doc.body is not None:
+        document["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(name=doc.body.__name__)}}
+            },
+        }
+    ok: dict[str, Any] = {"description": _STATUS_TEXT[doc.status]}
+    if doc.response is not None:
+        ok["content"] = {
+            "application/json": {"schema": {"$ref": _REF.format(name=doc.response.__name__)}}
+        }
+    responses = {str(doc.status): ok, **_error_responses(doc.errors)}
+    if doc.path == "/v3/auth/tokens" and doc.method == "POST":
+        # A wrong user name or password answers in Keystone's own error shape.
+        responses["401"]["content"] = {
+            "application/json": {"schema": {"$ref": _REF.format(name="KeystoneErrorResponse")}}
+        }
+    document["responses"] = responses
+    if doc.path in ("/v3/projects", "/v3/auth/domains"):
+        document["security"] = [{"AkSk": []}, {"Token": []}]
+    return document
+
+
 def _operation(operation: Operation) -> dict[str, Any]:
     document: dict[str, Any] = {
         "operationId": operation.operation_id,
@@ -98,30 +148,45 @@ def _operation(operation: Operation) -> dict[str, Any]:
         ok["content"] = {
             "application/json": {"schema": {"$ref": _REF.format(name=operation.response.__name__)}}
         }
-    responses: dict[str, Any] = {"200": ok}
-    for status in operation.errors:
-        responses[str(status)] = {
-            "description": _STATUS_TEXT[status],
-            "headers": {"X-Request-Id": {"schema": {"type": "string"}}},
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": _REF.format(name="ErrorResponse")},
-                    "example": _error_example(status),
-                }
-            },
-        }
-    document["responses"] = responses
+    document["responses"] = {"200": ok, **_error_responses(operation.errors)}
+    document["security"] = [{"AkSk": []}, {"Token": []}]
     return document
 
 
-def build_openapi(operations: tuple[Operation, ...]) -> dict[str, Any]:
+_SECURITY_SCHEMES = {
+    "AkSk": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "An SDK-HMAC-SHA256 (or SDK-HMAC-SM3) signature, as the Huawei Cloud "
+        "SDKs compute it: 'SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<…>, Signature=<hex>', "
+        "with X-Sdk-Date (and X-Security-Token for temporary keys).",
+    },
+    "Token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Auth-Token",
+        "description": "An IAM token from POST /v3/auth/tokens (its X-Subject-Token).",
+    },
+}
+
+
+def build_openapi(
+    operations: tuple[Operation, ...], iam_routes: tuple[IamRouteDoc, ...] = ()
+) -> dict[str, Any]:
     types: list[Any] = [ErrorResponse]
     for operation in operations:
         types.extend(t for t in (operation.body, operation.response) if t is not None)
+    for doc in iam_routes:
+        types.extend(t for t in (doc.body, doc.response) if t is not None)
+    if iam_routes:
+        types.append(KeystoneErrorResponse)
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for operation in operations:
         paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
+    for doc in iam_routes:
+        paths.setdefault(doc.path, {})[doc.method.lower()] = _iam_operation(doc)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -133,5 +198,5 @@ def build_openapi(operations: tuple[Operation, ...]) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }
