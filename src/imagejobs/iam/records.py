@@ -74,6 +74,16 @@ class PolicyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """One policy attachment: to a user or a group, in a project or in all ("*")."""
+
+    policy_id: str
+    principal_type: str  # "user" | "group"
+    principal_id: str
+    project_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Attachment:
     policy_id: str
     policy_name: str

@@ -40,6 +40,7 @@ from imagejobs.iam.records import (
     AccessKey,
     Account,
     Attachment,
+    Grant,
     Group,
     PolicyRecord,
     Project,
@@ -330,15 +331,27 @@ class IdentityService:
         await self._store.create_policy(record)
         return record
 
-    async def _principal(
-        self, account: Account, user_name: str | None, group_name: str | None
-    ) -> tuple[str, str]:
+    async def _grant(
+        self,
+        account_name: str,
+        policy_name: str,
+        user_name: str | None,
+        group_name: str | None,
+        project: str | None,
+    ) -> Grant:
+        """Resolve a grant's names: exactly one of a user or a group, one project or all."""
+        account = await self.account(account_name)
+        policy = await self.policy(account, policy_name)
         if (user_name is None) == (group_name is None):
             raise InvalidParameter("principal", "name exactly one of a user or a group")
         if user_name is not None:
-            return "user", (await self.user(account, user_name)).id
-        assert group_name is not None
-        return "group", (await self.group(account, group_name)).id
+            kind, principal_id = "user", (await self.user(account, user_name)).id
+        else:
+            kind, principal_id = "group", (await self.group(account, group_name or "")).id
+        project_id = (
+            "*" if project in (None, "*") else (await self.project(account, project or "")).id
+        )
+        return Grant(policy.id, kind, principal_id, project_id)
 
     async def attach_policy(
         self,
@@ -350,13 +363,8 @@ class IdentityService:
         project: str | None = None,
     ) -> None:
         """Grant a policy to a user or group in one project (by name or id) or in all ("*")."""
-        account = await self.account(account_name)
-        policy = await self.policy(account, policy_name)
-        kind, principal_id = await self._principal(account, user_name, group_name)
-        project_id = (
-            "*" if project in (None, "*") else (await self.project(account, project or "")).id
-        )
-        await self._store.attach(policy.id, kind, principal_id, project_id)
+        grant = await self._grant(account_name, policy_name, user_name, group_name, project)
+        await self._store.attach(grant)
 
     async def detach_policy(
         self,
@@ -367,13 +375,8 @@ class IdentityService:
         group_name: str | None = None,
         project: str | None = None,
     ) -> None:
-        account = await self.account(account_name)
-        policy = await self.policy(account, policy_name)
-        kind, principal_id = await self._principal(account, user_name, group_name)
-        project_id = (
-            "*" if project in (None, "*") else (await self.project(account, project or "")).id
-        )
-        await self._store.detach(policy.id, kind, principal_id, project_id)
+        grant = await self._grant(account_name, policy_name, user_name, group_name, project)
+        await self._store.detach(grant)
 
     # --- listings ---------------------------------------------------------------------------
 

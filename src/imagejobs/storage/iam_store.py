@@ -13,6 +13,7 @@ from imagejobs.iam.records import (
     AccessKey,
     Account,
     Attachment,
+    Grant,
     Group,
     PolicyRecord,
     Project,
@@ -384,27 +385,11 @@ class SqlIamStore:
     async def delete_policy(self, policy_id: str) -> None:
         await self._change((DELETE_POLICY, {"id": policy_id}))
 
-    async def attach(
-        self, policy_id: str, principal_type: str, principal_id: str, project_id: str
-    ) -> None:
-        params = {
-            "policy_id": policy_id,
-            "principal_type": principal_type,
-            "principal_id": principal_id,
-            "project_id": project_id,
-        }
-        await self._change((INSERT_ATTACHMENT, params))
+    async def attach(self, grant: Grant) -> None:
+        await self._change((INSERT_ATTACHMENT, _values(grant)))
 
-    async def detach(
-        self, policy_id: str, principal_type: str, principal_id: str, project_id: str
-    ) -> None:
-        params = {
-            "policy_id": policy_id,
-            "principal_type": principal_type,
-            "principal_id": principal_id,
-            "project_id": project_id,
-        }
-        await self._change((DELETE_ATTACHMENT, params))
+    async def detach(self, grant: Grant) -> None:
+        await self._change((DELETE_ATTACHMENT, _values(grant)))
 
     async def insert_token(self, token: Token) -> None:
         # Issuing a token changes no cached answer: no generation bump.
