@@ -24,7 +24,7 @@ import pytest
 from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.job_store import SqlJobStore
 from imagejobs.storage.migrate import migrate
-from tests.factories import TEST_KEY_BASE64, Tenant, new_tenant
+from tests.factories import TEST_KEY_BASE64, TEST_OPERATOR_TOKEN, Tenant, new_tenant
 
 POSTGRES_URL = os.environ.get(
     "IMAGEJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -132,6 +132,7 @@ class ServerProcess:
             "IMAGEJOBS_ENCRYPTION_KEY": TEST_KEY_BASE64,
             "IMAGEJOBS_IAM_CACHE_SECONDS": "0",
             "IMAGEJOBS_BOOTSTRAP_DEMO_ACCOUNT": "false",
+            "IMAGEJOBS_OPERATOR_TOKEN": TEST_OPERATOR_TOKEN,
             **extra_env,
         }
         self._log = self.log_path.open("wb")

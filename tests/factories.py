@@ -25,6 +25,9 @@ ids = IdGenerator()
 # credentials directly in the database, as `imagejobs iam` does.
 TEST_KEY = bytes(range(32))
 TEST_KEY_BASE64 = base64.b64encode(TEST_KEY).decode()
+# And this operator token (IMAGEJOBS_OPERATOR_TOKEN) for the operator API.
+TEST_OPERATOR_TOKEN = "test-operator-token"
+OPERATOR_HEADERS = {"X-Imagejobs-Operator-Token": TEST_OPERATOR_TOKEN}
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,29 @@ from starlette.applications import Starlette
 from imagejobs.api.app import create_app
 from imagejobs.api.auth import make_authenticator
 from imagejobs.api.iam_routes import IamApi
+from imagejobs.api.operator import operator_routes
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict
+from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
+from imagejobs.drivers.registry import load_driver
 from imagejobs.keys import load_secret_box
+from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
+from imagejobs.runner.runner import Runner
 from imagejobs.services import Services
-from imagejobs.services.access import AccessControl, IamAccess
+from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
+from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
-from imagejobs.services.jobs import JobService
+from imagejobs.services.servers import ServerService
+from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
+from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
 from imagejobs.storage.seed import SeedPlan, seed
+from imagejobs.storage.server_store import SqlServerStore
+from imagejobs.storage.steering_store import SqlSteeringStore
 
 # The example project of the API reference: copy-pasted examples work against the demo.
 DEMO_PROJECT_ID = "a4da8115c9d8464ead3a38309130523f"
@@ -48,8 +58,44 @@ def open_database(settings: Settings) -> Database:
     return database_for(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
 
 
-def build_services(database: Database) -> Services:
-    return Services(jobs=JobService(SqlJobStore(database)))
+def build_services(database: Database, settings: Settings) -> Services:
+    engine_store = SqlEngineStore(database)
+    steering = SteeringService(SqlSteeringStore(database), defaults_from(settings))
+    engine = EngineService(
+        engine_store,
+        steering,
+        load_driver(settings),
+        max_attempts=settings.max_attempts,
+        backoff_base=settings.retry_backoff_seconds,
+    )
+    return Services(
+        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store),
+        servers=ServerService(SqlServerStore(database, engine_store), steering, IdGenerator()),
+        steering=steering,
+        engine=engine,
+    )
+
+
+def build_runner(settings: Settings, services: Services, concurrency: int | None = None) -> Runner:
+    return Runner(
+        services.engine,
+        concurrency=concurrency or settings.runner_concurrency,
+        lease_seconds=settings.lease_seconds,
+        poll_seconds=settings.poll_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+    )
+
+
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+    """``imagejobs worker``: runners alone, until SIGTERM or SIGINT."""
+    database = open_database(settings)
+    await database.open()
+    try:
+        services = build_services(database, settings)
+        await run_until_signalled(build_runner(settings, services, concurrency))
+        await services.engine.driver.close()
+    finally:
+        await database.close()
 
 
 def build_access(
@@ -74,12 +120,30 @@ def build_access(
 def build_app(settings: Settings) -> Starlette:
     database = open_database(settings)
     access, iam_api = build_access(settings, database)
+    services = build_services(database, settings)
+    embedded = (
+        EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
+    )
+
+    async def startup() -> None:
+        await database.open()
+        if embedded is not None:
+            embedded.start()
+
+    async def shutdown() -> None:
+        if embedded is not None:
+            await embedded.stop()
+        await services.engine.driver.close()
+        await database.close()
+
     return create_app(
-        build_services(database),
+        services,
         access=access,
         iam_api=iam_api,
-        on_startup=database.open,
-        on_shutdown=database.close,
+        # The operator API (/_imagejobs), authenticated as the public API is.
+        extra_routes=operator_routes(services, access or OpenAccess(), settings.driver),
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
 
 

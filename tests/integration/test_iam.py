@@ -535,3 +535,27 @@ def test_the_iam_cli_creates_working_credentials(
     assert all("secret" not in json.dumps(k) for k in keys)
     _cli(live_database_url, "disable-access-key", "--account", "cli-made", key["access_key"])
     _refused(lambda: viewer.list_image_jobs(LIST), 401, "APIGW.0301")
+
+
+def test_nothing_secret_reaches_the_server_log(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    tenant = new_tenant(live_database_url)
+    token = password_token(live_server.base_url, tenant)
+    credential = httpx.post(
+        live_server.base_url + "/v3.0/OS-CREDENTIAL/securitytokens",
+        headers={"X-Auth-Token": token},
+        json={"auth": {"identity": {"methods": ["token"]}}},
+    ).json()
+    bad = sdk_client(live_server.base_url, tenant, secret_key="z" * 40)
+    _refused(lambda: bad.list_image_jobs(LIST), 401, "APIGW.0301")
+    assert sdk_client(live_server.base_url, tenant).list_image_jobs(LIST).count == 0
+    log = live_server.log_path.read_text()
+    secrets = [
+        tenant.secret_key,
+        tenant.password,
+        token,
+        credential["credential"]["secret"],
+        credential["credential"]["securitytoken"],
+    ]
+    assert not [s for s in secrets if s in log]

@@ -38,6 +38,7 @@ def _operations(
 
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
+JOB_APIS = "/v1/{project_id}/image-server-"
 
 
 def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
@@ -153,7 +154,8 @@ def test_valid_requests_answer_the_documented_200_body(
     client = signed_client(live_server.base_url, tenant)
     detail = make_job(project, sub_jobs=2)
     write_jobs(live_database_url, [detail])
-    for path, method, op in _operations(document, "/v1/"):
+    # The job APIs; the image-server APIs are checked in test_server_openapi.py.
+    for path, method, op in _operations(document, JOB_APIS):
         query = {
             p["name"]: _valid_value(p["schema"])
             for p in op["parameters"]
@@ -193,7 +195,8 @@ def test_every_documented_constraint_is_enforced(
     project = live_tenant.project_id
     client = signed_client(live_server.base_url, live_tenant)
     checked = 0
-    for path, method, op in _operations(document, "/v1/"):
+    # The job APIs; the image-server APIs are checked in test_server_openapi.py.
+    for path, method, op in _operations(document, JOB_APIS):
         base_query = {
             p["name"]: _valid_value(p["schema"])
             for p in op["parameters"]

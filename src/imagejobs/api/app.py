@@ -29,6 +29,7 @@ def create_app(
     *,
     access: AccessControl | None = None,
     iam_api: IamApi | None = None,
+    extra_routes: list[BaseRoute] | None = None,
     on_startup: Callable[[], Awaitable[Any]] | None = None,
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
 ) -> Starlette:
@@ -44,6 +45,7 @@ def create_app(
         for op in ALL_OPERATIONS
     ]
     routes += iam_api.routes() if iam_api else []
+    routes += extra_routes or []
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),

@@ -6,8 +6,10 @@ import click
 
 from imagejobs import __version__
 from imagejobs.cli.common import settings_epilog
+from imagejobs.cli.engine import engine
 from imagejobs.cli.iam import iam
 from imagejobs.cli.server import migrate, seed, serve
+from imagejobs.cli.worker import worker
 
 
 @click.group(epilog=settings_epilog())
@@ -20,3 +22,5 @@ main.add_command(serve)
 main.add_command(migrate)
 main.add_command(seed)
 main.add_command(iam)
+main.add_command(worker)
+main.add_command(engine)

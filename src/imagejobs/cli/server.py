@@ -22,6 +22,12 @@ from imagejobs.settings import Settings
 @database_url_option
 @data_dir_option
 @click.option("--demo", is_flag=True, help="Seed a demo project first if it has no jobs.")
+@click.option(
+    "--runner/--no-runner",
+    "embedded_runner",
+    default=None,
+    help="Run jobs in each server worker too (default; IMAGEJOBS_EMBEDDED_RUNNER).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -29,6 +35,7 @@ def serve(
     database_url: str | None,
     data_dir: Path | None,
     demo: bool,
+    embedded_runner: bool | None,
 ) -> None:
     """Run the API server (migrates a SQLite database first)."""
     from granian.constants import Interfaces
@@ -45,7 +52,12 @@ def serve(
     from imagejobs.storage.migrate import current_revision, head_revision, migrate
 
     settings = load(
-        host=host, port=port, workers=workers, database_url=database_url, data_dir=data_dir
+        host=host,
+        port=port,
+        workers=workers,
+        database_url=database_url,
+        data_dir=data_dir,
+        embedded_runner=embedded_runner,
     )
     configure_logging(settings.log_level)
     try:

@@ -46,3 +46,14 @@ DELETABLE_SUB_JOB_STATUSES: frozenset[SubJobStatus] = frozenset(
     {SubJobStatus.SUCCESS, SubJobStatus.FAILED}
 )
 FINISHED_JOB_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCESS, JobStatus.FAILED})
+
+
+class ImageServerStatus(StrEnum):
+    CREATING = "CREATING"
+    ACTIVE = "ACTIVE"
+    BUILDING = "BUILDING"
+    BUILT = "BUILT"
+    ERROR = "ERROR"
+    DELETING = "DELETING"
+    # "Not set": the lower-case string the SDK knows as ImageServerStatus.NULL (spec §2.4).
+    NULL = "null"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagejobs.services.engine import EngineService
 from imagejobs.services.jobs import JobService
+from imagejobs.services.servers import ServerService
+from imagejobs.services.steering import SteeringService
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,3 +15,6 @@ class Services:
     """Every use case the adapters (API, console, CLI) may call."""
 
     jobs: JobService
+    servers: ServerService
+    steering: SteeringService
+    engine: EngineService

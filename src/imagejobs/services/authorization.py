@@ -1,11 +1,10 @@
-"""Who is calling (``Principal``) and the operator check. Authorization of API actions
-happens in one place, ``AccessControl.authorize`` (services/access.py)."""
+"""Who is calling: the ``Principal``. Authorization of API actions happens in one place,
+``AccessControl.authorize`` (services/access.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagejobs.domain.errors import PermissionDenied
 from imagejobs.iam.policy import Policy
 
 
@@ -29,9 +28,3 @@ class Principal:
 
 # Everyone, when the service runs without IAM (IMAGEJOBS_AUTH=none).
 LOCAL = Principal(name="local", is_root=True, is_operator=True)
-
-
-def require_operator(principal: Principal) -> None:
-    """Raise PermissionDenied unless ``principal`` may use the operator API."""
-    if not (principal.is_operator or principal.is_root):
-        raise PermissionDenied()

@@ -239,3 +239,74 @@ iam_state = Table(
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# --- image servers and the job engine -----------------------------------------------------
+
+image_servers = Table(
+    "image_servers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("project_id", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(255), nullable=False, server_default=text("''")),
+    Column("status", String(16), nullable=False),
+    Column("image_ref", Text, nullable=False),  # JSON: ImageRef
+    Column("authorize_accounts", Text, nullable=False),  # JSON: [ImageAccountInfo]
+    Column("server_group_id", String(128), nullable=False, server_default=text("''")),
+    Column("app_group_id", String(128), nullable=False, server_default=text("''")),
+    Column("aps_server_id", String(128), nullable=False, server_default=text("''")),  # server_id
+    Column("instance_id", String(128), nullable=False, server_default=text("''")),
+    Column("image_id", String(128), nullable=False, server_default=text("''")),
+    Column("enterprise_project_id", String(128), nullable=False, server_default=text("'0'")),
+    Column("spec", Text, nullable=False),  # JSON: the rest of the creation request
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    # A name is unique within its project (409 WKS.00211103 on a conflict).
+    UniqueConstraint("project_id", "name", name="uq_image_servers_project_name"),
+    Index("ix_image_servers_project_id", "project_id", "id"),
+)
+
+# The engine's queue: one row per engine-driven sub-job that has not ended yet. A runner
+# claims a due row under a lease (owner, expiry in due_at, fencing_token + 1 per claim);
+# the row is deleted in the transaction that records the sub-job's result.
+engine_tasks = Table(
+    "engine_tasks",
+    metadata,
+    Column(
+        "sub_job_id",
+        Id,
+        ForeignKey("sub_jobs.id", ondelete="CASCADE", name="fk_engine_tasks_sub_job"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("job_id", BigInteger, nullable=False),
+    Column("project_id", String(128), nullable=False),
+    Column("job_type", String(32), nullable=False),
+    Column("position", Integer, nullable=False, server_default=text("0")),
+    Column("phase", String(16), nullable=False),  # run | rollback
+    # Unleased: when the task may be claimed. Leased: when the lease expires.
+    Column("due_at", BigInteger, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("fencing_token", BigInteger, nullable=False, server_default=text("0")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", BigInteger, nullable=True),
+    Column("reads", Integer, nullable=False, server_default=text("0")),
+    Column("wait_reads", Integer, nullable=False, server_default=text("0")),
+    Column("payload", Text, nullable=False),  # JSON, for the driver
+    Column("error_code", String(64), nullable=False, server_default=text("''")),
+    Column("error_message", String(1024), nullable=False, server_default=text("''")),
+    Column("progress", String(255), nullable=False, server_default=text("''")),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_engine_tasks_due_at", "due_at"),
+    Index("ix_engine_tasks_job_id", "job_id"),
+)
+
+# Steering rules of the simulated driver, shared by every process (docs/engine.md).
+engine_rules = Table(
+    "engine_rules",
+    metadata,
+    Column("project_id", String(128), primary_key=True),  # a project, or "*"
+    Column("job_type", String(32), primary_key=True),  # a job type, or "*"
+    Column("rule", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -1,0 +1,278 @@
+"""The operator API under ``/_imagejobs``: steer the simulated driver at run time and see
+the engine's queue, authenticated as the public API is.
+
+Who may call what: the operator (``X-Imagejobs-Operator-Token``, or everyone when
+IMAGEJOBS_AUTH=none) may call everything. Anyone else may only steer and inspect projects
+they are authorized for with the action ``imagejobs:engine:steer``, which an account's
+root user has on the account's own projects: the routes that name a project (a rule, a
+behaviour, ``tasks?project_id=``). Routes that span every project are the operator's.
+
+    GET    /_imagejobs/engine                                  the queue at a glance
+    GET    /_imagejobs/engine/tasks?project_id=&limit=         live tasks, due first
+    GET    /_imagejobs/engine/rules                            defaults and every rule
+    DELETE /_imagejobs/engine/rules                            remove every rule
+    GET    /_imagejobs/engine/rules/{project_id}/{job_type}    one rule (404 if none)
+    PUT    /_imagejobs/engine/rules/{project_id}/{job_type}    set it (JSON RuleBody)
+    DELETE /_imagejobs/engine/rules/{project_id}/{job_type}    remove it
+    GET    /_imagejobs/engine/behaviour/{project_id}/{job_type}  the effective behaviour
+    GET    /_imagejobs/openapi.json                            this API, as OpenAPI 3.1
+
+``project_id`` and ``job_type`` may be ``*`` (every project, every type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from imagejobs import __version__
+from imagejobs.api.auth import make_authenticator, read_body
+from imagejobs.api.endpoint import decode_body
+from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response
+from imagejobs.api.errors import new_request_id as _new_request_id
+from imagejobs.api.operator_schemas import (
+    BehaviourInfo,
+    DeletedResponse,
+    EngineStatus,
+    RuleBody,
+    RuleInfo,
+    RulesResponse,
+    TasksResponse,
+    behaviour_info,
+    engine_status,
+    rule_info,
+    rule_record,
+    task_info,
+)
+from imagejobs.api.schemas import ErrorResponse, encoder
+from imagejobs.domain.enums import JobType
+from imagejobs.domain.errors import ImageJobsError, InvalidParameter, PermissionDenied
+from imagejobs.domain.params import IntegerParam, StringParam
+from imagejobs.domain.steering import ANY, check_scope
+from imagejobs.services import Services
+from imagejobs.services.access import AccessControl
+from imagejobs.services.authorization import Principal
+
+STEER_ACTION = "imagejobs:engine:steer"
+
+PREFIX = "/_imagejobs"
+_RULE = f"{PREFIX}/engine/rules/{{project_id}}/{{job_type}}"
+TASK_PROJECT = StringParam("project_id", 1, 128, "Only this project's tasks.")
+TASK_LIMIT = IntegerParam("limit", 1, 1000, 100, "At most this many tasks.")
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCall:
+    services: Services
+    path: Mapping[str, str]
+    query: Mapping[str, str]
+    body: Any
+
+
+Handler = Callable[[OperatorCall], Awaitable[Struct]]
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRoute:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    response: type[Struct]
+    body: type[Struct] | None = None
+    query: tuple[StringParam | IntegerParam, ...] = ()
+    # Where the project is named, if anywhere: "path", "query" or None (all projects).
+    project_in: str | None = None
+
+
+def _scope(call: OperatorCall) -> tuple[str, str]:
+    project_id, job_type = call.path["project_id"], call.path["job_type"]
+    check_scope(project_id, job_type)
+    return project_id, job_type
+
+
+def operator_routes(services: Services, access: AccessControl, driver: str) -> list[BaseRoute]:
+    """The operator API's routes, and its OpenAPI document at /_imagejobs/openapi.json."""
+
+    async def status(call: OperatorCall) -> Struct:
+        return engine_status(driver, await call.services.engine.summary())
+
+    async def tasks(call: OperatorCall) -> Struct:
+        project_id = TASK_PROJECT.parse(call.query.get("project_id"))
+        limit = TASK_LIMIT.parse(call.query.get("limit"))
+        views = await call.services.engine.tasks(project_id, limit)
+        return TasksResponse([task_info(t) for t in views])
+
+    async def rules(call: OperatorCall) -> Struct:
+        steering = call.services.steering
+        listed = [rule_info(r) for r in await steering.rules()]
+        return RulesResponse(defaults=behaviour_info(steering.defaults), rules=listed)
+
+    async def clear(call: OperatorCall) -> Struct:
+        return DeletedResponse(await call.services.steering.clear())
+
+    async def get_rule(call: OperatorCall) -> Struct:
+        return rule_info(await call.services.steering.rule(*_scope(call)))
+
+    async def put_rule(call: OperatorCall) -> Struct:
+        rule = rule_record(*_scope(call), call.body)
+        return rule_info(await call.services.steering.put_rule(rule))
+
+    async def delete_rule(call: OperatorCall) -> Struct:
+        return DeletedResponse(await call.services.steering.delete_rule(*_scope(call)))
+
+    async def behaviour(call: OperatorCall) -> Struct:
+        project_id, job_type = _scope(call)
+        if job_type == ANY:  # a behaviour is always that of one job type
+            raise InvalidParameter("job_type", "must be a job type, not *")
+        return behaviour_info(await call.services.steering.behaviour(project_id, JobType(job_type)))
+
+    table = (
+        OperatorRoute("GET", f"{PREFIX}/engine", "The engine's queue.", status, EngineStatus),
+        OperatorRoute(
+            "GET",
+            f"{PREFIX}/engine/tasks",
+            "Live tasks (sub-jobs not ended), due first.",
+            tasks,
+            TasksResponse,
+            query=(TASK_PROJECT, TASK_LIMIT),
+            project_in="query",
+        ),
+        OperatorRoute("GET", f"{PREFIX}/engine/rules", "Defaults and rules.", rules, RulesResponse),
+        OperatorRoute(
+            "DELETE", f"{PREFIX}/engine/rules", "Remove every rule.", clear, DeletedResponse
+        ),
+        OperatorRoute("GET", _RULE, "One rule.", get_rule, RuleInfo, project_in="path"),
+        OperatorRoute(
+            "PUT", _RULE, "Set a rule.", put_rule, RuleInfo, body=RuleBody, project_in="path"
+        ),
+        OperatorRoute(
+            "DELETE", _RULE, "Remove a rule.", delete_rule, DeletedResponse, project_in="path"
+        ),
+        OperatorRoute(
+            "GET",
+            f"{PREFIX}/engine/behaviour/{{project_id}}/{{job_type}}",
+            "The behaviour in effect for a project and job type.",
+            behaviour,
+            BehaviourInfo,
+            project_in="path",
+        ),
+    )
+    document = operator_openapi(table)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes: list[BaseRoute] = [
+        Route(r.path, _endpoint(r, services, access), methods=[r.method]) for r in table
+    ]
+    routes.append(Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]))
+    return routes
+
+
+async def _check(
+    route: OperatorRoute, principal: Principal, access: AccessControl, request: Request
+) -> None:
+    """The operator may do anything; others only what names a project they may steer."""
+    if principal.is_operator:
+        return
+    source = request.path_params if route.project_in == "path" else request.query_params
+    project_id = source.get("project_id") if route.project_in else None
+    if not project_id or project_id == ANY:
+        raise PermissionDenied(
+            "Only the operator may act on every project; name one of your projects."
+        )
+    await access.authorize(principal, STEER_ACTION, project_id)
+
+
+def _endpoint(
+    route: OperatorRoute, services: Services, access: AccessControl
+) -> Callable[[Request], Awaitable[Response]]:
+    authenticate = make_authenticator(access)
+
+    async def endpoint(request: Request) -> Response:
+        request_id = _new_request_id()
+        try:
+            principal = await authenticate(request)
+            await _check(route, principal, access, request)
+            body = None
+            if route.body is not None:
+                body = decode_body(await read_body(request), route.body)
+            call = OperatorCall(services, request.path_params, request.query_params, body)
+            result = await route.handler(call)
+        except ImageJobsError as error:
+            return error_response(error, request_id)
+        except Exception as exc:
+            return internal_error_response(exc, request_id)
+        return Response(
+            encoder.encode(result),
+            200,
+            headers={REQUEST_ID: request_id},
+            media_type="application/json",
+        )
+
+    return endpoint
+
+
+def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
+    ref = "#/components/schemas/{name}"
+    types: list[Any] = [ErrorResponse]
+    for route in table:
+        types.extend(t for t in (route.body, route.response) if t is not None)
+    _, components = msgspec.json.schema_components(types, ref_template=ref)
+    error = {"application/json": {"schema": {"$ref": ref.format(name="ErrorResponse")}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in table:
+        parameters: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("project_id", "job_type")
+            if "{" + name + "}" in route.path
+        ]
+        parameters += [
+            {"name": q.name, "in": "query", "required": False, "description": q.description}
+            | {"schema": {"type": "integer" if isinstance(q, IntegerParam) else "string"}}
+            for q in route.query
+        ]
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "tags": ["Operator"],
+            "parameters": parameters,
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": ref.format(name=route.response.__name__)}
+                        }
+                    },
+                },
+                "400": {"description": "Invalid input.", "content": error},
+                "401": {"description": "Not authenticated.", "content": error},
+                "403": {"description": "Not an operator.", "content": error},
+            },
+        }
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": ref.format(name=route.body.__name__)}}
+                },
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "imagejobs operator API: engine steering",
+            "version": __version__,
+            "description": "Steer the simulated driver and inspect the job engine.",
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }

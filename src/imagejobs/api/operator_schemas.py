@@ -1,0 +1,218 @@
+"""Bodies of the operator API (``/_imagejobs``): steering rules, the engine's state.
+
+These structs refuse unknown fields: a mistyped rule field is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from imagejobs.api.schemas import DateTime
+from imagejobs.domain.lifecycle import (
+    GENERIC_ERROR_CODE,
+    GENERIC_ERROR_MESSAGE,
+    TaskSummary,
+    TaskView,
+)
+from imagejobs.domain.steering import (
+    MAX_FAULTS,
+    MAX_READS,
+    MAX_SECONDS,
+    MAX_SUB_JOB_INDEX,
+    Behaviour,
+    Completion,
+    Effect,
+    Fault,
+    Rule,
+)
+from imagejobs.domain.times import format_optional_time, format_time
+
+Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS, description="Seconds.")]
+CompletionName = Literal["immediate", "duration", "reads"]
+
+
+class FaultBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A fault: sub-jobs it hits fail with the code and message, or are slowed down."""
+
+    effect: Literal["fail", "slow"] = "fail"
+    probability: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    sub_job_index: (
+        Annotated[
+            int,
+            Meta(ge=0, le=MAX_SUB_JOB_INDEX, description="Only this sub-job of a job, from 0."),
+        ]
+        | None
+    ) = None
+    error_code: Annotated[str, Meta(min_length=1, max_length=16)] = GENERIC_ERROR_CODE
+    error_message: Annotated[str, Meta(min_length=1, max_length=255)] = GENERIC_ERROR_MESSAGE
+    transient: Annotated[
+        bool, Meta(description="Retried with backoff until the attempts run out.")
+    ] = False
+    slow_seconds: Seconds = 0.0
+
+
+class RuleBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The parts of the behaviour this rule sets; fields left out are inherited."""
+
+    queue_seconds: (
+        Annotated[Seconds, Meta(description="Time a new sub-job stays WAITING.")] | None
+    ) = None
+    completion: CompletionName | None = None
+    duration_seconds: (
+        Annotated[Seconds, Meta(description="With completion duration: time RUNNING.")] | None
+    ) = None
+    reads: (
+        Annotated[
+            int,
+            Meta(ge=1, le=MAX_READS, description="With completion reads: reads of the job."),
+        ]
+        | None
+    ) = None
+    faults: Annotated[list[FaultBody], Meta(max_length=MAX_FAULTS)] | None = None
+
+
+class BehaviourInfo(Struct, kw_only=True):
+    queue_seconds: float
+    completion: CompletionName
+    duration_seconds: float
+    reads: int
+    faults: list[FaultBody]
+
+
+class RuleInfo(RuleBody, kw_only=True):
+    project_id: Annotated[str, Meta(description="A project ID, or * for every project.")]
+    job_type: Annotated[str, Meta(description="A job type, or * for every type.")]
+    updated_at: DateTime
+
+
+class RulesResponse(Struct, kw_only=True):
+    defaults: Annotated[BehaviourInfo, Meta(description="From IMAGEJOBS_SIMULATED_*.")]
+    rules: list[RuleInfo]
+
+
+class DeletedResponse(Struct):
+    deleted: int
+
+
+class EngineStatus(Struct, kw_only=True):
+    driver: str
+    due: Annotated[int, Meta(description="Sub-jobs claimable now.")]
+    scheduled: Annotated[int, Meta(description="Claimable later (queue, backoff, reads).")]
+    leased: Annotated[int, Meta(description="Held by a runner.")]
+    expired: Annotated[int, Meta(description="Held by a runner whose lease ran out.")]
+
+
+class TaskInfo(Struct, kw_only=True):
+    sub_job_id: str
+    job_id: str
+    project_id: str
+    job_type: str
+    phase: Literal["run", "rollback"]
+    due_at: DateTime
+    lease_owner: str | None
+    fencing_token: int
+    attempts: int
+    started_at: DateTime | None
+    reads: int
+    wait_reads: int
+    error_code: str
+    error_message: str
+    progress: str
+
+
+class TasksResponse(Struct):
+    tasks: list[TaskInfo]
+
+
+# --- wire <-> records -----------------------------------------------------------------------
+
+
+def fault_record(body: FaultBody) -> Fault:
+    return Fault(
+        effect=Effect(body.effect),
+        probability=body.probability,
+        sub_job_index=body.sub_job_index,
+        error_code=body.error_code,
+        error_message=body.error_message,
+        transient=body.transient,
+        slow_seconds=body.slow_seconds,
+    )
+
+
+def rule_record(project_id: str, job_type: str, body: RuleBody) -> Rule:
+    return Rule(
+        project_id=project_id,
+        job_type=job_type,
+        queue_seconds=body.queue_seconds,
+        completion=None if body.completion is None else Completion(body.completion),
+        duration_seconds=body.duration_seconds,
+        reads=body.reads,
+        faults=None if body.faults is None else tuple(fault_record(f) for f in body.faults),
+    )
+
+
+def fault_body(fault: Fault) -> FaultBody:
+    return FaultBody(
+        effect=fault.effect.value,
+        probability=fault.probability,
+        sub_job_index=fault.sub_job_index,
+        error_code=fault.error_code,
+        error_message=fault.error_message,
+        transient=fault.transient,
+        slow_seconds=fault.slow_seconds,
+    )
+
+
+def rule_info(rule: Rule) -> RuleInfo:
+    return RuleInfo(
+        project_id=rule.project_id,
+        job_type=rule.job_type,
+        queue_seconds=rule.queue_seconds,
+        completion=None if rule.completion is None else rule.completion.value,
+        duration_seconds=rule.duration_seconds,
+        reads=rule.reads,
+        faults=None if rule.faults is None else [fault_body(f) for f in rule.faults],
+        updated_at=format_time(rule.updated_at),
+    )
+
+
+def behaviour_info(behaviour: Behaviour) -> BehaviourInfo:
+    return BehaviourInfo(
+        queue_seconds=behaviour.queue_seconds,
+        completion=behaviour.completion.value,
+        duration_seconds=behaviour.duration_seconds,
+        reads=behaviour.reads,
+        faults=[fault_body(f) for f in behaviour.faults],
+    )
+
+
+def engine_status(driver: str, summary: TaskSummary) -> EngineStatus:
+    return EngineStatus(
+        driver=driver,
+        due=summary.due,
+        scheduled=summary.scheduled,
+        leased=summary.leased,
+        expired=summary.expired,
+    )
+
+
+def task_info(task: TaskView) -> TaskInfo:
+    return TaskInfo(
+        sub_job_id=str(task.sub_job_id),
+        job_id=str(task.job_id),
+        project_id=task.project_id,
+        job_type=task.job_type.value,
+        phase=task.phase.value,
+        due_at=format_time(task.due_at),
+        lease_owner=task.lease_owner,
+        fencing_token=task.fencing_token,
+        attempts=task.attempts,
+        started_at=format_optional_time(task.started_at),
+        reads=task.reads,
+        wait_reads=task.wait_reads,
+        error_code=task.error_code,
+        error_message=task.error_message,
+        progress=task.progress,
+    )

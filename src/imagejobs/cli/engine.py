@@ -1,0 +1,232 @@
+"""``imagejobs engine``: steer the simulated driver and look at the job engine.
+
+It talks to the database directly (like ``imagejobs iam``): whoever may open the
+database is an operator, no credentials are needed, and every API and worker process
+sees a change at once. The same is available over HTTP under ``/_imagejobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.services import Services
+
+T = TypeVar("T")
+_COMPLETIONS = click.Choice(["immediate", "duration", "reads"])
+
+
+def _run(
+    database_url: str | None, data_dir: Path | None, action: Callable[[Services], Awaitable[T]]
+) -> T:
+    from imagejobs.bootstrap import build_services, open_database
+
+    settings = load(database_url=database_url, data_dir=data_dir)
+
+    async def run() -> T:
+        database = open_database(settings)
+        await database.open()
+        try:
+            return await action(build_services(database, settings))
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except ImageJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot use the database: {exc}") from exc
+
+
+def _echo(value: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2))
+
+
+@click.group(epilog=settings_epilog())
+def engine() -> None:
+    """Steer the simulated driver (rules) and look at the job engine's queue."""
+
+
+@engine.command()
+@database_url_option
+@data_dir_option
+def status(database_url: str | None, data_dir: Path | None) -> None:
+    """The queue at a glance: due, scheduled, leased and expired sub-jobs."""
+    from imagejobs.api.operator_schemas import engine_status
+
+    settings = load(database_url=database_url, data_dir=data_dir)
+
+    async def action(services: Services) -> Any:
+        return engine_status(settings.driver, await services.engine.summary())
+
+    _echo(_run(database_url, data_dir, action))
+
+
+@engine.command()
+@database_url_option
+@data_dir_option
+@click.option("--project-id", default=None, help="Only this project's tasks.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def tasks(
+    database_url: str | None, data_dir: Path | None, project_id: str | None, limit: int
+) -> None:
+    """Live tasks (sub-jobs not ended yet), due first, with their lease and progress."""
+    from imagejobs.api.operator_schemas import TasksResponse, task_info
+
+    async def action(services: Services) -> Any:
+        views = await services.engine.tasks(project_id, limit)
+        return TasksResponse([task_info(t) for t in views])
+
+    _echo(_run(database_url, data_dir, action))
+
+
+@engine.group()
+def rules() -> None:
+    """Steering rules, per project (or *) and job type (or *)."""
+
+
+@rules.command("list")
+@database_url_option
+@data_dir_option
+def list_rules(database_url: str | None, data_dir: Path | None) -> None:
+    """The process defaults (IMAGEJOBS_SIMULATED_*) and every rule."""
+    from imagejobs.api.operator_schemas import RulesResponse, behaviour_info, rule_info
+
+    async def action(services: Services) -> Any:
+        listed = [rule_info(r) for r in await services.steering.rules()]
+        return RulesResponse(defaults=behaviour_info(services.steering.defaults), rules=listed)
+
+    _echo(_run(database_url, data_dir, action))
+
+
+def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
+    from imagejobs.api.operator_schemas import RuleBody
+
+    if raw_json is not None:
+        try:
+            return msgspec.json.decode(raw_json, type=RuleBody)
+        except msgspec.DecodeError as exc:
+            raise click.BadParameter(str(exc), param_hint="--json") from exc
+    body: dict[str, Any] = {
+        k: options[k]
+        for k in ("queue_seconds", "completion", "duration_seconds", "reads")
+        if options[k] is not None
+    }
+    faults: list[dict[str, Any]] = []
+    where = {} if options["sub_job_index"] is None else {"sub_job_index": options["sub_job_index"]}
+    if options["fail_probability"] is not None or options["error_code"] is not None:
+        fault: dict[str, Any] = {"effect": "fail", "transient": options["transient"], **where}
+        if options["fail_probability"] is not None:
+            fault["probability"] = options["fail_probability"]
+        if options["error_code"] is not None:
+            fault["error_code"] = options["error_code"]
+        if options["error_message"] is not None:
+            fault["error_message"] = options["error_message"]
+        faults.append(fault)
+    if options["slow_seconds"] is not None:
+        faults.append({"effect": "slow", "slow_seconds": options["slow_seconds"], **where})
+    if faults or options["no_faults"]:
+        body["faults"] = faults
+    try:
+        return msgspec.convert(body, RuleBody)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@rules.command("set")
+@database_url_option
+@data_dir_option
+@click.argument("project_id")
+@click.argument("job_type")
+@click.option("--queue-seconds", type=float, help="Time a new sub-job stays WAITING.")
+@click.option("--completion", type=_COMPLETIONS, help="How a sub-job completes.")
+@click.option("--duration-seconds", type=float, help="With --completion duration.")
+@click.option("--reads", type=int, help="With --completion reads: reads of the job.")
+@click.option("--fail-probability", type=float, help="Add a fault: fail with this probability.")
+@click.option("--error-code", help="The failing fault's error code.")
+@click.option("--error-message", help="The failing fault's error message.")
+@click.option("--transient", is_flag=True, help="The failure is retried with backoff.")
+@click.option("--slow-seconds", type=float, help="Add a fault: slow steps down this much.")
+@click.option("--sub-job-index", type=int, help="Faults hit only this sub-job of a job.")
+@click.option("--no-faults", is_flag=True, help="Set an empty fault list (no inherited faults).")
+@click.option("--json", "raw_json", help="The whole rule as JSON (the operator API's body).")
+def set_rule(
+    database_url: str | None,
+    data_dir: Path | None,
+    project_id: str,
+    job_type: str,
+    raw_json: str | None,
+    **options: Any,
+) -> None:
+    """Set the rule of PROJECT_ID (or *) and JOB_TYPE (or *); unset fields inherit.
+
+    \b
+    Examples:
+      imagejobs engine rules set '*' '*' --queue-seconds 0 --completion immediate
+      imagejobs engine rules set 0a1b... CREATE_SERVER --fail-probability 1 \\
+          --error-code WKS.00211401 --error-message 'quota exceeded'
+    """
+    from imagejobs.api.operator_schemas import rule_info, rule_record
+
+    body = _rule_body(options, raw_json)
+
+    async def action(services: Services) -> Any:
+        return rule_info(await services.steering.put_rule(rule_record(project_id, job_type, body)))
+
+    _echo(_run(database_url, data_dir, action))
+
+
+@rules.command("delete")
+@database_url_option
+@data_dir_option
+@click.argument("project_id")
+@click.argument("job_type")
+def delete_rule(
+    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str
+) -> None:
+    """Remove the rule of PROJECT_ID and JOB_TYPE."""
+
+    async def action(services: Services) -> int:
+        return await services.steering.delete_rule(project_id, job_type)
+
+    click.echo(f"Removed {_run(database_url, data_dir, action)} rule(s).")
+
+
+@rules.command("clear")
+@database_url_option
+@data_dir_option
+def clear_rules(database_url: str | None, data_dir: Path | None) -> None:
+    """Remove every rule: the process defaults apply again."""
+
+    async def action(services: Services) -> int:
+        return await services.steering.clear()
+
+    click.echo(f"Removed {_run(database_url, data_dir, action)} rule(s).")
+
+
+@engine.command()
+@database_url_option
+@data_dir_option
+@click.argument("project_id")
+@click.argument(
+    "job_type", type=click.Choice(["CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER"])
+)
+def behaviour(
+    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str
+) -> None:
+    """The behaviour in effect for PROJECT_ID's JOB_TYPE sub-jobs (defaults + rules)."""
+    from imagejobs.api.operator_schemas import behaviour_info
+    from imagejobs.domain.enums import JobType
+
+    async def action(services: Services) -> Any:
+        return behaviour_info(await services.steering.behaviour(project_id, JobType(job_type)))
+
+    _echo(_run(database_url, data_dir, action))

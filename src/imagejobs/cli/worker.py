@@ -1,0 +1,52 @@
+"""``imagejobs worker``: runners without the API, as many processes as you like."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.settings import Settings
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Migrate a SQLite database; refuse a PostgreSQL one that is not up to date."""
+    from imagejobs.storage.database import dialect_of
+    from imagejobs.storage.migrate import current_revision, head_revision, migrate
+
+    if dialect_of(settings.database_url) == "sqlite":
+        asyncio.run(migrate(settings.database_url))
+    elif asyncio.run(current_revision(settings.database_url)) != head_revision():
+        raise click.ClickException(
+            "the database schema is not up to date: run `imagejobs migrate` first"
+        )
+
+
+@click.command(epilog=settings_epilog())
+@database_url_option
+@data_dir_option
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Sub-jobs this process works on at once (IMAGEJOBS_RUNNER_CONCURRENCY).",
+)
+def worker(database_url: str | None, data_dir: Path | None, concurrency: int | None) -> None:
+    """Run jobs: claim due sub-jobs, run their driver steps, record the results.
+
+    Stops on SIGTERM or SIGINT, after finishing (or releasing to other runners) the steps
+    in progress. Start as many workers as you like on PostgreSQL; on SQLite they take
+    turns writing.
+    """
+    from imagejobs.bootstrap import configure_logging, run_worker
+
+    settings = load(database_url=database_url, data_dir=data_dir, runner_concurrency=concurrency)
+    configure_logging(settings.log_level)
+    try:
+        ensure_schema(settings)
+        asyncio.run(run_worker(settings))
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot run jobs: {exc}") from exc

@@ -1,0 +1,32 @@
+"""Finding the configured driver among the ``imagejobs.drivers`` entry points."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from imagejobs.domain.errors import InvalidSettings
+from imagejobs.drivers.interface import Driver, DriverFactory
+from imagejobs.drivers.simulated import create_simulated_driver
+from imagejobs.settings import Settings
+
+ENTRY_POINT_GROUP = "imagejobs.drivers"
+# Built in, so that it works even from a source tree whose metadata was never installed.
+_BUILT_IN: dict[str, DriverFactory] = {"simulated": create_simulated_driver}
+
+
+def available_drivers() -> list[str]:
+    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names | set(_BUILT_IN))
+
+
+def load_driver(settings: Settings) -> Driver:
+    """The driver named by ``settings.driver``, built by its factory."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == settings.driver:
+            factory: DriverFactory = ep.load()
+            return factory(settings)
+    if settings.driver in _BUILT_IN:
+        return _BUILT_IN[settings.driver](settings)
+    raise InvalidSettings(
+        "driver", f"{settings.driver!r} is not installed; choose one of {available_drivers()}"
+    )

@@ -1,0 +1,228 @@
+"""The image-server APIs as use cases: each request that changes a server starts a job
+(CREATE_SERVER, DELETE_SERVER, CREATE_SERVER_IMAGE) whose sub-jobs the engine runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
+from imagejobs.domain.ids import IdGenerator, parse_id
+from imagejobs.domain.lifecycle import NewTask
+from imagejobs.domain.records import Job, JobDetail, Page, PageRequest, SubJob
+from imagejobs.domain.servers import (
+    ImageServer,
+    NewImage,
+    NewServer,
+    ServerFilter,
+    ServerNotFound,
+    ServerUpdate,
+)
+from imagejobs.domain.times import now_ms
+from imagejobs.services.steering import SteeringService
+
+JobPlan = tuple[JobDetail, Sequence[NewTask]]
+
+
+class ServerStore(Protocol):
+    async def create(self, server: ImageServer, plan: JobPlan, now: int) -> None: ...
+
+    async def get(self, project_id: str, server_id: int) -> ImageServer | None: ...
+
+    async def list(
+        self, project_id: str, server_filter: ServerFilter, page: PageRequest
+    ) -> Page[ImageServer]: ...
+
+    async def update(
+        self, project_id: str, server_id: int, update: ServerUpdate, now: int
+    ) -> None: ...
+
+    async def start_deletion(
+        self,
+        project_id: str,
+        server_ids: Sequence[int],
+        plan: Callable[[Sequence[ImageServer]], JobPlan],
+        now: int,
+    ) -> JobDetail: ...
+
+    async def start_image_build(
+        self,
+        project_id: str,
+        server_id: int,
+        plan: Callable[[ImageServer], JobPlan],
+        now: int,
+    ) -> JobDetail: ...
+
+
+# One sub-job: what it works on (job_resource_info) and what its driver step needs.
+Work = tuple[str, str, Mapping[str, Any]]
+
+
+class ServerService:
+    def __init__(
+        self,
+        store: ServerStore,
+        steering: SteeringService,
+        ids: IdGenerator,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._steering = steering
+        self._ids = ids
+        self._clock = clock
+
+    async def create(self, project_id: str, request: NewServer) -> str:
+        """Record the server (CREATING) and its CREATE_SERVER job; the job's id."""
+        now = self._clock()
+        server = ImageServer(
+            id=self._ids.next_id(),
+            project_id=project_id,
+            name=request.name,
+            description=request.description,
+            status=ImageServerStatus.CREATING,
+            image_ref=request.image_ref,
+            authorize_accounts=request.authorize_accounts,
+            create_time=now,
+            update_time=now,
+            server_group_id=str(uuid.uuid4()),
+            enterprise_project_id=request.enterprise_project_id,
+            spec=request.spec,
+        )
+        payload = {
+            "server_id": str(server.id),
+            "name": server.name,
+            "server_group_id": server.server_group_id,
+            "spec": dict(request.spec),
+        }
+        work = [(str(server.id), server.name, payload)]
+        plan = await self._plan(project_id, JobType.CREATE_SERVER, work, now)
+        await self._store.create(server, plan, now)
+        return str(plan[0].job.id)
+
+    async def list(
+        self, project_id: str, server_filter: ServerFilter, page: PageRequest
+    ) -> Page[ImageServer]:
+        return await self._store.list(project_id, server_filter, page)
+
+    async def show(self, project_id: str, server_id: str) -> ImageServer:
+        numeric = parse_id(server_id)
+        server = None if numeric is None else await self._store.get(project_id, numeric)
+        if server is None:
+            raise _not_found(server_id)
+        return server
+
+    async def update(self, project_id: str, server_id: str, update: ServerUpdate) -> None:
+        numeric = parse_id(server_id)
+        if numeric is None:
+            raise _not_found(server_id)
+        await self._store.update(project_id, numeric, update, self._clock())
+
+    async def batch_delete(
+        self, project_id: str, server_ids: Sequence[str], recursive: bool = False
+    ) -> str:
+        """Start a DELETE_SERVER job with one sub-job per existing server; unknown ids
+        are ignored (with none left, the job has no sub-jobs and is SUCCESS at once)."""
+        now = self._clock()
+        numeric = [n for n in (parse_id(i) for i in server_ids) if n is not None]
+        behaviour = await self._steering.behaviour(project_id, JobType.DELETE_SERVER)
+
+        def plan(servers: Sequence[ImageServer]) -> JobPlan:
+            work = [(str(s.id), s.name, _deletion(s, recursive)) for s in servers]
+            return self._plan_with(
+                project_id, JobType.DELETE_SERVER, work, now, behaviour.queue_seconds
+            )
+
+        job = await self._store.start_deletion(project_id, numeric, plan, now)
+        return str(job.job.id)
+
+    async def recreate_image(self, project_id: str, server_id: str, request: NewImage) -> str:
+        """Start a CREATE_SERVER_IMAGE job whose sub-job names the image to be made."""
+        numeric = parse_id(server_id)
+        if numeric is None:
+            raise _not_found(server_id)
+        now = self._clock()
+        behaviour = await self._steering.behaviour(project_id, JobType.CREATE_SERVER_IMAGE)
+        image_id = str(uuid.uuid4())
+
+        def plan(server: ImageServer) -> JobPlan:
+            payload = {
+                "server_id": str(server.id),
+                "server_name": server.name,
+                "aps_server_id": server.server_id,
+                "instance_id": server.instance_id,
+                "image_id": image_id,
+                "name": request.name,
+                "description": request.description,
+                "execute_sysprep": request.execute_sysprep,
+                "previous_status": server.status.value,
+            }
+            work = [(image_id, request.name, payload)]
+            return self._plan_with(
+                project_id, JobType.CREATE_SERVER_IMAGE, work, now, behaviour.queue_seconds
+            )
+
+        job = await self._store.start_image_build(project_id, numeric, plan, now)
+        return str(job.job.id)
+
+    async def _plan(
+        self, project_id: str, job_type: JobType, work: Sequence[Work], now: int
+    ) -> JobPlan:
+        behaviour = await self._steering.behaviour(project_id, job_type)
+        return self._plan_with(project_id, job_type, work, now, behaviour.queue_seconds)
+
+    def _plan_with(
+        self,
+        project_id: str,
+        job_type: JobType,
+        work: Sequence[Work],
+        now: int,
+        queue_seconds: float,
+    ) -> JobPlan:
+        """A WAITING job with one WAITING sub-job (and task) per item of ``work``."""
+        job_id = self._ids.next_id()
+        due_at = now + round(queue_seconds * 1000)
+        sub_jobs: list[SubJob] = []
+        tasks: list[NewTask] = []
+        for position, (resource_id, resource_name, payload) in enumerate(work):
+            sub_job = SubJob(
+                id=self._ids.next_id(),
+                job_id=job_id,
+                project_id=project_id,
+                job_type=job_type,
+                status=SubJobStatus.WAITING,
+                begin_time=now,
+                end_time=None,
+                resource_id=resource_id,
+                resource_name=resource_name,
+            )
+            sub_jobs.append(sub_job)
+            tasks.append(
+                NewTask(sub_job.id, job_id, project_id, job_type, position, due_at, payload)
+            )
+        # Nothing to do (a batch delete of unknown servers): the job is done at once.
+        status = JobStatus.WAITING if sub_jobs else JobStatus.SUCCESS
+        job = Job(
+            id=job_id,
+            project_id=project_id,
+            job_type=job_type,
+            status=status,
+            begin_time=now,
+            end_time=None if sub_jobs else now,
+            sub_jobs_total=len(sub_jobs),
+        )
+        return JobDetail(job=job, sub_jobs=sub_jobs), tasks
+
+
+def _deletion(server: ImageServer, recursive: bool) -> dict[str, Any]:
+    return {
+        "server_id": str(server.id),
+        "name": server.name,
+        "aps_server_id": server.server_id,
+        "instance_id": server.instance_id,
+        "recursive": recursive,
+    }
+
+
+def _not_found(server_id: str) -> ServerNotFound:
+    return ServerNotFound(f"The image server {server_id} does not exist.")

@@ -1,0 +1,169 @@
+"""Steering of the simulated driver: rules (shared through the database), the process
+defaults (settings), the effective behaviour, and the reads that steer completion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from imagejobs.domain.enums import JobStatus, JobType
+from imagejobs.domain.errors import NotFound
+from imagejobs.domain.records import Job, JobDetail, Page, PageRequest
+from imagejobs.domain.steering import (
+    Behaviour,
+    Completion,
+    Fault,
+    Rule,
+    check_scope,
+    resolve,
+    uses_reads,
+)
+from imagejobs.domain.times import now_ms
+from imagejobs.ports import JobStore
+from imagejobs.services.jobs import FIRST_PAGE, JobService
+from imagejobs.settings import Settings
+
+# How long a process trusts its "does any rule complete on reads?" answer (other
+# processes' rule changes are seen within this; this process's own at once).
+READS_FLAG_SECONDS = 1.0
+_UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
+
+
+class SteeringStore(Protocol):
+    async def all_rules(self) -> list[Rule]: ...
+
+    async def rules_for(self, project_ids: Sequence[str]) -> list[Rule]: ...
+
+    async def get(self, project_id: str, job_type: str) -> Rule | None: ...
+
+    async def put(self, rule: Rule) -> None: ...
+
+    async def delete(self, project_id: str, job_type: str) -> int: ...
+
+    async def delete_all(self) -> int: ...
+
+
+class ReadCounter(Protocol):
+    async def count_reads(self, project_id: str, job_ids: Sequence[int], now: int) -> None: ...
+
+
+class RuleNotFound(NotFound):
+    """No steering rule is set for this scope."""
+
+
+def defaults_from(settings: Settings) -> Behaviour:
+    """The process's default behaviour, from ``IMAGEJOBS_SIMULATED_*``."""
+    faults: tuple[Fault, ...] = ()
+    if settings.simulated_failure_probability > 0:
+        fault = Fault(
+            probability=settings.simulated_failure_probability,
+            error_code=settings.simulated_error_code,
+            error_message=settings.simulated_error_message,
+        )
+        faults = (fault,)
+    return Behaviour(
+        queue_seconds=settings.simulated_queue_seconds,
+        completion=Completion(settings.simulated_completion),
+        duration_seconds=settings.simulated_duration_seconds,
+        reads=settings.simulated_reads,
+        faults=faults,
+    )
+
+
+class SteeringService:
+    def __init__(
+        self,
+        store: SteeringStore,
+        defaults: Behaviour,
+        clock: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self.defaults = defaults
+        self._clock = clock
+        self._monotonic = monotonic
+        self._reads_flag: tuple[float, bool] | None = None
+
+    async def rules(self) -> list[Rule]:
+        return await self._store.all_rules()
+
+    async def rule(self, project_id: str, job_type: str) -> Rule:
+        check_scope(project_id, job_type)
+        rule = await self._store.get(project_id, job_type)
+        if rule is None:
+            raise RuleNotFound(f"No steering rule is set for {project_id}/{job_type}.")
+        return rule
+
+    async def put_rule(self, rule: Rule) -> Rule:
+        stored = replace(rule, updated_at=self._clock())
+        await self._store.put(stored)
+        self._reads_flag = None
+        return stored
+
+    async def delete_rule(self, project_id: str, job_type: str) -> int:
+        check_scope(project_id, job_type)
+        self._reads_flag = None
+        return await self._store.delete(project_id, job_type)
+
+    async def clear(self) -> int:
+        self._reads_flag = None
+        return await self._store.delete_all()
+
+    async def behaviour(self, project_id: str, job_type: JobType) -> Behaviour:
+        rules = await self._store.rules_for([project_id])
+        return resolve(self.defaults, rules, project_id, job_type.value)
+
+    async def behaviours(
+        self, scopes: Iterable[tuple[str, JobType]]
+    ) -> dict[tuple[str, JobType], Behaviour]:
+        """The behaviour of each (project, job type), from one read of the rules."""
+        wanted = set(scopes)
+        rules = await self._store.rules_for([p for p, _ in wanted])
+        return {(p, t): resolve(self.defaults, rules, p, t.value) for p, t in wanted}
+
+    async def counts_reads(self) -> bool:
+        """Whether reads of jobs must be counted (some behaviour completes on reads)."""
+        now = self._monotonic()
+        if self._reads_flag is None or now - self._reads_flag[0] > READS_FLAG_SECONDS:
+            self._reads_flag = (now, uses_reads(self.defaults, await self._store.all_rules()))
+        return self._reads_flag[1]
+
+
+class SteeredJobService(JobService):
+    """The job APIs, counting reads of unfinished jobs when a behaviour completes on
+    reads (ShowImageJob and ListImageJobs are the reads that count)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        steering: SteeringService,
+        reads: ReadCounter,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        super().__init__(store)
+        self._steering = steering
+        self._reads = reads
+        self._clock = clock
+
+    async def list_jobs(
+        self,
+        project_id: str,
+        job_type: JobType,
+        status: JobStatus | None = None,
+        page: PageRequest = FIRST_PAGE,
+    ) -> Page[Job]:
+        result = await super().list_jobs(project_id, job_type, status, page)
+        await self._count([j for j in result.items if j.status in _UNFINISHED], project_id)
+        return result
+
+    async def show_job(self, project_id: str, job_id: str) -> JobDetail:
+        detail = await super().show_job(project_id, job_id)
+        if detail.job.status in _UNFINISHED:
+            await self._count([detail.job], project_id)
+        return detail
+
+    async def _count(self, jobs: Sequence[Job], project_id: str) -> None:
+        if jobs and await self._steering.counts_reads():
+            await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())

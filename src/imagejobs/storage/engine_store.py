@@ -1,0 +1,527 @@
+"""The engine's queue: claiming tasks under leases, heartbeats, and recording results.
+
+Every statement that changes a task is guarded by its fencing token (``AND fencing_token
+= :token``): a runner whose lease expired and was taken over writes nothing. A result is
+recorded in one transaction with the sub-job, the image server, the job's aggregate
+status and the counters. Lock order, in every transaction: tasks, sub-jobs, servers,
+jobs (by id), counters (by key): concurrent writers never wait on each other in a cycle.
+
+Claims: on PostgreSQL ``UPDATE ... WHERE sub_job_id IN (SELECT ... FOR UPDATE SKIP
+LOCKED)``, so concurrent runners never claim the same task and never wait on each other;
+on SQLite the same statement runs under ``BEGIN IMMEDIATE``, one writer at a time.
+
+Wake-ups: a process rings its own doorbell when it adds due work; on PostgreSQL the
+transaction also sends ``NOTIFY imagejobs_engine`` to runners in other processes, and on
+SQLite those notice other processes' commits through ``PRAGMA data_version``
+(engine_wakeups.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+
+from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
+from imagejobs.domain.lifecycle import (
+    ClaimedTask,
+    Finish,
+    NewTask,
+    Phase,
+    Reschedule,
+    StartRollback,
+    TaskSummary,
+    TaskView,
+    Transition,
+    job_status_after,
+)
+from imagejobs.storage.database import Database, Row, Statement, Transaction
+from imagejobs.storage.engine_wakeups import Wakeups, notify
+from imagejobs.storage.job_store import CounterKey, apply_counter_deltas
+from imagejobs.storage.server_store import apply_server_changes
+
+logger = logging.getLogger("imagejobs.engine")
+T = TypeVar("T")
+_DEADLOCK_RETRIES = 5
+
+INSERT_TASK = Statement(
+    "INSERT INTO engine_tasks (sub_job_id, job_id, project_id, job_type, position, phase,"
+    " due_at, payload, created_at)"
+    " VALUES (:sub_job_id, :job_id, :project_id, :job_type, :position, 'run',"
+    " :due_at, :payload, :created_at)"
+)
+_CLAIMED_COLUMNS = (
+    "sub_job_id, job_id, project_id, job_type, position, phase, fencing_token, attempts,"
+    " started_at, reads, payload, error_code, error_message"
+)
+
+
+def _claim(lock: str) -> Statement:
+    return Statement(
+        "UPDATE engine_tasks SET lease_owner = :owner, due_at = :lease_until,"
+        " fencing_token = fencing_token + 1, attempts = attempts + 1"
+        " WHERE sub_job_id IN (SELECT sub_job_id FROM engine_tasks WHERE due_at <= :now"
+        f" ORDER BY due_at LIMIT :limit{lock})"
+        f" RETURNING {_CLAIMED_COLUMNS}"
+    )
+
+
+CLAIM = {"sqlite": _claim(""), "postgresql": _claim(" FOR UPDATE SKIP LOCKED")}
+MARK_STARTED = Statement("UPDATE engine_tasks SET started_at = :now WHERE sub_job_id = :id")
+START_SUB_JOB = Statement(
+    "UPDATE sub_jobs SET status = 'RUNNING', begin_time = :now"
+    " WHERE id = :id AND status = 'WAITING'"
+)
+START_JOB = Statement(
+    "UPDATE jobs SET status = 'RUNNING' WHERE id = :id AND status = 'WAITING'"
+    " RETURNING project_id, job_type"
+)
+HEARTBEAT = Statement(
+    "UPDATE engine_tasks SET due_at = :until, progress = :progress"
+    " WHERE sub_job_id = :id AND fencing_token = :token"
+)
+RESCHEDULE_TASK = Statement(
+    "UPDATE engine_tasks SET lease_owner = NULL,"
+    # Reads that arrived while the step ran already count: due at once then.
+    " due_at = CASE WHEN :wait_reads > 0 AND reads >= :wait_reads"
+    " THEN CAST(:now AS BIGINT) ELSE CAST(:due AS BIGINT) END,"
+    " attempts = attempts + :delta, wait_reads = :wait_reads, error_code = :code,"
+    " error_message = :message, progress = :progress"
+    " WHERE sub_job_id = :id AND fencing_token = :token RETURNING due_at"
+)
+START_ROLLBACK_TASK = Statement(
+    "UPDATE engine_tasks SET phase = 'rollback', lease_owner = NULL, due_at = :due,"
+    " attempts = 0, wait_reads = 0, error_code = :code, error_message = :message, progress = ''"
+    " WHERE sub_job_id = :id AND fencing_token = :token RETURNING sub_job_id"
+)
+SET_SUB_JOB_STATUS = Statement(
+    "UPDATE sub_jobs SET status = :status, end_time = :end_time, error_code = :code,"
+    " error_message = :message WHERE id = :id AND status = :old"
+)
+END_JOB = Statement("UPDATE jobs SET status = :status, end_time = :now WHERE id = :id")
+COUNT_READS = Statement(
+    "UPDATE engine_tasks SET reads = reads + 1,"
+    " due_at = CASE WHEN lease_owner IS NULL AND wait_reads > 0 AND reads + 1 >= wait_reads"
+    " THEN CAST(:now AS BIGINT) ELSE due_at END"
+    " WHERE job_id = :job_id AND project_id = :project_id"
+    " RETURNING CASE WHEN due_at = CAST(:now AS BIGINT) THEN 1 ELSE 0 END"
+)
+# Not MIN(due_at): an index-only scan re-reads the heap for every dead entry (a queue
+# table has many between vacuums); a plain index scan marks them dead once and skips them.
+NEXT_DUE = Statement("SELECT due_at, sub_job_id FROM engine_tasks ORDER BY due_at LIMIT 1")
+SUMMARY = Statement(
+    "SELECT"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NULL AND due_at <= :now THEN 1 ELSE 0 END), 0),"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
+    " FROM engine_tasks"
+)
+_VIEW_COLUMNS = (
+    "sub_job_id, job_id, project_id, job_type, phase, due_at, lease_owner, fencing_token,"
+    " attempts, started_at, reads, wait_reads, error_code, error_message, progress"
+)
+LIST_TASKS = Statement(
+    f"SELECT {_VIEW_COLUMNS} FROM engine_tasks ORDER BY due_at, sub_job_id LIMIT :limit"
+)
+LIST_PROJECT_TASKS = Statement(
+    f"SELECT {_VIEW_COLUMNS} FROM engine_tasks WHERE project_id = :project_id"
+    " ORDER BY due_at, sub_job_id LIMIT :limit"
+)
+
+
+def _in_list(size: int) -> str:
+    return ", ".join(f":id{i}" for i in range(size))
+
+
+def padded(values: Sequence[T]) -> list[T]:
+    """``values`` repeated at the end up to a power of two: IN lists of a few sizes only,
+    so each size is one prepared statement (repeating a value changes no IN test)."""
+    size = 1 << max(0, len(values) - 1).bit_length()
+    return [*values, *[values[-1]] * (size - len(values))]
+
+
+@cache
+def start_jobs_statement(size: int) -> Statement:
+    return Statement(
+        "UPDATE jobs SET status = 'RUNNING'"
+        f" WHERE id IN ({_in_list(size)}) AND status = 'WAITING'"
+        " RETURNING project_id, job_type"
+    )
+
+
+@cache
+def finish_tasks_statement(size: int) -> Statement:
+    """Delete the tasks whose (id, fencing token) pairs still hold, in one statement."""
+    pairs = ", ".join(f"(CAST(:id{i} AS BIGINT), CAST(:token{i} AS BIGINT))" for i in range(size))
+    return Statement(
+        f"DELETE FROM engine_tasks WHERE (sub_job_id, fencing_token) IN (VALUES {pairs})"
+        " RETURNING sub_job_id, fencing_token"
+    )
+
+
+@cache
+def lock_jobs_statement(dialect: str, size: int) -> Statement:
+    lock = " FOR UPDATE" if dialect == "postgresql" else ""
+    return Statement(
+        f"SELECT id, status FROM jobs WHERE id IN ({_in_list(size)}) ORDER BY id{lock}"
+    )
+
+
+@cache
+def sub_job_statuses_statement(size: int) -> Statement:
+    return Statement(
+        "SELECT job_id, status, COUNT(*) FROM sub_jobs"
+        f" WHERE job_id IN ({_in_list(size)}) GROUP BY job_id, status"
+    )
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def task_row(task: NewTask, now: int) -> dict[str, Any]:
+    return {
+        "sub_job_id": task.sub_job_id,
+        "job_id": task.job_id,
+        "project_id": task.project_id,
+        "job_type": task.job_type.value,
+        "position": task.position,
+        "due_at": task.due_at,
+        "payload": _encoder.encode(dict(task.payload)).decode(),
+        "created_at": now,
+    }
+
+
+def _claimed(row: Row, started_at: int) -> ClaimedTask:
+    return ClaimedTask(
+        sub_job_id=row[0],
+        job_id=row[1],
+        project_id=row[2],
+        job_type=JobType(row[3]),
+        position=row[4],
+        phase=Phase(row[5]),
+        fencing_token=row[6],
+        attempts=row[7],
+        started_at=started_at,
+        reads=row[9],
+        payload=msgspec.json.decode(row[10]),
+        error_code=row[11],
+        error_message=row[12],
+    )
+
+
+def _sub_job_moves(
+    counters: Counter[CounterKey], task: ClaimedTask, old: SubJobStatus, new: SubJobStatus
+) -> None:
+    counters[(task.project_id, "sub_job", task.job_type.value, old.value)] -= 1
+    counters[(task.project_id, "sub_job", task.job_type.value, new.value)] += 1
+
+
+def _sub_job_change(
+    transition: Finish | StartRollback, now: int, counters: Counter[CounterKey]
+) -> dict[str, Any]:
+    """The sub-job's new status (and the counters' moves) for a recorded transition."""
+    task = transition.task
+    old = SubJobStatus.ROLLBACK if task.phase is Phase.ROLLBACK else SubJobStatus.RUNNING
+    new = transition.status if isinstance(transition, Finish) else SubJobStatus.ROLLBACK
+    _sub_job_moves(counters, task, old, new)
+    return {
+        "id": task.sub_job_id,
+        "status": new.value,
+        "old": old.value,
+        "end_time": now if isinstance(transition, Finish) else None,
+        "code": transition.error_code,
+        "message": transition.error_message[:1024],
+    }
+
+
+class SqlEngineStore:
+    """The task queue on SQLite or PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._dialect = database.dialect
+        self._wakeups = Wakeups(database)
+
+    # --- writing tasks, within the transaction that creates their jobs -----------------
+
+    async def add_tasks(self, tx: Transaction, tasks: Sequence[NewTask], now: int) -> None:
+        await tx.execute_many(INSERT_TASK, [task_row(t, now) for t in tasks])
+        await self._notify(tx)
+
+    async def _notify(self, tx: Transaction) -> None:
+        await notify(tx, self._dialect)
+
+    def ring(self) -> None:
+        """Wake this process's runner: due work was just committed."""
+        self._wakeups.ring()
+
+    # --- claims and leases -----------------------------------------------------------------
+
+    async def claim(self, owner: str, limit: int, now: int, lease_ms: int) -> list[ClaimedTask]:
+        """Lease up to ``limit`` due tasks (new ones, retries, and expired leases)."""
+
+        async def run(tx: Transaction) -> list[ClaimedTask]:
+            params = {"owner": owner, "lease_until": now + lease_ms, "now": now, "limit": limit}
+            rows = await tx.fetch(CLAIM[self._dialect], params)
+            rows.sort(key=lambda row: row[0])
+            tasks = [_claimed(row, row[8] if row[8] is not None else now) for row in rows]
+            started = [t for t, row in zip(tasks, rows, strict=True) if row[8] is None]
+            if started:
+                await self._start(tx, started, now)
+            return tasks
+
+        return await self._transaction(run)
+
+    async def _start(self, tx: Transaction, started: Sequence[ClaimedTask], now: int) -> None:
+        """First claim of a sub-job: it and (if still WAITING) its job go RUNNING."""
+        ids = [{"id": t.sub_job_id, "now": now} for t in started]
+        await tx.execute_many(MARK_STARTED, ids)
+        await tx.execute_many(START_SUB_JOB, ids)
+        counters: Counter[CounterKey] = Counter()
+        for task in started:
+            _sub_job_moves(counters, task, SubJobStatus.WAITING, SubJobStatus.RUNNING)
+        job_ids = padded(sorted({t.job_id for t in started}))
+        params = {f"id{i}": job_id for i, job_id in enumerate(job_ids)}
+        for project_id, job_type in await tx.fetch(start_jobs_statement(len(job_ids)), params):
+            counters[(project_id, "job", job_type, JobStatus.WAITING.value)] -= 1
+            counters[(project_id, "job", job_type, JobStatus.RUNNING.value)] += 1
+        await apply_counter_deltas(tx, counters)
+
+    async def heartbeat(self, held: Sequence[tuple[int, int, str]], until: int) -> None:
+        """Extend the leases of ``held`` (sub-job id, fencing token, progress) to ``until``."""
+        if not held:
+            return
+        rows = [{"id": i, "token": token, "until": until, "progress": p} for i, token, p in held]
+
+        async def run(tx: Transaction) -> None:
+            await tx.execute_many(HEARTBEAT, rows)
+
+        await self._transaction(run)
+
+    # --- results -------------------------------------------------------------------------
+
+    async def record(self, transitions: Sequence[Transition], now: int) -> list[bool]:
+        """Record each transition whose fencing token still holds; True where recorded."""
+        order = sorted(range(len(transitions)), key=lambda i: transitions[i].task.sub_job_id)
+
+        async def run(tx: Transaction) -> list[bool]:
+            applied = [False] * len(transitions)
+            finishing = [i for i in order if isinstance(transitions[i], Finish)]
+            if finishing:
+                finished_ids = await self._finish_tasks(tx, [transitions[i] for i in finishing])
+                for i in finishing:
+                    task = transitions[i].task
+                    applied[i] = (task.sub_job_id, task.fencing_token) in finished_ids
+            counters: Counter[CounterKey] = Counter()
+            sub_jobs: list[dict[str, Any]] = []
+            for i in order:
+                transition = transitions[i]
+                if not isinstance(transition, Finish):
+                    applied[i] = await self._fence(tx, transition, now)
+                if applied[i] and not isinstance(transition, Reschedule):
+                    sub_jobs.append(_sub_job_change(transition, now, counters))
+            if sub_jobs:
+                await tx.execute_many(SET_SUB_JOB_STATUS, sub_jobs)
+            finished = [
+                t for t, a in zip(transitions, applied, strict=True) if a and isinstance(t, Finish)
+            ]
+            await apply_server_changes(
+                tx, [f.server for f in finished if f.server is not None], now
+            )
+            await self._end_jobs(tx, finished, now, counters)
+            await apply_counter_deltas(tx, counters)
+            if any(a and _due_now(t, now) for a, t in zip(applied, transitions, strict=True)):
+                await self._notify(tx)
+            return applied
+
+        applied = await self._transaction(run)
+        if any(a and _due_now(t, now) for a, t in zip(applied, transitions, strict=True)):
+            self.ring()
+        return applied
+
+    @staticmethod
+    async def _fence(tx: Transaction, transition: Reschedule | StartRollback, now: int) -> bool:
+        """The task's own change, if its fencing token still holds (else nothing)."""
+        task = transition.task
+        fence = {"id": task.sub_job_id, "token": task.fencing_token}
+        if isinstance(transition, Reschedule):
+            params = {
+                **fence,
+                "now": now,
+                "due": transition.due_at,
+                "delta": transition.attempts_delta,
+                "wait_reads": transition.wait_reads,
+                "code": transition.error_code,
+                "message": transition.error_message,
+                "progress": transition.progress,
+            }
+            return bool(await tx.fetch(RESCHEDULE_TASK, params))
+        params = {
+            **fence,
+            "due": transition.due_at,
+            "code": transition.error_code,
+            "message": transition.error_message,
+        }
+        return bool(await tx.fetch(START_ROLLBACK_TASK, params))
+
+    @staticmethod
+    async def _finish_tasks(
+        tx: Transaction, finishing: Sequence[Transition]
+    ) -> set[tuple[int, int]]:
+        """Delete the tasks of these results whose fencing tokens hold: (id, token) pairs."""
+        pairs = padded([(t.task.sub_job_id, t.task.fencing_token) for t in finishing])
+        params: dict[str, Any] = {}
+        for i, (sub_job_id, token) in enumerate(pairs):
+            params[f"id{i}"] = sub_job_id
+            params[f"token{i}"] = token
+        rows = await tx.fetch(finish_tasks_statement(len(pairs)), params)
+        return {(row[0], row[1]) for row in rows}
+
+    async def _end_jobs(
+        self,
+        tx: Transaction,
+        finished: Sequence[Finish],
+        now: int,
+        counters: Counter[CounterKey],
+    ) -> None:
+        """Give each job whose sub-jobs have all ended its final status (its row locked
+        first, so that two runners ending its last sub-jobs see each other's results)."""
+        if not finished:
+            return
+        scopes = {f.task.job_id: (f.task.project_id, f.task.job_type.value) for f in finished}
+        job_ids = padded(sorted(scopes))
+        params = {f"id{i}": job_id for i, job_id in enumerate(job_ids)}
+        locked = await tx.fetch(lock_jobs_statement(self._dialect, len(job_ids)), params)
+        open_jobs = {
+            job_id: JobStatus(status)
+            for job_id, status in locked
+            if status not in (JobStatus.SUCCESS.value, JobStatus.FAILED.value)
+        }
+        if not open_jobs:
+            return
+        counts: dict[int, dict[SubJobStatus, int]] = {job_id: {} for job_id in open_jobs}
+        for job_id, status, n in await tx.fetch(sub_job_statuses_statement(len(job_ids)), params):
+            if job_id in counts:
+                counts[job_id][SubJobStatus(status)] = n
+        ended: list[dict[str, Any]] = []
+        for job_id in sorted(open_jobs):
+            final = job_status_after(counts[job_id])
+            if final is None:
+                continue
+            ended.append({"id": job_id, "status": final.value, "now": now})
+            project_id, job_type = scopes[job_id]
+            counters[(project_id, "job", job_type, open_jobs[job_id].value)] -= 1
+            counters[(project_id, "job", job_type, final.value)] += 1
+        if ended:
+            await tx.execute_many(END_JOB, ended)
+
+    async def release(self, tasks: Sequence[ClaimedTask], now: int) -> None:
+        """Give tasks back unfinished (shutdown): due at once, the claim not counted."""
+        await self.record([Reschedule(t, now, attempts_delta=-1) for t in tasks], now)
+
+    # --- reads of jobs (steering: complete after N reads) ---------------------------------
+
+    async def count_reads(self, project_id: str, job_ids: Sequence[int], now: int) -> None:
+        """Count one read of each job; tasks waiting for that many reads become due."""
+        if not job_ids:
+            return
+
+        async def run(tx: Transaction) -> bool:
+            woke = False
+            for job_id in sorted(set(job_ids)):
+                rows = await tx.fetch(
+                    COUNT_READS, {"job_id": job_id, "project_id": project_id, "now": now}
+                )
+                woke = woke or any(row[0] for row in rows)
+            if woke:
+                await self._notify(tx)
+            return woke
+
+        if await self._transaction(run):
+            self.ring()
+
+    # --- waiting for work ------------------------------------------------------------------
+
+    async def next_due_at(self) -> int | None:
+        rows = await self._db.fetch(NEXT_DUE, {})
+        due: int | None = rows[0][0] if rows else None
+        return due
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work may have become due, or after ``timeout`` seconds."""
+        await self._wakeups.wait(timeout)
+
+    async def listen(self) -> None:
+        await self._wakeups.listen()
+
+    async def unlisten(self) -> None:
+        await self._wakeups.unlisten()
+
+    # --- operators -------------------------------------------------------------------------
+
+    async def summary(self, now: int) -> TaskSummary:
+        row = (await self._db.fetch(SUMMARY, {"now": now}))[0]
+        return TaskSummary(due=row[0], scheduled=row[1], leased=row[2], expired=row[3])
+
+    async def list_tasks(self, project_id: str | None, limit: int) -> list[TaskView]:
+        if project_id is None:
+            rows = await self._db.fetch(LIST_TASKS, {"limit": limit})
+        else:
+            rows = await self._db.fetch(
+                LIST_PROJECT_TASKS, {"project_id": project_id, "limit": limit}
+            )
+        return [
+            TaskView(
+                sub_job_id=r[0],
+                job_id=r[1],
+                project_id=r[2],
+                job_type=JobType(r[3]),
+                phase=Phase(r[4]),
+                due_at=r[5],
+                lease_owner=r[6],
+                fencing_token=r[7],
+                attempts=r[8],
+                started_at=r[9],
+                reads=r[10],
+                wait_reads=r[11],
+                error_code=r[12],
+                error_message=r[13],
+                progress=r[14],
+            )
+            for r in rows
+        ]
+
+    # --- transactions, retried on PostgreSQL deadlocks and serialization failures ---------
+
+    async def _transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        return await retrying_transaction(self._db, work)
+
+
+async def retrying_transaction(
+    database: Database, work: Callable[[Transaction], Awaitable[T]]
+) -> T:
+    """Run ``work`` in a transaction; retry it when PostgreSQL aborts it to break a
+    deadlock or a serialization conflict (the work is then redone from the start)."""
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            async with database.transaction() as tx:
+                return await work(tx)
+        except asyncpg.TransactionRollbackError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+            logger.info("transaction aborted by the database; retrying", exc_info=True)
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _due_now(transition: Transition, now: int) -> bool:
+    if isinstance(transition, StartRollback):
+        return transition.due_at <= now
+    return isinstance(transition, Reschedule) and transition.due_at <= now

@@ -1,0 +1,82 @@
+"""Waking idle runners when work becomes due, instead of only polling.
+
+- In one process: a doorbell (an asyncio.Event) rung after a commit that added due work.
+- Across processes on PostgreSQL: the writing transaction sends ``NOTIFY
+  imagejobs_engine`` (delivered at commit), and idle runners ``LISTEN`` on a connection
+  of their own.
+- Across processes on SQLite: ``PRAGMA data_version`` changes when another connection
+  commits; idle runners look at it every 50 ms (no I/O: it reads shared memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from imagejobs.storage.database import Database, PostgresDatabase, Statement, Transaction
+
+CHANNEL = "imagejobs_engine"
+NOTIFY = Statement(f"SELECT pg_notify('{CHANNEL}', '')")
+DATA_VERSION = Statement("PRAGMA data_version")
+SQLITE_WATCH_SECONDS = 0.05
+
+
+async def notify(tx: Transaction, dialect: str) -> None:
+    """Tell runners in other processes, when ``tx`` commits, that work is due."""
+    if dialect == "postgresql":
+        await tx.fetch(NOTIFY, {})
+
+
+class Wakeups:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._doorbell = asyncio.Event()
+        self._data_version: int | None = None
+        self._listener: Any = None
+
+    def ring(self) -> None:
+        self._doorbell.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when work may have become due, or after ``timeout`` seconds."""
+        if self._db.dialect != "sqlite":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), timeout)
+            self._doorbell.clear()
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), min(remaining, SQLITE_WATCH_SECONDS))
+                break
+            if await self._sqlite_changed():
+                break
+        self._doorbell.clear()
+
+    async def _sqlite_changed(self) -> bool:
+        """Whether another connection committed since the last look."""
+        version = (await self._db.fetch(DATA_VERSION, {}))[0][0]
+        changed = self._data_version is not None and version != self._data_version
+        self._data_version = version
+        return changed
+
+    async def listen(self) -> None:
+        """On PostgreSQL, start waking on NOTIFY from other processes."""
+        if not isinstance(self._db, PostgresDatabase) or self._listener is not None:
+            return
+        connection = await self._db.pool.acquire()
+        await connection.add_listener(CHANNEL, self._on_notify)
+        self._listener = connection
+
+    def _on_notify(self, *args: object) -> None:
+        self._doorbell.set()
+
+    async def unlisten(self) -> None:
+        if self._listener is None or not isinstance(self._db, PostgresDatabase):
+            return
+        connection, self._listener = self._listener, None
+        with contextlib.suppress(Exception):
+            await connection.remove_listener(CHANNEL, self._on_notify)
+        await self._db.pool.release(connection)

@@ -1,0 +1,336 @@
+"""The image-server store: reads, and the transactions that start server jobs.
+
+A request that starts a job (create, batch delete, recreate image) writes the server
+row(s), the job, its sub-jobs, the counters and the engine's tasks in one transaction,
+so an acknowledged ``job_id`` always has its work queued; the local runner is woken
+after the commit (and, on PostgreSQL, the others by the NOTIFY sent inside it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import msgspec
+
+from imagejobs.domain.enums import ImageServerStatus
+from imagejobs.domain.errors import InvalidParameter
+from imagejobs.domain.ids import parse_id
+from imagejobs.domain.lifecycle import NewTask, ServerChange
+from imagejobs.domain.records import JobDetail, Page, PageRequest
+from imagejobs.domain.servers import (
+    IMAGE_SOURCE_STATUSES,
+    SKIPPED_BY_DELETE,
+    UNDELETABLE_STATUSES,
+    AccountInfo,
+    ImageRef,
+    ImageServer,
+    ServerBusy,
+    ServerFilter,
+    ServerNameTaken,
+    ServerNotFound,
+    ServerUpdate,
+)
+from imagejobs.storage.database import Database, Row, Statement, Transaction
+from imagejobs.storage.job_store import insert_jobs
+
+if TYPE_CHECKING:
+    from imagejobs.storage.engine_store import SqlEngineStore
+
+# A job and its tasks, planned from the servers the transaction found.
+JobPlan = tuple[JobDetail, Sequence[NewTask]]
+
+_COLUMNS = (
+    "id, project_id, name, description, status, image_ref, authorize_accounts,"
+    " server_group_id, app_group_id, aps_server_id, instance_id, image_id,"
+    " enterprise_project_id, spec, create_time, update_time"
+)
+INSERT_SERVER = Statement(
+    f"INSERT INTO image_servers ({_COLUMNS}) VALUES (:id, :project_id, :name, :description,"
+    " :status, :image_ref, :authorize_accounts, :server_group_id, :app_group_id,"
+    " :aps_server_id, :instance_id, :image_id, :enterprise_project_id, :spec,"
+    " :create_time, :update_time)"
+)
+NAME_TAKEN = Statement(
+    "SELECT id FROM image_servers WHERE project_id = :project_id AND name = :name"
+)
+GET_SERVER = Statement(
+    f"SELECT {_COLUMNS} FROM image_servers WHERE project_id = :project_id AND id = :id"
+)
+LOCK_SERVER = {
+    "sqlite": GET_SERVER,
+    "postgresql": Statement(GET_SERVER.text + " FOR UPDATE"),
+}
+SET_STATUS = Statement(
+    "UPDATE image_servers SET status = :status, update_time = :now WHERE id = :id"
+)
+UPDATE_SERVER = Statement(
+    "UPDATE image_servers SET name = COALESCE(:name, name),"
+    " description = COALESCE(:description, description), update_time = :now"
+    " WHERE project_id = :project_id AND id = :id RETURNING id"
+)
+CHANGE_SERVER = Statement(
+    "UPDATE image_servers SET status = :status,"
+    " aps_server_id = COALESCE(:aps_server_id, aps_server_id),"
+    " instance_id = COALESCE(:instance_id, instance_id),"
+    " image_id = COALESCE(:image_id, image_id), update_time = :now WHERE id = :id"
+)
+DELETE_SERVER = Statement("DELETE FROM image_servers WHERE id = :id")
+_FIELD_COLUMNS = {
+    "server_id": "aps_server_id",
+    "instance_id": "instance_id",
+    "image_id": "image_id",
+}
+_encoder = msgspec.json.Encoder()
+
+
+@cache
+def lock_servers_statement(dialect: str, size: int) -> Statement:
+    ids = ", ".join(f":id{i}" for i in range(size))
+    lock = " FOR UPDATE" if dialect == "postgresql" else ""
+    return Statement(
+        f"SELECT {_COLUMNS} FROM image_servers"
+        f" WHERE project_id = :project_id AND id IN ({ids}) ORDER BY id{lock}"
+    )
+
+
+@cache
+def list_servers_statement(dialect: str, by_name: bool, by_id: bool, by_project: bool) -> Statement:
+    conditions = ["project_id = :project_id"]
+    if by_name:
+        # A plain, case-sensitive substring test: no LIKE wildcards to escape.
+        find = "instr(name, :server_name)" if dialect == "sqlite" else "strpos(name, :server_name)"
+        conditions.append(f"{find} > 0")
+    if by_id:
+        conditions.append("id = :server_id")
+    if by_project:
+        conditions.append("enterprise_project_id = :enterprise_project_id")
+    where = " AND ".join(conditions)
+    columns = ", ".join(f"s.{c}" for c in _COLUMNS.split(", "))
+    return Statement(
+        f"SELECT c.total, {columns}"
+        f" FROM (SELECT COUNT(*) AS total FROM image_servers WHERE {where}) AS c"
+        f" LEFT JOIN (SELECT id FROM image_servers WHERE {where}"
+        " ORDER BY id DESC LIMIT :limit OFFSET :offset) AS page ON 1 = 1"
+        " LEFT JOIN image_servers AS s ON s.id = page.id"
+        " ORDER BY s.id DESC"
+    )
+
+
+def server_row(server: ImageServer) -> dict[str, Any]:
+    return {
+        "id": server.id,
+        "project_id": server.project_id,
+        "name": server.name,
+        "description": server.description,
+        "status": server.status.value,
+        "image_ref": _encoder.encode(server.image_ref).decode(),
+        "authorize_accounts": _encoder.encode(server.authorize_accounts).decode(),
+        "server_group_id": server.server_group_id,
+        "app_group_id": server.app_group_id,
+        "aps_server_id": server.server_id,
+        "instance_id": server.instance_id,
+        "image_id": server.image_id,
+        "enterprise_project_id": server.enterprise_project_id,
+        "spec": _encoder.encode(dict(server.spec)).decode(),
+        "create_time": server.create_time,
+        "update_time": server.update_time,
+    }
+
+
+def _server(row: Row, offset: int = 0) -> ImageServer:
+    r = row[offset:]
+    return ImageServer(
+        id=r[0],
+        project_id=r[1],
+        name=r[2],
+        description=r[3],
+        status=ImageServerStatus(r[4]),
+        image_ref=msgspec.json.decode(r[5], type=ImageRef),
+        authorize_accounts=msgspec.json.decode(r[6], type=tuple[AccountInfo, ...]),
+        server_group_id=r[7],
+        app_group_id=r[8],
+        server_id=r[9],
+        instance_id=r[10],
+        image_id=r[11],
+        enterprise_project_id=r[12],
+        spec=msgspec.json.decode(r[13]),
+        create_time=r[14],
+        update_time=r[15],
+    )
+
+
+async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
+    """Make each server follow its sub-job's result (in that result's transaction)."""
+    deleted: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for change in sorted(changes, key=lambda c: c.server_id):
+        if change.delete:
+            deleted.append({"id": change.server_id})
+            continue
+        params: dict[str, Any] = dict.fromkeys(_FIELD_COLUMNS.values())
+        params.update({_FIELD_COLUMNS[k]: v for k, v in change.fields.items()})
+        status = change.status or ImageServerStatus.NULL
+        params.update({"id": change.server_id, "status": status.value, "now": now})
+        changed.append(params)
+    if changed:
+        await tx.execute_many(CHANGE_SERVER, changed)
+    if deleted:
+        await tx.execute_many(DELETE_SERVER, deleted)
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
+
+
+class SqlServerStore:
+    """Image servers on SQLite or PostgreSQL, always scoped by project."""
+
+    def __init__(self, database: Database, engine: SqlEngineStore) -> None:
+        self._db = database
+        self._engine = engine
+        self._dialect = database.dialect
+
+    async def create(self, server: ImageServer, plan: JobPlan, now: int) -> None:
+        """Insert the server, its CREATE_SERVER job and the job's tasks, atomically."""
+        try:
+            async with self._db.transaction() as tx:
+                taken = {"project_id": server.project_id, "name": server.name}
+                if await tx.fetch(NAME_TAKEN, taken):
+                    raise _name_taken(server.name)
+                await tx.execute(INSERT_SERVER, server_row(server))
+                await self._start_job(tx, plan, now)
+        except Exception as exc:
+            if _is_unique_violation(exc):  # a concurrent create of the same name won
+                raise _name_taken(server.name) from exc
+            raise
+        self._engine.ring()
+
+    async def _start_job(self, tx: Transaction, plan: JobPlan, now: int) -> None:
+        job, tasks = plan
+        await insert_jobs(tx, [job])
+        if tasks:
+            await self._engine.add_tasks(tx, tasks, now)
+
+    async def get(self, project_id: str, server_id: int) -> ImageServer | None:
+        rows = await self._db.fetch(GET_SERVER, {"project_id": project_id, "id": server_id})
+        return _server(rows[0]) if rows else None
+
+    async def list(
+        self, project_id: str, server_filter: ServerFilter, page: PageRequest
+    ) -> Page[ImageServer]:
+        params: dict[str, Any] = {
+            "project_id": project_id,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
+        by_name = bool(server_filter.server_name)
+        by_id = bool(server_filter.server_id)
+        if by_id:
+            numeric = parse_id(server_filter.server_id or "")
+            if numeric is None:
+                return Page(count=0, items=[])
+            params["server_id"] = numeric
+        if by_name:
+            params["server_name"] = server_filter.server_name
+        by_project = server_filter.enterprise_project_id is not None
+        if by_project:
+            params["enterprise_project_id"] = server_filter.enterprise_project_id or "0"
+        statement = list_servers_statement(self._dialect, by_name, by_id, by_project)
+        rows = await self._db.fetch(statement, params)
+        return Page(count=rows[0][0], items=[_server(r, 1) for r in rows if r[1] is not None])
+
+    async def update(self, project_id: str, server_id: int, update: ServerUpdate, now: int) -> None:
+        params = {
+            "project_id": project_id,
+            "id": server_id,
+            "name": update.name,
+            "description": update.description,
+            "now": now,
+        }
+        try:
+            async with self._db.transaction() as tx:
+                if update.name is not None:
+                    taken = await tx.fetch(
+                        NAME_TAKEN, {"project_id": project_id, "name": update.name}
+                    )
+                    if taken and taken[0][0] != server_id:
+                        raise _name_taken(update.name)
+                if not await tx.fetch(UPDATE_SERVER, params):
+                    raise _not_found(server_id)
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise _name_taken(update.name or "") from exc
+            raise
+
+    async def start_deletion(
+        self,
+        project_id: str,
+        server_ids: Sequence[int],
+        plan: Callable[[Sequence[ImageServer]], JobPlan],
+        now: int,
+    ) -> JobDetail:
+        """Mark the servers DELETING and start their DELETE_SERVER job; unknown ids and
+        servers already being deleted are skipped, CREATING and BUILDING ones refused."""
+        ids = sorted(set(server_ids))
+        async with self._db.transaction() as tx:
+            found: list[ImageServer] = []
+            if ids:
+                params: dict[str, Any] = {"project_id": project_id}
+                params.update({f"id{i}": server_id for i, server_id in enumerate(ids)})
+                statement = lock_servers_statement(self._dialect, len(ids))
+                found = [_server(row) for row in await tx.fetch(statement, params)]
+            busy = [s for s in found if s.status in UNDELETABLE_STATUSES]
+            if busy:
+                names = ", ".join(f"{s.id} ({s.status.value})" for s in busy)
+                raise InvalidParameter(
+                    "items",
+                    f"contains image servers being created or built, which cannot be deleted"
+                    f" now: {names}",
+                )
+            deletable = [s for s in found if s.status not in SKIPPED_BY_DELETE]
+            for server in deletable:
+                status = {"id": server.id, "status": ImageServerStatus.DELETING.value, "now": now}
+                await tx.execute(SET_STATUS, status)
+            job_plan = plan(deletable)
+            await self._start_job(tx, job_plan, now)
+        self._engine.ring()
+        return job_plan[0]
+
+    async def start_image_build(
+        self,
+        project_id: str,
+        server_id: int,
+        plan: Callable[[ImageServer], JobPlan],
+        now: int,
+    ) -> JobDetail:
+        """Mark the server BUILDING and start its CREATE_SERVER_IMAGE job."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch(
+                LOCK_SERVER[self._dialect], {"project_id": project_id, "id": server_id}
+            )
+            if not rows:
+                raise _not_found(server_id)
+            server = _server(rows[0])
+            if server.status not in IMAGE_SOURCE_STATUSES:
+                raise ServerBusy(
+                    f"The image server {server_id} is {server.status.value}: an image can"
+                    " only be built from an ACTIVE or BUILT image server."
+                )
+            building = {"id": server_id, "status": ImageServerStatus.BUILDING.value, "now": now}
+            await tx.execute(SET_STATUS, building)
+            job_plan = plan(server)
+            await self._start_job(tx, job_plan, now)
+        self._engine.ring()
+        return job_plan[0]
+
+
+def _name_taken(name: str) -> ServerNameTaken:
+    return ServerNameTaken(f"An image server named {name!r} already exists in this project.")
+
+
+def _not_found(server_id: int | str) -> ServerNotFound:
+    return ServerNotFound(f"The image server {server_id} does not exist.")
