@@ -68,8 +68,9 @@ class Settings:
     operator_token: str = field(
         default="",
         metadata=_doc(
-            "A secret that, sent as X-Imagejobs-Operator-Token, grants the operator API "
-            "(/_imagejobs). Empty: only account roots may use it."
+            "A secret that, sent as X-Imagejobs-Operator-Token, makes the caller the operator "
+            "of the operator API (/_imagejobs), on every project. Empty: no operator; account "
+            "roots still steer their own projects."
         ),
     )
     iam_cache_seconds: float = field(
