@@ -1,18 +1,21 @@
-"""Immutable records the services hand out: jobs, sub-jobs and pages of them."""
+"""Immutable records the services hand out: jobs, sub-jobs and pages of them.
+
+Jobs and sub-jobs are NamedTuples: as immutable as frozen dataclasses, but built by
+``tuple.__new__``, several times cheaper on the list path, where every page builds ten.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     id: int
     project_id: str
     job_type: JobType
@@ -22,8 +25,7 @@ class Job:
     sub_jobs_total: int
 
 
-@dataclass(frozen=True, slots=True)
-class SubJob:
+class SubJob(NamedTuple):
     id: int
     job_id: int
     project_id: str

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from operator import itemgetter
@@ -136,6 +136,8 @@ class ReceivedRequest:
     raw_query: str | bytes
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
+    # Lower-case name -> trimmed value (repeated headers joined by ","), built once.
+    header_map: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_raw(
@@ -153,9 +155,12 @@ class ReceivedRequest:
         )
         return cls(method, raw_path, raw_query, decoded, body)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header_map", _header_map(self.headers))
+
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (case-insensitive); repeated headers joined by ``,``."""
-        return _header_map(self.headers).get(name.lower())
+        return self.header_map.get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +422,7 @@ def verify(
     Pass ``authorization`` when it was already parsed to look up the SK, and
     ``security_token`` when the access key is temporary (it must then be sent and signed).
     """
-    headers = _header_map(request.headers)
+    headers = request.header_map
     if authorization is None:
         header_value = headers.get("authorization")
         if header_value is None:
