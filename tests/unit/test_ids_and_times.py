@@ -45,3 +45,16 @@ def test_parse_id_accepts_only_our_shape() -> None:
 def test_time_format_matches_the_api_reference() -> None:
     assert format_time(1_646_649_643_858) == "2022-03-07T10:40:43.858Z"
     assert format_time(1_646_649_643_000) == "2022-03-07T10:40:43.000Z"
+
+
+def test_time_format_agrees_with_the_standard_library_everywhere() -> None:
+    import datetime as dt
+    import random
+
+    rng = random.Random(1)
+    for epoch_ms in [0, 86_399_999, 951_782_400_000, 4_102_444_799_999] + [
+        rng.randrange(0, 4_102_444_800_000) for _ in range(2_000)
+    ]:
+        moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+        assert format_time(epoch_ms) == expected

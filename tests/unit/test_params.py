@@ -63,3 +63,23 @@ def test_project_id_length() -> None:
     assert p.PROJECT_ID.parse("a" * 128) == "a" * 128
     with pytest.raises(InvalidParameter, match="project_id"):
         p.PROJECT_ID.parse("a" * 129)
+
+
+def test_query_parsing_matches_parse_qsl() -> None:
+    from urllib.parse import parse_qsl
+
+    from imagejobs.api.endpoint import parse_query
+
+    for raw in (
+        b"",
+        b"a=1&b=2",
+        b"a=1&a=2",
+        b"a&b=",
+        b"&&a=1&",
+        b"job_type=CREATE%5FSERVER",
+        b"x=a+b",
+        b"k=v=w",
+        b"%E4%B8%AD=%E6%96%87",
+    ):
+        expected = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+        assert parse_query(raw) == expected, raw

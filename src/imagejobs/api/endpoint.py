@@ -27,6 +27,20 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _JSON_PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
+def parse_query(raw: bytes) -> dict[str, str]:
+    """The query string as a dict (the last of repeated keys wins, as in parse_qsl)."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    # What SDKs send is plain: skip parse_qsl's unquoting (a quarter of a fast request).
+    query: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            query[key] = value
+    return query
+
+
 def decode_body(raw: bytes, body_type: type[Any]) -> Any:
     try:
         return msgspec.json.decode(raw, type=body_type)
@@ -65,9 +79,8 @@ def make_endpoint(
                 raise AuthenticationFailed("X-Project-Id does not match the project in the path")
             await access.authorize(principal, action, project_id)
             values: dict[str, Any] = {}
-            query_string = request.scope["query_string"]
             if query_params:
-                query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+                query = parse_query(request.scope["query_string"])
                 for param in query_params:
                     values[param.name] = param.parse(query.get(param.name))
             for param in path_params:

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
+
+_DAY_MS = 86_400_000
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@lru_cache(maxsize=4096)
+def _date(day: int) -> str:
+    """``YYYY-MM-DD`` of the ``day``-th day since 1970-01-01 (cached: pages share days)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+
+
 def format_time(epoch_ms: int) -> str:
-    """``1646649643858`` -> ``"2022-03-07T10:40:43.858Z"``."""
-    seconds, millis = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    """``1646649643858`` -> ``"2022-03-07T10:40:43.858Z"``.
+
+    Every list item formats two times, so this avoids gmtime/strftime per call: the date
+    comes from a per-day cache, the time of day from integer arithmetic.
+    """
+    day, in_day = divmod(epoch_ms, _DAY_MS)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{_date(day)}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
 def format_optional_time(epoch_ms: int | None) -> str | None:
