@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from operator import itemgetter
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
@@ -120,6 +121,8 @@ _AUTHORIZATION = re.compile(
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 # A path made only of unreserved characters and slashes is already canonical.
 _PLAIN_PATH = re.compile(rb"[A-Za-z0-9._~/-]*")
+# A query key or value of unreserved characters only is already in canonical form.
+_UNRESERVED = re.compile(rb"[A-Za-z0-9._~-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,11 @@ def parse_authorization(header_value: str) -> ParsedAuthorization:
 
 def canonical_uri(raw_path: str | bytes) -> str:
     """Percent-decode the path once, re-encode each segment, and end it with ``/``."""
-    path = raw_path.encode() if isinstance(raw_path, str) else raw_path
+    return _canonical_uri(raw_path.encode() if isinstance(raw_path, str) else raw_path)
+
+
+@lru_cache(maxsize=4096)
+def _canonical_uri(path: bytes) -> str:
     if _PLAIN_PATH.fullmatch(path):
         text = path.decode("ascii")
     else:
@@ -216,20 +223,41 @@ def _encode_query(pairs: Iterable[tuple[bytes, bytes]]) -> str:
     )
 
 
+def _join_unreserved(pairs: Iterable[tuple[bytes, bytes]]) -> str:
+    """_encode_query for pairs made only of unreserved characters: nothing to escape."""
+    return "&".join(f"{key.decode('ascii')}={value.decode('ascii')}" for key, value in pairs)
+
+
 def _query_variants(raw_query: str | bytes) -> Iterator[str]:
     """Canonical query strings worth trying, most likely first (spec §1.7 step 7)."""
     raw = raw_query.encode() if isinstance(raw_query, str) else raw_query
+    yield from _cached_query_variants(raw)
+
+
+# Clients repeat the same queries (polling, paging): canonicalize each distinct one once.
+@lru_cache(maxsize=4096)
+def _cached_query_variants(raw: bytes) -> tuple[str, ...]:
+    return tuple(_compute_query_variants(raw))
+
+
+def _compute_query_variants(raw: bytes) -> Iterator[str]:
     pairs: list[tuple[bytes, bytes]] = []
+    unreserved = True
     for part in raw.split(b"&"):
         if part:
             key, _, value = part.partition(b"=")
-            pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
+            if _UNRESERVED.fullmatch(key) and _UNRESERVED.fullmatch(value):
+                pairs.append((key, value))  # decoding and re-encoding would change nothing
+            else:
+                unreserved = False
+                pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
+    encode = _join_unreserved if unreserved else _encode_query
     # Sorting decoded UTF-8 bytes is sorting by code point, as the SDK does on text.
-    by_key_and_value = _encode_query(sorted(pairs))
+    by_key_and_value = encode(sorted(pairs))
     yield by_key_and_value
     # The SDK sorts native values (ids=9 before ids=10) and sends them in that order,
     # so the wire order of repeated keys is what it signed.
-    by_key = _encode_query(sorted(pairs, key=itemgetter(0)))
+    by_key = encode(sorted(pairs, key=itemgetter(0)))
     if by_key != by_key_and_value:
         yield by_key
 
@@ -369,6 +397,19 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=256)
+def _signed_at(sdk_date: str) -> datetime | None:
+    """X-Sdk-Date as a time (cached: a client signs many requests within one second)."""
+    match = _SDK_DATE.fullmatch(sdk_date)
+    if match is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = map(int, match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def _check_sdk_date(
     headers: Mapping[str, str], signed_headers: Sequence[str], now: datetime, max_skew: timedelta
 ) -> str:
@@ -377,16 +418,9 @@ def _check_sdk_date(
         raise AuthenticationFailed("X-Sdk-Date header not found")
     if "x-sdk-date" not in signed_headers:
         raise AuthenticationFailed("x-sdk-date must be listed in SignedHeaders")
-    match = _SDK_DATE.fullmatch(sdk_date)
-    try:
-        if match is None:
-            raise ValueError(sdk_date)
-        year, month, day, hour, minute, second = map(int, match.groups())
-        signed_at = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        raise AuthenticationFailed(
-            "X-Sdk-Date must be a UTC time formatted like 20250101T000000Z"
-        ) from None
+    signed_at = _signed_at(sdk_date)
+    if signed_at is None:
+        raise AuthenticationFailed("X-Sdk-Date must be a UTC time formatted like 20250101T000000Z")
     server_now = _as_utc(now)
     if abs(server_now - signed_at) > max_skew:
         raise AuthenticationFailed(
