@@ -184,12 +184,12 @@ class DemoCredentials:
 async def prepare_identity(settings: Settings) -> DemoCredentials | None:
     """Before serving: the operator key, the system policies and, on the very first start
     of an empty identity store, the demo account (returned once, written 0600)."""
-    load_secret_box(settings, create=True)
+    box = load_secret_box(settings, create=True)
     database = open_database(settings)
     await database.open()
     try:
         store = SqlIamStore(database)
-        identity = IdentityService(store, load_secret_box(settings))
+        identity = IdentityService(store, box)
         await identity.ensure_system_policies()
         if not settings.bootstrap_demo_account or await store.has_accounts():
             return None

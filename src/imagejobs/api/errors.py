@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,6 +49,29 @@ def internal_error_response(exc: BaseException, request_id: str) -> Response:
     """A 500 that says nothing about the cause; the log keeps it, under the request id."""
     logger.error("request %s failed", request_id, exc_info=exc)
     return error_response(InternalError(), request_id)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """Request id on every answer; errors in the documented shape, never a stack trace.
+
+    (The /v1 endpoints inline the same steps: they are the hot path.)
+    """
+
+    async def endpoint(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            response = await handler(request)
+        except ImageJobsError as error:
+            return error_response(error, request_id)
+        except Exception as exc:
+            return internal_error_response(exc, request_id)
+        response.headers[REQUEST_ID] = request_id
+        return response
+
+    return endpoint
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

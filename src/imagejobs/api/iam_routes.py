@@ -8,7 +8,6 @@ tokens, and temporary AK/SK from a token.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -19,13 +18,12 @@ from starlette.routing import BaseRoute, Route
 
 from imagejobs.api import iam_schemas as s
 from imagejobs.api.auth import Authenticator, read_body
-from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response, new_request_id
+from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
-from imagejobs.domain.errors import ImageJobsError, InvalidIamRequest, LoginFailed, PermissionDenied
+from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -123,23 +121,6 @@ def _decode(raw: bytes) -> s.AuthRequest:
         raise InvalidIamRequest("auth", f"is invalid: {str(exc)[:200]}") from exc
 
 
-def _guarded(handler: Handler) -> Handler:
-    """Request id on every answer; errors in the documented shape, never a stack trace."""
-
-    async def endpoint(request: Request) -> Response:
-        request_id = new_request_id()
-        try:
-            response = await handler(request)
-        except ImageJobsError as error:
-            return error_response(error, request_id)
-        except Exception as exc:
-            return internal_error_response(exc, request_id)
-        response.headers[REQUEST_ID] = request_id
-        return response
-
-    return endpoint
-
-
 def _json(body: Struct, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(encoder.encode(body), status, headers=headers, media_type="application/json")
 
@@ -179,13 +160,13 @@ class IamApi:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/v3/auth/tokens", _guarded(self.create_token), methods=["POST"]),
-            Route("/v3/auth/tokens", _guarded(self.check_token), methods=["GET", "HEAD", "DELETE"]),
-            Route("/v3/projects", _guarded(self.list_projects), methods=["GET"]),
-            Route("/v3/auth/domains", _guarded(self.list_domains), methods=["GET"]),
+            Route("/v3/auth/tokens", guarded(self.create_token), methods=["POST"]),
+            Route("/v3/auth/tokens", guarded(self.check_token), methods=["GET", "HEAD", "DELETE"]),
+            Route("/v3/projects", guarded(self.list_projects), methods=["GET"]),
+            Route("/v3/auth/domains", guarded(self.list_domains), methods=["GET"]),
             Route(
                 "/v3.0/OS-CREDENTIAL/securitytokens",
-                _guarded(self.create_security_token),
+                guarded(self.create_security_token),
                 methods=["POST"],
             ),
         ]

@@ -35,8 +35,7 @@ from starlette.routing import BaseRoute, Route
 from imagejobs import __version__
 from imagejobs.api.auth import make_authenticator, read_body
 from imagejobs.api.endpoint import decode_body
-from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_response
-from imagejobs.api.errors import new_request_id as _new_request_id
+from imagejobs.api.errors import guarded
 from imagejobs.api.operator_schemas import (
     BehaviourInfo,
     DeletedResponse,
@@ -53,7 +52,7 @@ from imagejobs.api.operator_schemas import (
 )
 from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.enums import JobType
-from imagejobs.domain.errors import ImageJobsError, InvalidParameter, PermissionDenied
+from imagejobs.domain.errors import InvalidParameter, PermissionDenied
 from imagejobs.domain.params import IntegerParam, StringParam
 from imagejobs.domain.steering import ANY, check_scope
 from imagejobs.services import Services
@@ -198,27 +197,16 @@ def _endpoint(
     authenticate = make_authenticator(access)
 
     async def endpoint(request: Request) -> Response:
-        request_id = _new_request_id()
-        try:
-            principal = await authenticate(request)
-            await _check(route, principal, access, request)
-            body = None
-            if route.body is not None:
-                body = decode_body(await read_body(request), route.body)
-            call = OperatorCall(services, request.path_params, request.query_params, body)
-            result = await route.handler(call)
-        except ImageJobsError as error:
-            return error_response(error, request_id)
-        except Exception as exc:
-            return internal_error_response(exc, request_id)
-        return Response(
-            encoder.encode(result),
-            200,
-            headers={REQUEST_ID: request_id},
-            media_type="application/json",
-        )
+        principal = await authenticate(request)
+        await _check(route, principal, access, request)
+        body = None
+        if route.body is not None:
+            body = decode_body(await read_body(request), route.body)
+        call = OperatorCall(services, request.path_params, request.query_params, body)
+        result = await route.handler(call)
+        return Response(encoder.encode(result), 200, media_type="application/json")
 
-    return endpoint
+    return guarded(endpoint)
 
 
 def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:

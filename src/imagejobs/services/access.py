@@ -77,8 +77,8 @@ class IamAccess:
         self._generation = -1
         self._checked_at = float("-inf")
         self._keys: dict[str, _KeyEntry | None] = {}
-        self._tokens: dict[str, Principal] = {}
-        self._token_expiry: dict[str, int] = {}
+        # Token digest -> (principal, expiry in epoch ms).
+        self._tokens: dict[str, tuple[Principal, int]] = {}
         self._projects: dict[str, Project | None] = {}
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
 
@@ -94,7 +94,6 @@ class IamAccess:
             for cache in (
                 self._keys,
                 self._tokens,
-                self._token_expiry,
                 self._projects,
                 self._policies,
             ):
@@ -195,8 +194,8 @@ class IamAccess:
     async def _token(self, token: str) -> Principal:
         cache_key = digest(token)
         cached = self._tokens.get(cache_key)
-        if cached is not None and self._token_expiry[cache_key] > self._now():
-            return cached
+        if cached is not None and cached[1] > self._now():
+            return cached[0]
         issued = await self._identity.validate_token(token)
         principal = Principal(
             name=issued.user.name,
@@ -209,9 +208,7 @@ class IamAccess:
         )
         if len(self._tokens) >= _CACHE_LIMIT:
             self._tokens.clear()
-            self._token_expiry.clear()
-        self._tokens[cache_key] = principal
-        self._token_expiry[cache_key] = issued.record.expires_at
+        self._tokens[cache_key] = (principal, issued.record.expires_at)
         return principal
 
     # --- authorization --------------------------------------------------------------------
