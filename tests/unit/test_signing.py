@@ -21,6 +21,7 @@ from imagejobs.iam.signing import (
     ParsedAuthorization,
     ReceivedRequest,
     SigningAlgorithm,
+    SigningKey,
     canonical_query_string,
     canonical_request,
     canonical_uri,
@@ -488,6 +489,19 @@ def test_pure_python_sm3_works_as_hmac_digest() -> None:
     except ValueError:
         pytest.skip("this OpenSSL has no SM3 to compare with")
     assert ours == hmac.new(key, message, "sm3").hexdigest()
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 40, 63, 64, 65, 200])
+def test_signing_key_hmac_matches_the_standard_library(key_length: int) -> None:
+    # SigningKey keeps the padded key's hash states (RFC 2104) instead of rebuilding them.
+    secret = ("sk-é" * 100)[:key_length]
+    signing_key = SigningKey(secret)
+    for message in (b"", b"GET\n/v1/p/\n", bytes(range(256)) * 3):
+        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+        assert signing_key.hmac_hex(SigningAlgorithm.HMAC_SHA256, message) == expected
+        expected = hmac.new(secret.encode(), message, SM3).hexdigest()
+        assert signing_key.hmac_hex(SigningAlgorithm.HMAC_SM3, message) == expected
+    assert repr(signing_key) == "SigningKey(<secret>)"  # never the secret itself
 
 
 # --- the official SDK as an oracle ---------------------------------------------------------

@@ -6,15 +6,19 @@ Sans-I/O: the caller hands over the received request and the secret key it looke
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
+from typing import NamedTuple, Protocol, Self
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch
@@ -26,6 +30,7 @@ __all__ = [
     "QueryValue",
     "ReceivedRequest",
     "SigningAlgorithm",
+    "SigningKey",
     "canonical_query_string",
     "canonical_request",
     "canonical_uri",
@@ -51,13 +56,25 @@ class SigningAlgorithm(StrEnum):
     HMAC_SM3 = "SDK-HMAC-SM3"
 
 
+class _Hash(Protocol):
+    """What HMAC needs of a hash object (hashlib's, or the pure-Python SM3)."""
+
+    @property
+    def block_size(self) -> int: ...
+    def update(self, data: bytes, /) -> None: ...
+    def copy(self) -> Self: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Scheme:
+    token: str  # the Authorization scheme, as plain text for the string to sign
     content_header: str  # the payload-hash header, as the SDK spells it
     content_key: str  # the same, lower-cased for lookups
     empty_hash: str
+    new_hash: Callable[[], _Hash]
     hash_hex: Callable[[bytes], str]
-    hmac_hex: Callable[[bytes, bytes], str]
 
 
 def _openssl_has_sm3() -> bool:
@@ -70,53 +87,58 @@ def _openssl_has_sm3() -> bool:
 
 if _openssl_has_sm3():
 
+    def _new_sm3() -> _Hash:
+        return hashlib.new("sm3")
+
     def _sm3_hex(data: bytes) -> str:
         return hashlib.new("sm3", data).hexdigest()
 
-    def _hmac_sm3_hex(key: bytes, msg: bytes) -> str:
-        return hmac.digest(key, msg, "sm3").hex()
-
 else:  # pragma: no cover - depends on how OpenSSL was built
+
+    def _new_sm3() -> _Hash:
+        return SM3()
 
     def _sm3_hex(data: bytes) -> str:
         return SM3(data).hexdigest()
-
-    def _hmac_sm3_hex(key: bytes, msg: bytes) -> str:
-        return hmac.new(key, msg, SM3).hexdigest()
 
 
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _hmac_sha256_hex(key: bytes, msg: bytes) -> str:
-    return hmac.digest(key, msg, "sha256").hex()
-
-
 _SCHEMES: dict[SigningAlgorithm, _Scheme] = {
     SigningAlgorithm.HMAC_SHA256: _Scheme(
+        token=SigningAlgorithm.HMAC_SHA256.value,
         content_header="X-Sdk-Content-Sha256",
         content_key="x-sdk-content-sha256",
         empty_hash="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        new_hash=hashlib.sha256,
         hash_hex=_sha256_hex,
-        hmac_hex=_hmac_sha256_hex,
     ),
     SigningAlgorithm.HMAC_SM3: _Scheme(
+        token=SigningAlgorithm.HMAC_SM3.value,
         content_header="X-Sdk-Content-Sm3",
         content_key="x-sdk-content-sm3",
         empty_hash="1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b",
+        new_hash=_new_sm3,
         hash_hex=_sm3_hex,
-        hmac_hex=_hmac_sm3_hex,
     ),
 }
 
+_flatten = chain.from_iterable
+_BY_TOKEN = {algorithm.value: algorithm for algorithm in SigningAlgorithm}
 # Schemes the SDK can emit but this service does not verify; named so the error says so.
 _UNSUPPORTED_SCHEMES = frozenset({"SDK-ECDSA-P256-SHA256", "SDK-SM2-SM3", "V11-HMAC-SHA256"})
 
-_AUTHORIZATION = re.compile(
+# What precedes "Signature=" after the scheme: the same on every request of one client.
+_AUTHORIZATION_HEAD = re.compile(
     r"Access=(?P<access>[^\s,=]+)\s*,\s*"
     r"SignedHeaders=(?P<signed>[0-9a-z!#$%&'*+.^_`|~-]+(?:;[0-9a-z!#$%&'*+.^_`|~-]+)*)\s*,\s*"
-    r"Signature=(?P<signature>[0-9a-fA-F]{64})\s*"
+)
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_MALFORMED = (
+    "malformed Authorization header, expected "
+    "'<scheme> Access=<AK>, SignedHeaders=<a;b>, Signature=<64 hex digits>'"
 )
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 # A path made only of unreserved characters and slashes is already canonical.
@@ -152,10 +174,22 @@ class ReceivedRequest:
         body: bytes,
     ) -> ReceivedRequest:
         # surrogateescape keeps non-UTF-8 bytes intact, so hashing gives back the wire bytes.
-        decoded = tuple(
-            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            for name, value in headers
-        )
+        pairs = headers if isinstance(headers, list | tuple) else list(headers)
+        # All names and values decoded at once: HTTP allows no line break inside either.
+        parts = b"\n".join(_flatten(pairs)).decode("utf-8", "surrogateescape").split("\n")
+        if len(parts) == 2 * len(pairs):
+            texts = iter(parts)
+            decoded = tuple(zip(texts, texts, strict=True))
+        else:
+            decoded = tuple(
+                [
+                    (
+                        name.decode("utf-8", "surrogateescape"),
+                        value.decode("utf-8", "surrogateescape"),
+                    )
+                    for name, value in pairs
+                ]
+            )
         return cls(method, raw_path, raw_query, decoded, body)
 
     def __post_init__(self) -> None:
@@ -166,8 +200,7 @@ class ReceivedRequest:
         return self.header_map.get(name.lower())
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedAuthorization:
+class ParsedAuthorization(NamedTuple):
     """The parts of an ``Authorization: SDK-HMAC-* Access=…`` header."""
 
     scheme: SigningAlgorithm
@@ -176,30 +209,74 @@ class ParsedAuthorization:
     signature: str  # lower-case hex
 
 
+class SigningKey:
+    """A secret key made ready for HMAC: the padded inner and outer hash states are computed
+    once per algorithm, so each verification only hashes the message (RFC 2104)."""
+
+    __slots__ = ("_pads", "secret")
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._pads: dict[str, tuple[_Hash, _Hash]] = {}
+
+    def __repr__(self) -> str:
+        return "SigningKey(<secret>)"
+
+    def hmac_hex(self, algorithm: SigningAlgorithm, message: bytes) -> str:
+        pads = self._pads.get(algorithm)
+        if pads is None:
+            pads = self._pads[algorithm] = _hmac_pads(_SCHEMES[algorithm].new_hash, self.secret)
+        inner = pads[0].copy()
+        inner.update(message)
+        outer = pads[1].copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+def _hmac_pads(new_hash: Callable[[], _Hash], secret: str) -> tuple[_Hash, _Hash]:
+    key = secret.encode()
+    inner, outer = new_hash(), new_hash()
+    if len(key) > inner.block_size:
+        digest = new_hash()
+        digest.update(key)
+        key = digest.digest()
+    key = key.ljust(inner.block_size, b"\0")
+    inner.update(key.translate(_XOR_36))
+    outer.update(key.translate(_XOR_5C))
+    return inner, outer
+
+
+_XOR_36 = bytes(byte ^ 0x36 for byte in range(256))
+_XOR_5C = bytes(byte ^ 0x5C for byte in range(256))
+
+
 def parse_authorization(header_value: str) -> ParsedAuthorization:
     """Parse an Authorization header value; raise AuthenticationFailed if it is malformed."""
-    scheme_token, _, rest = header_value.strip().partition(" ")
-    if scheme_token in _UNSUPPORTED_SCHEMES:
-        raise AuthenticationFailed(
-            f"unsupported signing algorithm {scheme_token}; "
-            f"use {SigningAlgorithm.HMAC_SHA256} or {SigningAlgorithm.HMAC_SM3}"
-        )
-    try:
-        scheme = SigningAlgorithm(scheme_token)
-    except ValueError:
-        raise AuthenticationFailed("unknown authorization scheme") from None
-    match = _AUTHORIZATION.fullmatch(rest.lstrip())
+    head, found, signature = header_value.rpartition("Signature=")
+    scheme, access_key, signed_headers = _parse_head(head if found else header_value)
+    signature = signature.rstrip()
+    if not found or _SIGNATURE.fullmatch(signature) is None:
+        raise AuthenticationFailed(_MALFORMED)
+    return ParsedAuthorization(scheme, access_key, signed_headers, signature.lower())
+
+
+@lru_cache(maxsize=1024)
+def _parse_head(head: str) -> tuple[SigningAlgorithm, str, tuple[str, ...]]:
+    """Scheme, access key and signed headers: parsed once per client, not per request."""
+    scheme_token, _, rest = head.strip().partition(" ")
+    scheme = _BY_TOKEN.get(scheme_token)
+    if scheme is None:
+        if scheme_token in _UNSUPPORTED_SCHEMES:
+            raise AuthenticationFailed(
+                f"unsupported signing algorithm {scheme_token}; "
+                f"use {SigningAlgorithm.HMAC_SHA256} or {SigningAlgorithm.HMAC_SM3}"
+            )
+        raise AuthenticationFailed("unknown authorization scheme")
+    match = _AUTHORIZATION_HEAD.fullmatch(rest.lstrip())
     if match is None:
-        raise AuthenticationFailed(
-            "malformed Authorization header, expected "
-            "'<scheme> Access=<AK>, SignedHeaders=<a;b>, Signature=<64 hex digits>'"
-        )
-    return ParsedAuthorization(
-        scheme=scheme,
-        access_key=match["access"],
-        signed_headers=tuple(match["signed"].split(";")),
-        signature=match["signature"].lower(),
-    )
+        raise AuthenticationFailed(_MALFORMED)
+    access_key, signed = match.group(1, 2)
+    return scheme, access_key, tuple(signed.split(";"))
 
 
 def canonical_uri(raw_path: str | bytes) -> str:
@@ -226,12 +303,6 @@ def _encode_query(pairs: Iterable[tuple[bytes, bytes]]) -> str:
 def _join_unreserved(pairs: Iterable[tuple[bytes, bytes]]) -> str:
     """_encode_query for pairs made only of unreserved characters: nothing to escape."""
     return "&".join(f"{key.decode('ascii')}={value.decode('ascii')}" for key, value in pairs)
-
-
-def _query_variants(raw_query: str | bytes) -> Iterator[str]:
-    """Canonical query strings worth trying, most likely first (spec §1.7 step 7)."""
-    raw = raw_query.encode() if isinstance(raw_query, str) else raw_query
-    yield from _cached_query_variants(raw)
 
 
 # Clients repeat the same queries (polling, paging): canonicalize each distinct one once.
@@ -271,8 +342,13 @@ def canonical_query_string(pairs: Iterable[tuple[str, QueryValue]]) -> str:
     return _encode_query(sorted(encoded))
 
 
-def _header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    result: dict[str, str] = {}
+def _header_map(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    # What ASGI servers hand over: lower-case names, each once, whitespace already trimmed
+    # (the checks are cheap; anything else takes the general path below).
+    result = {name: value.strip() for name, value in headers}
+    if len(result) == len(headers) and "".join(result).islower():
+        return result
+    result = {}
     for name, value in headers:
         key = name.lower()
         stripped = value.strip()
@@ -281,13 +357,12 @@ def _header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def _canonical_headers(headers: Mapping[str, str], signed_headers: Sequence[str]) -> str:
-    lines = []
-    for name in signed_headers:
-        value = headers.get(name)
-        if value is None:
-            raise AuthenticationFailed(f"signed header {name} not found in the request")
-        lines.append(f"{name}:{value.strip()}\n")
-    return "".join(lines)
+    try:
+        return "".join([f"{name}:{headers[name].strip()}\n" for name in signed_headers])
+    except KeyError as missing:
+        raise AuthenticationFailed(
+            f"signed header {missing.args[0]} not found in the request"
+        ) from None
 
 
 def canonical_request(
@@ -327,13 +402,13 @@ def _encode(text: str) -> bytes:
 
 def string_to_sign(algorithm: SigningAlgorithm, sdk_date: str, canonical: str) -> str:
     """``scheme \\n X-Sdk-Date \\n hex(hash(canonical request))``."""
-    digest = _SCHEMES[algorithm].hash_hex(_encode(canonical))
-    return f"{algorithm}\n{sdk_date}\n{digest}"
+    scheme = _SCHEMES[algorithm]
+    return f"{scheme.token}\n{sdk_date}\n{scheme.hash_hex(_encode(canonical))}"
 
 
 def compute_signature(algorithm: SigningAlgorithm, secret_key: str, to_sign: str) -> str:
     """Lower-case hex HMAC of the string to sign, keyed with the SK's UTF-8 bytes."""
-    return _SCHEMES[algorithm].hmac_hex(secret_key.encode(), _encode(to_sign))
+    return SigningKey(secret_key).hmac_hex(algorithm, _encode(to_sign))
 
 
 def sign_request(
@@ -398,20 +473,24 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 @lru_cache(maxsize=256)
-def _signed_at(sdk_date: str) -> datetime | None:
-    """X-Sdk-Date as a time (cached: a client signs many requests within one second)."""
+def _signed_at(sdk_date: str) -> int | None:
+    """X-Sdk-Date in seconds since the epoch (cached: a client signs many requests a second)."""
     match = _SDK_DATE.fullmatch(sdk_date)
     if match is None:
         return None
     try:
         year, month, day, hour, minute, second = map(int, match.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        return calendar.timegm(datetime(year, month, day, hour, minute, second).timetuple())
     except ValueError:
         return None
 
 
+def _epoch_seconds(moment: datetime | float) -> float:
+    return moment if isinstance(moment, int | float) else _as_utc(moment).timestamp()
+
+
 def _check_sdk_date(
-    headers: Mapping[str, str], signed_headers: Sequence[str], now: datetime, max_skew: timedelta
+    headers: Mapping[str, str], signed_headers: Sequence[str], now: float, max_skew: float
 ) -> str:
     sdk_date = headers.get("x-sdk-date")
     if sdk_date is None:
@@ -421,11 +500,10 @@ def _check_sdk_date(
     signed_at = _signed_at(sdk_date)
     if signed_at is None:
         raise AuthenticationFailed("X-Sdk-Date must be a UTC time formatted like 20250101T000000Z")
-    server_now = _as_utc(now)
-    if abs(server_now - signed_at) > max_skew:
+    if abs(now - signed_at) > max_skew:
         raise AuthenticationFailed(
             f"signature expired, signature time:{sdk_date},"
-            f"server time:{server_now.strftime(SDK_DATE_FORMAT)}"
+            f"server time:{time.strftime(SDK_DATE_FORMAT, time.gmtime(now))}"
         )
     return sdk_date
 
@@ -444,8 +522,8 @@ def _check_security_token(
 
 def verify(
     request: ReceivedRequest,
-    secret_key: str,
-    now: datetime,
+    secret_key: str | SigningKey,
+    now: datetime | float,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
     *,
     authorization: ParsedAuthorization | None = None,
@@ -453,8 +531,10 @@ def verify(
 ) -> None:
     """Check the request's AK/SK signature with ``secret_key``; raise AuthenticationFailed.
 
-    Pass ``authorization`` when it was already parsed to look up the SK, and
-    ``security_token`` when the access key is temporary (it must then be sent and signed).
+    ``now`` is the server's time (a datetime, or seconds since the epoch). Pass a
+    :class:`SigningKey` to verify many requests of one key, ``authorization`` when it was
+    already parsed to look up the SK, and ``security_token`` when the access key is
+    temporary (it must then be sent and signed).
     """
     headers = request.header_map
     if authorization is None:
@@ -462,29 +542,34 @@ def verify(
         if header_value is None:
             raise AuthenticationFailed("x-auth-token not found")
         authorization = parse_authorization(header_value)
-    signed_headers = authorization.signed_headers
-    sdk_date = _check_sdk_date(headers, signed_headers, now, max_skew)
+    algorithm, _, signed_headers, signature = authorization
+    sdk_date = _check_sdk_date(
+        headers, signed_headers, _epoch_seconds(now), max_skew.total_seconds()
+    )
     if security_token is not None:
         _check_security_token(headers, signed_headers, security_token)
 
-    algorithm = authorization.scheme
     scheme = _SCHEMES[algorithm]
-    key = secret_key.encode()
-    prefix = f"{request.method.upper()}\n{canonical_uri(request.raw_path)}\n"
+    key = SigningKey(secret_key) if isinstance(secret_key, str) else secret_key
+    raw_path, raw_query = request.raw_path, request.raw_query
+    prefix = f"{request.method.upper()}\n{canonical_uri(raw_path)}\n"
     suffix = f"\n{_canonical_headers(headers, signed_headers)}\n{';'.join(signed_headers)}\n"
+    body = request.body
     content_hash = headers.get(scheme.content_key) or None
-    payload_hashes = [payload_hash(algorithm, request.body, content_hash)]
+    payload_hashes = [payload_hash(algorithm, body, content_hash)]
     # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
-    if not request.body and content_hash and content_hash != scheme.empty_hash:
+    if not body and content_hash and content_hash != scheme.empty_hash:
         payload_hashes.append(content_hash)
 
-    first_canonical = ""
-    for query in _query_variants(request.raw_query):
+    queries = _cached_query_variants(
+        raw_query.encode() if isinstance(raw_query, str) else raw_query
+    )
+    for query in queries:
         for hashed_payload in payload_hashes:
             canonical = f"{prefix}{query}{suffix}{hashed_payload}"
-            first_canonical = first_canonical or canonical
-            expected = scheme.hmac_hex(key, _encode(string_to_sign(algorithm, sdk_date, canonical)))
-            if hmac.compare_digest(expected, authorization.signature):
+            to_sign = string_to_sign(algorithm, sdk_date, canonical).encode()
+            if hmac.compare_digest(key.hmac_hex(algorithm, to_sign), signature):
                 return
+    first_canonical = f"{prefix}{queries[0]}{suffix}{payload_hashes[0]}"
     echoed = _encode(first_canonical).decode("utf-8", "replace").replace("\n", "|")
     raise SignatureMismatch(f"verify aksk signature fail, canonicalRequest:{echoed}")

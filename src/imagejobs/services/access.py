@@ -9,6 +9,7 @@ in the database, which each process checks at most every ``cache_seconds``.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from imagejobs.domain.times import now_ms
 from imagejobs.iam.credentials import SecretBox, digest
 from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, parse_policy
 from imagejobs.iam.records import AccessKey, Account, Project, User
-from imagejobs.iam.signing import ReceivedRequest, parse_authorization, verify
+from imagejobs.iam.signing import ReceivedRequest, SigningKey, parse_authorization, verify
 from imagejobs.services.authorization import LOCAL, Principal
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.iam_store import SqlIamStore
@@ -51,10 +52,32 @@ class OpenAccess:
 @dataclass(frozen=True, slots=True)
 class _KeyEntry:
     key: AccessKey
-    user: User
-    account: Account
-    secret_key: str
-    session_policy: Policy | None
+    signing_key: SigningKey
+    principal: Principal  # who the key's signed requests run as
+    # Epoch ms until which the key may sign (-inf: disabled, or its user or account is).
+    usable_until: float
+    locked_until: int  # epoch ms; 0: not locked
+
+    @classmethod
+    def of(cls, key: AccessKey, user: User, account: Account, secret: str) -> _KeyEntry:
+        enabled = key.status == "active" and user.enabled and account.enabled
+        principal = Principal(
+            name=user.name,
+            account_id=account.id,
+            account_name=account.name,
+            user_id=user.id,
+            is_root=user.is_root,
+            session_policy=None if key.session_policy is None else parse_policy(key.session_policy),
+        )
+        return cls(
+            key,
+            SigningKey(secret),
+            principal,
+            usable_until=(math.inf if key.expires_at is None else key.expires_at)
+            if enabled
+            else -math.inf,
+            locked_until=key.locked_until or 0,
+        )
 
 
 class IamAccess:
@@ -105,14 +128,15 @@ class IamAccess:
     # --- authentication -------------------------------------------------------------------
 
     async def authenticate(self, request: ReceivedRequest) -> Principal:
-        await self._refresh()
-        operator = request.header(OPERATOR_HEADER)
+        if time.monotonic() - self._checked_at >= self._cache_seconds:
+            await self._refresh()
+        operator = request.header_map.get(OPERATOR_HEADER)
         if operator is not None:
             return self._operator(operator)
-        authorization = request.header("authorization")
+        authorization = request.header_map.get("authorization")
         if authorization is not None:
             return await self._signed(request, authorization)
-        token = request.header("x-auth-token")
+        token = request.header_map.get("x-auth-token")
         if token:
             return await self._token(token)
         raise AuthenticationFailed("x-auth-token not found")
@@ -131,8 +155,7 @@ class IamAccess:
         if found is not None:
             key, user, account = found
             secret = self._box.decrypt(key.secret_ciphertext, bound_to=key.access_key)
-            policy = None if key.session_policy is None else parse_policy(key.session_policy)
-            entry = _KeyEntry(key, user, account, secret, policy)
+            entry = _KeyEntry.of(key, user, account, secret)
         if len(self._keys) >= _CACHE_LIMIT:
             self._keys.clear()  # unknown keys must not grow memory without bound
         self._keys[access_key] = entry
@@ -140,33 +163,26 @@ class IamAccess:
 
     async def _signed(self, request: ReceivedRequest, header: str) -> Principal:
         parsed = parse_authorization(header)
-        entry = await self._key(parsed.access_key)
+        try:
+            entry = self._keys[parsed.access_key]
+        except KeyError:
+            entry = await self._key(parsed.access_key)
         now = self._now()
-        usable = (
-            entry is not None
-            and entry.key.status == "active"
-            and entry.user.enabled
-            and entry.account.enabled
-            and (entry.key.expires_at is None or entry.key.expires_at > now)
-        )
-        if entry is None or not usable:
+        if entry is None or now >= entry.usable_until:
             raise AuthenticationFailed(f"ak {parsed.access_key} not exist")
-        if entry.key.locked_until is not None and entry.key.locked_until > now:
+        if entry.locked_until > now:
             raise AuthenticationFailed("AK access failed to reach the limit,forbidden.")
-        token = request.header("x-security-token")
-        if entry.key.is_temporary and (
-            token is None
-            or not hmac.compare_digest(digest(token), entry.key.security_token_hash or "")
-        ):
-            await self._count_failure(entry)
-            raise SignatureMismatch("invalid security token")
+        token = None
+        if entry.key.is_temporary:
+            token = request.header_map.get("x-security-token")
+            if token is None or not hmac.compare_digest(
+                digest(token), entry.key.security_token_hash or ""
+            ):
+                await self._count_failure(entry)
+                raise SignatureMismatch("invalid security token")
         try:
             verify(
-                request,
-                entry.secret_key,
-                datetime.fromtimestamp(now / 1000, tz=UTC),
-                authorization=parsed,
-                security_token=token if entry.key.is_temporary else None,
+                request, entry.signing_key, now / 1000, authorization=parsed, security_token=token
             )
         except SignatureMismatch:
             await self._count_failure(entry)
@@ -174,15 +190,7 @@ class IamAccess:
         if entry.key.failed_attempts:
             await self._store.reset_signature_failures(entry.key.access_key)
             self._keys.pop(entry.key.access_key, None)
-        user, account = entry.user, entry.account
-        return Principal(
-            name=user.name,
-            account_id=account.id,
-            account_name=account.name,
-            user_id=user.id,
-            is_root=user.is_root,
-            session_policy=entry.session_policy,
-        )
+        return entry.principal
 
     async def _count_failure(self, entry: _KeyEntry) -> None:
         """More than MAX_SIGNATURE_FAILURES in a row lock the key for five minutes."""
