@@ -207,6 +207,7 @@ class Server:
         self.log_path = log_path
         self.workers: list[int] = []
         self.headers: dict[str, str] = {}
+        self.ready_timeout = 60.0  # seconds
         self.worker_rss_kb: dict[int, int] = {}
         self.master_rss_kb = 0
         self._stop = threading.Event()
@@ -248,7 +249,7 @@ class Server:
     def _wait_ready(self) -> None:
         assert self._process is not None
         url = self.url(PROJECT, QUERY)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline and self._process.poll() is None:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url, timeout=2).status_code in (200, 401):  # 401: IAM is on
