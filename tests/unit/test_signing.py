@@ -491,6 +491,24 @@ def test_pure_python_sm3_works_as_hmac_digest() -> None:
     assert ours == hmac.new(key, message, "sm3").hexdigest()
 
 
+def test_raw_headers_are_decoded_trimmed_and_joined_like_the_gateway() -> None:
+    raw = [
+        (b"host", b"h"),
+        (b"x-tag", b"a"),
+        (b"X-Tag", b" b "),
+        (b"x-sdk-date", b"20250101T000000Z"),
+    ]
+    request = ReceivedRequest.from_raw("GET", b"/v1/p/items", b"", raw, b"")
+    assert request.header_map == {"host": "h", "x-tag": "a,b", "x-sdk-date": "20250101T000000Z"}
+    assert request.headers[2] == ("X-Tag", " b ")  # as received
+    # What ASGI servers hand over (lower-case, unique, trimmed) is taken as it is.
+    plain = ReceivedRequest.from_raw("GET", b"/", b"", [(b"host", b"h"), (b"x-a", b"\xe9")], b"")
+    assert plain.header_map == {"host": "h", "x-a": "\udce9"}  # the wire byte, kept
+    # A line break cannot come from HTTP; decoded one by one, it still round-trips.
+    odd = ReceivedRequest.from_raw("GET", b"/", b"", [(b"x-a", b"1\n2")], b"")
+    assert odd.header("X-A") == "1\n2"
+
+
 @pytest.mark.parametrize("key_length", [0, 1, 40, 63, 64, 65, 200])
 def test_signing_key_hmac_matches_the_standard_library(key_length: int) -> None:
     # SigningKey keeps the padded key's hash states (RFC 2104) instead of rebuilding them.
