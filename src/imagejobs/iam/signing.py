@@ -271,9 +271,7 @@ def parse_authorization(header_value: str) -> ParsedAuthorization:
     signature = signature.rstrip()
     if not found or _SIGNATURE.fullmatch(signature) is None:
         raise AuthenticationFailed(_MALFORMED)
-    if not signature.islower():  # what SDKs send is lower-case already: no copy then
-        signature = signature.lower()
-    return ParsedAuthorization(scheme, access_key, signed_headers, signature)
+    return ParsedAuthorization(scheme, access_key, signed_headers, signature.lower())
 
 
 @lru_cache(maxsize=1024)
