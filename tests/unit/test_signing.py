@@ -22,6 +22,7 @@ from imagejobs.iam.signing import (
     ReceivedRequest,
     SigningAlgorithm,
     SigningKey,
+    _cached_parse_head,
     canonical_query_string,
     canonical_request,
     canonical_uri,
@@ -508,6 +509,34 @@ def test_raw_headers_are_decoded_trimmed_and_joined_like_the_gateway() -> None:
     # A line break cannot come from HTTP; decoded one by one, it still round-trips.
     odd = ReceivedRequest.from_raw("GET", b"/", b"", [(b"x-a", b"1\n2")], b"")
     assert odd.header("X-A") == "1\n2"
+
+
+def test_a_non_ascii_header_name_never_stands_in_for_an_ascii_one() -> None:
+    # As UTF-8, "x-sd\u212a-date" (Kelvin sign) would lower-case to "x-sdk-date".
+    kelvin = "\u212a".encode()
+    raw = [
+        (b"x-sd" + kelvin + b"-date", b"20250101T000000Z"),
+        (b"x-auth-to" + kelvin + b"en", b"t"),
+    ]
+    request = ReceivedRequest.from_raw("GET", b"/", b"", raw, b"")
+    assert request.header("x-sdk-date") is None
+    assert request.header("x-auth-token") is None
+
+
+def test_oversized_authorization_heads_are_refused_or_not_kept() -> None:
+    signature = "0" * 64
+    with pytest.raises(AuthenticationFailed, match="malformed"):
+        parse_authorization(
+            f"SDK-HMAC-SHA256 Access={'A' * 129}, SignedHeaders=host, Signature={signature}"
+        )
+    # A long SignedHeaders list still parses, but is not cached (memory stays bounded).
+    names = ";".join(f"x-h{i}" for i in range(300))
+    before = _cached_parse_head.cache_info().currsize
+    parsed = parse_authorization(
+        f"SDK-HMAC-SHA256 Access=AK, SignedHeaders={names}, Signature={signature}"
+    )
+    assert len(parsed.signed_headers) == 300
+    assert _cached_parse_head.cache_info().currsize == before
 
 
 @pytest.mark.parametrize("key_length", [0, 1, 40, 63, 64, 65, 200])

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from imagejobs.domain.errors import AuthenticationFailed, RequestTooLarge
+from imagejobs.domain.errors import RequestTooLarge
 from imagejobs.iam.signing import ReceivedRequest
 from imagejobs.services.access import AccessControl
 from imagejobs.services.authorization import Principal
@@ -45,13 +45,6 @@ def received_request(request: Request, body: bytes) -> ReceivedRequest:
 def make_authenticator(access: AccessControl) -> Authenticator:
     async def authenticate(request: Request) -> Principal:
         body = await read_body(request) if request.method not in ("GET", "HEAD") else b""
-        received = received_request(request, body)
-        # As the gateway does: X-Project-Id, when sent, must name the path's project.
-        header_project = received.header_map.get("x-project-id")
-        if header_project is not None and header_project != request.path_params.get(
-            "project_id", header_project
-        ):
-            raise AuthenticationFailed("X-Project-Id does not match the project in the path")
-        return await access.authenticate(received)
+        return await access.authenticate(received_request(request, body))
 
     return authenticate

@@ -17,7 +17,7 @@ from imagejobs.api.errors import REQUEST_ID, error_response, internal_error_resp
 from imagejobs.api.errors import new_request_id as _new_request_id
 from imagejobs.api.operations import Call, Operation
 from imagejobs.api.schemas import encoder
-from imagejobs.domain.errors import ImageJobsError, InvalidParameter
+from imagejobs.domain.errors import AuthenticationFailed, ImageJobsError, InvalidParameter
 from imagejobs.domain.params import PROJECT_ID
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl
@@ -74,6 +74,9 @@ def make_endpoint(
             raw_path = request.path_params
             project_id = PROJECT_ID.parse(raw_path["project_id"])
             assert project_id is not None
+            header_project = request.headers.get("x-project-id")
+            if header_project is not None and header_project != project_id:
+                raise AuthenticationFailed("X-Project-Id does not match the project in the path")
             await access.authorize(principal, action, project_id)
             values: dict[str, Any] = {}
             if query_params:

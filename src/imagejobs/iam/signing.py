@@ -148,7 +148,7 @@ _UNSUPPORTED_SCHEMES = frozenset({"SDK-ECDSA-P256-SHA256", "SDK-SM2-SM3", "V11-H
 
 # What precedes "Signature=" after the scheme: the same on every request of one client.
 _AUTHORIZATION_HEAD = re.compile(
-    r"Access=(?P<access>[^\s,=]+)\s*,\s*"
+    r"Access=(?P<access>[^\s,=]{1,128})\s*,\s*"
     r"SignedHeaders=(?P<signed>[0-9a-z!#$%&'*+.^_`|~-]+(?:;[0-9a-z!#$%&'*+.^_`|~-]+)*)\s*,\s*"
 )
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
@@ -189,20 +189,20 @@ class ReceivedRequest:
         headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
     ) -> ReceivedRequest:
-        # surrogateescape keeps non-UTF-8 bytes intact, so hashing gives back the wire bytes.
+        # Values: surrogateescape keeps non-UTF-8 bytes intact, so hashing gives back the wire
+        # bytes. Names: Latin-1, so that no non-ASCII name can lower-case into an ASCII one
+        # (the Kelvin sign would make "x-sdK-date" an x-sdk-date as UTF-8).
         pairs = headers if isinstance(headers, list | tuple) else list(headers)
-        # All names and values decoded at once: HTTP allows no line break inside either.
+        # All decoded at once: HTTP allows no line break inside names or values, and for
+        # ASCII names (all HTTP allows) UTF-8 and Latin-1 agree.
         parts = b"\n".join(_flatten(pairs)).decode("utf-8", "surrogateescape").split("\n")
-        if len(parts) == 2 * len(pairs):
+        if len(parts) == 2 * len(pairs) and "".join(parts[0::2]).isascii():
             texts = iter(parts)
             decoded = tuple(zip(texts, texts, strict=True))
         else:
             decoded = tuple(
                 [
-                    (
-                        name.decode("utf-8", "surrogateescape"),
-                        value.decode("utf-8", "surrogateescape"),
-                    )
+                    (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
                     for name, value in pairs
                 ]
             )
@@ -267,14 +267,16 @@ _XOR_5C = bytes(byte ^ 0x5C for byte in range(256))
 def parse_authorization(header_value: str) -> ParsedAuthorization:
     """Parse an Authorization header value; raise AuthenticationFailed if it is malformed."""
     head, found, signature = header_value.rpartition("Signature=")
-    scheme, access_key, signed_headers = _parse_head(head if found else header_value)
+    head = head if found else header_value
+    # Clients repeat their head: cache it, unless it is long enough to fill memory.
+    parse_head = _cached_parse_head if len(head) <= _CACHED_HEAD_MAX else _parse_head
+    scheme, access_key, signed_headers = parse_head(head)
     signature = signature.rstrip()
     if not found or _SIGNATURE.fullmatch(signature) is None:
         raise AuthenticationFailed(_MALFORMED)
     return ParsedAuthorization(scheme, access_key, signed_headers, signature.lower())
 
 
-@lru_cache(maxsize=1024)
 def _parse_head(head: str) -> tuple[SigningAlgorithm, str, tuple[str, ...]]:
     """Scheme, access key and signed headers: parsed once per client, not per request."""
     scheme_token, _, rest = head.strip().partition(" ")
@@ -291,6 +293,10 @@ def _parse_head(head: str) -> tuple[SigningAlgorithm, str, tuple[str, ...]]:
         raise AuthenticationFailed(_MALFORMED)
     access_key, signed = match.group(1, 2)
     return scheme, access_key, tuple(signed.split(";"))
+
+
+_CACHED_HEAD_MAX = 1024
+_cached_parse_head = lru_cache(maxsize=1024)(_parse_head)
 
 
 def canonical_uri(raw_path: str | bytes) -> str:
