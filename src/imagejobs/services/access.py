@@ -106,10 +106,9 @@ class IamAccess:
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
 
     async def _refresh(self) -> None:
-        """Drop every cached answer when another process (or this one) changed identities."""
+        """Drop every cached answer when another process (or this one) changed identities.
+        Called by ``authenticate`` once ``cache_seconds`` have passed since the last check."""
         moment = time.monotonic()
-        if moment - self._checked_at < self._cache_seconds:
-            return
         generation = await self._store.generation()
         self._checked_at = moment
         if generation != self._generation:
