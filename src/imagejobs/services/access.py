@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from imagejobs.domain.errors import AuthenticationFailed, PermissionDenied, SignatureMismatch
 from imagejobs.domain.times import now_ms
@@ -37,6 +37,18 @@ class AccessControl(Protocol):
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         """Raise PermissionDenied unless ``principal`` may run ``action`` on ``project_id``."""
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> None:
+    """Cache ``value``; a full cache starts over, so that unknown keys (anyone can send
+    them) cannot grow memory without bound."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
 
 
 class OpenAccess:
@@ -155,9 +167,7 @@ class IamAccess:
             key, user, account = found
             secret = self._box.decrypt(key.secret_ciphertext, bound_to=key.access_key)
             entry = _KeyEntry.of(key, user, account, secret)
-        if len(self._keys) >= _CACHE_LIMIT:
-            self._keys.clear()  # unknown keys must not grow memory without bound
-        self._keys[access_key] = entry
+        _remember(self._keys, access_key, entry)
         return entry
 
     async def _signed(self, request: ReceivedRequest, header: str) -> Principal:
@@ -213,27 +223,21 @@ class IamAccess:
             is_root=issued.user.is_root,
             domain_scoped=issued.record.project_id is None,
         )
-        if len(self._tokens) >= _CACHE_LIMIT:
-            self._tokens.clear()
-        self._tokens[cache_key] = (principal, issued.record.expires_at)
+        _remember(self._tokens, cache_key, (principal, issued.record.expires_at))
         return principal
 
     # --- authorization --------------------------------------------------------------------
 
     async def _project(self, project_id: str) -> Project | None:
         if project_id not in self._projects:
-            if len(self._projects) >= _CACHE_LIMIT:
-                self._projects.clear()
-            self._projects[project_id] = await self._store.project(project_id)
+            _remember(self._projects, project_id, await self._store.project(project_id))
         return self._projects[project_id]
 
     async def _policies_for(self, user_id: str, project_id: str) -> tuple[Policy, ...]:
         cache_key = (user_id, project_id)
         if cache_key not in self._policies:
             documents = await self._store.policy_documents_for(user_id, project_id)
-            if len(self._policies) >= _CACHE_LIMIT:
-                self._policies.clear()
-            self._policies[cache_key] = tuple(parse_policy(d) for _, d in documents)
+            _remember(self._policies, cache_key, tuple(parse_policy(d) for _, d in documents))
         return self._policies[cache_key]
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
