@@ -73,12 +73,9 @@ class _KeyEntry:
     @classmethod
     def of(cls, key: AccessKey, user: User, account: Account, secret: str) -> _KeyEntry:
         enabled = key.status == "active" and user.enabled and account.enabled
-        principal = Principal(
-            name=user.name,
-            account_id=account.id,
-            account_name=account.name,
-            user_id=user.id,
-            is_root=user.is_root,
+        principal = Principal.of_user(
+            user,
+            account,
             session_policy=None if key.session_policy is None else parse_policy(key.session_policy),
         )
         return cls(
@@ -214,13 +211,10 @@ class IamAccess:
         if cached is not None and cached[1] > self._now():
             return cached[0]
         issued = await self._identity.validate_token(token)
-        principal = Principal(
-            name=issued.user.name,
+        principal = Principal.of_user(
+            issued.user,
+            issued.account,
             project_id=issued.record.project_id,
-            account_id=issued.account.id,
-            account_name=issued.account.name,
-            user_id=issued.user.id,
-            is_root=issued.user.is_root,
             domain_scoped=issued.record.project_id is None,
         )
         _remember(self._tokens, cache_key, (principal, issued.record.expires_at))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagejobs.iam.policy import Policy
+from imagejobs.iam.records import Account, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,28 @@ class Principal:
     domain_scoped: bool = False
     # A temporary key's session policy, which narrows what the user's policies allow.
     session_policy: Policy | None = None
+
+    @classmethod
+    def of_user(
+        cls,
+        user: User,
+        account: Account,
+        *,
+        project_id: str | None = None,
+        domain_scoped: bool = False,
+        session_policy: Policy | None = None,
+    ) -> Principal:
+        """An IAM user of ``account`` (its root or not), as its credentials scope it."""
+        return cls(
+            name=user.name,
+            project_id=project_id,
+            account_id=account.id,
+            is_root=user.is_root,
+            user_id=user.id,
+            account_name=account.name,
+            domain_scoped=domain_scoped,
+            session_policy=session_policy,
+        )
 
 
 # Everyone, when the service runs without IAM (IMAGEJOBS_AUTH=none).
