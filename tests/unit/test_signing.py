@@ -22,7 +22,6 @@ from imagejobs.iam.signing import (
     ReceivedRequest,
     SigningAlgorithm,
     SigningKey,
-    _cached_parse_head,
     canonical_query_string,
     canonical_request,
     canonical_uri,
@@ -33,6 +32,7 @@ from imagejobs.iam.signing import (
     string_to_sign,
     verify,
 )
+from imagejobs.iam.signing.parsing import _cached_parse_head
 from imagejobs.iam.sm3 import SM3
 
 VECTORS: list[dict[str, Any]] = json.loads(
