@@ -38,6 +38,7 @@ class Hash(Protocol):
 @dataclass(frozen=True, slots=True)
 class Scheme:
     token: str  # the Authorization scheme, as plain text for the string to sign
+    hash_name: str  # for messages
     content_header: str  # the payload-hash header, as the SDK spells it
     content_key: str  # the same, lower-cased for lookups
     empty_hash: str
@@ -92,6 +93,7 @@ def _short_message_sha256() -> Callable[[bytes], Hash]:
 SCHEMES: dict[SigningAlgorithm, Scheme] = {
     SigningAlgorithm.HMAC_SHA256: Scheme(
         token=SigningAlgorithm.HMAC_SHA256.value,
+        hash_name="SHA-256",
         content_header="X-Sdk-Content-Sha256",
         content_key="x-sdk-content-sha256",
         empty_hash="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -100,6 +102,7 @@ SCHEMES: dict[SigningAlgorithm, Scheme] = {
     ),
     SigningAlgorithm.HMAC_SM3: Scheme(
         token=SigningAlgorithm.HMAC_SM3.value,
+        hash_name="SM3",
         content_header="X-Sdk-Content-Sm3",
         content_key="x-sdk-content-sm3",
         empty_hash="1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b",

@@ -23,7 +23,7 @@ from imagejobs.iam.signing.canonical import (
     string_to_sign,
 )
 from imagejobs.iam.signing.parsing import ParsedAuthorization, ReceivedRequest, parse_authorization
-from imagejobs.iam.signing.schemes import SCHEMES, SigningKey, encode
+from imagejobs.iam.signing.schemes import SCHEMES, UNSIGNED_PAYLOAD, Scheme, SigningKey, encode
 
 DEFAULT_MAX_SKEW = timedelta(minutes=15)
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
@@ -65,6 +65,37 @@ def _check_sdk_date(
     return sdk_date
 
 
+def _check_host(signed_headers: Sequence[str]) -> None:
+    # Unsigned, a captured request could be replayed to another endpoint that trusts the
+    # same keys (another region's deployment); every SDK signs it.
+    if "host" not in signed_headers:
+        raise AuthenticationFailed("host must be listed in SignedHeaders")
+
+
+def _content_hash(
+    headers: Mapping[str, str], signed_headers: Sequence[str], scheme: Scheme, body: bytes
+) -> str | None:
+    """The content-hash header's value when it may stand for the body, else None.
+
+    Unsigned, it is ignored: anyone could add one to a captured request with another body.
+    Signed, it must be UNSIGNED-PAYLOAD (the signer chose to leave the body out) or the
+    hash of the body actually received; any other value would let the signature cover a
+    body that was never sent.
+    """
+    value = headers.get(scheme.content_key)
+    if not value or scheme.content_key not in signed_headers:
+        return None
+    if value == UNSIGNED_PAYLOAD:
+        return value
+    received = scheme.hash_hex(body) if body else scheme.empty_hash
+    if value.lower() != received:
+        raise SignatureMismatch(
+            f"{scheme.content_header} must be {UNSIGNED_PAYLOAD} or the "
+            f"{scheme.hash_name} of the body received"
+        )
+    return value
+
+
 def _check_security_token(
     headers: Mapping[str, str], signed_headers: Sequence[str], expected: str
 ) -> None:
@@ -103,6 +134,7 @@ def verify(
     sdk_date = _check_sdk_date(
         headers, signed_headers, _epoch_seconds(now), max_skew.total_seconds()
     )
+    _check_host(signed_headers)
     if security_token is not None:
         _check_security_token(headers, signed_headers, security_token)
 
@@ -112,7 +144,7 @@ def verify(
     prefix = f"{request.method.upper()}\n{canonical_uri(raw_path)}\n"
     suffix = f"\n{canonical_headers(headers, signed_headers)}\n{';'.join(signed_headers)}\n"
     body = request.body
-    content_hash = headers.get(scheme.content_key) or None
+    content_hash = _content_hash(headers, signed_headers, scheme, body)
     payload_hashes = [payload_hash(algorithm, body, content_hash)]
     # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
     if not body and content_hash and content_hash != scheme.empty_hash:
@@ -125,6 +157,20 @@ def verify(
             to_sign = string_to_sign(algorithm, sdk_date, canonical).encode()
             if hmac.compare_digest(key.hmac_hex(algorithm, to_sign), signature):
                 return
-    first_canonical = f"{prefix}{queries[0]}{suffix}{payload_hashes[0]}"
+    shown = {name: _shown_value(name, headers[name]) for name in signed_headers}
+    echoed_headers = canonical_headers(shown, signed_headers)
+    first_canonical = (
+        f"{prefix}{queries[0]}\n{echoed_headers}\n{';'.join(signed_headers)}\n{payload_hashes[0]}"
+    )
     echoed = encode(first_canonical).decode("utf-8", "replace").replace("\n", "|")
     raise SignatureMismatch(f"verify aksk signature fail, canonicalRequest:{echoed}")
+
+
+# Signed headers whose values are credentials: the gateway's message echoes the canonical
+# request, and messages end up in logs and bug reports, so these values are left out.
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|password|signature|credential")
+REDACTED = "<redacted>"
+
+
+def _shown_value(name: str, value: str) -> str:
+    return REDACTED if _CREDENTIAL_HEADER.search(name) else value
