@@ -39,7 +39,7 @@ from tests.factories import (
     new_tenant,
     write_jobs,
 )
-from tests.integration.http import AkSkAuth, password_token
+from tests.integration.http import AkSkAuth, login_body, password_token
 
 SHA256 = SigningAlgorithm.HMAC_SHA256
 SM3_SCHEME = SigningAlgorithm.HMAC_SM3
@@ -279,23 +279,10 @@ def test_no_auth_error_echoes_a_credential(server: ServerProcess, database_url: 
                 json={"auth": {"identity": {"methods": ["token"], "token": {"id": revoked}}}},
             ),
         )
-        # Passwords: a wrong one, and one of the wrong type next to a real one.
-        wrong_password = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": tenant.account,
-                            "password": tenant.password + "!",
-                            "domain": {"name": tenant.account},
-                        }
-                    },
-                }
-            }
-        }
+        # Passwords: a wrong one, and the real one where an object belongs.
+        wrong_password = login_body(tenant, password=tenant.password + "!")
         yield "wrong password", httpx.post(base + "/v3/auth/tokens", json=wrong_password)
-        malformed = json.loads(json.dumps(wrong_password))
+        malformed = login_body(tenant)
         malformed["auth"]["identity"]["password"]["user"]["domain"] = tenant.password
         yield "malformed login", httpx.post(base + "/v3/auth/tokens", json=malformed)
         # The operator token, wrong.

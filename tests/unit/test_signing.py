@@ -468,26 +468,20 @@ def test_a_signed_content_hash_must_be_the_body_received(algorithm: SigningAlgor
 
 
 def test_a_signed_unsigned_payload_still_leaves_the_body_out() -> None:
-    request = signed(
-        "PUT",
-        "/v1/p/items",
-        "",
-        body=BODY,
-        extra_headers=(("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),),
-        hashed_payload="UNSIGNED-PAYLOAD",
-    )
-    verify(replace(request, body=OTHER_BODY), "SKTEST", NOW)
+    def unsigned_payload(*unsigned: str) -> ReceivedRequest:
+        return signed(
+            "PUT",
+            "/v1/p/items",
+            "",
+            body=BODY,
+            extra_headers=(("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),),
+            hashed_payload="UNSIGNED-PAYLOAD",
+            unsigned=unsigned,
+        )
+
+    verify(replace(unsigned_payload(), body=OTHER_BODY), "SKTEST", NOW)
     # The same value unsigned is ignored: the body is hashed, so the signature fails.
-    unsigned = signed(
-        "PUT",
-        "/v1/p/items",
-        "",
-        body=BODY,
-        extra_headers=(("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),),
-        hashed_payload="UNSIGNED-PAYLOAD",
-        unsigned=("x-sdk-content-sha256",),
-    )
-    fails_with(unsigned, "verify aksk signature fail")
+    fails_with(unsigned_payload("x-sdk-content-sha256"), "verify aksk signature fail")
 
 
 def test_host_must_be_signed() -> None:
