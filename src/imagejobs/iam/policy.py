@@ -148,28 +148,21 @@ class RequestContext:
         return _GLOBAL_KEYS[key.lower()](self)
 
 
-_GLOBAL_KEYS: dict[str, Callable[[RequestContext], ContextValue | None]] = {
-    "g:currenttime": lambda context: context.current_time,
-    "g:userid": lambda context: context.user_id,
-    "g:username": lambda context: context.user_name,
-    "g:domainid": lambda context: context.domain_id,
-    "g:domainname": lambda context: context.domain_name,
-    "g:projectid": lambda context: context.project_id,
-    "g:projectname": lambda context: context.project_name,
-    "g:mfapresent": lambda context: context.mfa_present,
-}
 # The condition keys a policy may test, as Huawei spells them: those the service sets on
 # every request. A key it never sets would make a Deny that never applies.
-CONDITION_KEYS = (
-    "g:CurrentTime",
-    "g:DomainId",
-    "g:DomainName",
-    "g:MFAPresent",
-    "g:ProjectId",
-    "g:ProjectName",
-    "g:UserId",
-    "g:UserName",
-)
+_KEY_VALUES: dict[str, Callable[[RequestContext], ContextValue | None]] = {
+    "g:CurrentTime": lambda context: context.current_time,
+    "g:DomainId": lambda context: context.domain_id,
+    "g:DomainName": lambda context: context.domain_name,
+    "g:MFAPresent": lambda context: context.mfa_present,
+    "g:ProjectId": lambda context: context.project_id,
+    "g:ProjectName": lambda context: context.project_name,
+    "g:UserId": lambda context: context.user_id,
+    "g:UserName": lambda context: context.user_name,
+}
+CONDITION_KEYS = tuple(_KEY_VALUES)
+# Keys are matched case-insensitively.
+_GLOBAL_KEYS = {key.lower(): read for key, read in _KEY_VALUES.items()}
 
 
 def _as_text(value: ContextValue) -> str:
