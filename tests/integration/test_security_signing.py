@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -74,6 +74,7 @@ def _signed_like_the_sdk(
     *,
     algorithm: SigningAlgorithm = SHA256,
     extra: dict[str, str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, str]:
     """The headers the official SDK sends with a JSON request (all of them signed)."""
     headers = {
@@ -91,7 +92,7 @@ def _signed_like_the_sdk(
         ak=tenant.access_key,
         sk=tenant.secret_key,
         algorithm=algorithm,
-        now=datetime.now(UTC),
+        now=now or datetime.now(UTC),
     )
 
 
@@ -289,6 +290,31 @@ def test_no_auth_error_echoes_a_credential(server: ServerProcess, database_url: 
         yield (
             "wrong operator token",
             httpx.get(jobs, headers={"X-Imagejobs-Operator-Token": token}),
+        )
+        # Signatures refused before any HMAC: an unknown AK, a stale date, a malformed
+        # header (a secret where the signature belongs), another project in X-Project-Id.
+        yield "unknown AK", httpx.get(jobs, auth=AkSkAuth("NOSUCHKEY000000000000", secret))
+        list_path = f"/v1/{tenant.project_id}/image-server-jobs"
+        stale = _signed_like_the_sdk(
+            server,
+            tenant,
+            "GET",
+            list_path,
+            b"",
+            extra={"X-Security-Token": security_token},
+            now=datetime.now(UTC) - timedelta(hours=1),
+        )
+        yield "stale signature", httpx.get(base + list_path, headers=stale)
+        malformed_signature = (
+            f"{SHA256} Access={access}, SignedHeaders=host;x-sdk-date, Signature={secret}"
+        )
+        yield (
+            "malformed Authorization",
+            httpx.get(jobs, headers={"Authorization": malformed_signature}),
+        )
+        yield (
+            "another project in X-Project-Id",
+            httpx.get(jobs, headers={"X-Auth-Token": token, "X-Project-Id": "p" + token}),
         )
 
     for attempt, response in attempts():
