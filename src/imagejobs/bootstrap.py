@@ -34,6 +34,7 @@ from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
+from imagejobs.storage.private_files import private_directory
 from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
 from imagejobs.storage.steering_store import SqlSteeringStore
@@ -224,8 +225,9 @@ def demo_credentials_path(settings: Settings) -> Path:
 
 def write_private_json(path: Path, content: object) -> None:
     """Write ``content`` readable by the owner only (mode 0600 from the start)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file that was already there keeps its mode otherwise
     with os.fdopen(descriptor, "w") as handle:
         json.dump(content, handle, indent=2)
         handle.write("\n")

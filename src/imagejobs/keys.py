@@ -12,6 +12,7 @@ from pathlib import Path
 from imagejobs.domain.errors import InvalidSettings
 from imagejobs.iam.credentials import SecretBox
 from imagejobs.settings import Settings
+from imagejobs.storage.private_files import private_directory
 
 logger = logging.getLogger("imagejobs.keys")
 
@@ -45,7 +46,7 @@ def load_secret_box(settings: Settings, *, create: bool = False) -> SecretBox:
 
 
 def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     text = base64.b64encode(SecretBox.generate_key()).decode() + "\n"
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

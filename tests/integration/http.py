@@ -70,14 +70,11 @@ def signed_client(base_url: str, tenant: Tenant) -> SignedHttp:
     return SignedHttp(base_url, AkSkAuth(tenant.access_key, tenant.secret_key))
 
 
-def password_token(
-    base_url: str,
-    tenant: Tenant,
-    user: str | None = None,
-    password: str | None = None,
-    project: str | None = None,
-) -> str:
-    body = {
+def login_body(
+    tenant: Tenant, user: str | None = None, password: str | None = None
+) -> dict[str, Any]:
+    """A password login of ``user`` (the root by default) of ``tenant``'s account."""
+    return {
         "auth": {
             "identity": {
                 "methods": ["password"],
@@ -88,10 +85,20 @@ def password_token(
                         "domain": {"name": tenant.account},
                     }
                 },
-            },
-            "scope": {"project": {"id": project or tenant.project_id}},
+            }
         }
     }
+
+
+def password_token(
+    base_url: str,
+    tenant: Tenant,
+    user: str | None = None,
+    password: str | None = None,
+    project: str | None = None,
+) -> str:
+    body = login_body(tenant, user, password)
+    body["auth"]["scope"] = {"project": {"id": project or tenant.project_id}}
     response = httpx.post(base_url + "/v3/auth/tokens", json=body, params={"nocatalog": "true"})
     assert response.status_code == 201, response.text
     return response.headers["x-subject-token"]

@@ -19,6 +19,7 @@ from imagejobs.iam.policy import (
     evaluate,
     parse_policy,
     require_allowed,
+    stored_policy,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -247,26 +248,13 @@ def test_request_action_must_have_three_segments() -> None:
         ("StringNotEqualsIfExists", "g:DomainId", ["d-1"], {}, True),
         ("StringEqualsIfExists", "g:UserName", ["bob"], {}, False),
         ("StringEndWithIfExists", "g:UserName", ["ice"], {}, True),
+        # No request of this service is ever MFA-authenticated.
         ("Bool", "g:MFAPresent", ["true"], {}, False),
-        ("BoolIfExists", "g:MFAPresent", ["true"], {}, True),
+        ("Bool", "g:MFAPresent", ["false"], {}, True),
+        ("BoolIfExists", "g:MFAPresent", ["true"], {"mfa_present": None}, True),
         # AnyOf forms behave like the plain operator for single-valued keys.
         ("StringEqualsAnyOf", "g:UserName", ["bob", "alice"], {}, True),
         ("StringNotEqualsAnyOfIfExists", "g:UserName", ["alice"], {}, False),
-        # service keys come from `extra`, also case-insensitively
-        (
-            "StringEquals",
-            "g:EnterpriseProjectId",
-            ["0"],
-            {"extra": {"G:enterpriseProjectId": "0"}},
-            True,
-        ),
-        (
-            "StringEquals",
-            "workspace:Flavor",
-            ["big"],
-            {"extra": {"workspace:flavor": "small"}},
-            False,
-        ),
     ],
 )
 def test_condition_operators(
@@ -308,23 +296,90 @@ def test_string_like_with_many_wildcards_stays_fast() -> None:
     assert evaluate([policy(statement)], context(user_name="a" * 5000 + "b")) is Decision.ALLOW
 
 
-# --- resources -----------------------------------------------------------------------------
+# --- what a policy may say: only what the service evaluates -----------------------------
+
+
+def test_resource_star_means_every_resource() -> None:
+    statement = allow("workspace:imageServer:*", Resource=["*"])
+    assert evaluate([policy(statement)], context("workspace:imageServer:get")) is Decision.ALLOW
 
 
 @pytest.mark.parametrize(
-    ("resource", "expected"),
+    "resource", ["workspace:*:d-1:imageServer:srv-1", "workspace:*:*:*:*", "*:*:*:*:*", "srv-1"]
+)
+def test_resources_other_than_star_are_refused(resource: str) -> None:
+    # Accepted and ignored, such an element would grant what it seems to withhold.
+    with pytest.raises(InvalidParameter) as caught:
+        policy(allow("workspace:imageServer:*", Resource=["*", resource]))
+    assert caught.value.message.startswith(
+        "The parameter is invalid: policy.Statement[0].Resource[1] is not supported: "
+        "WorkspaceApp image-job actions have no resource-level permissions"
+    )
+
+
+@pytest.mark.parametrize("key", ["g:SourceIp", "g:EnterpriseProjectId", "workspace:Flavor"])
+def test_condition_keys_the_service_never_sets_are_refused(key: str) -> None:
+    # A Deny on such a key would never apply.
+    with pytest.raises(InvalidParameter) as caught:
+        policy(deny("workspace:*:*", **when("StringNotEquals", key, "x")))
+    assert f"Condition.StringNotEquals.{key} condition key {key!r} is not supported" in (
+        caught.value.message
+    )
+    assert "g:CurrentTime, g:DomainId" in caught.value.message
+
+
+STORED_ALLOW_ONE_SERVER = {
+    "Effect": "Allow",
+    "Action": ["workspace:*:*"],
+    "Resource": ["workspace:*:*:imageServer:srv-1"],
+}
+STORED_DENY_OUTSIDE_OFFICE = {
+    "Effect": "Deny",
+    "Action": ["workspace:imageServer:*"],
+    "Condition": {"NotIpAddress": {"g:SourceIp": ["10.0.0.0/8"]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("statements", "action", "expected"),
     [
-        (None, Decision.ALLOW),  # actions without resource-level permissions
-        ("workspace:ap-southeast-1:d-1:imageServer:srv-1", Decision.ALLOW),
-        ("workspace:ap-southeast-1:d-2:imageServer:srv-1", Decision.IMPLICIT_DENY),
+        # An Allow the service cannot evaluate is dropped: it grants nothing.
+        ([STORED_ALLOW_ONE_SERVER], "workspace:images:listImageJobs", Decision.IMPLICIT_DENY),
+        # A Deny it cannot evaluate applies to its actions unconditionally...
+        (
+            [allow("workspace:*:*"), STORED_DENY_OUTSIDE_OFFICE],
+            "workspace:imageServer:create",
+            Decision.EXPLICIT_DENY,
+        ),
+        # ...and only to them; valid statements keep their meaning.
+        (
+            [allow("workspace:*:*"), STORED_DENY_OUTSIDE_OFFICE],
+            "workspace:images:listImageJobs",
+            Decision.ALLOW,
+        ),
+        # A Deny whose actions cannot be read denies everything.
+        (
+            [allow("workspace:*:*"), {"Effect": "Deny", "Action": ["bad"], "Resource": ["x"]}],
+            "workspace:images:listImageJobs",
+            Decision.EXPLICIT_DENY,
+        ),
     ],
 )
-def test_resource_narrows_requests_that_name_a_resource(
-    resource: str | None, expected: Decision
+def test_stored_policies_the_rules_now_refuse_fail_closed(
+    statements: list[dict[str, Any]], action: str, expected: Decision
 ) -> None:
-    statement = allow("workspace:imageServer:*", Resource=["workspace:*:d-1:imageServer:*"])
-    action = "workspace:imageServer:get"
-    assert evaluate([policy(statement)], context(action, resource=resource)) is expected
+    stored = stored_policy(json.dumps({"Version": "1.1", "Statement": statements}))
+    assert evaluate([stored], context(action)) is expected
+
+
+@pytest.mark.parametrize("document", ["{not json", "[]", '{"Version": "1.1"}', '{"Statement": 3}'])
+def test_unreadable_stored_policies_deny_everything(document: str) -> None:
+    assert evaluate([stored_policy(document)], context()) is Decision.EXPLICIT_DENY
+
+
+def test_valid_stored_policies_read_as_created() -> None:
+    document = json.dumps({"Version": "1.1", "Statement": [allow("workspace:images:*")]})
+    assert stored_policy(document) == parse_policy(document)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -398,7 +453,7 @@ def test_json_text_and_bytes_are_accepted_and_round_trip() -> None:
                 "Sid": "office",
                 "Effect": "Deny",
                 "Action": ["workspace:imageServer:*"],
-                "Resource": ["workspace:*:*:imageServer:*"],
+                "Resource": ["*"],
                 "Condition": {
                     "StringNotEquals": {"g:UserName": ["alice", "bob"]},
                     "Bool": {"g:MFAPresent": ["true"]},

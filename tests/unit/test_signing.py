@@ -22,7 +22,6 @@ from imagejobs.iam.signing import (
     ReceivedRequest,
     SigningAlgorithm,
     SigningKey,
-    _cached_parse_head,
     canonical_query_string,
     canonical_request,
     canonical_uri,
@@ -33,6 +32,7 @@ from imagejobs.iam.signing import (
     string_to_sign,
     verify,
 )
+from imagejobs.iam.signing.parsing import _cached_parse_head
 from imagejobs.iam.sm3 import SM3
 
 VECTORS: list[dict[str, Any]] = json.loads(
@@ -76,11 +76,15 @@ def signed(
     body: bytes = b"",
     extra_headers: tuple[tuple[str, str], ...] = (),
     hashed_payload: str | None = None,
+    algorithm: SigningAlgorithm = SigningAlgorithm.HMAC_SHA256,
+    unsigned: tuple[str, ...] = (),
 ) -> ReceivedRequest:
-    """A request signed by hand, to express what other SDKs send."""
+    """A request signed by hand, to express what other SDKs send (or an attacker).
+
+    Headers named in ``unsigned`` are sent but left out of SignedHeaders.
+    """
     headers = {"host": HOST, "x-sdk-date": "20250101T000000Z", **dict(extra_headers)}
-    names = sorted(headers)
-    algorithm = SigningAlgorithm.HMAC_SHA256
+    names = sorted(name for name in headers if name not in unsigned)
     canonical = canonical_request(
         method,
         canonical_uri(path),
@@ -408,6 +412,92 @@ def test_empty_body_with_literal_content_hash_is_accepted() -> None:
         hashed_payload="UNSIGNED-PAYLOAD",
     )
     verify(request, "SKTEST", NOW)
+
+
+BODY = b'{"items": ["1"]}'
+OTHER_BODY = b'{"items": ["2", "3"]}'
+SHA256 = SigningAlgorithm.HMAC_SHA256
+SM3_SCHEME = SigningAlgorithm.HMAC_SM3
+CONTENT_HEADER = {SHA256: "X-Sdk-Content-Sha256", SM3_SCHEME: "X-Sdk-Content-Sm3"}
+HASH_NAME = {SHA256: "SHA-256", SM3_SCHEME: "SM3"}
+BODY_HASH = {SHA256: hashlib.sha256(BODY).hexdigest(), SM3_SCHEME: SM3(BODY).hexdigest()}
+
+
+@pytest.mark.parametrize("algorithm", [SHA256, SM3_SCHEME])
+def test_an_unsigned_content_hash_cannot_stand_for_another_body(
+    algorithm: SigningAlgorithm,
+) -> None:
+    # The replay of issue 8: a captured write, another body, the original body's hash in an
+    # unsigned content-hash header. The header is ignored and the body received is hashed.
+    captured = signed("PATCH", "/v1/p/items", "", body=BODY, algorithm=algorithm)
+    verify(captured, "SKTEST", NOW)
+    forged = replace(
+        with_header(captured, CONTENT_HEADER[algorithm], BODY_HASH[algorithm]), body=OTHER_BODY
+    )
+    fails_with(forged, "verify aksk signature fail")
+
+
+@pytest.mark.parametrize("algorithm", [SHA256, SM3_SCHEME])
+def test_a_signed_content_hash_must_be_the_body_received(algorithm: SigningAlgorithm) -> None:
+    header = CONTENT_HEADER[algorithm]
+    honest = signed(
+        "PATCH",
+        "/v1/p/items",
+        "",
+        body=BODY,
+        algorithm=algorithm,
+        extra_headers=((header.lower(), BODY_HASH[algorithm].upper()),),
+        hashed_payload=BODY_HASH[algorithm].upper(),
+    )
+    verify(honest, "SKTEST", NOW)  # a client may sign the real hash, in either case
+    name = HASH_NAME[algorithm]
+    fails_with(
+        replace(honest, body=OTHER_BODY),
+        f"{header} must be UNSIGNED-PAYLOAD or the {name} of the body received",
+    )
+    made_up = signed(
+        "POST",
+        "/v1/p/items",
+        "",
+        body=BODY,
+        algorithm=algorithm,
+        extra_headers=((header.lower(), "0" * 64),),
+        hashed_payload="0" * 64,
+    )
+    fails_with(made_up, f"the {name} of the body received")
+
+
+def test_a_signed_unsigned_payload_still_leaves_the_body_out() -> None:
+    def unsigned_payload(*unsigned: str) -> ReceivedRequest:
+        return signed(
+            "PUT",
+            "/v1/p/items",
+            "",
+            body=BODY,
+            extra_headers=(("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),),
+            hashed_payload="UNSIGNED-PAYLOAD",
+            unsigned=unsigned,
+        )
+
+    verify(replace(unsigned_payload(), body=OTHER_BODY), "SKTEST", NOW)
+    # The same value unsigned is ignored: the body is hashed, so the signature fails.
+    fails_with(unsigned_payload("x-sdk-content-sha256"), "verify aksk signature fail")
+
+
+def test_host_must_be_signed() -> None:
+    request = signed("GET", "/v1/p/items", "", unsigned=("host",))
+    fails_with(request, "host must be listed in SignedHeaders")
+
+
+def test_the_echoed_canonical_request_leaves_credentials_out() -> None:
+    v3 = wire_request(BY_NAME["V3"])
+    with pytest.raises(AuthenticationFailed) as caught:
+        verify(v3, "SKWRONG", NOW, security_token="SECTOKEN-EXAMPLE")
+    assert "SECTOKEN-EXAMPLE" not in caught.value.message
+    assert "|x-security-token:<redacted>|" in caught.value.message
+    assert "|x-project-id:proj123|" in caught.value.message  # the rest as the gateway shows it
+    token_too = signed("GET", "/v1/p/items", "", extra_headers=(("x-auth-token", "TOKEN-1"),))
+    fails_with(token_too, "|x-auth-token:<redacted>|", secret_key="SKWRONG")
 
 
 def test_path_is_decoded_once_and_re_encoded() -> None:

@@ -10,6 +10,7 @@ import click
 
 from imagejobs.domain.errors import InvalidSettings
 from imagejobs.settings import Settings, load_settings, setting_help
+from imagejobs.storage.private_files import close_data_directory
 
 
 def settings_epilog() -> str:
@@ -22,9 +23,11 @@ def settings_epilog() -> str:
 def load(**overrides: Any) -> Settings:
     """The settings, from flags (``overrides``) over ``IMAGEJOBS_*`` over defaults."""
     try:
-        return load_settings(os.environ, **overrides)
+        settings = load_settings(os.environ, **overrides)
     except InvalidSettings as exc:
         raise click.BadParameter(exc.message) from None
+    close_data_directory(settings.data_dir)
+    return settings
 
 
 database_url_option = click.option(

@@ -1,7 +1,10 @@
 """IAM policy documents (Version 1.1): parsing, validation and evaluation.
 
 Sans-I/O; ``shared/spec/huaweicloud-auth.md`` §5.1 is the reference. An explicit Deny
-beats an Allow, which beats the implicit deny.
+beats an Allow, which beats the implicit deny. A policy may only say what this service
+evaluates: a ``Resource`` other than ``"*"``, a condition key the service never sets or an
+unknown operator is refused when the policy is created, and read so that it fails closed
+when a stored policy holds one (:func:`stored_policy`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "evaluate",
     "parse_policy",
     "require_allowed",
+    "stored_policy",
 ]
 
 ContextValue = str | bool | datetime
@@ -114,9 +118,8 @@ def _split_action(action: str) -> tuple[str, str, str]:
 class RequestContext:
     """What a policy is evaluated against: the action and the condition-key values.
 
-    ``resource`` is the URN of the resource acted on, or None for actions without
-    resource-level permissions; ``extra`` carries service condition keys (e.g.
-    ``g:EnterpriseProjectId``), looked up case-insensitively like the global ones.
+    Every key in ``CONDITION_KEYS`` has a value here; None means the request has none
+    (IsNullOrEmpty and the IfExists operators see that).
     """
 
     action: str
@@ -127,9 +130,8 @@ class RequestContext:
     domain_name: str | None = None
     project_id: str | None = None
     project_name: str | None = None
-    mfa_present: bool | None = None
-    resource: str | None = None
-    extra: Mapping[str, ContextValue] = field(default_factory=dict)
+    # No credential of this service is ever obtained with MFA.
+    mfa_present: bool | None = False
     _segments: tuple[str, str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,25 +142,27 @@ class RequestContext:
                 f"action {self.action!r} is not service:resourceType:operation"
             ) from None
         object.__setattr__(self, "_segments", segments)
-        object.__setattr__(self, "extra", {key.lower(): value for key, value in self.extra.items()})
 
     def value(self, key: str) -> ContextValue | None:
         """The value of condition key ``key`` (case-insensitive), None when absent."""
-        lowered = key.lower()
-        read = _GLOBAL_KEYS.get(lowered)
-        return read(self) if read is not None else self.extra.get(lowered)
+        return _GLOBAL_KEYS[key.lower()](self)
 
 
-_GLOBAL_KEYS: dict[str, Callable[[RequestContext], ContextValue | None]] = {
-    "g:currenttime": lambda context: context.current_time,
-    "g:userid": lambda context: context.user_id,
-    "g:username": lambda context: context.user_name,
-    "g:domainid": lambda context: context.domain_id,
-    "g:domainname": lambda context: context.domain_name,
-    "g:projectid": lambda context: context.project_id,
-    "g:projectname": lambda context: context.project_name,
-    "g:mfapresent": lambda context: context.mfa_present,
+# The condition keys a policy may test, as Huawei spells them: those the service sets on
+# every request. A key it never sets would make a Deny that never applies.
+_KEY_VALUES: dict[str, Callable[[RequestContext], ContextValue | None]] = {
+    "g:CurrentTime": lambda context: context.current_time,
+    "g:DomainId": lambda context: context.domain_id,
+    "g:DomainName": lambda context: context.domain_name,
+    "g:MFAPresent": lambda context: context.mfa_present,
+    "g:ProjectId": lambda context: context.project_id,
+    "g:ProjectName": lambda context: context.project_name,
+    "g:UserId": lambda context: context.user_id,
+    "g:UserName": lambda context: context.user_name,
 }
+CONDITION_KEYS = tuple(_KEY_VALUES)
+# Keys are matched case-insensitively.
+_GLOBAL_KEYS = {key.lower(): read for key, read in _KEY_VALUES.items()}
 
 
 def _as_text(value: ContextValue) -> str:
@@ -281,6 +285,11 @@ class Condition:
     def __post_init__(self) -> None:
         if not _CONDITION_KEY.fullmatch(self.key):
             raise ValueError(f"condition key {self.key!r} must look like g:UserName")
+        if self.key.lower() not in _GLOBAL_KEYS:
+            raise ValueError(
+                f"condition key {self.key!r} is not supported: this service sets only "
+                f"{', '.join(CONDITION_KEYS)}"
+            )
         if not self.values:
             raise ValueError("needs at least one value")
         object.__setattr__(self, "_test", _compile_condition(self.operator, self.values))
@@ -293,34 +302,29 @@ class Condition:
 class Statement:
     effect: Effect
     actions: tuple[str, ...]
+    # Only "*": every resource (see _check_resource), so it never narrows a statement.
     resources: tuple[str, ...] = ()
     conditions: tuple[Condition, ...] = ()
     sid: str | None = None
     _action_globs: tuple[tuple[_Glob, _Glob, _Glob], ...] = field(
         init=False, repr=False, compare=False
     )
-    _resource_globs: tuple[_Glob, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.actions:
             raise ValueError("Action needs at least one action")
         object.__setattr__(self, "_action_globs", tuple(map(_compile_action, self.actions)))
-        object.__setattr__(self, "_resource_globs", tuple(map(_compile_resource, self.resources)))
+        for resource in self.resources:
+            _check_resource(resource)
 
     def applies_to(self, context: RequestContext) -> bool:
-        """Whether the statement covers the context's action, resource and conditions."""
+        """Whether the statement covers the context's action and conditions."""
         service, resource_type, operation = context._segments
         if not any(
             s.matches(service) and r.matches(resource_type) and o.matches(operation)
             for s, r, o in self._action_globs
         ):
             return False
-        # Resource scopes only requests that name a resource; actions without
-        # resource-level permissions are not narrowed by it.
-        if self._resource_globs and context.resource is not None:
-            resource = context.resource
-            if not any(g.matches(resource) for g in self._resource_globs):
-                return False
         return all(condition.holds(context) for condition in self.conditions)
 
 
@@ -340,14 +344,16 @@ def _compile_action(action: str) -> tuple[_Glob, _Glob, _Glob]:
     )
 
 
-def _compile_resource(resource: str) -> _Glob:
-    if len(resource) > _MAX_PATTERN_LENGTH:
-        raise ValueError(f"resource is longer than {_MAX_PATTERN_LENGTH} characters")
-    if resource != "*" and len(resource.split(":", 4)) != 5:
+def _check_resource(resource: str) -> None:
+    # Huawei: an action without resource-level permissions takes only "*" as its resource.
+    # No WorkspaceApp image-job action has them (each acts on a whole project), so any other
+    # value would look like a restriction the service cannot enforce.
+    if resource != "*":
         raise ValueError(
-            f"resource {resource!r} must be service:region:accountId:resourceType:resourcePath"
+            "is not supported: WorkspaceApp image-job actions have no resource-level "
+            'permissions, so Resource may only be "*" (or left out); '
+            "scope a policy to a project when you attach it"
         )
-    return _glob(resource, question_mark=False, ignore_case=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +441,7 @@ def _parse_statement(value: object, path: str) -> Statement:
     for index, action in enumerate(actions):
         _validated(_compile_action, action, f"{path}.Action[{index}]")
     for index, resource in enumerate(resources):
-        _validated(_compile_resource, resource, f"{path}.Resource[{index}]")
+        _validated(_check_resource, resource, f"{path}.Resource[{index}]")
     return Statement(effect, actions, resources, conditions, sid)
 
 
@@ -474,6 +480,45 @@ def parse_policy(
             for index, item in enumerate(raw_statements)
         )
     )
+
+
+_DENY_EVERYTHING = Statement(Effect.DENY, ("*:*:*",))
+
+
+def stored_policy(document: str) -> Policy:
+    """A stored policy document, read so that it never grants more than its author meant.
+
+    Documents stored before the rules above (a ``Resource`` that was accepted but ignored,
+    a condition key the service never sets) no longer validate. Such a statement fails
+    closed: an Allow is dropped; a Deny applies to its actions whatever its resources or
+    conditions say (to every action when even those cannot be read).
+    """
+    try:
+        return parse_policy(document)
+    except InvalidParameter:
+        pass
+    try:
+        raw_statements = json.loads(document)["Statement"]
+        if not isinstance(raw_statements, list):
+            raise TypeError
+    except (ValueError, TypeError, KeyError):
+        return Policy((_DENY_EVERYTHING,))
+    return Policy(tuple(filter(None, map(_fail_closed, raw_statements))))
+
+
+def _fail_closed(raw: object) -> Statement | None:
+    try:
+        return _parse_statement(raw, "policy")
+    except InvalidParameter:
+        pass
+    if not isinstance(raw, dict):
+        return _DENY_EVERYTHING
+    if raw.get("Effect") == "Allow":
+        return None
+    try:
+        return Statement(Effect.DENY, _string_list(raw.get("Action"), "Action"))
+    except (InvalidParameter, ValueError):
+        return _DENY_EVERYTHING
 
 
 def evaluate(policies: Iterable[Policy], context: RequestContext) -> Decision:

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 from imagejobs.domain.errors import AuthenticationFailed, PermissionDenied, SignatureMismatch
 from imagejobs.domain.times import now_ms
 from imagejobs.iam.credentials import SecretBox, digest
-from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, parse_policy
+from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, stored_policy
 from imagejobs.iam.records import AccessKey, Account, Project, User
 from imagejobs.iam.signing import ReceivedRequest, SigningKey, parse_authorization, verify
 from imagejobs.services.authorization import LOCAL, Principal
@@ -76,7 +76,9 @@ class _KeyEntry:
         principal = Principal.of_user(
             user,
             account,
-            session_policy=None if key.session_policy is None else parse_policy(key.session_policy),
+            session_policy=None
+            if key.session_policy is None
+            else stored_policy(key.session_policy),
         )
         return cls(
             key,
@@ -231,7 +233,7 @@ class IamAccess:
         cache_key = (user_id, project_id)
         if cache_key not in self._policies:
             documents = await self._store.policy_documents_for(user_id, project_id)
-            _remember(self._policies, cache_key, tuple(parse_policy(d) for _, d in documents))
+            _remember(self._policies, cache_key, tuple(stored_policy(d) for _, d in documents))
         return self._policies[cache_key]
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:

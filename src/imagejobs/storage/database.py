@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from imagejobs.domain.errors import ServiceUnavailable
+from imagejobs.storage.private_files import private_sqlite_database
 
 Row = Sequence[Any]
 Params = Mapping[str, Any]
@@ -160,6 +161,7 @@ class SqliteDatabase(Database):
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
+        private_sqlite_database(self.path)
         self._reader = connect_sqlite(self.path, synchronous=self._synchronous)
         self._writer = connect_sqlite(self.path, synchronous=self._synchronous)
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from imagejobs.storage.database import dialect_of, postgres_dsn, sqlite_path
+from imagejobs.storage.private_files import private_sqlite_database
 
 _SCRIPTS = Path(__file__).parent / "migrations"
 # Any fixed number: concurrent `migrate` runs on one PostgreSQL database take turns.
@@ -50,8 +51,7 @@ def sqlalchemy_url(url: str) -> str:
 async def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (idempotent)."""
     if dialect_of(url) == "sqlite":
-        path = sqlite_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_database(sqlite_path(url))
         engine = create_engine(sqlalchemy_url(url))
         try:
             with engine.begin() as connection:
