@@ -91,3 +91,14 @@ export function number(value) {
 
 export const DONE_SUB_JOB = new Set(["SUCCESS", "FAILED"]);
 export const ACTIVE = new Set(["WAITING", "RUNNING"]);
+
+// Replaces a container's content and keeps the keyboard focus on the same control (by id
+// or data-key), so a refresh never throws a keyboard user back to the top of the page.
+export function swap(container, ...children) {
+  const active = document.activeElement;
+  const inside = active && active !== document.body && container.contains(active);
+  const selector = inside && (active.id ? `#${CSS.escape(active.id)}` : active.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]` : null);
+  container.replaceChildren(...children);
+  const again = selector && container.querySelector(selector);
+  if (again) again.focus();
+}

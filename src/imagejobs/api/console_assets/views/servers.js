@@ -2,7 +2,7 @@
 // started task is shown at once and followed until it ends.
 
 import { call } from "../api.js";
-import { ACTIVE, badge, empty, errorBox, h, loading, number, progress, time } from "../dom.js";
+import { ACTIVE, badge, empty, errorBox, h, loading, number, progress, swap, time } from "../dom.js";
 import { doneOf, typeLabel } from "./tasks.js";
 
 const CHANGING = new Set(["CREATING", "BUILDING", "DELETING"]);
@@ -162,7 +162,8 @@ export function renderServers({ main, poll, isCurrent }, params) {
 
   function drawStarted() {
     startedPanel.hidden = !started.length;
-    startedPanel.replaceChildren(
+    swap(
+      startedPanel,
       h("h2", { id: "started-title" }, "Tasks started here"),
       h(
         "ul",
@@ -172,7 +173,7 @@ export function renderServers({ main, poll, isCurrent }, params) {
           return h(
             "li",
             { dataset: { jobId: task.id, status } },
-            h("a", { href: `#/tasks/${task.id}`, class: "mono" }, task.id),
+            h("a", { href: `#/tasks/${task.id}`, class: "mono", dataset: { key: `started-${task.id}` } }, task.id),
             h("span", {}, task.label),
             badge(status),
             task.job ? progress(doneOf(task.job, task.job), task.job.sub_jobs_total, status) : h("span", { class: "muted small" }, typeLabel(task.job_type)),
@@ -192,12 +193,12 @@ export function renderServers({ main, poll, isCurrent }, params) {
       ]);
       page = servers;
     } catch (error) {
-      if (isCurrent()) listBody.replaceChildren(errorBox(error, () => refresh()));
+      if (isCurrent()) swap(listBody, errorBox(error, () => refresh()));
       return false;
     }
     if (!isCurrent()) return false;
     drawStarted();
-    listBody.replaceChildren(drawList(page));
+    swap(listBody, drawList(page));
     live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     return page.items.some((s) => CHANGING.has(s.status)) || started.some((t) => !t.job || ACTIVE.has(t.job.status));
   }
@@ -217,8 +218,8 @@ export function renderServers({ main, poll, isCurrent }, params) {
         h(
           "td",
           { "data-label": "Actions", class: "actions" },
-          h("button", { type: "button", class: "button small", onclick: () => askImage(server), disabled: !["ACTIVE", "BUILT"].includes(server.status), "aria-label": `Recreate an image from ${server.name}` }, "Recreate image"),
-          h("button", { type: "button", class: "button small danger", onclick: () => askDelete(server), disabled: server.status === "DELETING", "aria-label": `Delete ${server.name}` }, "Delete"),
+          h("button", { type: "button", class: "button small", onclick: () => askImage(server), dataset: { key: `image-${server.id}` }, disabled: !["ACTIVE", "BUILT"].includes(server.status), "aria-label": `Recreate an image from ${server.name}` }, "Recreate image"),
+          h("button", { type: "button", class: "button small danger", onclick: () => askDelete(server), dataset: { key: `delete-${server.id}` }, disabled: server.status === "DELETING", "aria-label": `Delete ${server.name}` }, "Delete"),
         ),
       ),
     );

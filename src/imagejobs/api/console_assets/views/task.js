@@ -2,7 +2,7 @@
 // failure the error code and message first.
 
 import { call } from "../api.js";
-import { ACTIVE, badge, duration, errorBox, h, loading, progress, time } from "../dom.js";
+import { ACTIVE, badge, duration, errorBox, h, loading, progress, swap, time } from "../dom.js";
 import { doneOf, lastListHash, typeLabel } from "./tasks.js";
 
 export function renderTask({ main, poll, isCurrent }, jobId) {
@@ -19,11 +19,11 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
     try {
       job = await call("ShowImageJob", { path: { job_id: jobId } });
     } catch (error) {
-      if (isCurrent()) body.replaceChildren(errorBox(error, () => cycle()));
+      if (isCurrent()) swap(body, errorBox(error, () => cycle()));
       return error.status >= 500 || error.status === 0;
     }
     if (!isCurrent()) return false;
-    body.replaceChildren(draw(job));
+    swap(body, draw(job));
     return ACTIVE.has(job.status);
   }
 

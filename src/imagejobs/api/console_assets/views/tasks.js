@@ -2,7 +2,7 @@
 // newest first; refreshes itself while any task shown is WAITING or RUNNING.
 
 import { call } from "../api.js";
-import { ACTIVE, DONE_SUB_JOB, badge, duration, empty, errorBox, h, loading, number, progress, time } from "../dom.js";
+import { ACTIVE, DONE_SUB_JOB, badge, duration, empty, errorBox, h, loading, number, progress, swap, time } from "../dom.js";
 
 export const JOB_TYPES = [
   ["CREATE_SERVER", "Create server"],
@@ -101,14 +101,14 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
       );
     } catch (error) {
       if (!isCurrent()) return false;
-      if (!shown) body.replaceChildren(errorBox(error, () => cycle()));
+      if (!shown) swap(body, errorBox(error, () => refresh()));
       else live.textContent = `Refresh failed: ${error.code} ${error.message}`;
       return true;
     }
     if (!isCurrent()) return false;
     cycles += 1;
     shown = true;
-    body.replaceChildren(draw(page, details));
+    swap(body, draw(page, details));
     body.dataset.cycles = String(cycles);
     const active = page.items.some((j) => ACTIVE.has(j.status));
     const at = new Date().toLocaleTimeString();
@@ -131,7 +131,7 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
       h(
         "tr",
         { dataset: { jobId: job.id, status: job.status } },
-        h("td", { "data-label": "Task" }, h("a", { href: `#/tasks/${job.id}`, class: "mono" }, job.id)),
+        h("td", { "data-label": "Task" }, h("a", { href: `#/tasks/${job.id}`, class: "mono", dataset: { key: `task-${job.id}` } }, job.id)),
         h("td", { "data-label": "Status" }, badge(job.status)),
         h("td", { "data-label": "Progress" }, progress(doneOf(job, details.get(job.id)), job.sub_jobs_total, job.status)),
         h("td", { "data-label": "Started" }, time(job.begin_time)),
