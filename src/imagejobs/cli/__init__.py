@@ -9,12 +9,13 @@ from imagejobs.cli.common import settings_epilog
 from imagejobs.cli.engine import engine
 from imagejobs.cli.iam import iam
 from imagejobs.cli.jobs import jobs
+from imagejobs.cli.problems import GuardedGroup
 from imagejobs.cli.server import migrate, seed, serve
 from imagejobs.cli.servers import servers
 from imagejobs.cli.worker import worker
 
 
-@click.group(epilog=settings_epilog())
+@click.group(cls=GuardedGroup, epilog=settings_epilog())
 @click.version_option(__version__, prog_name="imagejobs")
 def main() -> None:
     """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service."""
