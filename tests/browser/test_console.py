@@ -116,11 +116,17 @@ def visible_rows(driver: WebDriver, table: str) -> list[WebElement]:
     return rows
 
 
+def type_into(driver: WebDriver, field_id: str, *keys: str) -> None:
+    field = element(driver, f"#{field_id}")
+    field.clear()  # the console prefills the last account, user and project
+    field.send_keys(*keys)
+
+
 def sign_in(driver: WebDriver, console: Console, user: str, password: str) -> None:
     driver.get(console.url)
-    element(driver, "#account").send_keys(console.tenant.account)
-    driver.find_element(By.ID, "user").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password, Keys.ENTER)
+    type_into(driver, "account", console.tenant.account)
+    type_into(driver, "user", user)
+    type_into(driver, "password", password, Keys.ENTER)
     wait(driver, lambda d: d.find_elements(By.ID, "sign-out"))
 
 
@@ -158,9 +164,11 @@ def test_a_wrong_password_shows_the_apis_message(browser: WebDriver, console: Co
     browser.delete_all_cookies()
     browser.execute_script("sessionStorage.clear()")
     browser.get(console.url + "#/signin")
-    element(browser, "#account").send_keys(console.tenant.account)
-    browser.find_element(By.ID, "user").send_keys(console.tenant.account)
-    browser.find_element(By.ID, "password").send_keys("not-the-password", Keys.ENTER)
+    # The last sign-in's account and user are filled in; the password has the focus.
+    assert browser.switch_to.active_element == element(browser, "#password")
+    assert element(browser, "#account").get_attribute("value") == console.tenant.account
+    assert element(browser, "#project").get_attribute("value") == console.tenant.region
+    type_into(browser, "password", "not-the-password", Keys.ENTER)
     error = wait(browser, lambda d: d.find_element(By.ID, "signin-error").text)
     answer = httpx.post(
         console.server.base_url + "/v3/auth/tokens",

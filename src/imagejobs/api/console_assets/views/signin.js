@@ -7,6 +7,17 @@ function field(label, attributes) {
   return h("label", { class: "field" }, h("span", {}, label), h("input", attributes));
 }
 
+// The last account, user and project signed in with (never the password), to prefill.
+const REMEMBERED = "imagejobs.console.last-sign-in";
+
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(REMEMBERED)) || {};
+  } catch {
+    return {};
+  }
+}
+
 export function renderSignIn({ main, navigate }, params, notice) {
   document.title = "Sign in · imagejobs console";
   const alert = h("div", { class: "form-error", role: "alert", id: "signin-error" });
@@ -31,25 +42,24 @@ export function renderSignIn({ main, navigate }, params, notice) {
     }
   };
 
+  const last = remembered();
   const passwordForm = h(
     "form",
     { id: "password-form", class: "stack" },
-    field("Account", { name: "account", id: "account", required: true, autocomplete: "organization" }),
-    field("User name", { name: "user", id: "user", required: true, autocomplete: "username" }),
+    field("Account", { name: "account", id: "account", required: true, autocomplete: "organization", value: last.account }),
+    field("User name", { name: "user", id: "user", required: true, autocomplete: "username", value: last.user }),
     field("Password", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" }),
-    field("Project (name or ID, optional)", { name: "project", id: "project", placeholder: "the account's first project" }),
+    field("Project (name or ID, optional)", { name: "project", id: "project", placeholder: "the account's first project", value: last.project }),
     h("button", { type: "submit", class: "button primary" }, "Sign in"),
   );
   passwordForm.addEventListener(
     "submit",
-    submitWith(passwordForm, (data) =>
-      signInWithPassword({
-        account: data.get("account").trim(),
-        user: data.get("user").trim() || data.get("account").trim(),
-        password: data.get("password"),
-        project: data.get("project").trim(),
-      }),
-    ),
+    submitWith(passwordForm, async (data) => {
+      const account = data.get("account").trim();
+      const user = data.get("user").trim() || account;
+      const signedIn = await signInWithPassword({ account, user, password: data.get("password"), project: data.get("project").trim() });
+      localStorage.setItem(REMEMBERED, JSON.stringify({ account, user, project: signedIn.projectName }));
+    }),
   );
 
   const tokenForm = h(
@@ -73,5 +83,6 @@ export function renderSignIn({ main, navigate }, params, notice) {
       h("p", { class: "muted small" }, "What you may see and do follows your IAM policies."),
     ),
   );
-  main.querySelector("#account").focus();
+  const first = [...passwordForm.querySelectorAll("input")].find((input) => !input.value);
+  (first || main.querySelector("#account")).focus();
 }
