@@ -21,6 +21,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
+from imagejobs.domain.records import JobDetail
+from imagejobs.domain.times import now_ms
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.migrate import migrate
 from tests.browser.conftest import LAPTOP
@@ -45,11 +47,27 @@ class Console:
         return self.server.base_url + "/console"
 
 
+def _spread(jobs: list[JobDetail]) -> list[JobDetail]:
+    """Begin times 37 minutes apart, newest last (ids are time-ordered), lasting 1-9 minutes."""
+    now = now_ms()
+    spread = []
+    for age, detail in enumerate(reversed(jobs)):
+        begin = now - age * 37 * 60_000 - 5_000
+        end = begin + (age % 9 + 1) * 60_000 if detail.job.end_time else None
+        subs = [
+            s._replace(begin_time=begin, end_time=(end or begin + 60_000) if s.end_time else None)
+            for s in detail.sub_jobs
+        ]
+        job = detail.job._replace(begin_time=begin, end_time=end)
+        spread.append(JobDetail(job=job, sub_jobs=subs))
+    return list(reversed(spread))
+
+
 def _seed(url: str, tenant: Tenant) -> str:
-    """23 CREATE_SERVER jobs (3 failed, the newest failed one with FAILURE_MESSAGE) and
-    two DELETE_SERVER jobs, one of them running."""
+    """23 CREATE_SERVER jobs (18 done, 3 failed, the newest failed one with FAILURE_MESSAGE,
+    one running and one waiting) and two DELETE_SERVER jobs, one of them running."""
     project = tenant.project_id
-    jobs = [make_job(project, status=JobStatus.SUCCESS) for _ in range(20)]
+    jobs = [make_job(project, status=JobStatus.SUCCESS) for _ in range(18)]
     jobs += [make_job(project, status=JobStatus.FAILED, sub_jobs=2) for _ in range(3)]
     failed = jobs[-1]
     sub_jobs = [
@@ -59,10 +77,17 @@ def _seed(url: str, tenant: Tenant) -> str:
     jobs[-1] = dataclasses.replace(failed, sub_jobs=sub_jobs)
     running = [SubJobStatus.SUCCESS, SubJobStatus.RUNNING, SubJobStatus.WAITING]
     jobs += [
-        make_job(project, JobType.DELETE_SERVER, JobStatus.SUCCESS),
-        make_job(project, JobType.DELETE_SERVER, JobStatus.RUNNING, sub_statuses=running),
+        make_job(project, status=JobStatus.RUNNING, sub_statuses=running),
+        make_job(project, status=JobStatus.WAITING),
     ]
-    write_jobs(url, jobs)
+    write_jobs(url, _spread(jobs))
+    write_jobs(
+        url,
+        [
+            make_job(project, JobType.DELETE_SERVER, JobStatus.SUCCESS),
+            make_job(project, JobType.DELETE_SERVER, JobStatus.RUNNING, sub_statuses=running),
+        ],
+    )
     return failed.job.id
 
 
@@ -71,7 +96,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     directory = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{directory / 'imagejobs.db'}"
     asyncio.run(migrate(url))
-    tenant = new_tenant(url)
+    tenant = new_tenant(url, account="acme")
 
     async def reader(identity: IdentityService) -> str:
         _, password = await identity.create_user(tenant.account, READER)
@@ -153,7 +178,8 @@ def test_get_slash_leads_to_sign_in_and_a_keyboard_signs_in(
     assert element(browser, "#total-count").text == "23"
     ids = [row.get_attribute("data-job-id") for row in rows]
     assert ids == sorted(ids, reverse=True)  # newest first
-    assert rows[0].get_attribute("data-status") == "FAILED"
+    statuses = [row.get_attribute("data-status") for row in rows[:3]]
+    assert statuses == ["WAITING", "RUNNING", "FAILED"]
     assert browser.find_element(By.ID, "sign-out").is_displayed()
     started = rows[0].find_element(By.CSS_SELECTOR, "time")
     assert started.get_attribute("title").endswith(" UTC")  # local time, UTC on hover
@@ -195,23 +221,23 @@ def test_filters_and_the_page_live_in_the_url(browser: WebDriver, console: Conso
     wait(browser, lambda d: visible_rows(d, "tasks-table"))
     Select(browser.find_element(By.ID, "status-filter")).select_by_value("SUCCESS")
     wait(browser, lambda d: "status=SUCCESS" in d.current_url)
-    wait(browser, lambda d: d.find_element(By.ID, "total-count").text == "20")
+    wait(browser, lambda d: d.find_element(By.ID, "total-count").text == "18")
     statuses = {r.get_attribute("data-status") for r in visible_rows(browser, "tasks-table")}
     assert statuses == {"SUCCESS"}
 
     first_page = [r.get_attribute("data-job-id") for r in visible_rows(browser, "tasks-table")]
     browser.find_element(By.ID, "page-next").click()
     wait(browser, lambda d: "offset=10" in d.current_url)
-    wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("11\u201320 of"))
+    wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("11\u201318 of"))
     second_page = [r.get_attribute("data-job-id") for r in visible_rows(browser, "tasks-table")]
-    assert len(second_page) == 10
+    assert len(second_page) == 8
     assert not set(first_page) & set(second_page)
     assert min(first_page) > max(second_page)
 
     # A shared or reloaded URL shows the same view.
     browser.get(browser.current_url)
     browser.refresh()
-    wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("11\u201320 of"))
+    wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("11\u201318 of"))
     assert Select(browser.find_element(By.ID, "status-filter")).first_selected_option.text == (
         "SUCCESS"
     )

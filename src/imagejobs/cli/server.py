@@ -111,6 +111,7 @@ def _demo_instructions(settings: Settings, project_id: str) -> str:
     return f"""
 imagejobs is starting on {base}
   API explorer:  {base}/docs
+  Web console:   {base}/console (account and user demo, password in the file below)
   Credentials:   {settings.data_dir / "demo-credentials.json"} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
   A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\

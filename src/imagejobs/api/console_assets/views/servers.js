@@ -145,7 +145,8 @@ export function renderServers({ main, poll, isCurrent }, params) {
 
   const startedPanel = h("section", { id: "started-tasks", class: "card panel", hidden: true, "aria-labelledby": "started-title" });
   const listBody = h("div", { id: "servers-body" }, loading("image servers"));
-  const live = h("span", { class: "live muted small", role: "status", id: "live" });
+  // Not a live region: announcing every refresh would drown a screen reader.
+  const live = h("span", { class: "live muted small", id: "live" });
   main.append(
     h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Image servers"), live, h("button", { type: "button", class: "button primary", id: "open-create", onclick: () => togglePanel(createPanel.hidden) }, "Create image server")),
     createPanel,

@@ -24,7 +24,7 @@ export function typeLabel(jobType) {
 }
 
 export function doneOf(job, detail) {
-  if (job.status === "SUCCESS") return job.sub_jobs_total;
+  if (job.status === "SUCCESS" || job.status === "FAILED") return job.sub_jobs_total;
   if (detail) return detail.sub_jobs.filter((s) => DONE_SUB_JOB.has(s.status)).length;
   return 0;
 }
@@ -51,7 +51,7 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     { class: "segmented", "aria-label": "Job type" },
     JOB_TYPES.map(([code, label]) =>
       h("a", {
-        href: `#/tasks?job_type=${code}${filters.status ? `&status=${filters.status}` : ""}`,
+        href: `#/tasks?${new URLSearchParams({ job_type: code, ...(filters.status && { status: filters.status }), ...(filters.limit !== "10" && { limit: filters.limit }) })}`,
         class: code === filters.job_type ? "active" : null,
         "aria-current": code === filters.job_type ? "true" : null,
         dataset: { jobType: code },
@@ -69,7 +69,8 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     { id: "page-size", onchange: (e) => go({ limit: e.target.value, offset: "0" }) },
     PAGE_SIZES.map((s) => h("option", { value: s, selected: s === filters.limit }, `${s} per page`)),
   );
-  const live = h("span", { class: "live muted small", role: "status", id: "live" });
+  // Not a live region: announcing every refresh would drown a screen reader.
+  const live = h("span", { class: "live muted small", id: "live" });
   const body = h("div", { id: "tasks-body" }, loading("tasks"));
   const refreshButton = h("button", { type: "button", class: "button ghost", id: "refresh", onclick: () => refresh() }, "Refresh");
 
