@@ -345,6 +345,7 @@ def test_a_refresh_cycle_costs_one_list_call(browser: WebDriver, console: Consol
         "return [n, urls.filter((u) => /\\/image-server-jobs(\\?|$)/.test(u)).length];"
     )
     assert cycles <= lists <= cycles + 1  # one ListImageJobs per cycle (+1 in flight)
+    assert "job_type=DELETE_SERVER&status=RUNNING" in browser.current_url  # filters kept
     assert attribute(browser, "#tasks-table progress", "value") == "1"
     assert attribute(browser, "#tasks-table progress", "max") == "3"
 
