@@ -54,14 +54,32 @@ function renderHeader(path) {
   top.hidden = !current;
   if (!current) return;
   const link = (href, label, active) =>
-    h("a", { href, class: active ? "nav-link active" : "nav-link", "aria-current": active ? "page" : null }, label);
+    h(
+      "a",
+      { href, class: active ? "nav-link active" : "nav-link", "aria-current": active ? "page" : null },
+      label,
+    );
   top.replaceChildren(
-    h("a", { class: "brand", href: "#/tasks" }, h("span", { class: "logo", "aria-hidden": "true" }), "imagejobs"),
-    h("nav", { "aria-label": "Main" }, link("#/tasks", "Tasks", path.startsWith("/tasks")), link("#/servers", "Image servers", path.startsWith("/servers"))),
+    h(
+      "a",
+      { class: "brand", href: "#/tasks" },
+      h("span", { class: "logo", "aria-hidden": "true" }),
+      "imagejobs",
+    ),
+    h(
+      "nav",
+      { "aria-label": "Main" },
+      link("#/tasks", "Tasks", path.startsWith("/tasks")),
+      link("#/servers", "Image servers", path.startsWith("/servers")),
+    ),
     h(
       "div",
       { class: "who" },
-      h("span", { class: "who-user", title: `Token expires ${current.expiresAt}` }, `${current.user} @ ${current.account}`),
+      h(
+        "span",
+        { class: "who-user", title: `Token expires ${current.expiresAt}` },
+        `${current.user} @ ${current.account}`,
+      ),
       h("span", { class: "who-project", title: current.projectId }, current.projectName),
       h("button", { type: "button", class: "button ghost", id: "sign-out", onclick: onSignOut }, "Sign out"),
     ),

@@ -28,7 +28,10 @@ const localFormat = new Intl.DateTimeFormat(undefined, {
 export function time(iso) {
   if (!iso) return h("span", { class: "muted" }, "–");
   const date = new Date(iso);
-  const utc = iso.replace("T", " ").replace(/\.\d+Z$/, " UTC").replace(/Z$/, " UTC");
+  const utc = iso
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, " UTC")
+    .replace(/Z$/, " UTC");
   return h("time", { datetime: iso, title: utc }, localFormat.format(date));
 }
 
@@ -37,7 +40,11 @@ export function duration(beginIso, endIso) {
   const end = endIso ? new Date(endIso) : new Date();
   let seconds = Math.max(0, Math.round((end - new Date(beginIso)) / 1000));
   const parts = [];
-  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+  for (const [unit, size] of [
+    ["d", 86400],
+    ["h", 3600],
+    ["m", 60],
+  ]) {
     if (seconds >= size) {
       parts.push(`${Math.floor(seconds / size)}${unit}`);
       seconds %= size;
@@ -62,12 +69,22 @@ export function progress(done, total, status) {
       value: done,
       "aria-label": `${done} of ${total} sub-jobs done`,
     }),
-    h("span", { class: "progress-text" }, `${done}/${total}`, h("span", { class: "sr-only" }, ` (${percent}%)`)),
+    h(
+      "span",
+      { class: "progress-text" },
+      `${done}/${total}`,
+      h("span", { class: "sr-only" }, ` (${percent}%)`),
+    ),
   );
 }
 
 export function loading(what) {
-  return h("p", { class: "state loading", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), `Loading ${what}…`);
+  return h(
+    "p",
+    { class: "state loading", role: "status" },
+    h("span", { class: "spinner", "aria-hidden": "true" }),
+    `Loading ${what}…`,
+  );
 }
 
 export function empty(message) {
@@ -79,7 +96,13 @@ export function errorBox(error, retry) {
   return h(
     "div",
     { class: "state error", role: "alert" },
-    h("p", {}, h("strong", { class: "error-code" }, error.code || "Error"), " ", h("span", { class: "error-message" }, error.message)),
+    h(
+      "p",
+      {},
+      h("strong", { class: "error-code" }, error.code || "Error"),
+      " ",
+      h("span", { class: "error-message" }, error.message),
+    ),
     error.requestId ? h("p", { class: "muted small" }, `Request ID ${error.requestId}`) : null,
     retry ? h("button", { type: "button", class: "button", onclick: retry }, "Try again") : null,
   );
@@ -97,7 +120,13 @@ export const ACTIVE = new Set(["WAITING", "RUNNING"]);
 export function swap(container, ...children) {
   const active = document.activeElement;
   const inside = active && active !== document.body && container.contains(active);
-  const selector = inside && (active.id ? `#${CSS.escape(active.id)}` : active.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]` : null);
+  const selector =
+    inside &&
+    (active.id
+      ? `#${CSS.escape(active.id)}`
+      : active.dataset.key
+        ? `[data-key="${CSS.escape(active.dataset.key)}"]`
+        : null);
   container.replaceChildren(...children);
   const again = selector && container.querySelector(selector);
   if (again) again.focus();

@@ -10,7 +10,12 @@ const CHANGING = new Set(["CREATING", "BUILDING", "DELETING"]);
 const started = [];
 
 function field(label, name, attributes = {}) {
-  return h("label", { class: "field" }, h("span", {}, label), h("input", { name, id: `server-${name}`, ...attributes }));
+  return h(
+    "label",
+    { class: "field" },
+    h("span", {}, label),
+    h("input", { name, id: `server-${name}`, ...attributes }),
+  );
 }
 
 function select(label, name, options, chosen) {
@@ -18,7 +23,11 @@ function select(label, name, options, chosen) {
     "label",
     { class: "field" },
     h("span", {}, label),
-    h("select", { name, id: `server-${name}` }, options.map((o) => h("option", { value: o, selected: o === chosen }, o))),
+    h(
+      "select",
+      { name, id: `server-${name}` },
+      options.map((o) => h("option", { value: o, selected: o === chosen }, o)),
+    ),
   );
 }
 
@@ -79,7 +88,12 @@ export function renderServers({ main, poll, isCurrent }, params) {
       h("button", { type: "button", class: "button ghost", onclick: () => togglePanel(false) }, "Cancel"),
     ),
   );
-  const createPanel = h("section", { class: "card panel", id: "create-panel", hidden: true, "aria-labelledby": "create-title" }, h("h2", { id: "create-title" }, "Create an image server"), createForm);
+  const createPanel = h(
+    "section",
+    { class: "card panel", id: "create-panel", hidden: true, "aria-labelledby": "create-title" },
+    h("h2", { id: "create-title" }, "Create an image server"),
+    createForm,
+  );
   const togglePanel = (open) => {
     createPanel.hidden = !open;
     if (open) createForm.querySelector("input").focus();
@@ -90,7 +104,9 @@ export function renderServers({ main, poll, isCurrent }, params) {
     button.disabled = true;
     createAlert.replaceChildren();
     try {
-      const { job_id: jobId } = await call("CreateImageServer", { body: createBody(new FormData(createForm)) });
+      const { job_id: jobId } = await call("CreateImageServer", {
+        body: createBody(new FormData(createForm)),
+      });
       track(jobId, "CREATE_SERVER", `Create ${createForm.elements.name.value.trim()}`);
       createForm.reset();
       togglePanel(false);
@@ -105,7 +121,23 @@ export function renderServers({ main, poll, isCurrent }, params) {
   // One dialog for the two actions on a server; its error line shows the API's answer.
   const dialogAlert = formAlert("dialog-error");
   const dialogBody = h("div", {});
-  const dialogForm = h("form", { method: "dialog", id: "action-form" }, h("h2", { id: "dialog-title" }), dialogAlert, dialogBody, h("div", { class: "form-actions" }, h("button", { type: "submit", class: "button primary", id: "dialog-confirm" }), h("button", { type: "button", class: "button ghost", id: "dialog-cancel", onclick: () => dialog.close() }, "Cancel")));
+  const dialogForm = h(
+    "form",
+    { method: "dialog", id: "action-form" },
+    h("h2", { id: "dialog-title" }),
+    dialogAlert,
+    dialogBody,
+    h(
+      "div",
+      { class: "form-actions" },
+      h("button", { type: "submit", class: "button primary", id: "dialog-confirm" }),
+      h(
+        "button",
+        { type: "button", class: "button ghost", id: "dialog-cancel", onclick: () => dialog.close() },
+        "Cancel",
+      ),
+    ),
+  );
   const dialog = h("dialog", { id: "action-dialog", "aria-labelledby": "dialog-title" }, dialogForm);
   let onConfirm = null;
   dialogForm.addEventListener("submit", async (event) => {
@@ -121,7 +153,8 @@ export function renderServers({ main, poll, isCurrent }, params) {
   function openDialog(title, confirmLabel, content, action) {
     dialogForm.querySelector("#dialog-title").textContent = title;
     dialogForm.querySelector("#dialog-confirm").textContent = confirmLabel;
-    dialogForm.querySelector("#dialog-confirm").className = confirmLabel === "Delete" ? "button danger" : "button primary";
+    dialogForm.querySelector("#dialog-confirm").className =
+      confirmLabel === "Delete" ? "button danger" : "button primary";
     dialogAlert.replaceChildren();
     dialogBody.replaceChildren(...content);
     onConfirm = action;
@@ -129,26 +162,69 @@ export function renderServers({ main, poll, isCurrent }, params) {
     (dialogBody.querySelector("input") || dialogForm.querySelector("#dialog-cancel")).focus();
   }
   const askDelete = (server) =>
-    openDialog(`Delete ${server.name}?`, "Delete", [h("p", {}, "The server is deleted by a DELETE_SERVER task. This cannot be undone.")], async () => {
-      const { job_id: jobId } = await call("BatchDeleteImageServer", { body: { items: [server.id] } });
-      track(jobId, "DELETE_SERVER", `Delete ${server.name}`);
-    });
+    openDialog(
+      `Delete ${server.name}?`,
+      "Delete",
+      [h("p", {}, "The server is deleted by a DELETE_SERVER task. This cannot be undone.")],
+      async () => {
+        const { job_id: jobId } = await call("BatchDeleteImageServer", { body: { items: [server.id] } });
+        track(jobId, "DELETE_SERVER", `Delete ${server.name}`);
+      },
+    );
   const askImage = (server) =>
-    openDialog(`Recreate an image from ${server.name}`, "Create image", [
-      h("label", { class: "field" }, h("span", {}, "Image name"), h("input", { name: "image_name", id: "image-name" })),
-      h("label", { class: "field" }, h("span", {}, "Description (optional)"), h("input", { name: "image_description", id: "image-description" })),
-    ], async (data) => {
-      const body = { name: data.get("image_name").trim(), description: data.get("image_description").trim() };
-      const { job_id: jobId } = await call("RecreateServerImage", { path: { server_id: server.id }, body });
-      track(jobId, "CREATE_SERVER_IMAGE", `Image ${body.name} from ${server.name}`);
-    });
+    openDialog(
+      `Recreate an image from ${server.name}`,
+      "Create image",
+      [
+        h(
+          "label",
+          { class: "field" },
+          h("span", {}, "Image name"),
+          h("input", { name: "image_name", id: "image-name" }),
+        ),
+        h(
+          "label",
+          { class: "field" },
+          h("span", {}, "Description (optional)"),
+          h("input", { name: "image_description", id: "image-description" }),
+        ),
+      ],
+      async (data) => {
+        const body = {
+          name: data.get("image_name").trim(),
+          description: data.get("image_description").trim(),
+        };
+        const { job_id: jobId } = await call("RecreateServerImage", { path: { server_id: server.id }, body });
+        track(jobId, "CREATE_SERVER_IMAGE", `Image ${body.name} from ${server.name}`);
+      },
+    );
 
-  const startedPanel = h("section", { id: "started-tasks", class: "card panel", hidden: true, "aria-labelledby": "started-title" });
+  const startedPanel = h("section", {
+    id: "started-tasks",
+    class: "card panel",
+    hidden: true,
+    "aria-labelledby": "started-title",
+  });
   const listBody = h("div", { id: "servers-body" }, loading("image servers"));
   // Not a live region: announcing every refresh would drown a screen reader.
   const live = h("span", { class: "live muted small", id: "live" });
   main.append(
-    h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Image servers"), live, h("button", { type: "button", class: "button primary", id: "open-create", onclick: () => togglePanel(createPanel.hidden) }, "Create image server")),
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", { tabindex: "-1" }, "Image servers"),
+      live,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button primary",
+          id: "open-create",
+          onclick: () => togglePanel(createPanel.hidden),
+        },
+        "Create image server",
+      ),
+    ),
     createPanel,
     startedPanel,
     listBody,
@@ -174,10 +250,16 @@ export function renderServers({ main, poll, isCurrent }, params) {
           return h(
             "li",
             { dataset: { jobId: task.id, status } },
-            h("a", { href: `#/tasks/${task.id}`, class: "mono", dataset: { key: `started-${task.id}` } }, task.id),
+            h(
+              "a",
+              { href: `#/tasks/${task.id}`, class: "mono", dataset: { key: `started-${task.id}` } },
+              task.id,
+            ),
             h("span", {}, task.label),
             badge(status),
-            task.job ? progress(doneOf(task.job, task.job), task.job.sub_jobs_total, status) : h("span", { class: "muted small" }, typeLabel(task.job_type)),
+            task.job
+              ? progress(doneOf(task.job, task.job), task.job.sub_jobs_total, status)
+              : h("span", { class: "muted small" }, typeLabel(task.job_type)),
           );
         }),
       ),
@@ -190,37 +272,83 @@ export function renderServers({ main, poll, isCurrent }, params) {
       const pending = started.filter((t) => !t.job || ACTIVE.has(t.job.status));
       const [servers] = await Promise.all([
         call("ListImageServers", { query: { offset, limit } }),
-        ...pending.map((t) => call("ShowImageJob", { path: { job_id: t.id } }).then((job) => (t.job = job), () => null)),
+        ...pending.map((t) =>
+          call("ShowImageJob", { path: { job_id: t.id } }).then(
+            (job) => (t.job = job),
+            () => null,
+          ),
+        ),
       ]);
       page = servers;
     } catch (error) {
-      if (isCurrent()) swap(listBody, errorBox(error, () => refresh()));
+      if (isCurrent())
+        swap(
+          listBody,
+          errorBox(error, () => refresh()),
+        );
       return false;
     }
     if (!isCurrent()) return false;
     drawStarted();
     swap(listBody, drawList(page));
     live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
-    return page.items.some((s) => CHANGING.has(s.status)) || started.some((t) => !t.job || ACTIVE.has(t.job.status));
+    return (
+      page.items.some((s) => CHANGING.has(s.status)) ||
+      started.some((t) => !t.job || ACTIVE.has(t.job.status))
+    );
   }
 
   function drawList(page) {
     if (!page.items.length) {
-      return offset ? empty("No image servers on this page.") : empty("No image servers yet. Create one to start a CREATE_SERVER task.");
+      return offset
+        ? empty("No image servers on this page.")
+        : empty("No image servers yet. Create one to start a CREATE_SERVER task.");
     }
     const rows = page.items.map((server) =>
       h(
         "tr",
         { dataset: { serverId: server.id, status: server.status } },
-        h("td", { "data-label": "Name" }, h("strong", {}, server.name), h("div", { class: "mono muted small" }, server.id)),
+        h(
+          "td",
+          { "data-label": "Name" },
+          h("strong", {}, server.name),
+          h("div", { class: "mono muted small" }, server.id),
+        ),
         h("td", { "data-label": "Status" }, badge(server.status)),
-        h("td", { "data-label": "Image" }, h("div", { class: "mono small" }, server.image_ref.id), server.image_id ? h("div", { class: "muted small" }, `Last built: ${server.image_id}`) : null),
+        h(
+          "td",
+          { "data-label": "Image" },
+          h("div", { class: "mono small" }, server.image_ref.id),
+          server.image_id ? h("div", { class: "muted small" }, `Last built: ${server.image_id}`) : null,
+        ),
         h("td", { "data-label": "Created" }, time(server.create_time)),
         h(
           "td",
           { "data-label": "Actions", class: "actions" },
-          h("button", { type: "button", class: "button small", onclick: () => askImage(server), dataset: { key: `image-${server.id}` }, disabled: !["ACTIVE", "BUILT"].includes(server.status), "aria-label": `Recreate an image from ${server.name}` }, "Recreate image"),
-          h("button", { type: "button", class: "button small danger", onclick: () => askDelete(server), dataset: { key: `delete-${server.id}` }, disabled: server.status === "DELETING", "aria-label": `Delete ${server.name}` }, "Delete"),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              onclick: () => askImage(server),
+              dataset: { key: `image-${server.id}` },
+              disabled: !["ACTIVE", "BUILT"].includes(server.status),
+              "aria-label": `Recreate an image from ${server.name}`,
+            },
+            "Recreate image",
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button small danger",
+              onclick: () => askDelete(server),
+              dataset: { key: `delete-${server.id}` },
+              disabled: server.status === "DELETING",
+              "aria-label": `Delete ${server.name}`,
+            },
+            "Delete",
+          ),
         ),
       ),
     );
@@ -230,18 +358,47 @@ export function renderServers({ main, poll, isCurrent }, params) {
       h(
         "table",
         { class: "list", id: "servers-table" },
-        h("thead", {}, h("tr", {}, ["Server", "Status", "Image", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Server", "Status", "Image", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         h("tbody", {}, rows),
       ),
       h(
         "div",
         { class: "pager" },
-        h("span", {}, `${number(offset + 1)}–${number(offset + page.items.length)} of `, h("strong", {}, number(page.count))),
+        h(
+          "span",
+          {},
+          `${number(offset + 1)}–${number(offset + page.items.length)} of `,
+          h("strong", {}, number(page.count)),
+        ),
         h(
           "span",
           { class: "pager-buttons" },
-          h("a", { class: "button", href: `#/servers?offset=${Math.max(0, offset - limit)}`, "aria-disabled": offset === 0 ? "true" : null }, "‹ Previous"),
-          h("a", { class: "button", href: `#/servers?offset=${offset + limit}`, "aria-disabled": offset + limit >= page.count ? "true" : null }, "Next ›"),
+          h(
+            "a",
+            {
+              class: "button",
+              href: `#/servers?offset=${Math.max(0, offset - limit)}`,
+              "aria-disabled": offset === 0 ? "true" : null,
+            },
+            "‹ Previous",
+          ),
+          h(
+            "a",
+            {
+              class: "button",
+              href: `#/servers?offset=${offset + limit}`,
+              "aria-disabled": offset + limit >= page.count ? "true" : null,
+            },
+            "Next ›",
+          ),
         ),
       ),
     );

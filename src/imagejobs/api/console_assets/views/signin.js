@@ -22,7 +22,11 @@ export function renderSignIn({ main, navigate }, params, notice) {
   document.title = "Sign in · imagejobs console";
   const alert = h("div", { class: "form-error", role: "alert", id: "signin-error" });
   const showError = (error) => {
-    alert.replaceChildren(h("strong", { class: "error-code" }, error.code), " ", h("span", { class: "error-message" }, error.message));
+    alert.replaceChildren(
+      h("strong", { class: "error-code" }, error.code),
+      " ",
+      h("span", { class: "error-message" }, error.message),
+    );
   };
   const done = () => navigate(params.get("next") || "/tasks");
 
@@ -46,10 +50,33 @@ export function renderSignIn({ main, navigate }, params, notice) {
   const passwordForm = h(
     "form",
     { id: "password-form", class: "stack" },
-    field("Account", { name: "account", id: "account", required: true, autocomplete: "organization", value: last.account }),
-    field("User name", { name: "user", id: "user", required: true, autocomplete: "username", value: last.user }),
-    field("Password", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" }),
-    field("Project (name or ID, optional)", { name: "project", id: "project", placeholder: "the account's first project", value: last.project }),
+    field("Account", {
+      name: "account",
+      id: "account",
+      required: true,
+      autocomplete: "organization",
+      value: last.account,
+    }),
+    field("User name", {
+      name: "user",
+      id: "user",
+      required: true,
+      autocomplete: "username",
+      value: last.user,
+    }),
+    field("Password", {
+      name: "password",
+      id: "password",
+      type: "password",
+      required: true,
+      autocomplete: "current-password",
+    }),
+    field("Project (name or ID, optional)", {
+      name: "project",
+      id: "project",
+      placeholder: "the account's first project",
+      value: last.project,
+    }),
     h("button", { type: "submit", class: "button primary" }, "Sign in"),
   );
   passwordForm.addEventListener(
@@ -57,7 +84,12 @@ export function renderSignIn({ main, navigate }, params, notice) {
     submitWith(passwordForm, async (data) => {
       const account = data.get("account").trim();
       const user = data.get("user").trim() || account;
-      const signedIn = await signInWithPassword({ account, user, password: data.get("password"), project: data.get("project").trim() });
+      const signedIn = await signInWithPassword({
+        account,
+        user,
+        password: data.get("password"),
+        project: data.get("project").trim(),
+      });
       localStorage.setItem(REMEMBERED, JSON.stringify({ account, user, project: signedIn.projectName }));
     }),
   );
@@ -65,10 +97,18 @@ export function renderSignIn({ main, navigate }, params, notice) {
   const tokenForm = h(
     "form",
     { id: "token-form", class: "stack" },
-    h("label", { class: "field" }, h("span", {}, "IAM token (X-Auth-Token, project-scoped)"), h("textarea", { name: "token", id: "token", required: true, rows: 4, spellcheck: "false" })),
+    h(
+      "label",
+      { class: "field" },
+      h("span", {}, "IAM token (X-Auth-Token, project-scoped)"),
+      h("textarea", { name: "token", id: "token", required: true, rows: 4, spellcheck: "false" }),
+    ),
     h("button", { type: "submit", class: "button primary" }, "Sign in"),
   );
-  tokenForm.addEventListener("submit", submitWith(tokenForm, (data) => signInWithToken(data.get("token").trim())));
+  tokenForm.addEventListener(
+    "submit",
+    submitWith(tokenForm, (data) => signInWithToken(data.get("token").trim())),
+  );
 
   main.append(
     h(

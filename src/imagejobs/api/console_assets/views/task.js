@@ -19,7 +19,11 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
     try {
       job = await call("ShowImageJob", { path: { job_id: jobId } });
     } catch (error) {
-      if (isCurrent()) swap(body, errorBox(error, () => cycle()));
+      if (isCurrent())
+        swap(
+          body,
+          errorBox(error, () => cycle()),
+        );
       return error.status >= 500 || error.status === 0;
     }
     if (!isCurrent()) return false;
@@ -33,13 +37,28 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
       ? h(
           "section",
           { class: "failure", role: "alert", id: "task-failure", "aria-labelledby": "failure-title" },
-          h("h2", { id: "failure-title" }, failures.length === 1 ? "This task failed" : `${failures.length} sub-jobs failed`),
+          h(
+            "h2",
+            { id: "failure-title" },
+            failures.length === 1 ? "This task failed" : `${failures.length} sub-jobs failed`,
+          ),
           failures.map((s) =>
             h(
               "div",
               { class: "failure-item" },
-              h("p", {}, h("strong", { class: "error-code mono" }, s.job_execute_info.error_code || "(no code)"), " ", h("span", { class: "error-message" }, s.job_execute_info.error_message || "(no message)")),
-              h("p", { class: "muted small" }, `Sub-job ${s.id}`, s.job_resource_info.resource_name ? ` · ${s.job_resource_info.resource_name}` : ""),
+              h(
+                "p",
+                {},
+                h("strong", { class: "error-code mono" }, s.job_execute_info.error_code || "(no code)"),
+                " ",
+                h("span", { class: "error-message" }, s.job_execute_info.error_message || "(no message)"),
+              ),
+              h(
+                "p",
+                { class: "muted small" },
+                `Sub-job ${s.id}`,
+                s.job_resource_info.resource_name ? ` · ${s.job_resource_info.resource_name}` : "",
+              ),
             ),
           ),
         )
@@ -58,24 +77,49 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
         { dataset: { subJobId: s.id, status: s.status } },
         h("td", { "data-label": "Sub-job", class: "mono" }, s.id),
         h("td", { "data-label": "Status" }, badge(s.status)),
-        h("td", { "data-label": "Resource" }, h("div", {}, s.job_resource_info.resource_name || h("span", { class: "muted" }, "–")), h("div", { class: "mono muted small" }, s.job_resource_info.resource_id)),
+        h(
+          "td",
+          { "data-label": "Resource" },
+          h("div", {}, s.job_resource_info.resource_name || h("span", { class: "muted" }, "–")),
+          h("div", { class: "mono muted small" }, s.job_resource_info.resource_id),
+        ),
         h("td", { "data-label": "Started" }, time(s.begin_time)),
         h("td", { "data-label": "Ended" }, time(s.end_time)),
         h("td", { "data-label": "Duration" }, duration(s.begin_time, s.end_time)),
-        h("td", { "data-label": "Error" }, s.job_execute_info.error_code ? h("span", { class: "error-code mono" }, s.job_execute_info.error_code) : h("span", { class: "muted" }, "–")),
+        h(
+          "td",
+          { "data-label": "Error" },
+          s.job_execute_info.error_code
+            ? h("span", { class: "error-code mono" }, s.job_execute_info.error_code)
+            : h("span", { class: "muted" }, "–"),
+        ),
       ),
     );
     return h(
       "div",
       {},
       failureBox,
-      h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)])),
+      h(
+        "dl",
+        { class: "facts" },
+        facts.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]),
+      ),
       h("h2", {}, `Sub-jobs (${job.sub_jobs.length})`),
       job.sub_jobs.length
         ? h(
             "table",
             { class: "list", id: "sub-jobs-table" },
-            h("thead", {}, h("tr", {}, ["Sub-job", "Status", "Resource", "Started", "Ended", "Duration", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+            h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ["Sub-job", "Status", "Resource", "Started", "Ended", "Duration", "Error"].map((c) =>
+                  h("th", { scope: "col" }, c),
+                ),
+              ),
+            ),
             h("tbody", {}, rows),
           )
         : h("p", { class: "state empty" }, "This task has no sub-jobs."),

@@ -2,7 +2,20 @@
 // newest first; refreshes itself while any task shown is WAITING or RUNNING.
 
 import { call } from "../api.js";
-import { ACTIVE, DONE_SUB_JOB, badge, duration, empty, errorBox, h, loading, number, progress, swap, time } from "../dom.js";
+import {
+  ACTIVE,
+  DONE_SUB_JOB,
+  badge,
+  duration,
+  empty,
+  errorBox,
+  h,
+  loading,
+  number,
+  progress,
+  swap,
+  time,
+} from "../dom.js";
 
 export const JOB_TYPES = [
   ["CREATE_SERVER", "Create server"],
@@ -36,13 +49,15 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     offset: params.get("offset") || "0",
     limit: params.get("limit") || "10",
   };
-  const go = (changes) => {
+  // The URL of the list with some filters changed; defaults are left out to keep it short.
+  const paramsFor = (changes) => {
     const next = { ...filters, ...changes };
     for (const name of Object.keys(next)) if (next[name] === "" || next[name] === "0") delete next[name];
     if (next.job_type === "CREATE_SERVER") delete next.job_type;
     if (next.limit === "10") delete next.limit;
-    navigate("/tasks", next);
+    return next;
   };
+  const go = (changes) => navigate("/tasks", paramsFor(changes));
   document.title = `${typeLabel(filters.job_type)} tasks · imagejobs console`;
   lastListHash = location.hash || "#/tasks";
 
@@ -50,12 +65,16 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     "nav",
     { class: "segmented", "aria-label": "Job type" },
     JOB_TYPES.map(([code, label]) =>
-      h("a", {
-        href: `#/tasks?${new URLSearchParams({ job_type: code, ...(filters.status && { status: filters.status }), ...(filters.limit !== "10" && { limit: filters.limit }) })}`,
-        class: code === filters.job_type ? "active" : null,
-        "aria-current": code === filters.job_type ? "true" : null,
-        dataset: { jobType: code },
-      }, label),
+      h(
+        "a",
+        {
+          href: `#/tasks?${new URLSearchParams(paramsFor({ job_type: code, offset: "0" }))}`,
+          class: code === filters.job_type ? "active" : null,
+          "aria-current": code === filters.job_type ? "true" : null,
+          dataset: { jobType: code },
+        },
+        label,
+      ),
     ),
   );
   const statusSelect = h(
@@ -72,7 +91,11 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
   // Not a live region: announcing every refresh would drown a screen reader.
   const live = h("span", { class: "live muted small", id: "live" });
   const body = h("div", { id: "tasks-body" }, loading("tasks"));
-  const refreshButton = h("button", { type: "button", class: "button ghost", id: "refresh", onclick: () => refresh() }, "Refresh");
+  const refreshButton = h(
+    "button",
+    { type: "button", class: "button ghost", id: "refresh", onclick: () => refresh() },
+    "Refresh",
+  );
 
   main.append(
     h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Tasks"), live),
@@ -97,12 +120,19 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
       const running = page.items.filter((j) => j.status === "RUNNING" && j.sub_jobs_total > 1);
       await Promise.all(
         running.slice(0, PROGRESS_LOOKUPS).map((j) =>
-          call("ShowImageJob", { path: { job_id: j.id } }).then((d) => details.set(j.id, d), () => null),
+          call("ShowImageJob", { path: { job_id: j.id } }).then(
+            (d) => details.set(j.id, d),
+            () => null,
+          ),
         ),
       );
     } catch (error) {
       if (!isCurrent()) return false;
-      if (!shown) swap(body, errorBox(error, () => refresh()));
+      if (!shown)
+        swap(
+          body,
+          errorBox(error, () => refresh()),
+        );
       else live.textContent = `Refresh failed: ${error.code} ${error.message}`;
       return true;
     }
@@ -122,9 +152,19 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     const offset = Number(filters.offset) || 0;
     const limit = Number(filters.limit) || 10;
     if (!page.items.length) {
-      const what = `${typeLabel(filters.job_type)} tasks${filters.status ? ` with status ${filters.status}` : ""}`;
+      const status = filters.status ? ` with status ${filters.status}` : "";
+      const what = `${typeLabel(filters.job_type)} tasks${status}`;
       if (page.count && offset) {
-        return h("div", { class: "state empty" }, h("p", {}, `This page is past the last of ${number(page.count)} ${what}.`), h("button", { type: "button", class: "button", onclick: () => go({ offset: "0" }) }, "Go to the first page"));
+        return h(
+          "div",
+          { class: "state empty" },
+          h("p", {}, `This page is past the last of ${number(page.count)} ${what}.`),
+          h(
+            "button",
+            { type: "button", class: "button", onclick: () => go({ offset: "0" }) },
+            "Go to the first page",
+          ),
+        );
       }
       return empty(`No ${what} yet.`);
     }
@@ -132,16 +172,28 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
       h(
         "tr",
         { dataset: { jobId: job.id, status: job.status } },
-        h("td", { "data-label": "Task" }, h("a", { href: `#/tasks/${job.id}`, class: "mono", dataset: { key: `task-${job.id}` } }, job.id)),
+        h(
+          "td",
+          { "data-label": "Task" },
+          h("a", { href: `#/tasks/${job.id}`, class: "mono", dataset: { key: `task-${job.id}` } }, job.id),
+        ),
         h("td", { "data-label": "Status" }, badge(job.status)),
-        h("td", { "data-label": "Progress" }, progress(doneOf(job, details.get(job.id)), job.sub_jobs_total, job.status)),
+        h(
+          "td",
+          { "data-label": "Progress" },
+          progress(doneOf(job, details.get(job.id)), job.sub_jobs_total, job.status),
+        ),
         h("td", { "data-label": "Started" }, time(job.begin_time)),
         h("td", { "data-label": "Duration" }, duration(job.begin_time, job.end_time)),
       ),
     );
     const last = Math.max(0, Math.floor((page.count - 1) / limit) * limit);
     const pageButton = (label, target, disabled, id) =>
-      h("button", { type: "button", class: "button", id, disabled, onclick: () => go({ offset: String(target) }) }, label);
+      h(
+        "button",
+        { type: "button", class: "button", id, disabled, onclick: () => go({ offset: String(target) }) },
+        label,
+      );
     return h(
       "div",
       {},
@@ -149,13 +201,26 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
         "table",
         { class: "list", id: "tasks-table" },
         h("caption", { class: "sr-only" }, `${typeLabel(filters.job_type)} tasks, newest first`),
-        h("thead", {}, h("tr", {}, ["Task", "Status", "Progress", "Started", "Duration"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Task", "Status", "Progress", "Started", "Duration"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         h("tbody", {}, rows),
       ),
       h(
         "div",
         { class: "pager" },
-        h("span", { id: "page-info" }, `${number(offset + 1)}–${number(offset + page.items.length)} of `, h("strong", { id: "total-count" }, number(page.count))),
+        h(
+          "span",
+          { id: "page-info" },
+          `${number(offset + 1)}–${number(offset + page.items.length)} of `,
+          h("strong", { id: "total-count" }, number(page.count)),
+        ),
         h(
           "span",
           { class: "pager-buttons" },
