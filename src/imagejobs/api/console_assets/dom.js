@@ -131,3 +131,47 @@ export function swap(container, ...children) {
   const again = selector && container.querySelector(selector);
   if (again) again.focus();
 }
+
+// A list table: column headers, rows, and an optional caption for screen readers.
+export function table({ id, headers, rows, caption }) {
+  return h(
+    "table",
+    { class: "list", id },
+    caption ? h("caption", { class: "sr-only" }, caption) : null,
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        headers.map((c) => h("th", { scope: "col" }, c)),
+      ),
+    ),
+    h("tbody", {}, rows),
+  );
+}
+
+// "11–20 of 1,234" and first / previous / next / last; `go(offset)` shows another page.
+export function pager({ offset, limit, count, shown, go }) {
+  const last = Math.max(0, Math.floor((count - 1) / limit) * limit);
+  const button = (label, target, disabled, id) =>
+    h("button", { type: "button", class: "button", id, disabled, onclick: () => go(target) }, label);
+  return h(
+    "div",
+    { class: "pager" },
+    h(
+      "span",
+      { id: "page-info" },
+      `${number(offset + 1)}–${number(offset + shown)} of `,
+      h("strong", { id: "total-count" }, number(count)),
+    ),
+    h(
+      "span",
+      { class: "pager-buttons" },
+      button("« First", 0, offset === 0, "page-first"),
+      button("‹ Previous", Math.max(0, offset - limit), offset === 0, "page-prev"),
+      button("Next ›", offset + limit, offset + limit >= count, "page-next"),
+      button("Last »", last, offset >= last, "page-last"),
+    ),
+  );
+}

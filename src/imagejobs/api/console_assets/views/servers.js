@@ -2,7 +2,7 @@
 // started task is shown at once and followed until it ends.
 
 import { call } from "../api.js";
-import { ACTIVE, badge, empty, errorBox, h, loading, number, progress, swap, time } from "../dom.js";
+import { ACTIVE, badge, empty, errorBox, h, loading, pager, progress, swap, table, time } from "../dom.js";
 import { doneOf, typeLabel } from "./tasks.js";
 
 const CHANGING = new Set(["CREATING", "BUILDING", "DELETING"]);
@@ -60,7 +60,7 @@ function createBody(data) {
   return body;
 }
 
-export function renderServers({ main, poll, isCurrent }, params) {
+export function renderServers({ main, navigate, poll, isCurrent }, params) {
   document.title = "Image servers · imagejobs console";
   const offset = Number(params.get("offset")) || 0;
   const limit = 10;
@@ -355,52 +355,14 @@ export function renderServers({ main, poll, isCurrent }, params) {
     return h(
       "div",
       {},
-      h(
-        "table",
-        { class: "list", id: "servers-table" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Server", "Status", "Image", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)),
-          ),
-        ),
-        h("tbody", {}, rows),
-      ),
-      h(
-        "div",
-        { class: "pager" },
-        h(
-          "span",
-          {},
-          `${number(offset + 1)}–${number(offset + page.items.length)} of `,
-          h("strong", {}, number(page.count)),
-        ),
-        h(
-          "span",
-          { class: "pager-buttons" },
-          h(
-            "a",
-            {
-              class: "button",
-              href: `#/servers?offset=${Math.max(0, offset - limit)}`,
-              "aria-disabled": offset === 0 ? "true" : null,
-            },
-            "‹ Previous",
-          ),
-          h(
-            "a",
-            {
-              class: "button",
-              href: `#/servers?offset=${offset + limit}`,
-              "aria-disabled": offset + limit >= page.count ? "true" : null,
-            },
-            "Next ›",
-          ),
-        ),
-      ),
+      table({ id: "servers-table", headers: ["Server", "Status", "Image", "Created", "Actions"], rows }),
+      pager({
+        offset,
+        limit,
+        count: page.count,
+        shown: page.items.length,
+        go: (to) => navigate("/servers", to ? { offset: to } : undefined),
+      }),
     );
   }
 

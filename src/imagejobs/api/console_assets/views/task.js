@@ -2,7 +2,7 @@
 // failure the error code and message first.
 
 import { call } from "../api.js";
-import { ACTIVE, badge, duration, errorBox, h, loading, progress, swap, time } from "../dom.js";
+import { ACTIVE, badge, duration, errorBox, h, loading, progress, swap, table, time } from "../dom.js";
 import { doneOf, lastListHash, typeLabel } from "./tasks.js";
 
 export function renderTask({ main, poll, isCurrent }, jobId) {
@@ -106,22 +106,11 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
       ),
       h("h2", {}, `Sub-jobs (${job.sub_jobs.length})`),
       job.sub_jobs.length
-        ? h(
-            "table",
-            { class: "list", id: "sub-jobs-table" },
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                ["Sub-job", "Status", "Resource", "Started", "Ended", "Duration", "Error"].map((c) =>
-                  h("th", { scope: "col" }, c),
-                ),
-              ),
-            ),
-            h("tbody", {}, rows),
-          )
+        ? table({
+            id: "sub-jobs-table",
+            headers: ["Sub-job", "Status", "Resource", "Started", "Ended", "Duration", "Error"],
+            rows,
+          })
         : h("p", { class: "state empty" }, "This task has no sub-jobs."),
     );
   }

@@ -12,8 +12,10 @@ import {
   h,
   loading,
   number,
+  pager,
   progress,
   swap,
+  table,
   time,
 } from "../dom.js";
 
@@ -187,49 +189,22 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
         h("td", { "data-label": "Duration" }, duration(job.begin_time, job.end_time)),
       ),
     );
-    const last = Math.max(0, Math.floor((page.count - 1) / limit) * limit);
-    const pageButton = (label, target, disabled, id) =>
-      h(
-        "button",
-        { type: "button", class: "button", id, disabled, onclick: () => go({ offset: String(target) }) },
-        label,
-      );
     return h(
       "div",
       {},
-      h(
-        "table",
-        { class: "list", id: "tasks-table" },
-        h("caption", { class: "sr-only" }, `${typeLabel(filters.job_type)} tasks, newest first`),
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Task", "Status", "Progress", "Started", "Duration"].map((c) => h("th", { scope: "col" }, c)),
-          ),
-        ),
-        h("tbody", {}, rows),
-      ),
-      h(
-        "div",
-        { class: "pager" },
-        h(
-          "span",
-          { id: "page-info" },
-          `${number(offset + 1)}–${number(offset + page.items.length)} of `,
-          h("strong", { id: "total-count" }, number(page.count)),
-        ),
-        h(
-          "span",
-          { class: "pager-buttons" },
-          pageButton("« First", 0, offset === 0, "page-first"),
-          pageButton("‹ Previous", Math.max(0, offset - limit), offset === 0, "page-prev"),
-          pageButton("Next ›", offset + limit, offset + limit >= page.count, "page-next"),
-          pageButton("Last »", last, offset >= last, "page-last"),
-        ),
-      ),
+      table({
+        id: "tasks-table",
+        caption: `${typeLabel(filters.job_type)} tasks, newest first`,
+        headers: ["Task", "Status", "Progress", "Started", "Duration"],
+        rows,
+      }),
+      pager({
+        offset,
+        limit,
+        count: page.count,
+        shown: page.items.length,
+        go: (to) => go({ offset: String(to) }),
+      }),
     );
   }
 
