@@ -31,20 +31,29 @@ function viewContext(current) {
     main,
     navigate,
     isCurrent: () => current === generation,
-    // Runs `cycle` again REFRESH_MS after it ends, for as long as it returns true and the
-    // view is still shown; cycles never overlap.
-    poll(cycle) {
-      const again = async () => {
-        if (current !== generation) return;
-        let keepGoing = false;
+    // Wraps a view's `cycle` (load and draw; true while something shown may still change)
+    // into `refresh()`: it runs `cycle` now and, while that returns true and the view is
+    // shown, again REFRESH_MS after each run ends. One loop at most; runs never overlap.
+    autoRefresh(cycle) {
+      let looping = false;
+      const shown = () => current === generation;
+      const loop = async () => {
+        let again = false;
         try {
-          keepGoing = await cycle();
+          again = shown() && (await cycle());
         } catch {
-          keepGoing = true; // the view shows the error; try again next time
+          again = true; // the view shows the error; try again next time
         }
-        if (keepGoing && current === generation) setTimeout(again, REFRESH_MS);
+        looping = again && shown();
+        if (looping) setTimeout(loop, REFRESH_MS);
       };
-      setTimeout(again, REFRESH_MS);
+      return async () => {
+        const again = await cycle();
+        if (again && !looping && shown()) {
+          looping = true;
+          setTimeout(loop, REFRESH_MS);
+        }
+      };
     },
   };
 }

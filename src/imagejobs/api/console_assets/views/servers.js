@@ -60,7 +60,7 @@ function createBody(data) {
   return body;
 }
 
-export function renderServers({ main, navigate, poll, isCurrent }, params) {
+export function renderServers({ main, navigate, autoRefresh, isCurrent }, params) {
   document.title = "Image servers · imagejobs console";
   const offset = Number(params.get("offset")) || 0;
   const limit = 10;
@@ -366,14 +366,7 @@ export function renderServers({ main, navigate, poll, isCurrent }, params) {
     );
   }
 
-  let polling = false;
-  async function refresh() {
-    const again = await cycle();
-    if (again && !polling) {
-      polling = true;
-      poll(async () => (polling = await cycle()));
-    }
-  }
+  const refresh = autoRefresh(cycle);
   drawStarted();
   refresh();
 }

@@ -5,7 +5,7 @@ import { call } from "../api.js";
 import { ACTIVE, badge, duration, errorBox, h, loading, progress, swap, table, time } from "../dom.js";
 import { doneOf, lastListHash, typeLabel } from "./tasks.js";
 
-export function renderTask({ main, poll, isCurrent }, jobId) {
+export function renderTask({ main, autoRefresh, isCurrent }, jobId) {
   document.title = `Task ${jobId} · imagejobs console`;
   const body = h("div", { id: "task-body" }, loading("the task"));
   main.append(
@@ -115,7 +115,5 @@ export function renderTask({ main, poll, isCurrent }, jobId) {
     );
   }
 
-  cycle().then((again) => {
-    if (again) poll(cycle);
-  });
+  autoRefresh(cycle)();
 }

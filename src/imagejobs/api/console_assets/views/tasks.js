@@ -44,7 +44,7 @@ export function doneOf(job, detail) {
   return 0;
 }
 
-export function renderTasks({ main, navigate, poll, isCurrent }, params) {
+export function renderTasks({ main, navigate, autoRefresh, isCurrent }, params) {
   const filters = {
     job_type: params.get("job_type") || "CREATE_SERVER",
     status: params.get("status") || "",
@@ -208,14 +208,6 @@ export function renderTasks({ main, navigate, poll, isCurrent }, params) {
     );
   }
 
-  // One polling loop at most, started whenever a load finds active tasks.
-  let polling = false;
-  async function refresh() {
-    const again = await cycle();
-    if (again && !polling) {
-      polling = true;
-      poll(async () => (polling = await cycle()));
-    }
-  }
+  const refresh = autoRefresh(cycle);
   refresh();
 }
