@@ -17,7 +17,7 @@ from imagejobs.cli import main
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.migrate import migrate
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, _admin
 from tests.factories import (
     OPERATOR_HEADERS,
     Tenant,
@@ -163,7 +163,12 @@ def test_servers_create_list_show_recreate_and_delete(
     image = run(server, tenant, "servers", "recreate-image", server_id, "--name", "golden",
                 "-o", "json")  # fmt: skip
     image_job = json.loads(ok(image))["job_id"]
-    ok(run(server, tenant, "jobs", "watch", image_job, "--interval", "0.1"))
+    followed = ok(
+        run(server, tenant, "jobs", "watch", image_job, "--interval", "0.1", "-o", "json")
+    )
+    states = [json.loads(line) for line in followed.splitlines()]  # one JSON line per change
+    assert states[-1]["status"] == "SUCCESS"
+    assert states[-1]["sub_jobs"][0]["job_resource_info"]["resource_name"] == "golden"
 
     deleted = ok(run(server, tenant, "servers", "delete", server_id))
     ok(run(server, tenant, "jobs", "watch", deleted.strip(), "--interval", "0.1"))
@@ -272,3 +277,18 @@ def test_an_unreachable_server_exits_6_in_one_line(tenant: Tenant) -> None:
         },
     )
     failed(result, 6, "cannot reach http://127.0.0.1:9", "imagejobs serve")
+
+
+@pytest.mark.postgres
+def test_a_server_error_exits_5_with_its_request_id(postgres_url: str, tmp_path: Path) -> None:
+    tenant = new_tenant(postgres_url)
+    server = ServerProcess(postgres_url, tmp_path)
+    try:
+        # The database disappears under the running server: every call now fails inside.
+        dropped = postgres_url.rsplit("/", 1)[1]
+        asyncio.run(_admin(f"DROP DATABASE {dropped} WITH (FORCE)"))
+        result = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER")
+        line = failed(result, 5, "WKS.00211401", "(HTTP 500, request id ")
+        assert "Traceback" not in line
+    finally:
+        server.stop()

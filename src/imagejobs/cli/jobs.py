@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -114,14 +115,17 @@ def show_job(ctx: Context, job_id: str) -> None:
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
 @api_command
 def watch_job(ctx: Context, job_id: str, interval: float) -> None:
-    """Follow a job until it ends; exit 1 if it failed (ShowImageJob, polled)."""
+    """Follow a job until it ends; exit 1 if it failed (ShowImageJob, polled).
+
+    Prints a line at each change of status or progress (with --output json, the job as
+    one JSON line)."""
     last = None
     while True:
         job = ctx.client.call("ShowImageJob", path={"job_id": job_id})
         state = (job["status"], _done(job))
         if state != last:
-            if ctx.as_json:
-                ctx.emit_json(job)
+            if ctx.as_json:  # one line per change (JSON lines), for scripts that follow
+                click.echo(json.dumps(job, ensure_ascii=False))
             else:
                 bar = progress_bar(state[1], job["sub_jobs_total"])
                 click.echo(f"{job['status']:<8} {bar}")
