@@ -123,8 +123,13 @@ function route() {
   } else if (path === "/servers") {
     renderServers(context, params);
   } else {
-    main.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/tasks" }, "Go to the task list")));
+    main.append(
+      h("h1", { tabindex: "-1" }, "Not found"),
+      h("p", {}, h("a", { href: "#/tasks" }, "Go to the task list")),
+    );
   }
+  // The link that led here is gone: start the keyboard (and a screen reader) at the title.
+  if (document.activeElement === document.body) main.querySelector("h1")?.focus({ preventScroll: true });
 }
 
 whenSessionEnds((error) => {

@@ -158,6 +158,16 @@ export function renderServers({ main, navigate, autoRefresh, isCurrent }, params
     dialogAlert.replaceChildren();
     dialogBody.replaceChildren(...content);
     onConfirm = action;
+    // The list may have been redrawn meanwhile: give the focus back by the control's key.
+    const opener = document.activeElement && document.activeElement.dataset.key;
+    dialog.addEventListener(
+      "close",
+      () => {
+        const again = opener && listBody.querySelector(`[data-key="${CSS.escape(opener)}"]`);
+        if (again) again.focus();
+      },
+      { once: true },
+    );
     dialog.showModal();
     (dialogBody.querySelector("input") || dialogForm.querySelector("#dialog-cancel")).focus();
   }
