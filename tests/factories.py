@@ -58,9 +58,9 @@ def with_identity(database_url: str, action: Callable[[IdentityService], Awaitab
     return asyncio.run(run())
 
 
-def new_tenant(database_url: str, region: str = "cn-north-4") -> Tenant:
+def new_tenant(database_url: str, region: str = "cn-north-4", account: str | None = None) -> Tenant:
     """Create an account (root user, project, AK/SK) in the database at ``database_url``."""
-    name = f"tenant-{uuid.uuid4().hex[:12]}"
+    name = account or f"tenant-{uuid.uuid4().hex[:12]}"
 
     async def create(identity: IdentityService) -> Tenant:
         created = await identity.create_account(name, project_name=region)

@@ -58,7 +58,7 @@ def test_wrong_method_is_405_with_a_json_body(live_server: ServerProcess) -> Non
     [
         "/v1/p/nothing-here",
         "/v2/p/image-server-jobs",
-        "/",
+        "/v1",
         "/v1/p/image-server-jobs/1/x",
         "/v1/p/image-server-jobs/",
     ],

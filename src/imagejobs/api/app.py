@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from imagejobs.api.auth import make_authenticator
+from imagejobs.api.console import console_routes
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
 from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
@@ -51,6 +52,7 @@ def create_app(
         Route("/docs", docs_page, methods=["GET"]),
         Mount("/docs/assets", StaticFiles(directory=ASSETS_DIRECTORY)),
     ]
+    routes += console_routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

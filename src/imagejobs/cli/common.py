@@ -20,6 +20,10 @@ def settings_epilog() -> str:
     return "\n".join(lines)
 
 
+# Subcommands point at the list instead of repeating it (it is long).
+SETTINGS_POINTER = "Settings: IMAGEJOBS_* environment variables, listed by `imagejobs --help`."
+
+
 def load(**overrides: Any) -> Settings:
     """The settings, from flags (``overrides``) over ``IMAGEJOBS_*`` over defaults."""
     try:

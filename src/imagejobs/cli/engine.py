@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.services import Services
 
@@ -50,7 +50,7 @@ def _echo(value: Any) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2))
 
 
-@click.group(epilog=settings_epilog())
+@click.group(epilog=SETTINGS_POINTER)
 def engine() -> None:
     """Steer the simulated driver (rules) and look at the job engine's queue."""
 

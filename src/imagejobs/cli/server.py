@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
 
-@click.command(epilog=settings_epilog())
+@click.command(epilog=SETTINGS_POINTER)
 @click.option("--host", default=None, help="Address to listen on (IMAGEJOBS_HOST).")
 @click.option("--port", type=int, default=None, help="TCP port (IMAGEJOBS_PORT).")
 @click.option("--workers", type=int, default=None, help="Worker processes (IMAGEJOBS_WORKERS).")
@@ -111,6 +111,7 @@ def _demo_instructions(settings: Settings, project_id: str) -> str:
     return f"""
 imagejobs is starting on {base}
   API explorer:  {base}/docs
+  Web console:   {base}/console (account and user demo, password in the file below)
   Credentials:   {settings.data_dir / "demo-credentials.json"} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
   A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
@@ -122,7 +123,7 @@ imagejobs is starting on {base}
 """
 
 
-@click.command(epilog=settings_epilog())
+@click.command(epilog=SETTINGS_POINTER)
 @database_url_option
 @data_dir_option
 def migrate(database_url: str | None, data_dir: Path | None) -> None:
@@ -138,7 +139,7 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
     click.echo(f"Database is at schema revision {head_revision()}.")
 
 
-@click.command(epilog=settings_epilog())
+@click.command(epilog=SETTINGS_POINTER)
 @database_url_option
 @data_dir_option
 @click.option("--project-id", required=True, help="Project to fill (1 to 128 characters).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
@@ -25,7 +25,7 @@ def ensure_schema(settings: Settings) -> None:
         )
 
 
-@click.command(epilog=settings_epilog())
+@click.command(epilog=SETTINGS_POINTER)
 @database_url_option
 @data_dir_option
 @click.option(

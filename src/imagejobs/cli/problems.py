@@ -1,0 +1,56 @@
+"""Expected problems of any command (a database that is missing, not migrated or not
+reachable) as one line saying what is wrong and what to do, never a traceback."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any
+
+import asyncpg
+import click
+import sqlalchemy.exc
+
+_DATABASE_HINT = (
+    "check --database-url or IMAGEJOBS_DATABASE_URL (by default data/imagejobs.db under the"
+    " current folder)"
+)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # SQLAlchemy's asyncpg adapter prefixes the driver's class: keep the message only.
+    return re.sub(r"^<class '[^']+'>: ", "", text)
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """The line to print for ``exc`` if it is an expected database problem, else None."""
+    cause = exc
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        cause = exc.orig
+    reason = _reason(cause)
+    undefined = isinstance(cause, asyncpg.UndefinedTableError) or "no such table" in reason
+    if undefined or re.search(r'relation ".*" does not exist', reason):
+        return (
+            f"the database has no imagejobs schema ({reason}): run `imagejobs migrate` with"
+            " the same --database-url first"
+        )
+    expected = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+    if isinstance(cause, expected) or isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return f"cannot use the database ({reason}): {_DATABASE_HINT}"
+    return None
+
+
+class GuardedGroup(click.Group):
+    """The top-level group: turns expected problems of every subcommand into one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            message = database_problem(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None

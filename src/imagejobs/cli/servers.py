@@ -1,0 +1,157 @@
+"""``imagejobs servers``: image servers of a running service, over its public API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from imagejobs.cli.client_options import CLIENT_EPILOG, EXIT_USAGE, ClientExit, Context, api_command
+from imagejobs.cli.tables import echo_fields, echo_table, short_time
+
+
+@click.group(epilog=CLIENT_EPILOG)
+def servers() -> None:
+    """Create, list, show, delete image servers and build images from them."""
+
+
+def _started(ctx: Context, answer: dict[str, Any], what: str) -> None:
+    if ctx.as_json:
+        ctx.emit_json(answer)
+    else:
+        click.echo(answer["job_id"])
+        click.echo(f"{what}: follow it with `imagejobs jobs watch {answer['job_id']}`", err=True)
+
+
+def _body_from_file(path: Path) -> dict[str, Any]:
+    try:
+        body = json.loads(click.open_file(str(path)).read())
+    except (OSError, ValueError) as exc:
+        raise ClientExit(f"cannot read a JSON body from {path}: {exc}", EXIT_USAGE) from None
+    if not isinstance(body, dict):
+        raise ClientExit(f"{path} must hold a JSON object", EXIT_USAGE)
+    return body
+
+
+@servers.command("create", epilog=CLIENT_EPILOG)
+@click.option("--name", help="Server name (1-64 letters, digits, - and _).")
+@click.option("--description", default=None)
+@click.option("--image-id", help="Image to start from.")
+@click.option("--image-type", default="public", show_default=True)
+@click.option("--product-id", help="Product package, e.g. workspace.x86.a.b.")
+@click.option("--vpc-id")
+@click.option("--subnet-id")
+@click.option("--volume-type", default="SSD", show_default=True)
+@click.option("--volume-size", type=int, default=80, show_default=True, help="GB.")
+@click.option("--account", help="The account the server is authorized to (USER).")
+@click.option(
+    "--body",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="A CreateImageServer JSON body ('-': stdin); the flags above override its fields.",
+)
+@api_command
+def create_server(
+    ctx: Context,
+    name: str | None,
+    description: str | None,
+    image_id: str | None,
+    image_type: str,
+    product_id: str | None,
+    vpc_id: str | None,
+    subnet_id: str | None,
+    volume_type: str,
+    volume_size: int,
+    account: str | None,
+    body: Path | None,
+) -> None:
+    """Create an image server; prints the ID of its CREATE_SERVER job (CreateImageServer)."""
+    request = _body_from_file(body) if body else {}
+    fields = {
+        "name": name,
+        "description": description,
+        "product_id": product_id,
+        "vpc_id": vpc_id,
+        "subnet_id": subnet_id,
+    }
+    request |= {k: v for k, v in fields.items() if v is not None}
+    if image_id is not None:
+        request["image_ref"] = {"id": image_id, "image_type": image_type}
+    request.setdefault("root_volume", {"type": volume_type, "size": volume_size})
+    if account is not None:
+        request["authorize_accounts"] = [{"account": account, "account_type": "USER"}]
+    _started(ctx, ctx.client.call("CreateImageServer", body=request), "Creating the server")
+
+
+@servers.command("list", epilog=CLIENT_EPILOG)
+@click.option("--server-name", default=None)
+@click.option("--server-id", default=None)
+@click.option("--offset", type=int, default=None)
+@click.option("--limit", type=int, default=None)
+@api_command
+def list_servers(
+    ctx: Context,
+    server_name: str | None,
+    server_id: str | None,
+    offset: int | None,
+    limit: int | None,
+) -> None:
+    """Image servers, newest first (ListImageServers)."""
+    query = {"server_name": server_name, "server_id": server_id, "offset": offset, "limit": limit}
+    page = ctx.client.call("ListImageServers", query=query)
+    if ctx.as_json:
+        ctx.emit_json(page)
+        return
+    echo_table(
+        ["ID", "NAME", "STATUS", "IMAGE", "CREATED (UTC)"],
+        [
+            [s["id"], s["name"], s["status"], _image_of(s), short_time(s.get("create_time"))]
+            for s in page["items"]
+        ],
+    )
+    click.echo(f"{len(page['items'])} of {page['count']}", err=True)
+
+
+def _image_of(server: dict[str, Any]) -> str:
+    image = server.get("image_ref") or {}
+    return str(image.get("id") or "-")
+
+
+@servers.command("show", epilog=CLIENT_EPILOG)
+@click.argument("server_id")
+@api_command
+def show_server(ctx: Context, server_id: str) -> None:
+    """One image server (ShowImageServer)."""
+    server = ctx.client.call("ShowImageServer", path={"server_id": server_id})
+    if ctx.as_json:
+        ctx.emit_json(server)
+        return
+    echo_fields(
+        [
+            (key, json.dumps(value) if isinstance(value, dict | list) else value)
+            for key, value in server.items()
+        ]
+    )
+
+
+@servers.command("delete", epilog=CLIENT_EPILOG)
+@click.argument("server_ids", nargs=-1, required=True)
+@click.option("--recursive", is_flag=True, help="Also delete the images built from them.")
+@api_command
+def delete_servers(ctx: Context, server_ids: tuple[str, ...], recursive: bool) -> None:
+    """Delete image servers; prints the ID of the DELETE_SERVER job (BatchDeleteImageServer)."""
+    body = {"items": list(server_ids), "recursive": recursive}
+    _started(ctx, ctx.client.call("BatchDeleteImageServer", body=body), "Deleting")
+
+
+@servers.command("recreate-image", epilog=CLIENT_EPILOG)
+@click.argument("server_id")
+@click.option("--name", required=True, help="Name of the new image.")
+@click.option("--description", default=None)
+@api_command
+def recreate_image(ctx: Context, server_id: str, name: str, description: str | None) -> None:
+    """Build an image from a server; prints the CREATE_SERVER_IMAGE job ID (RecreateServerImage)."""
+    body = {"name": name} | ({"description": description} if description is not None else {})
+    answer = ctx.client.call("RecreateServerImage", path={"server_id": server_id}, body=body)
+    _started(ctx, answer, "Building the image")

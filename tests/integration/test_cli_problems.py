@@ -1,0 +1,59 @@
+"""Every command meets an expected problem (a database missing, not migrated or not there)
+with one line saying what is wrong and what to do, and keeps its help short."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from imagejobs.cli import main
+from tests.conftest import POSTGRES_URL
+
+
+def one_line_error(result: Result, *expected: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_run_from_a_folder_without_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in (["engine", "status"], ["engine", "tasks"], ["engine", "rules", "list"]):
+        result = CliRunner().invoke(main, command, env={"IMAGEJOBS_DATABASE_URL": ""})
+        one_line_error(result, "cannot use the database", "--database-url")
+
+
+def test_a_database_that_was_never_migrated(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    result = CliRunner().invoke(main, ["engine", "status", "--database-url", f"sqlite:///{empty}"])
+    one_line_error(result, "no imagejobs schema", "imagejobs migrate")
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_that_does_not_exist(postgres_template: str) -> None:
+    missing = POSTGRES_URL.rsplit("/", 1)[0] + "/imagejobs_no_such_database"
+    for command in (["engine", "status"], ["iam", "list-accounts"]):
+        result = CliRunner().invoke(main, [*command, "--database-url", missing])
+        one_line_error(result, 'database "imagejobs_no_such_database" does not exist')
+
+
+def test_the_environment_variables_are_listed_in_the_top_level_help_only() -> None:
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"]).output
+    assert "IMAGEJOBS_SIMULATED_READS" in top
+    assert "jobs" in top
+    assert "servers" in top
+    for command in (["serve"], ["migrate"], ["seed"], ["engine"], ["worker"], ["jobs", "list"]):
+        text = runner.invoke(main, [*command, "--help"]).output
+        assert "IMAGEJOBS_SIMULATED_READS" not in text, command
+        assert "--help" in text
+    assert "imagejobs --help" in runner.invoke(main, ["serve", "--help"]).output
