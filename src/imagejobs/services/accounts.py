@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from imagejobs.domain.errors import Conflict, InvalidParameter, NotFound
 from imagejobs.domain.times import now_ms
 from imagejobs.iam.credentials import SecretBox, new_access_key, new_id, new_secret_key
-from imagejobs.iam.passwords import check_password_strength, generate_password, hash_password
+from imagejobs.iam.passwords import check_password_strength, generate_password
 from imagejobs.iam.policy import SYSTEM_POLICIES, Policy, parse_policy
 from imagejobs.iam.records import (
     AccessKey,
@@ -25,6 +25,7 @@ from imagejobs.iam.records import (
     Project,
     User,
 )
+from imagejobs.services.password_hashing import PasswordHashing
 from imagejobs.storage.iam_store import SqlIamStore
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -68,13 +69,33 @@ def _check_name(kind: str, name: str, pattern: re.Pattern[str] = _NAME) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CredentialLimits:
+    """Login lockout and credential bounds (the IMAGEJOBS_LOGIN_* and MAX_LIVE_* settings)."""
+
+    login_max_failures: int = 5
+    login_failure_window_ms: int = 900_000
+    login_lockout_ms: int = 900_000
+    login_address_max_failures: int = 30
+    max_live_tokens: int = 100
+    max_live_temporary_keys: int = 100
+
+
 class Accounts:
     def __init__(
-        self, store: SqlIamStore, box: SecretBox, clock_ms: Callable[[], int] = now_ms
+        self,
+        store: SqlIamStore,
+        box: SecretBox,
+        clock_ms: Callable[[], int] = now_ms,
+        *,
+        limits: CredentialLimits | None = None,
+        hashing: PasswordHashing | None = None,
     ) -> None:
         self._store = store
         self._box = box
         self._now = clock_ms
+        self._limits = limits or CredentialLimits()
+        self._hashing = hashing or PasswordHashing()
 
     # --- lookups by name (the CLI's vocabulary) -------------------------------------------
 
@@ -143,7 +164,9 @@ class Accounts:
         password = password or generate_password()
         now = self._now()
         account = Account(new_id(), name, True, now)
-        root = User(new_id(), account.id, name, hash_password(password), True, True, 0, now)
+        root = User(
+            new_id(), account.id, name, await self._hashing.hash(password), True, True, 0, now
+        )
         project = Project(project_id or new_id(), account.id, project_name, now)
         key, secret_key = self._new_key(root, account, "first key")
         await self._store.create_account(account, root, [project], key)
@@ -169,7 +192,14 @@ class Accounts:
             raise Conflict(f"The user {name} already exists in account {account_name}.")
         password = password or generate_password()
         user = User(
-            new_id(), account.id, name, hash_password(password), False, True, 0, self._now()
+            new_id(),
+            account.id,
+            name,
+            await self._hashing.hash(password),
+            False,
+            True,
+            0,
+            self._now(),
         )
         await self._store.create_user(user)
         return user, password
@@ -179,7 +209,7 @@ class Accounts:
         if reason := check_password_strength(password):
             raise InvalidParameter("password", reason)
         user = await self.user(await self.account(account_name), user_name)
-        await self._store.set_password(user.id, hash_password(password))
+        await self._store.set_password(user.id, await self._hashing.hash(password))
 
     async def set_user_enabled(self, account_name: str, user_name: str, enabled: bool) -> None:
         user = await self.user(await self.account(account_name), user_name)

@@ -9,7 +9,7 @@ from imagejobs.iam.credentials import digest, new_access_key, new_secret_key, ne
 from imagejobs.iam.policy import parse_policy
 from imagejobs.iam.records import AccessKey
 from imagejobs.services.accounts import document_text
-from imagejobs.services.tokens import Tokens
+from imagejobs.services.tokens import Tokens, limit_reached
 
 MIN_TEMPORARY_SECONDS = 900
 MAX_TEMPORARY_SECONDS = 24 * 3600
@@ -78,7 +78,12 @@ class Credentials(Tokens):
     async def create_temporary_credential(
         self, token: str, duration_seconds: int = MIN_TEMPORARY_SECONDS, policy: str | None = None
     ) -> TemporaryCredential:
-        """POST /v3.0/OS-CREDENTIAL/securitytokens with the token method."""
+        """POST /v3.0/OS-CREDENTIAL/securitytokens with the token method.
+
+        The key carries its token's scope (one project, or the domain: no project API) and
+        is bound to the token: it stops working when the token is revoked or expires, or
+        when the user's password changes (services/access.py).
+        """
         if not MIN_TEMPORARY_SECONDS <= duration_seconds <= MAX_TEMPORARY_SECONDS:
             raise InvalidParameter(
                 "duration_seconds",
@@ -90,17 +95,26 @@ class Credentials(Tokens):
         now = self._now()
         expires_at = min(now + duration_seconds * 1000, issued.record.expires_at)
         access_key, secret_key = new_access_key(), new_secret_key()
-        await self._store.create_access_key(
-            AccessKey(
-                access_key,
-                issued.user.id,
-                self._box.encrypt(secret_key, bound_to=access_key),
-                "active",
-                "temporary",
-                now,
-                expires_at=expires_at,
-                security_token_hash=digest(security_token),
-                session_policy=session_policy,
-            )
+        key = AccessKey(
+            access_key,
+            issued.user.id,
+            self._box.encrypt(secret_key, bound_to=access_key),
+            "active",
+            "temporary",
+            now,
+            expires_at=expires_at,
+            security_token_hash=digest(security_token),
+            project_id=issued.record.project_id,
+            session_policy=session_policy,
+            token_hash=issued.record.token_hash,
         )
+        limit = self._limits.max_live_temporary_keys
+        if not await self._store.create_temporary_key(key, limit):
+            oldest = await self._store.oldest_live_expiry(issued.user.id, now, tokens=False)
+            raise limit_reached(f"The user already holds {limit} live temporary keys", oldest, now)
         return TemporaryCredential(access_key, secret_key, security_token, expires_at)
+
+    async def purge_expired(self) -> None:
+        """Delete what can never authenticate again: expired or revoked tokens, temporary
+        keys that expired or lost their token, failure counts past their window."""
+        await self._store.purge_expired(self._now(), self._limits.login_failure_window_ms)
