@@ -4,12 +4,15 @@ scrypt costs tens of milliseconds of CPU and 32 MiB per hash. ``hashlib.scrypt``
 the GIL while it works (tests/unit/test_password_hashing.py shows the event loop running
 beside it), so hashing threads leave the event loop free for every other request; the
 bound keeps a flood of logins from queueing without limit: past it, a login is answered
-at once with 429.
+at once with 429. The threads also run at the lowest CPU priority (nice 19, Linux), so
+that on a busy or single CPU the event loop comes first and logins are what slows down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +35,9 @@ class PasswordHashing:
         self._executor = (
             None
             if threads is None
-            else ThreadPoolExecutor(threads, thread_name_prefix="imagejobs-password")
+            else ThreadPoolExecutor(
+                threads, thread_name_prefix="imagejobs-password", initializer=_lowest_priority
+            )
         )
         self._capacity = None if threads is None else threads + queue
         self._in_flight = 0
@@ -67,3 +72,10 @@ class PasswordHashing:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lowest_priority() -> None:
+    """Nice 19 for this thread alone (on Linux a thread's id is a valid PRIO_PROCESS who);
+    elsewhere, or without the call, hashing keeps the default priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
