@@ -49,13 +49,18 @@ class PasswordHashing:
     async def hash(self, password: str) -> str:
         return await self._run(hash_password, password)
 
+    def refuse_when_full(self) -> None:
+        """Throttled when no hash could start or wait now: lets a login give way before
+        doing any other work."""
+        if self._capacity is not None and self._in_flight >= self._capacity:
+            raise Throttled(
+                f"policy password hashing over ratelimit,limit:{self._capacity},time:in flight",
+                retry_after=1,
+            )
+
     async def _run(self, function: Callable[..., T], *args: str) -> T:
         with self._lock:
-            if self._capacity is not None and self._in_flight >= self._capacity:
-                raise Throttled(
-                    f"policy password hashing over ratelimit,limit:{self._capacity},time:in flight",
-                    retry_after=1,
-                )
+            self.refuse_when_full()
             self._in_flight += 1
 
         def run() -> T:

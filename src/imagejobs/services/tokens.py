@@ -52,6 +52,7 @@ class Tokens(Accounts):
         given) is throttled after ``login_address_max_failures``; both are refused
         before any hashing. Only password logins are locked, never AK/SK or tokens.
         """
+        self._hashing.refuse_when_full()
         now = self._now()
         user_subject = failure_subject("login-user", account_name, user_name)
         address_subject = None if source is None else failure_subject("login-address", source)
