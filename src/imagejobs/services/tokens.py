@@ -105,19 +105,15 @@ class Tokens(Accounts):
         self, user_subject: str, address_subject: str | None, now: int
     ) -> None:
         limits = self._limits
-        await self._store.count_failure(
-            user_subject,
-            now,
-            window_ms=limits.login_failure_window_ms,
-            limit=limits.login_max_failures,
-            lockout_ms=limits.login_lockout_ms,
-        )
+        counted = [(user_subject, limits.login_max_failures)]
         if address_subject is not None:
+            counted.append((address_subject, limits.login_address_max_failures))
+        for subject, limit in counted:
             await self._store.count_failure(
-                address_subject,
+                subject,
                 now,
                 window_ms=limits.login_failure_window_ms,
-                limit=limits.login_address_max_failures,
+                limit=limit,
                 lockout_ms=limits.login_lockout_ms,
             )
 

@@ -445,21 +445,22 @@ class SqlIamStore:
         """Store a token unless its user already has ``limit`` live ones (False then).
         Issuing a token changes no cached answer: no generation bump."""
         live = {"user_id": token.user_id, "now": token.issued_at}
-        async with self._db.transaction() as tx:
-            if (await tx.fetch(COUNT_LIVE_TOKENS, live))[0][0] >= limit:
-                return False
-            await tx.execute(INSERT_TOKEN, _values(token))
-        return True
+        return await self._insert_within(COUNT_LIVE_TOKENS, live, limit, INSERT_TOKEN, token)
 
     async def create_temporary_key(self, key: AccessKey, limit: int) -> bool:
         """Store a temporary key unless its user already has ``limit`` live ones. A new,
         random access key is in no cache: no generation bump (minting keys must not drop
         every process's caches)."""
         live = {"user_id": key.user_id, "now": key.created_at}
+        return await self._insert_within(COUNT_LIVE_KEYS, live, limit, INSERT_KEY, key)
+
+    async def _insert_within(
+        self, count: Statement, live: dict[str, Any], limit: int, insert: Statement, record: Any
+    ) -> bool:
         async with self._db.transaction() as tx:
-            if (await tx.fetch(COUNT_LIVE_KEYS, live))[0][0] >= limit:
+            if (await tx.fetch(count, live))[0][0] >= limit:
                 return False
-            await tx.execute(INSERT_KEY, _values(key))
+            await tx.execute(insert, _values(record))
         return True
 
     async def oldest_live_expiry(self, user_id: str, now: int, *, tokens: bool) -> int | None:
