@@ -21,7 +21,7 @@ from tests.integration.http import AkSkAuth
 LIMITS = {
     "IMAGEJOBS_PASSWORD_HASH_THREADS": "1",
     "IMAGEJOBS_PASSWORD_HASH_QUEUE": "1",
-    "IMAGEJOBS_LOGIN_ADDRESS_MAX_FAILURES": "12",
+    "IMAGEJOBS_LOGIN_ADDRESS_MAX_FAILURES": "6",
     "IMAGEJOBS_MAX_LIVE_TOKENS_PER_USER": "3",
     "IMAGEJOBS_MAX_LIVE_TEMPORARY_KEYS_PER_USER": "3",
     "IMAGEJOBS_CREDENTIAL_PURGE_SECONDS": "0.2",
@@ -134,9 +134,9 @@ def test_a_login_flood_is_refused_at_once_while_aksk_requests_are_served(
         assert response.json()["error_code"] == "APIGW.0308"
         assert response.json()["error_msg"].startswith("The throttling threshold has been reached")
         assert int(response.headers["retry-after"]) >= 1
-    # At its 12th failure the flood's address is throttled, even with the right password;
+    # At its 6th failure the flood's address is throttled, even with the right password;
     # other addresses still log in.
-    guesses = [wrong_login(i) for i in range(12)]
+    guesses = [wrong_login(i) for i in range(6)]
     assert guesses[-1].status_code == 429
     assert _login(guarded_server, victim, address="127.0.0.2").status_code == 429
     assert _login(guarded_server, victim, address="127.0.0.1").status_code == 201
@@ -168,11 +168,9 @@ def test_a_name_that_does_not_exist_answers_exactly_as_a_real_one(
     guarded_server: ServerProcess, live_database_url: str
 ) -> None:
     tenant = new_tenant(live_database_url)
-    for user in (tenant.account, "no-such-user"):
+    for user, address in ((tenant.account, "127.0.0.5"), ("no-such-user", "127.0.0.6")):
         answers = [
-            _login(
-                guarded_server, tenant, user=user, password="Wrong-passw0rd", address="127.0.0.5"
-            )
+            _login(guarded_server, tenant, user=user, password="Wrong-passw0rd", address=address)
             for _ in range(6)
         ]
         assert [r.status_code for r in answers] == [401] * 6
