@@ -226,6 +226,21 @@ def test_tokens_and_temporary_keys_are_bounded_per_user(
     refused = _temporary_key(guarded_server, tokens[2])
     assert refused.status_code == 409
     assert "already holds 3 live temporary keys" in refused.json()["error_msg"]
+    # Keys die with their token, and stop counting at once.
+    both = {"X-Auth-Token": tokens[1], "X-Subject-Token": tokens[1]}
+    assert (
+        httpx.delete(guarded_server.base_url + "/v3/auth/tokens", headers=both).status_code == 204
+    )
+    assert _temporary_key(guarded_server, tokens[2]).status_code == 201
+
+    # A new password ends the old tokens, which stop counting: the user can log in again.
+    tokens[1] = _token(guarded_server, tenant, address="127.0.2.1")
+    assert _login(guarded_server, tenant, address="127.0.2.1").status_code == 409
+    with_identity(
+        live_database_url,
+        lambda i: i.set_password(tenant.account, tenant.account, "An0ther-password"),
+    )
+    assert _login(guarded_server, tenant, password="An0ther-password").status_code == 201
 
 
 def _rows(database_url: str, sql: str) -> int:

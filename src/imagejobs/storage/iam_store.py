@@ -108,27 +108,28 @@ SET_PASSWORD = Statement(
 )
 SET_USER_ENABLED = Statement("UPDATE iam_users SET enabled = :enabled WHERE id = :id")
 DELETE_USER = Statement("DELETE FROM iam_users WHERE id = :id")
-REVOKE_TOKEN = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE token_hash = :token_hash")
-REVOKE_USER_TOKENS = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE user_id = :user_id")
 INSERT_TOKEN = Statement(
     f"INSERT INTO iam_tokens ({_ISSUED}) VALUES (:token_hash, :user_id, :project_id,"
     " :methods, :issued_at, :expires_at, :password_version, :revoked)"
 )
+REVOKE_TOKEN = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE token_hash = :token_hash")
+REVOKE_USER_TOKENS = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE user_id = :user_id")
 # The per-user bounds: read in the inserting transaction (concurrent inserts may pass a
 # bound by their number; nothing else can).
 COUNT_LIVE_TOKENS = Statement(
     "SELECT COUNT(*) FROM iam_tokens WHERE user_id = :user_id AND expires_at > :now AND NOT revoked"
 )
-COUNT_LIVE_KEYS = Statement(
-    "SELECT COUNT(*) FROM iam_access_keys WHERE user_id = :user_id AND expires_at > :now"
+# A temporary key counts while its token is unrevoked (a password change revokes them).
+_LIVE_KEY = (
+    " FROM iam_access_keys AS k JOIN iam_tokens AS t ON t.token_hash = k.token_hash"
+    " WHERE k.user_id = :user_id AND k.expires_at > :now AND NOT t.revoked"
 )
+COUNT_LIVE_KEYS = Statement("SELECT COUNT(*)" + _LIVE_KEY)
 OLDEST_LIVE_TOKEN_EXPIRY = Statement(
     "SELECT MIN(expires_at) FROM iam_tokens WHERE user_id = :user_id AND expires_at > :now"
     " AND NOT revoked"
 )
-OLDEST_LIVE_KEY_EXPIRY = Statement(
-    "SELECT MIN(expires_at) FROM iam_access_keys WHERE user_id = :user_id AND expires_at > :now"
-)
+OLDEST_LIVE_KEY_EXPIRY = Statement("SELECT MIN(k.expires_at)" + _LIVE_KEY)
 # The purge: what can never authenticate again. A temporary key whose token is gone or
 # revoked is dead too (its token's revocation already dropped every cache).
 DELETE_EXPIRED_TOKENS = Statement("DELETE FROM iam_tokens WHERE expires_at <= :now OR revoked")
@@ -403,7 +404,12 @@ class SqlIamStore:
         await self._change((INSERT_USER, _values(user)))
 
     async def set_password(self, user_id: str, password_hash: str) -> None:
-        await self._change((SET_PASSWORD, {"id": user_id, "password_hash": password_hash}))
+        """A new password; the user's tokens (already refused: their password version is
+        old) are revoked, so that they no longer count towards its bound."""
+        await self._change(
+            (SET_PASSWORD, {"id": user_id, "password_hash": password_hash}),
+            (REVOKE_USER_TOKENS, {"user_id": user_id, "revoked": True}),
+        )
 
     async def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         await self._change((SET_USER_ENABLED, {"id": user_id, "enabled": enabled}))
