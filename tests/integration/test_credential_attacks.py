@@ -88,6 +88,11 @@ def _temporary_key(server: ServerProcess, token: str) -> httpx.Response:
     )
 
 
+def _revoke(server: ServerProcess, token: str) -> None:
+    both = {"X-Auth-Token": token, "X-Subject-Token": token}
+    assert httpx.delete(server.base_url + "/v3/auth/tokens", headers=both).status_code == 204
+
+
 def _list_jobs(
     server: ServerProcess, project_id: str, auth: httpx.Auth, address: str = "127.0.0.1"
 ) -> httpx.Response:
@@ -215,10 +220,7 @@ def test_tokens_and_temporary_keys_are_bounded_per_user(
     assert "already holds 3 live tokens" in refused.json()["error_msg"]
     assert int(refused.headers["retry-after"]) > 0
     # Revoking one makes room.
-    both = {"X-Auth-Token": tokens[0], "X-Subject-Token": tokens[0]}
-    assert (
-        httpx.delete(guarded_server.base_url + "/v3/auth/tokens", headers=both).status_code == 204
-    )
+    _revoke(guarded_server, tokens[0])
     tokens[0] = _token(guarded_server, tenant, address="127.0.2.1")
 
     for _ in range(3):
@@ -227,10 +229,7 @@ def test_tokens_and_temporary_keys_are_bounded_per_user(
     assert refused.status_code == 409
     assert "already holds 3 live temporary keys" in refused.json()["error_msg"]
     # Keys die with their token, and stop counting at once.
-    both = {"X-Auth-Token": tokens[1], "X-Subject-Token": tokens[1]}
-    assert (
-        httpx.delete(guarded_server.base_url + "/v3/auth/tokens", headers=both).status_code == 204
-    )
+    _revoke(guarded_server, tokens[1])
     assert _temporary_key(guarded_server, tokens[2]).status_code == 201
 
     # A new password ends the old tokens, which stop counting: the user can log in again.
@@ -266,8 +265,7 @@ def test_revoked_tokens_and_their_temporary_keys_are_purged(
     keys_sql = f"SELECT COUNT(*) FROM iam_access_keys WHERE user_id = {user} AND expires_at > 0"
     assert (_rows(live_database_url, tokens_sql), _rows(live_database_url, keys_sql)) == (1, 1)
 
-    both = {"X-Auth-Token": token, "X-Subject-Token": token}
-    httpx.delete(guarded_server.base_url + "/v3/auth/tokens", headers=both)
+    _revoke(guarded_server, token)
     for _ in range(100):
         if (_rows(live_database_url, tokens_sql), _rows(live_database_url, keys_sql)) == (0, 0):
             break
@@ -313,10 +311,7 @@ def test_a_temporary_key_dies_with_its_token_and_the_password(
     for key in keys:
         assert _list_jobs(guarded_server, tenant.project_id, key).status_code == 200
 
-    both = {"X-Auth-Token": first, "X-Subject-Token": first}
-    assert (
-        httpx.delete(guarded_server.base_url + "/v3/auth/tokens", headers=both).status_code == 204
-    )
+    _revoke(guarded_server, first)
     assert _list_jobs(guarded_server, tenant.project_id, keys[0]).status_code == 401
     assert _list_jobs(guarded_server, tenant.project_id, keys[1]).status_code == 200
 
