@@ -25,8 +25,11 @@ from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
 from imagejobs.runner.runner import Runner
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
+from imagejobs.services.accounts import CredentialLimits
+from imagejobs.services.credential_purge import CredentialPurge
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
+from imagejobs.services.password_hashing import PasswordHashing
 from imagejobs.services.servers import ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
@@ -107,7 +110,12 @@ def build_access(
         return None, None
     store = SqlIamStore(database)
     box = load_secret_box(settings)
-    identity = IdentityService(store, box)
+    identity = IdentityService(
+        store,
+        box,
+        limits=credential_limits(settings),
+        hashing=PasswordHashing(settings.password_hash_threads, settings.password_hash_queue),
+    )
     access = IamAccess(
         store,
         identity,
@@ -118,6 +126,17 @@ def build_access(
     return access, IamApi(identity, make_authenticator(access))
 
 
+def credential_limits(settings: Settings) -> CredentialLimits:
+    return CredentialLimits(
+        login_max_failures=settings.login_max_failures,
+        login_failure_window_ms=int(settings.login_failure_window_seconds * 1000),
+        login_lockout_ms=int(settings.login_lockout_seconds * 1000),
+        login_address_max_failures=settings.login_address_max_failures,
+        max_live_tokens=settings.max_live_tokens_per_user,
+        max_live_temporary_keys=settings.max_live_temporary_keys_per_user,
+    )
+
+
 def build_app(settings: Settings) -> Starlette:
     database = open_database(settings)
     access, iam_api = build_access(settings, database)
@@ -125,13 +144,23 @@ def build_app(settings: Settings) -> Starlette:
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )
+    # Every serving process purges dead credentials (docs/security-credentials.md).
+    purge = (
+        None
+        if iam_api is None
+        else CredentialPurge(iam_api.identity, settings.credential_purge_seconds)
+    )
 
     async def startup() -> None:
         await database.open()
         if embedded is not None:
             embedded.start()
+        if purge is not None:
+            purge.start()
 
     async def shutdown() -> None:
+        if purge is not None:
+            await purge.stop()
         if embedded is not None:
             await embedded.stop()
         await services.engine.driver.close()

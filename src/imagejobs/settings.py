@@ -156,6 +156,57 @@ class Settings:
         ),
     )
 
+    # --- credential protection (docs/security-credentials.md) ---
+    password_hash_threads: int = field(
+        default=1,
+        metadata=_doc(
+            "Threads per process that hash passwords (scrypt, 32 MiB each), off the event loop."
+        ),
+    )
+    password_hash_queue: int = field(
+        default=8,
+        metadata=_doc(
+            "Password logins that may wait for a hashing thread; more are answered at once "
+            "with 429 APIGW.0308."
+        ),
+    )
+    login_max_failures: int = field(
+        default=5,
+        metadata=_doc(
+            "Failed password logins of one user within LOGIN_FAILURE_WINDOW_SECONDS that lock "
+            "the user's password logins (not its AK/SK or tokens), as Huawei IAM does."
+        ),
+    )
+    login_failure_window_seconds: float = field(
+        default=900.0, metadata=_doc("The window in which failed logins are counted.")
+    )
+    login_lockout_seconds: float = field(
+        default=900.0,
+        metadata=_doc("How long a locked user (or throttled source address) stays locked."),
+    )
+    login_address_max_failures: int = field(
+        default=30,
+        metadata=_doc(
+            "Failed password logins from one source address within the window after which "
+            "that address's logins are answered 429 for LOGIN_LOCKOUT_SECONDS."
+        ),
+    )
+    max_live_tokens_per_user: int = field(
+        default=100,
+        metadata=_doc("Unexpired, unrevoked tokens a user may hold; more logins are refused."),
+    )
+    max_live_temporary_keys_per_user: int = field(
+        default=100,
+        metadata=_doc("Unexpired temporary access keys a user may hold; more are refused."),
+    )
+    credential_purge_seconds: float = field(
+        default=300.0,
+        metadata=_doc(
+            "How often each serving process deletes expired or revoked tokens, dead "
+            "temporary keys and old failure counts."
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'imagejobs.db'}"
@@ -177,6 +228,7 @@ class Settings:
         if self.sqlite_synchronous not in _SYNCHRONOUS:
             raise InvalidSettings("sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}")
         _check_engine(self)
+        _check_credentials(self)
 
     def to_environ(self) -> dict[str, str]:
         """The settings as environment variables, for child processes (server workers)."""
@@ -207,6 +259,23 @@ def _check_engine(settings: Settings) -> None:
         raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
     if not 1 <= len(settings.simulated_error_code) <= 16:
         raise InvalidSettings("simulated_error_code", "must be 1 to 16 characters long")
+
+
+def _check_credentials(settings: Settings) -> None:
+    ranges: tuple[tuple[str, float, float], ...] = (
+        ("password_hash_threads", 1, 64),
+        ("password_hash_queue", 0, 10_000),
+        ("login_max_failures", 1, 100),
+        ("login_failure_window_seconds", 1, 86_400),
+        ("login_lockout_seconds", 1, 86_400),
+        ("login_address_max_failures", 1, 1_000_000),
+        ("max_live_tokens_per_user", 1, 1_000_000),
+        ("max_live_temporary_keys_per_user", 1, 1_000_000),
+        ("credential_purge_seconds", 0.1, 86_400),
+    )
+    for name, low, high in ranges:
+        if not low <= getattr(settings, name) <= high:
+            raise InvalidSettings(name, f"must be from {low:g} to {high:g}")
 
 
 def _text(value: Any) -> str:

@@ -147,3 +147,40 @@ async def test_the_root_user_cannot_be_deleted(identity: IdentityService) -> Non
     await identity.create_account("acme")
     with pytest.raises(InvalidParameter):
         await identity.delete_user("acme", "acme")
+
+
+async def test_expired_tokens_and_temporary_keys_are_purged(
+    identity: IdentityService, clock: Clock, database: Database
+) -> None:
+    created = await identity.create_account("acme")
+    store = SqlIamStore(database)
+    old = await identity.login("acme", "acme", created.password, domain_scope=True)
+    short = await identity.create_temporary_credential(old.token, 900)
+    clock.now += 1_000_000  # the temporary key has expired, its token has not
+    await identity.purge_expired()
+    assert await store.access_key(short.access) is None
+    assert await store.token(old.record.token_hash) is not None
+
+    clock.now += TOKEN_LIFETIME_MS  # now the token too
+    fresh = await identity.login("acme", "acme", created.password, domain_scope=True)
+    await identity.purge_expired()
+    assert await store.token(old.record.token_hash) is None
+    assert await store.token(fresh.record.token_hash) is not None
+    assert await store.access_key(created.access_key) is not None  # permanent keys stay
+
+
+async def test_failures_lock_a_subject_at_the_limit_within_the_window(
+    database: Database,
+) -> None:
+    store = SqlIamStore(database)
+    window = {"window_ms": 1000, "limit": 3, "lockout_ms": 5000}
+    # Two failures, then the window passes: counting starts over.
+    for now in (0, 10):
+        assert await store.count_failure("s", now, **window) is None
+    assert await store.count_failure("s", 2000, **window) is None
+    assert await store.count_failure("s", 2001, **window) is None
+    assert await store.count_failure("s", 2002, **window) is None  # the 3rd locks...
+    assert await store.count_failure("s", 2003, **window) == 7002  # ...the next sees it
+    assert (await store.failures("s", "other"))["s"][2] == 7002
+    await store.clear_failures("s")
+    assert await store.failures("s", "other") == {}

@@ -45,6 +45,9 @@ def received_request(request: Request, body: bytes) -> ReceivedRequest:
 def make_authenticator(access: AccessControl) -> Authenticator:
     async def authenticate(request: Request) -> Principal:
         body = await read_body(request) if request.method not in ("GET", "HEAD") else b""
-        return await access.authenticate(received_request(request, body))
+        client = request.scope.get("client")  # signature failures count per address
+        return await access.authenticate(
+            received_request(request, body), client[0] if client else ""
+        )
 
     return authenticate

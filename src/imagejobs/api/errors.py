@@ -42,6 +42,8 @@ def error_response(
     else:
         body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
     all_headers = {REQUEST_ID: request_id, **(headers or {})}
+    if error.retry_after is not None:
+        all_headers["Retry-After"] = str(error.retry_after)
     return Response(body, error.status, headers=all_headers, media_type="application/json")
 
 

@@ -49,7 +49,7 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         201,
         s.AuthRequest,
         s.TokenResponse,
-        (400, 401),
+        (400, 401, 409, 429),
     ),
     IamRouteDoc(
         "KeystoneValidateToken",
@@ -109,7 +109,7 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         201,
         s.AuthRequest,
         s.CredentialResponse,
-        (400, 401),
+        (400, 401, 409),
     ),
 )
 
@@ -155,7 +155,7 @@ class IamApi:
     """The /v3 handlers, over the identity service."""
 
     def __init__(self, identity: IdentityService, authenticate: Authenticator) -> None:
-        self._identity = identity
+        self.identity = identity  # bootstrap also runs its periodic purge
         self._authenticate = authenticate
 
     def routes(self) -> list[BaseRoute]:
@@ -178,22 +178,27 @@ class IamApi:
         user = auth.identity.password.user
         account_name = user.domain.name
         if account_name is None and user.domain.id is not None:
-            account = await self._identity.account_by_id(user.domain.id)
-            account_name = account.name if account else None
+            account = await self.identity.account_by_id(user.domain.id)
+            # An unknown account id goes through the login like a wrong password: same
+            # answer, same time (and it counts towards the lockout).
+            account_name = account.name if account else ""
         if account_name is None:
             raise LoginFailed()
+        client = request.client
+        source = client.host if client else ""
         scope = auth.scope or s.Scope(domain=user.domain)
         if scope.project is not None:
-            issued = await self._identity.login(
+            issued = await self.identity.login(
                 account_name,
                 user.name,
                 user.password,
                 project_id=scope.project.id,
                 project_name=scope.project.name,
+                source=source,
             )
         else:
-            issued = await self._identity.login(
-                account_name, user.name, user.password, domain_scope=True
+            issued = await self.identity.login(
+                account_name, user.name, user.password, domain_scope=True, source=source
             )
             wanted = scope.domain or s.DomainRef()
             if wanted.id not in (None, issued.account.id) or wanted.name not in (
@@ -206,17 +211,17 @@ class IamApi:
         return _json(body, 201, {SUBJECT_TOKEN: issued.token})
 
     async def check_token(self, request: Request) -> Response:
-        caller = await self._identity.validate_token(request.headers.get("x-auth-token") or "")
+        caller = await self.identity.validate_token(request.headers.get("x-auth-token") or "")
         subject_token = request.headers.get(SUBJECT_TOKEN)
         if not subject_token:
             raise InvalidIamRequest(SUBJECT_TOKEN, "is required")
-        subject = await self._identity.validate_token(subject_token)
+        subject = await self.identity.validate_token(subject_token)
         same_user = subject.user.id == caller.user.id
         account_root = caller.user.is_root and caller.account.id == subject.account.id
         if not (same_user or account_root):
             raise PermissionDenied("Only the token's user or the account root may check it.")
         if request.method == "DELETE":
-            await self._identity.revoke_token(subject_token)
+            await self.identity.revoke_token(subject_token)
             return Response(status_code=204)
         headers = {SUBJECT_TOKEN: subject_token}
         if request.method == "HEAD":
@@ -241,7 +246,7 @@ class IamApi:
                 description="",
                 links=s.SelfLink(f"{base}/v3/projects/{p.id}"),
             )
-            for p in await self._identity.projects_of(principal.account_id)
+            for p in await self.identity.projects_of(principal.account_id)
             if name is None or p.name == name
         ]
         return _json(s.ProjectsResponse(s.ListLinks(f"{base}/v3/projects"), projects))
@@ -250,7 +255,7 @@ class IamApi:
         principal = await self._authenticate(request)
         account = None
         if principal.account_id is not None:
-            account = await self._identity.account_by_id(principal.account_id)
+            account = await self.identity.account_by_id(principal.account_id)
         base = _base_url(request)
         domains = [
             s.DomainInfo(a.id, a.name, a.enabled, "", s.SelfLink(f"{base}/v3/domains/{a.id}"))
@@ -267,7 +272,7 @@ class IamApi:
         if not token:
             raise InvalidIamRequest("auth.identity.token.id", "or X-Auth-Token is required")
         policy = None if auth.identity.policy is None else json.dumps(auth.identity.policy)
-        credential = await self._identity.create_temporary_credential(
+        credential = await self.identity.create_temporary_credential(
             token, ref.duration_seconds, policy
         )
         body = s.CredentialResponse(

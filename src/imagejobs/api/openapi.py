@@ -26,6 +26,7 @@ _STATUS_ERRORS: dict[int, type[errors.ImageJobsError]] = {
     405: errors.MethodNotAllowed,
     409: errors.Conflict,
     413: errors.RequestTooLarge,
+    429: errors.Throttled,
     500: errors.InternalError,
     503: errors.ServiceUnavailable,
 }
@@ -40,6 +41,7 @@ _STATUS_TEXT = {
     405: "The request method is not allowed.",
     409: "The request conflicts with the state of a resource.",
     413: "The request body is too large.",
+    429: "Too many requests: retry after the Retry-After header's seconds.",
     500: "An internal service error occurred.",
     503: "Service unavailable.",
 }

@@ -33,7 +33,7 @@ def _public(value: Any) -> Any:
         data = {f.name: _public(getattr(value, f.name)) for f in dataclasses.fields(value)}
         for secret in ("password_hash", "secret_ciphertext", "security_token_hash", "token_hash"):
             data.pop(secret, None)
-        for name in ("created_at", "expires_at", "locked_until"):
+        for name in ("created_at", "expires_at"):
             if isinstance(data.get(name), int):
                 data[name] = format_time(data[name])
         return data
@@ -378,7 +378,6 @@ def list_access_keys(account: str) -> Action:
                 "status": key.status,
                 "description": key.description,
                 "created_at": format_time(key.created_at),
-                "locked": key.locked_until is not None,
             }
             for key, owner in await identity.access_keys(account)
         ]

@@ -11,12 +11,15 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     ├── AuthenticationFailed             401 APIGW.0301
     │   ├── SignatureMismatch            401 APIGW.0301 (counts towards an AK's lockout)
     │   └── LoginFailed                  401 (Keystone-shaped body, POST /v3/auth/tokens)
+    │       └── LoginLocked              401 (the user's password logins are locked)
     ├── PermissionDenied                 403 WKS.00081102
     ├── NotFound                         404 WKS.00211902
     │   └── RouteNotFound                404 APIGW.0101
     ├── MethodNotAllowed                 405 WKS.00000405
     ├── Conflict                         409 WKS.00211103
+    │   └── CredentialLimitReached       409 WKS.00211103 (too many live tokens or keys)
     ├── RequestTooLarge                  413 APIGW.0201
+    ├── Throttled                        429 APIGW.0308 (with Retry-After)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
     └── InvalidSettings                  (start-up only: a bad setting or flag)
@@ -32,6 +35,8 @@ class ImageJobsError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "WKS.00211401"
+    # Seconds after which a retry may succeed: sent as Retry-After when set.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
@@ -138,3 +143,34 @@ class InvalidSettings(ImageJobsError):
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         super().__init__(f"{name} {reason}")
+
+
+# --- credential protection (docs/security-credentials.md) -------------------------------
+
+
+class LoginLocked(LoginFailed):
+    """Password logins of this user are locked after too many failures; try again later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "The user's password logins are locked after too many failed attempts; "
+            f"try again in {retry_after} seconds."
+        )
+        self.retry_after = retry_after
+
+
+class CredentialLimitReached(Conflict):
+    """The user already holds the most live credentials of this kind."""
+
+
+class Throttled(ImageJobsError):
+    """The throttling threshold has been reached."""
+
+    status = 429
+    code = "APIGW.0308"
+
+    def __init__(self, policy: str, retry_after: int) -> None:
+        # The gateway's wording: "The throttling threshold has been reached: policy user
+        # over ratelimit,limit:XX,time:1 second".
+        super().__init__(f"The throttling threshold has been reached: {policy}")
+        self.retry_after = retry_after

@@ -55,8 +55,7 @@ class AccessKey:
     security_token_hash: str | None = None
     project_id: str | None = None
     session_policy: str | None = None
-    failed_attempts: int = 0
-    locked_until: int | None = None
+    token_hash: str | None = None  # temporary keys: the token they were made from
 
     @property
     def is_temporary(self) -> bool:

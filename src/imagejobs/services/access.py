@@ -20,20 +20,23 @@ from imagejobs.domain.errors import AuthenticationFailed, PermissionDenied, Sign
 from imagejobs.domain.times import now_ms
 from imagejobs.iam.credentials import SecretBox, digest
 from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, stored_policy
-from imagejobs.iam.records import AccessKey, Account, Project, User
+from imagejobs.iam.records import AccessKey, Account, Project, Token, User
 from imagejobs.iam.signing import ReceivedRequest, SigningKey, parse_authorization, verify
 from imagejobs.services.authorization import LOCAL, Principal
 from imagejobs.services.identity import IdentityService
-from imagejobs.storage.iam_store import SqlIamStore
+from imagejobs.storage.iam_store import SqlIamStore, failure_subject
 
+# The gateway's lockout (shared/spec/huaweicloud-auth.md §2.1), per (AK, source address).
 MAX_SIGNATURE_FAILURES = 5
 LOCKOUT_MS = 5 * 60 * 1000
+_LOCKED = "AK access failed to reach the limit,forbidden."
 _CACHE_LIMIT = 10_000
 OPERATOR_HEADER = "x-imagejobs-operator-token"
 
 
 class AccessControl(Protocol):
-    async def authenticate(self, request: ReceivedRequest) -> Principal: ...
+    async def authenticate(self, request: ReceivedRequest, source: str = "") -> Principal:
+        """The caller of ``request``, which came from the address ``source``."""
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         """Raise PermissionDenied unless ``principal`` may run ``action`` on ``project_id``."""
@@ -54,7 +57,7 @@ def _remember(cache: dict[K, V], key: K, value: V) -> None:
 class OpenAccess:
     """No authentication (IMAGEJOBS_AUTH=none): every caller is LOCAL, on any project."""
 
-    async def authenticate(self, request: ReceivedRequest) -> Principal:
+    async def authenticate(self, request: ReceivedRequest, source: str = "") -> Principal:
         return LOCAL
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
@@ -66,16 +69,31 @@ class _KeyEntry:
     key: AccessKey
     signing_key: SigningKey
     principal: Principal  # who the key's signed requests run as
-    # Epoch ms until which the key may sign (-inf: disabled, or its user or account is).
+    # Epoch ms until which the key may sign (-inf: disabled, or its user or account is,
+    # or, for a temporary key, its token was revoked or the password changed).
     usable_until: float
-    locked_until: int  # epoch ms; 0: not locked
 
     @classmethod
-    def of(cls, key: AccessKey, user: User, account: Account, secret: str) -> _KeyEntry:
+    def of(
+        cls, key: AccessKey, user: User, account: Account, token: Token | None, secret: str
+    ) -> _KeyEntry:
         enabled = key.status == "active" and user.enabled and account.enabled
+        project_id, domain_scoped = None, False
+        if key.is_temporary:
+            # A temporary key lives and dies with the token it was made from, and is
+            # scoped as that token was: one project, or the domain (no project API).
+            enabled = enabled and (
+                token is not None
+                and not token.revoked
+                and token.password_version == user.password_version
+            )
+            project_id = None if token is None else token.project_id
+            domain_scoped = project_id is None
         principal = Principal.of_user(
             user,
             account,
+            project_id=project_id,
+            domain_scoped=domain_scoped,
             session_policy=None
             if key.session_policy is None
             else stored_policy(key.session_policy),
@@ -87,7 +105,6 @@ class _KeyEntry:
             usable_until=(math.inf if key.expires_at is None else key.expires_at)
             if enabled
             else -math.inf,
-            locked_until=key.locked_until or 0,
         )
 
 
@@ -113,6 +130,9 @@ class IamAccess:
         self._keys: dict[str, _KeyEntry | None] = {}
         # Token digest -> (principal, expiry in epoch ms).
         self._tokens: dict[str, tuple[Principal, int]] = {}
+        # (AK, source address) whose signatures failed lately in this process -> the end
+        # of its lock (0: failing, not locked).
+        self._failing: dict[tuple[str, str], int] = {}
         self._projects: dict[str, Project | None] = {}
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
 
@@ -137,7 +157,7 @@ class IamAccess:
 
     # --- authentication -------------------------------------------------------------------
 
-    async def authenticate(self, request: ReceivedRequest) -> Principal:
+    async def authenticate(self, request: ReceivedRequest, source: str = "") -> Principal:
         if time.monotonic() - self._checked_at >= self._cache_seconds:
             await self._refresh()
         operator = request.header_map.get(OPERATOR_HEADER)
@@ -145,7 +165,7 @@ class IamAccess:
             return self._operator(operator)
         authorization = request.header_map.get("authorization")
         if authorization is not None:
-            return await self._signed(request, authorization)
+            return await self._signed(request, authorization, source)
         token = request.header_map.get("x-auth-token")
         if token:
             return await self._token(token)
@@ -163,13 +183,13 @@ class IamAccess:
         found = await self._store.access_key(access_key)
         entry = None
         if found is not None:
-            key, user, account = found
+            key, user, account, token = found
             secret = self._box.decrypt(key.secret_ciphertext, bound_to=key.access_key)
-            entry = _KeyEntry.of(key, user, account, secret)
+            entry = _KeyEntry.of(key, user, account, token, secret)
         _remember(self._keys, access_key, entry)
         return entry
 
-    async def _signed(self, request: ReceivedRequest, header: str) -> Principal:
+    async def _signed(self, request: ReceivedRequest, header: str, source: str) -> Principal:
         parsed = parse_authorization(header)
         try:
             entry = self._keys[parsed.access_key]
@@ -178,34 +198,50 @@ class IamAccess:
         now = self._now()
         if entry is None or now >= entry.usable_until:
             raise AuthenticationFailed(f"ak {parsed.access_key} not exist")
-        if entry.locked_until > now:
-            raise AuthenticationFailed("AK access failed to reach the limit,forbidden.")
         token = None
         if entry.key.is_temporary:
             token = request.header_map.get("x-security-token")
             if token is None or not hmac.compare_digest(
                 digest(token), entry.key.security_token_hash or ""
             ):
-                await self._count_failure(entry)
-                raise SignatureMismatch("invalid security token")
+                raise await self._signature_failed(
+                    parsed.access_key, source, SignatureMismatch("invalid security token")
+                )
         try:
             verify(
                 request, entry.signing_key, now / 1000, authorization=parsed, security_token=token
             )
-        except SignatureMismatch:
-            await self._count_failure(entry)
-            raise
-        if entry.key.failed_attempts:
-            await self._store.reset_signature_failures(entry.key.access_key)
-            self._keys.pop(entry.key.access_key, None)
+        except SignatureMismatch as exc:
+            raise await self._signature_failed(parsed.access_key, source, exc) from None
+        if self._failing:  # empty unless signatures failed lately: the hot path skips this
+            await self._signature_passed(parsed.access_key, source)
         return entry.principal
 
-    async def _count_failure(self, entry: _KeyEntry) -> None:
-        """More than MAX_SIGNATURE_FAILURES in a row lock the key for five minutes."""
-        failures = await self._store.count_signature_failure(entry.key.access_key)
-        if failures > MAX_SIGNATURE_FAILURES:
-            await self._store.lock_access_key(entry.key.access_key, self._now() + LOCKOUT_MS)
-        self._keys.pop(entry.key.access_key, None)
+    async def _signature_failed(
+        self, access_key: str, source: str, error: AuthenticationFailed
+    ) -> AuthenticationFailed:
+        """Count a failure of this (access key, source address). More than
+        MAX_SIGNATURE_FAILURES in a row lock the pair for LOCKOUT_MS: its failures are then
+        answered with the gateway's lockout message, without a database write. A valid
+        signature is never refused, whoever failed before (docs/security-credentials.md)."""
+        pair = (access_key, source)
+        now = self._now()
+        if self._failing.get(pair, 0) > now:
+            return AuthenticationFailed(_LOCKED)
+        locked_until = await self._store.count_failure(
+            failure_subject("signature", access_key, source),
+            now,
+            window_ms=LOCKOUT_MS,
+            limit=MAX_SIGNATURE_FAILURES + 1,
+            lockout_ms=LOCKOUT_MS,
+        )
+        _remember(self._failing, pair, locked_until or 0)
+        return error if locked_until is None else AuthenticationFailed(_LOCKED)
+
+    async def _signature_passed(self, access_key: str, source: str) -> None:
+        """A valid signature ends its pair's run of failures."""
+        if self._failing.pop((access_key, source), None) is not None:
+            await self._store.clear_failures(failure_subject("signature", access_key, source))
 
     async def _token(self, token: str) -> Principal:
         cache_key = digest(token)

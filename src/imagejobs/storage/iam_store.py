@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from imagejobs.iam.credentials import digest
 from imagejobs.iam.records import (
     AccessKey,
     Account,
@@ -28,12 +29,19 @@ _USER = "id, account_id, name, password_hash, is_root, enabled, password_version
 _GROUP = "id, account_id, name, created_at"
 _KEY = (
     "access_key, user_id, secret_ciphertext, status, description, created_at, expires_at,"
-    " security_token_hash, project_id, session_policy, failed_attempts, locked_until"
+    " security_token_hash, project_id, session_policy, token_hash"
 )
 _POLICY = "id, account_id, name, description, document, created_at"
 _ISSUED = (  # the columns of iam_tokens
     "token_hash, user_id, project_id, methods, issued_at, expires_at, password_version, revoked"
 )
+
+
+def failure_subject(kind: str, *parts: str) -> str:
+    """The ``iam_failures`` key of what failed (``login-user``, account and user name;
+    ``login-address`` and address; ``signature``, access key and address): a digest, so
+    that any name a client sends fits the column."""
+    return digest("\0".join((kind, *parts)))
 
 
 def _prefixed(columns: str, alias: str) -> str:
@@ -74,16 +82,12 @@ DELETE_MEMBER = Statement(
 INSERT_KEY = Statement(
     f"INSERT INTO iam_access_keys ({_KEY}) VALUES (:access_key, :user_id, :secret_ciphertext,"
     " :status, :description, :created_at, :expires_at, :security_token_hash, :project_id,"
-    " :session_policy, 0, NULL)"
+    " :session_policy, :token_hash)"
 )
 SET_KEY_STATUS = Statement(
-    "UPDATE iam_access_keys SET status = :status, failed_attempts = 0, locked_until = NULL"
-    " WHERE access_key = :access_key"
+    "UPDATE iam_access_keys SET status = :status WHERE access_key = :access_key"
 )
 DELETE_KEY = Statement("DELETE FROM iam_access_keys WHERE access_key = :access_key")
-DELETE_EXPIRED_KEYS = Statement(
-    "DELETE FROM iam_access_keys WHERE expires_at IS NOT NULL AND expires_at < :now"
-)
 INSERT_POLICY = Statement(
     f"INSERT INTO iam_policies ({_POLICY}) VALUES (:id, :account_id, :name, :description,"
     " :document, :created_at)"
@@ -110,18 +114,51 @@ INSERT_TOKEN = Statement(
 )
 REVOKE_TOKEN = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE token_hash = :token_hash")
 REVOKE_USER_TOKENS = Statement("UPDATE iam_tokens SET revoked = :revoked WHERE user_id = :user_id")
-DELETE_EXPIRED_TOKENS = Statement("DELETE FROM iam_tokens WHERE expires_at < :now")
+# The per-user bounds: read in the inserting transaction (concurrent inserts may pass a
+# bound by their number; nothing else can).
+COUNT_LIVE_TOKENS = Statement(
+    "SELECT COUNT(*) FROM iam_tokens WHERE user_id = :user_id AND expires_at > :now AND NOT revoked"
+)
+# A temporary key counts while its token is unrevoked (a password change revokes them).
+_LIVE_KEY = (
+    " FROM iam_access_keys AS k JOIN iam_tokens AS t ON t.token_hash = k.token_hash"
+    " WHERE k.user_id = :user_id AND k.expires_at > :now AND NOT t.revoked"
+)
+COUNT_LIVE_KEYS = Statement("SELECT COUNT(*)" + _LIVE_KEY)
+OLDEST_LIVE_TOKEN_EXPIRY = Statement(
+    "SELECT MIN(expires_at) FROM iam_tokens WHERE user_id = :user_id AND expires_at > :now"
+    " AND NOT revoked"
+)
+OLDEST_LIVE_KEY_EXPIRY = Statement("SELECT MIN(k.expires_at)" + _LIVE_KEY)
+# The purge: what can never authenticate again. A temporary key whose token is gone or
+# revoked is dead too (its token's revocation already dropped every cache).
+DELETE_EXPIRED_TOKENS = Statement("DELETE FROM iam_tokens WHERE expires_at <= :now OR revoked")
+DELETE_EXPIRED_KEYS = Statement(
+    "DELETE FROM iam_access_keys WHERE expires_at IS NOT NULL AND (expires_at <= :now"
+    " OR NOT EXISTS (SELECT 1 FROM iam_tokens AS t"
+    " WHERE t.token_hash = iam_access_keys.token_hash))"
+)
+DELETE_STALE_FAILURES = Statement(
+    "DELETE FROM iam_failures WHERE window_started_at <= :window_floor"
+    " AND (locked_until IS NULL OR locked_until <= :now)"
+)
+# Failures per subject within a window: a failure after the window starts a new one.
 COUNT_FAILURE = Statement(
-    "UPDATE iam_access_keys SET failed_attempts = failed_attempts + 1"
-    " WHERE access_key = :access_key RETURNING failed_attempts"
+    "INSERT INTO iam_failures (subject, failures, window_started_at, locked_until)"
+    " VALUES (:subject, 1, :now, NULL) ON CONFLICT (subject) DO UPDATE SET"
+    " failures = CASE WHEN iam_failures.window_started_at <= :window_floor THEN 1"
+    " ELSE iam_failures.failures + 1 END,"
+    " window_started_at = CASE WHEN iam_failures.window_started_at <= :window_floor"
+    " THEN :now ELSE iam_failures.window_started_at END RETURNING failures, locked_until"
 )
-LOCK_KEY = Statement(
-    "UPDATE iam_access_keys SET failed_attempts = 0, locked_until = :locked_until"
-    " WHERE access_key = :access_key"
+LOCK_SUBJECT = Statement(
+    "UPDATE iam_failures SET failures = 0, window_started_at = :now,"
+    " locked_until = :locked_until WHERE subject = :subject"
 )
-RESET_FAILURES = Statement(
-    "UPDATE iam_access_keys SET failed_attempts = 0, locked_until = NULL"
-    " WHERE access_key = :access_key"
+CLEAR_FAILURES = Statement("DELETE FROM iam_failures WHERE subject = :subject")
+FAILURES_OF = Statement(
+    "SELECT subject, failures, window_started_at, locked_until FROM iam_failures"
+    " WHERE subject IN (:first, :second)"
 )
 
 ACCOUNT_BY_NAME = Statement(f"SELECT {_ACCOUNT} FROM iam_accounts WHERE name = :name")
@@ -145,9 +182,11 @@ GROUPS_OF_ACCOUNT = Statement(
     f"SELECT {_GROUP} FROM iam_groups WHERE account_id = :account_id ORDER BY name"
 )
 KEY_WITH_OWNER = Statement(
-    f"SELECT {_prefixed(_KEY, 'k')}, {_prefixed(_USER, 'u')}, {_prefixed(_ACCOUNT, 'a')}"
+    f"SELECT {_prefixed(_KEY, 'k')}, {_prefixed(_USER, 'u')}, {_prefixed(_ACCOUNT, 'a')},"
+    f" {_prefixed(_ISSUED, 't')}"
     " FROM iam_access_keys AS k JOIN iam_users AS u ON u.id = k.user_id"
-    " JOIN iam_accounts AS a ON a.id = u.account_id WHERE k.access_key = :access_key"
+    " JOIN iam_accounts AS a ON a.id = u.account_id"
+    " LEFT JOIN iam_tokens AS t ON t.token_hash = k.token_hash WHERE k.access_key = :access_key"
 )
 KEYS_OF_ACCOUNT = Statement(
     f"SELECT {_prefixed(_KEY, 'k')} FROM iam_access_keys AS k"
@@ -227,8 +266,9 @@ def _policy(row: Row) -> PolicyRecord:
     return PolicyRecord(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
-def _token(row: Row) -> Token:
-    return Token(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
+def _token(row: Row, at: int = 0) -> Token:
+    r = row[at : at + 8]
+    return Token(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
 
 
 def _values(record: Any) -> dict[str, Any]:
@@ -294,12 +334,23 @@ class SqlIamStore:
     async def group_members(self, group_id: str) -> list[User]:
         return [_user(r) for r in await self._db.fetch(MEMBERS_OF_GROUP, {"group_id": group_id})]
 
-    async def access_key(self, access_key: str) -> tuple[AccessKey, User, Account] | None:
+    async def access_key(
+        self, access_key: str
+    ) -> tuple[AccessKey, User, Account, Token | None] | None:
+        """The key, its owner, and for a temporary key the token it was made from (None
+        once that token is gone)."""
         rows = await self._db.fetch(KEY_WITH_OWNER, {"access_key": access_key})
         if not rows:
             return None
         row = rows[0]
-        return _key(row), _user(row, _KEY_WIDTH), _account(row, _KEY_WIDTH + _USER_WIDTH)
+        token_at = _KEY_WIDTH + _USER_WIDTH + _ACCOUNT_WIDTH
+        token = None if row[token_at] is None else _token(row, token_at)
+        return (
+            _key(row),
+            _user(row, _KEY_WIDTH),
+            _account(row, _KEY_WIDTH + _USER_WIDTH),
+            token,
+        )
 
     async def access_keys(self, account_id: str) -> list[AccessKey]:
         rows = await self._db.fetch(KEYS_OF_ACCOUNT, {"account_id": account_id})
@@ -343,7 +394,7 @@ class SqlIamStore:
             (INSERT_ACCOUNT, _values(account)),
             (INSERT_USER, _values(root)),
             *((INSERT_PROJECT, _values(p)) for p in projects),
-            (INSERT_KEY, _key_values(key)),
+            (INSERT_KEY, _values(key)),
         )
 
     async def create_project(self, project: Project) -> None:
@@ -353,7 +404,12 @@ class SqlIamStore:
         await self._change((INSERT_USER, _values(user)))
 
     async def set_password(self, user_id: str, password_hash: str) -> None:
-        await self._change((SET_PASSWORD, {"id": user_id, "password_hash": password_hash}))
+        """A new password; the user's tokens (already refused: their password version is
+        old) are revoked, so that they no longer count towards its bound."""
+        await self._change(
+            (SET_PASSWORD, {"id": user_id, "password_hash": password_hash}),
+            (REVOKE_USER_TOKENS, {"user_id": user_id, "revoked": True}),
+        )
 
     async def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         await self._change((SET_USER_ENABLED, {"id": user_id, "enabled": enabled}))
@@ -371,7 +427,7 @@ class SqlIamStore:
         await self._change((DELETE_MEMBER, {"group_id": group_id, "user_id": user_id}))
 
     async def create_access_key(self, key: AccessKey) -> None:
-        await self._change((INSERT_KEY, _key_values(key)))
+        await self._change((INSERT_KEY, _values(key)))
 
     async def set_access_key_status(self, access_key: str, status: str) -> None:
         await self._change((SET_KEY_STATUS, {"access_key": access_key, "status": status}))
@@ -391,10 +447,33 @@ class SqlIamStore:
     async def detach(self, grant: Grant) -> None:
         await self._change((DELETE_ATTACHMENT, _values(grant)))
 
-    async def insert_token(self, token: Token) -> None:
-        # Issuing a token changes no cached answer: no generation bump.
+    async def insert_token(self, token: Token, limit: int) -> bool:
+        """Store a token unless its user already has ``limit`` live ones (False then).
+        Issuing a token changes no cached answer: no generation bump."""
+        live = {"user_id": token.user_id, "now": token.issued_at}
+        return await self._insert_within(COUNT_LIVE_TOKENS, live, limit, INSERT_TOKEN, token)
+
+    async def create_temporary_key(self, key: AccessKey, limit: int) -> bool:
+        """Store a temporary key unless its user already has ``limit`` live ones. A new,
+        random access key is in no cache: no generation bump (minting keys must not drop
+        every process's caches)."""
+        live = {"user_id": key.user_id, "now": key.created_at}
+        return await self._insert_within(COUNT_LIVE_KEYS, live, limit, INSERT_KEY, key)
+
+    async def _insert_within(
+        self, count: Statement, live: dict[str, Any], limit: int, insert: Statement, record: Any
+    ) -> bool:
         async with self._db.transaction() as tx:
-            await tx.execute(INSERT_TOKEN, _values(token))
+            if (await tx.fetch(count, live))[0][0] >= limit:
+                return False
+            await tx.execute(insert, _values(record))
+        return True
+
+    async def oldest_live_expiry(self, user_id: str, now: int, *, tokens: bool) -> int | None:
+        """When the first of the user's live tokens (or temporary keys) expires."""
+        statement = OLDEST_LIVE_TOKEN_EXPIRY if tokens else OLDEST_LIVE_KEY_EXPIRY
+        rows = await self._db.fetch(statement, {"user_id": user_id, "now": now})
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     async def revoke_token(self, token_hash: str) -> None:
         await self._change((REVOKE_TOKEN, {"token_hash": token_hash, "revoked": True}))
@@ -402,25 +481,41 @@ class SqlIamStore:
     async def revoke_user_tokens(self, user_id: str) -> None:
         await self._change((REVOKE_USER_TOKENS, {"user_id": user_id, "revoked": True}))
 
-    async def purge_expired(self, now: int) -> None:
+    async def purge_expired(self, now: int, failure_window_ms: int) -> None:
+        """Delete expired or revoked tokens, dead temporary keys and stale failure counts."""
         async with self._db.transaction() as tx:
             await tx.execute(DELETE_EXPIRED_TOKENS, {"now": now})
             await tx.execute(DELETE_EXPIRED_KEYS, {"now": now})
+            await tx.execute(
+                DELETE_STALE_FAILURES, {"now": now, "window_floor": now - failure_window_ms}
+            )
 
-    async def count_signature_failure(self, access_key: str) -> int:
+    # --- failure counters (logins, signatures) -------------------------------------------
+
+    async def failures(self, first: str, second: str) -> dict[str, tuple[int, int, int | None]]:
+        """subject -> (failures, window start, locked until) for the two subjects."""
+        rows = await self._db.fetch(FAILURES_OF, {"first": first, "second": second})
+        return {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows}
+
+    async def count_failure(
+        self, subject: str, now: int, *, window_ms: int, limit: int, lockout_ms: int
+    ) -> int | None:
+        """Count one failure; the ``limit``-th within ``window_ms`` locks the subject for
+        ``lockout_ms``. The end of a lock already in force when this failure came (so the
+        failure that locks is answered as a plain failure, the next ones as locked)."""
         async with self._db.transaction() as tx:
-            rows = await tx.fetch(COUNT_FAILURE, {"access_key": access_key})
-        return int(rows[0][0]) if rows else 0
+            rows = await tx.fetch(
+                COUNT_FAILURE, {"subject": subject, "now": now, "window_floor": now - window_ms}
+            )
+            failures, locked_until = int(rows[0][0]), rows[0][1]
+            if locked_until is not None and locked_until > now:
+                return int(locked_until)
+            if failures >= limit:
+                await tx.execute(
+                    LOCK_SUBJECT, {"subject": subject, "now": now, "locked_until": now + lockout_ms}
+                )
+        return None
 
-    async def lock_access_key(self, access_key: str, until: int) -> None:
-        await self._change((LOCK_KEY, {"access_key": access_key, "locked_until": until}))
-
-    async def reset_signature_failures(self, access_key: str) -> None:
+    async def clear_failures(self, subject: str) -> None:
         async with self._db.transaction() as tx:
-            await tx.execute(RESET_FAILURES, {"access_key": access_key})
-
-
-def _key_values(key: AccessKey) -> dict[str, Any]:
-    values = _values(key)
-    del values["failed_attempts"], values["locked_until"]
-    return values
+            await tx.execute(CLEAR_FAILURES, {"subject": subject})

@@ -173,10 +173,10 @@ iam_access_keys = Table(
     Column("security_token_hash", String(64), nullable=True),
     Column("project_id", String(32), nullable=True),
     Column("session_policy", Text, nullable=True),
-    # Gateway lockout: more than 5 consecutive signature failures lock the key 5 minutes.
-    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),
-    Column("locked_until", BigInteger, nullable=True),
+    # Temporary keys only: the SHA-256 of the token they were made from; they die with it.
+    Column("token_hash", String(64), nullable=True),
     Index("ix_iam_access_keys_user", "user_id"),
+    Index("ix_iam_access_keys_expiry", "expires_at"),
 )
 
 iam_policies = Table(
@@ -229,6 +229,19 @@ iam_tokens = Table(
     Column("password_version", Integer, nullable=False),
     Column("revoked", Bool, nullable=False, server_default=text("FALSE")),
     Index("ix_iam_tokens_user", "user_id"),
+    Index("ix_iam_tokens_expiry", "expires_at"),
+)
+
+# Failed logins and signatures per subject (a digest of "login-user", account and user
+# name; "login-address" and address; "signature", access key and address): counted within
+# a window, and a subject past its limit is locked until ``locked_until``.
+iam_failures = Table(
+    "iam_failures",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_started_at", BigInteger, nullable=False),
+    Column("locked_until", BigInteger, nullable=True),
 )
 
 # One row per named counter; "iam_generation" is bumped by every identity change so that
