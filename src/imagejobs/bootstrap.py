@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from imagejobs.services.servers import ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
+from imagejobs.storage.engine_clock import DatabaseClock
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
@@ -60,17 +62,21 @@ def open_database(settings: Settings) -> Database:
 
 def build_services(database: Database, settings: Settings) -> Services:
     engine_store = SqlEngineStore(database)
-    steering = SteeringService(SqlSteeringStore(database), defaults_from(settings))
+    clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
+    steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
     engine = EngineService(
         engine_store,
         steering,
         load_driver(settings),
         max_attempts=settings.max_attempts,
         backoff_base=settings.retry_backoff_seconds,
+        clock=clock,
     )
     return Services(
-        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store),
-        servers=ServerService(SqlServerStore(database, engine_store), steering, IdGenerator()),
+        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store, clock),
+        servers=ServerService(
+            SqlServerStore(database, engine_store), steering, IdGenerator(), clock
+        ),
         steering=steering,
         engine=engine,
     )
@@ -127,6 +133,8 @@ def build_app(settings: Settings) -> Starlette:
 
     async def startup() -> None:
         await database.open()
+        with contextlib.suppress(Exception):  # unreachable now: it anchors when it can
+            await services.engine.sync_clock()
         if embedded is not None:
             embedded.start()
 

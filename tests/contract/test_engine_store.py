@@ -113,7 +113,9 @@ async def test_an_expired_lease_is_taken_over_and_the_stale_runner_is_fenced(
     assert fresh.started_at == stale.started_at  # the sub-job started once
     done = Done({"server_id": "wksapp-x", "instance_id": "ecs-x"})
     assert await store.record([outcome(stale, done, now)], now + LEASE) == [False]
-    await store.heartbeat([(stale.sub_job_id, stale.fencing_token, "")], now + 10 * LEASE)
+    await store.heartbeat(
+        "runner-a", [(stale.sub_job_id, stale.fencing_token, "")], now + 10 * LEASE
+    )
     assert await store.claim("runner-c", 10, now + 2 * LEASE, LEASE) != []  # not extended
     job = await services.jobs.show_job(project, job_id)
     assert job.job.status is JobStatus.RUNNING  # the stale result changed nothing
@@ -125,7 +127,9 @@ async def test_heartbeats_keep_a_lease(services: Services) -> None:
     await services.servers.create(new_project(), new_server())
     now = now_ms()
     [task] = await store.claim("runner-a", 10, now, LEASE)
-    await store.heartbeat([(task.sub_job_id, task.fencing_token, "50%")], now + 5 * LEASE)
+    await store.heartbeat(
+        "runner-a", [(task.sub_job_id, task.fencing_token, "50%")], now + 5 * LEASE
+    )
     assert await store.claim("runner-b", 10, now + 4 * LEASE, LEASE) == []
     [view] = await store.list_tasks(None, 10)
     assert (view.progress, view.lease_owner) == ("50%", "runner-a")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -19,7 +19,7 @@ import msgspec
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import InvalidParameter
 from imagejobs.domain.ids import parse_id
-from imagejobs.domain.lifecycle import NewTask, ServerChange
+from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import JobDetail, Page, PageRequest
 from imagejobs.domain.servers import (
     IMAGE_SOURCE_STATUSES,
@@ -36,9 +36,6 @@ from imagejobs.domain.servers import (
 )
 from imagejobs.storage.database import Database, Row, Statement, Transaction
 from imagejobs.storage.job_store import insert_jobs
-
-if TYPE_CHECKING:
-    from imagejobs.storage.engine_store import SqlEngineStore
 
 # A job and its tasks, planned from the servers the transaction found.
 JobPlan = tuple[JobDetail, Sequence[NewTask]]
@@ -72,18 +69,6 @@ UPDATE_SERVER = Statement(
     " description = COALESCE(:description, description), update_time = :now"
     " WHERE project_id = :project_id AND id = :id RETURNING id"
 )
-CHANGE_SERVER = Statement(
-    "UPDATE image_servers SET status = :status,"
-    " aps_server_id = COALESCE(:aps_server_id, aps_server_id),"
-    " instance_id = COALESCE(:instance_id, instance_id),"
-    " image_id = COALESCE(:image_id, image_id), update_time = :now WHERE id = :id"
-)
-DELETE_SERVER = Statement("DELETE FROM image_servers WHERE id = :id")
-_FIELD_COLUMNS = {
-    "server_id": "aps_server_id",
-    "instance_id": "instance_id",
-    "image_id": "image_id",
-}
 _encoder = msgspec.json.Encoder()
 
 
@@ -163,33 +148,22 @@ def _server(row: Row, offset: int = 0) -> ImageServer:
     )
 
 
-async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
-    """Make each server follow its sub-job's result (in that result's transaction)."""
-    deleted: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
-    for change in sorted(changes, key=lambda c: c.server_id):
-        if change.delete:
-            deleted.append({"id": change.server_id})
-            continue
-        params: dict[str, Any] = dict.fromkeys(_FIELD_COLUMNS.values())
-        params.update({_FIELD_COLUMNS[k]: v for k, v in change.fields.items()})
-        status = change.status or ImageServerStatus.NULL
-        params.update({"id": change.server_id, "status": status.value, "now": now})
-        changed.append(params)
-    if changed:
-        await tx.execute_many(CHANGE_SERVER, changed)
-    if deleted:
-        await tx.execute_many(DELETE_SERVER, deleted)
-
-
 def _is_unique_violation(exc: Exception) -> bool:
     return isinstance(exc, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
+
+
+class TaskQueue(Protocol):
+    """Where a job's tasks go (the engine's queue, storage/engine_store.py)."""
+
+    async def add_tasks(self, tx: Transaction, tasks: Sequence[NewTask], now: int) -> None: ...
+
+    def ring(self) -> None: ...
 
 
 class SqlServerStore:
     """Image servers on SQLite or PostgreSQL, always scoped by project."""
 
-    def __init__(self, database: Database, engine: SqlEngineStore) -> None:
+    def __init__(self, database: Database, engine: TaskQueue) -> None:
         self._db = database
         self._engine = engine
         self._dialect = database.dialect
