@@ -5,9 +5,9 @@ after the sub-job started RUNNING, measured from its first start on the engine's
 that a retried step does not start over; or until the job has been read ``reads`` times),
 then applies the faults that hit it (slow down, then fail with the fault's code and
 message), then "makes" its resources. Waiting longer than a second is a ``Pending`` (the
-step comes back when the wait is over), never a sleep that would hold a runner slot. Resource ids are derived
-from the sub-job id, so a step that runs twice answers the same ids: the driver is
-idempotent without any state.
+step comes back when the wait is over), never a sleep that would hold a runner slot.
+Resource ids are derived from the sub-job id, so a step that runs twice answers the same
+ids: the driver is idempotent without any state.
 """
 
 from __future__ import annotations
