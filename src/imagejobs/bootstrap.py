@@ -28,7 +28,7 @@ from imagejobs.services import Services
 from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
-from imagejobs.services.servers import ServerService
+from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
@@ -36,6 +36,8 @@ from imagejobs.storage.engine_clock import DatabaseClock
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
+from imagejobs.storage.node_store import SqlNodeStore
+from imagejobs.storage.quota_store import SqlQuotaStore
 from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
 from imagejobs.storage.steering_store import SqlSteeringStore
@@ -75,7 +77,17 @@ def build_services(database: Database, settings: Settings) -> Services:
     return Services(
         jobs=SteeredJobService(SqlJobStore(database), steering, engine_store, clock),
         servers=ServerService(
-            SqlServerStore(database, engine_store), steering, IdGenerator(), clock
+            SqlServerStore(database, engine_store),
+            steering,
+            IdGenerator(None if settings.id_node < 0 else settings.id_node),
+            clock,
+            nodes=SqlNodeStore(database) if settings.id_node < 0 else None,
+            quota_store=SqlQuotaStore(database),
+            quotas=Quotas(
+                settings.quota_servers,
+                settings.quota_jobs_in_flight,
+                settings.quota_creates_per_second,
+            ),
         ),
         steering=steering,
         engine=engine,

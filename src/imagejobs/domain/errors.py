@@ -12,11 +12,13 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     │   ├── SignatureMismatch            401 APIGW.0301 (counts towards an AK's lockout)
     │   └── LoginFailed                  401 (Keystone-shaped body, POST /v3/auth/tokens)
     ├── PermissionDenied                 403 WKS.00081102
+    ├── QuotaExceeded                    403 WKS.00081105 (a per-project quota)
     ├── NotFound                         404 WKS.00211902
     │   └── RouteNotFound                404 APIGW.0101
     ├── MethodNotAllowed                 405 WKS.00000405
     ├── Conflict                         409 WKS.00211103
     ├── RequestTooLarge                  413 APIGW.0201
+    ├── Throttled                        429 APIGW.0308 (a per-project rate)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
     └── InvalidSettings                  (start-up only: a bad setting or flag)
@@ -119,6 +121,22 @@ class RequestTooLarge(ImageJobsError):
 
     status = 413
     code = "APIGW.0201"
+
+
+class QuotaExceeded(ImageJobsError):
+    """The quota is exceeded."""
+
+    # The catalogue's "Number of ... exceeds limit {0}" error (spec §6).
+    status = 403
+    code = "WKS.00081105"
+
+
+class Throttled(ImageJobsError):
+    """The throttling threshold has been reached."""
+
+    # API Gateway's answer to a flow-control limit; the SDK retries only on 429.
+    status = 429
+    code = "APIGW.0308"
 
 
 class InternalError(ImageJobsError):

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from imagejobs.domain.errors import InternalError
+
 EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 ID_BASE = 10**17
 NODE_BITS = 8
@@ -40,9 +42,10 @@ def time_of(job_id: int) -> int:
 class IdGenerator:
     """Thread-safe generator of unique, increasing ids for one process.
 
-    ``node`` tells processes apart (random by default: processes sharing a PostgreSQL
-    database pick different nodes with high probability, and stores retry an insert
-    whose id collides).
+    ``node`` tells processes apart: the server leases one from the database
+    (storage/node_store.py) so that live processes never share one, and calls
+    ``use_node``; until then (and in tools) it is random. An insert whose id still
+    collides (a process that stalled past its node's lease) is retried with new ids.
     """
 
     def __init__(self, node: int | None = None, clock_ms: Callable[[], int] | None = None) -> None:
@@ -51,6 +54,14 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._sequence = 0
+
+    @property
+    def node(self) -> int:
+        return self._node
+
+    def use_node(self, node: int) -> None:
+        with self._lock:
+            self._node = node
 
     def next_id(self) -> int:
         with self._lock:
@@ -64,6 +75,10 @@ class IdGenerator:
                 self._sequence = 0
             self._last_ms = now
             return id_for(now, self._node, self._sequence)
+
+
+class IdCollision(InternalError):
+    """A new id collided with an existing one (retried with new ids)."""
 
 
 def parse_id(text: str) -> int | None:

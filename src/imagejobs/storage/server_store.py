@@ -18,7 +18,7 @@ import msgspec
 
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import InvalidParameter
-from imagejobs.domain.ids import parse_id
+from imagejobs.domain.ids import IdCollision, parse_id
 from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import JobDetail, Page, PageRequest
 from imagejobs.domain.servers import (
@@ -70,6 +70,7 @@ UPDATE_SERVER = Statement(
     " WHERE project_id = :project_id AND id = :id RETURNING id"
 )
 _encoder = msgspec.json.Encoder()
+_NAME_CONSTRAINT = "uq_image_servers_project_name"
 
 
 @cache
@@ -152,6 +153,17 @@ def _is_unique_violation(exc: Exception) -> bool:
     return isinstance(exc, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
 
 
+def _name_collided(exc: Exception) -> bool:
+    """Whether a unique violation is a server name's (else it is a new id's)."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return getattr(exc, "constraint_name", None) == _NAME_CONSTRAINT
+    return "image_servers.name" in str(exc)
+
+
+def _id_collision(exc: Exception) -> IdCollision:
+    return IdCollision("A new id collided with an existing one.")
+
+
 class TaskQueue(Protocol):
     """Where a job's tasks go (the engine's queue, storage/engine_store.py)."""
 
@@ -178,8 +190,10 @@ class SqlServerStore:
                 await tx.execute(INSERT_SERVER, server_row(server))
                 await self._start_job(tx, plan, now)
         except Exception as exc:
-            if _is_unique_violation(exc):  # a concurrent create of the same name won
-                raise _name_taken(server.name) from exc
+            if _is_unique_violation(exc):
+                if _name_collided(exc):  # a concurrent create of the same name won
+                    raise _name_taken(server.name) from exc
+                raise _id_collision(exc) from exc
             raise
         self._engine.ring()
 
@@ -250,6 +264,22 @@ class SqlServerStore:
         """Mark the servers DELETING and start their DELETE_SERVER job; unknown ids and
         servers already being deleted are skipped, CREATING and BUILDING ones refused."""
         ids = sorted(set(server_ids))
+        try:
+            job_plan = await self._start_deletion(project_id, ids, plan, now)
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise _id_collision(exc) from exc
+            raise
+        self._engine.ring()
+        return job_plan[0]
+
+    async def _start_deletion(
+        self,
+        project_id: str,
+        ids: Sequence[int],
+        plan: Callable[[Sequence[ImageServer]], JobPlan],
+        now: int,
+    ) -> JobPlan:
         async with self._db.transaction() as tx:
             found: list[ImageServer] = []
             if ids:
@@ -271,8 +301,7 @@ class SqlServerStore:
                 await tx.execute(SET_STATUS, status)
             job_plan = plan(deletable)
             await self._start_job(tx, job_plan, now)
-        self._engine.ring()
-        return job_plan[0]
+        return job_plan
 
     async def start_image_build(
         self,
@@ -282,6 +311,22 @@ class SqlServerStore:
         now: int,
     ) -> JobDetail:
         """Mark the server BUILDING and start its CREATE_SERVER_IMAGE job."""
+        try:
+            job_plan = await self._start_image_build(project_id, server_id, plan, now)
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise _id_collision(exc) from exc
+            raise
+        self._engine.ring()
+        return job_plan[0]
+
+    async def _start_image_build(
+        self,
+        project_id: str,
+        server_id: int,
+        plan: Callable[[ImageServer], JobPlan],
+        now: int,
+    ) -> JobPlan:
         async with self._db.transaction() as tx:
             rows = await tx.fetch(
                 LOCK_SERVER[self._dialect], {"project_id": project_id, "id": server_id}
@@ -298,8 +343,7 @@ class SqlServerStore:
             await tx.execute(SET_STATUS, building)
             job_plan = plan(server)
             await self._start_job(tx, job_plan, now)
-        self._engine.ring()
-        return job_plan[0]
+        return job_plan
 
 
 def _name_taken(name: str) -> ServerNameTaken:
