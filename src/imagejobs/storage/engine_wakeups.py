@@ -39,6 +39,7 @@ class Wakeups:
         self._data_version: int | None = None
         self._listener: Any = None
         self._listening = False  # wanted: listen() was called and unlisten() was not
+        self._lost = False  # the LISTEN connection dropped (the pool has let go of it)
 
     def ring(self) -> None:
         self._doorbell.set()
@@ -80,7 +81,7 @@ class Wakeups:
         if not self._listening or not isinstance(self._db, PostgresDatabase):
             return
         if self._listener is not None:
-            if not self._listener.is_closed():
+            if not self._lost:
                 return
             await self._drop_listener()
         try:
@@ -91,6 +92,7 @@ class Wakeups:
         try:
             await connection.add_listener(CHANNEL, self._on_notify)
             connection.add_termination_listener(self._on_lost)
+            self._lost = False
         except Exception:
             logger.warning("cannot LISTEN for work now; polling meanwhile", exc_info=True)
             await self._db.pool.release(connection)
@@ -104,6 +106,7 @@ class Wakeups:
         """The LISTEN connection dropped: look for work now (a NOTIFY may have been
         lost with it); the wait that follows listens again."""
         logger.warning("the LISTEN connection was lost; listening again")
+        self._lost = True
         self._doorbell.set()
 
     async def _drop_listener(self) -> None:
