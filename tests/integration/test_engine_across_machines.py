@@ -161,7 +161,7 @@ def test_a_runner_listens_again_after_its_listen_connection_drops(
     assert_all_succeeded_once(postgres_url, [job_id])
 
 
-ATTACK_CREATES = 1500
+ATTACK_CREATES = 1000
 
 
 async def _flood(base_url: str, project: str, count: int) -> Counter[int]:
@@ -212,19 +212,5 @@ def test_one_tenant_cannot_starve_another_tenants_jobs(database_url: str, tmp_pa
             " AND status IN ('WAITING', 'RUNNING')",
         )
         assert pending == [(ATTACK_CREATES,)]
-    finally:
-        server.stop()
-
-
-def test_quota_refusals_reach_the_client_as_documented(database_url: str, tmp_path: Path) -> None:
-    env = {**FAST, "IMAGEJOBS_AUTH": "none", "IMAGEJOBS_QUOTA_CREATES_PER_SECOND": "0.001"}
-    server = ServerProcess(database_url, tmp_path, extra_env=env)
-    try:
-        project = new_project()
-        url = f"{server.base_url}/v1/{project}/image-servers"
-        assert httpx.post(url, json=server_body()).status_code == 200
-        refused = httpx.post(url, json=server_body())
-        assert refused.status_code == 429
-        assert refused.json()["error_code"] == "APIGW.0308"
     finally:
         server.stop()
