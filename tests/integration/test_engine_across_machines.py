@@ -53,7 +53,7 @@ def test_workers_with_clocks_minutes_apart_run_each_step_exactly_once(
     job_ids = create_servers(postgres_url, new_project(), 300)
     workers = [
         WorkerProcess(postgres_url, tmp_path / f"w{i}.log", {**env, "FAKETIME": skew}, 16)
-        for i, skew in enumerate(("-3m", "+3m"))
+        for i, skew in enumerate(("+0", "+3m"))  # the second sees the first's leases expire
     ]
     try:
         assert wait_for(lambda: job_statuses(postgres_url)["SUCCESS"] == 300, 120)
@@ -107,7 +107,10 @@ def test_processes_forced_onto_one_id_node_mint_no_duplicate(database_url: str) 
             [sys.executable, "-c", _MINT, database_url, project, "200", str(start_at)],
             stdout=subprocess.PIPE,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(ROOT)]),
+            },
         )
         for _ in range(4)
     ]

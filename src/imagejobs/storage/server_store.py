@@ -160,7 +160,7 @@ def _name_collided(exc: Exception) -> bool:
     return "image_servers.name" in str(exc)
 
 
-def _id_collision(exc: Exception) -> IdCollision:
+def _id_collision() -> IdCollision:
     return IdCollision("A new id collided with an existing one.")
 
 
@@ -193,7 +193,7 @@ class SqlServerStore:
             if _is_unique_violation(exc):
                 if _name_collided(exc):  # a concurrent create of the same name won
                     raise _name_taken(server.name) from exc
-                raise _id_collision(exc) from exc
+                raise _id_collision() from exc
             raise
         self._engine.ring()
 
@@ -268,7 +268,7 @@ class SqlServerStore:
             job_plan = await self._start_deletion(project_id, ids, plan, now)
         except Exception as exc:
             if _is_unique_violation(exc):
-                raise _id_collision(exc) from exc
+                raise _id_collision() from exc
             raise
         self._engine.ring()
         return job_plan[0]
@@ -315,7 +315,7 @@ class SqlServerStore:
             job_plan = await self._start_image_build(project_id, server_id, plan, now)
         except Exception as exc:
             if _is_unique_violation(exc):
-                raise _id_collision(exc) from exc
+                raise _id_collision() from exc
             raise
         self._engine.ring()
         return job_plan[0]
