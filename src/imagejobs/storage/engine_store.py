@@ -66,16 +66,20 @@ _DUE_PROJECTS = (
     " SELECT MIN(project_id) FROM engine_tasks WHERE due_at <= :now"
     " UNION ALL SELECT (SELECT MIN(t.project_id) FROM engine_tasks AS t"
     " WHERE t.project_id > projects.project_id AND t.due_at <= :now)"
-    " FROM projects WHERE projects.project_id IS NOT NULL)"
+    " FROM projects WHERE projects.project_id IS NOT NULL),"
+    # Each project's share of the batch (a project with fewer due tasks leaves its share
+    # to the next claim): every project is served, and no more rows are read than needed.
+    " share (n) AS (SELECT CASE WHEN COUNT(project_id) = 0 THEN 1"
+    " ELSE (:limit + COUNT(project_id) - 1) / COUNT(project_id) END FROM projects)"
 )
 # Each project's earliest due tasks, locked (PostgreSQL) as they are found.
 _PER_PROJECT = {
     "postgresql": " FROM projects AS p CROSS JOIN LATERAL (SELECT sub_job_id, due_at"
     " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
-    " ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS c",
+    " ORDER BY due_at LIMIT (SELECT n FROM share) FOR UPDATE SKIP LOCKED) AS c",
     "sqlite": " FROM projects AS p JOIN engine_tasks AS c ON c.sub_job_id IN (SELECT sub_job_id"
     " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
-    " ORDER BY due_at LIMIT :limit)",
+    " ORDER BY due_at LIMIT (SELECT n FROM share))",
 }
 
 
