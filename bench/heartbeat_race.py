@@ -5,8 +5,8 @@ One runner (a slot for every sub-job, so nothing queues; a 0.3 s lease: heartbea
 0.1 s) runs ``--jobs`` sub-jobs
 whose driver steps take 0-150 ms and answer ``Pending(0.02 s)`` ``--steps`` times before
 they finish. Each reschedule is due 20 ms after it was committed; one whose next step
-starts a whole lease (>= 0.25 s) later waited for nothing. Reported per database: reschedules, how many waited
-a lease, and the share. A fresh database each run.
+starts a whole lease (>= 0.25 s) later waited for nothing. Reported per database:
+reschedules, how many waited a lease, and the share. A fresh database each run.
 
     .venv/bin/python bench/heartbeat_race.py [--jobs 100] [--steps 25]
         [--databases sqlite,postgresql] [--postgres-url postgresql://postgres@127.0.0.1/test]
