@@ -32,10 +32,12 @@ class DatabaseClock:
         self._resync = resync_seconds
         self._anchor: tuple[int, float] | None = None  # (database ms, monotonic seconds)
         self._refresh: asyncio.Task[None] | None = None
+        self._synced = False  # sync() was called: keep re-anchoring from then on
 
     async def sync(self) -> None:
         """Anchor to the database's clock now (a process does this before its first
         decision; later re-anchoring happens by itself)."""
+        self._synced = True
         if self._db.dialect == "sqlite":
             return
         before = time.monotonic()
@@ -48,9 +50,9 @@ class DatabaseClock:
             return now_ms()
         anchor = self._anchor
         elapsed = 0.0 if anchor is None else time.monotonic() - anchor[1]
-        if anchor is None or elapsed > self._resync:
+        if self._synced and (anchor is None or elapsed > self._resync):
             self._refresh_soon()
-        if anchor is None:  # never anchored (a tool that did not sync): this machine's
+        if anchor is None:  # not anchored (yet, or a tool that never syncs): this machine's
             return now_ms()
         return anchor[0] + round(elapsed * 1000)
 
