@@ -72,7 +72,7 @@ class NodeStore(Protocol):
 class QuotaStore(Protocol):
     async def servers(self, project_id: str, limit: int) -> int: ...
 
-    async def jobs_in_flight(self, project_id: str) -> int: ...
+    async def usage(self, project_id: str) -> tuple[int, int]: ...
 
     async def take_token(self, project_id: str, rate: float, burst: float, now: int) -> bool: ...
 
@@ -271,13 +271,16 @@ class ServerService:
                     "The throttling threshold has been reached: this project may start"
                     f" {rate:g} jobs per second."
                 )
-        in_flight = quotas.jobs_in_flight
-        if in_flight > 0 and await store.jobs_in_flight(project_id) >= in_flight:
+        in_flight, servers = quotas.jobs_in_flight, quotas.servers if new_server else 0
+        if not in_flight and not servers:
+            return
+        jobs_in_flight, creations = await store.usage(project_id)
+        if in_flight and jobs_in_flight >= in_flight:
             raise QuotaExceeded(
                 f"Number of jobs in progress exceeds limit {in_flight}: wait for some to end."
             )
-        servers = quotas.servers
-        if new_server and servers > 0 and await store.servers(project_id, servers) >= servers:
+        # Counted only once the project ever started that many creations (cheap till then).
+        if servers and creations >= servers and await store.servers(project_id, servers) >= servers:
             raise QuotaExceeded(f"Number of image servers exceeds limit {servers}.")
 
     async def _plan(

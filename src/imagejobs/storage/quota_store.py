@@ -1,5 +1,5 @@
 """What per-project quotas are measured against: servers, jobs in flight (from the
-counters) and a token bucket of job-starting requests, shared by every process."""
+counters, O(1)) and a token bucket of job-starting requests, shared by every process."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ COUNT_SERVERS = Statement(
     "SELECT COUNT(*) FROM (SELECT 1 FROM image_servers WHERE project_id = :project_id"
     " LIMIT :limit) AS s"
 )
-JOBS_IN_FLIGHT = Statement(
-    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM job_counters"
-    " WHERE project_id = :project_id AND scope = 'job' AND status IN ('WAITING', 'RUNNING')"
+# Jobs WAITING or RUNNING, and CREATE_SERVER jobs ever started (no project has more
+# servers than that: the exact count is needed only once it reaches the quota).
+USAGE = Statement(
+    "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('WAITING', 'RUNNING') THEN n ELSE 0 END),"
+    " 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN job_type = 'CREATE_SERVER' THEN n ELSE 0"
+    " END), 0) AS BIGINT) FROM job_counters WHERE project_id = :project_id AND scope = 'job'"
 )
 _BURST = "CAST(:burst AS DOUBLE PRECISION)"
 _REFILLED = (
@@ -40,9 +43,10 @@ class SqlQuotaStore:
         rows = await self._db.fetch(COUNT_SERVERS, {"project_id": project_id, "limit": limit})
         return int(rows[0][0])
 
-    async def jobs_in_flight(self, project_id: str) -> int:
-        rows = await self._db.fetch(JOBS_IN_FLIGHT, {"project_id": project_id})
-        return int(rows[0][0])
+    async def usage(self, project_id: str) -> tuple[int, int]:
+        """(jobs WAITING or RUNNING, CREATE_SERVER jobs ever started), from the counters."""
+        rows = await self._db.fetch(USAGE, {"project_id": project_id})
+        return int(rows[0][0]), int(rows[0][1])
 
     async def take_token(self, project_id: str, rate: float, burst: float, now: int) -> bool:
         params = {"project_id": project_id, "rate": rate, "burst": burst, "now": now}
