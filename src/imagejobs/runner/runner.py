@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 from dataclasses import dataclass, field
 
 from imagejobs.domain.errors import ServiceUnavailable
 from imagejobs.domain.lifecycle import ClaimedTask, Transition
 from imagejobs.domain.steering import Behaviour
-from imagejobs.services.engine import EngineService
+from imagejobs.services.engine import EngineService, new_owner
 
 logger = logging.getLogger("imagejobs.runner")
 MAX_CLAIM = 100
@@ -29,11 +26,6 @@ MAX_RECORD = 500
 _ERROR_PAUSE_SECONDS = 1.0
 # After a claim that did not fill every free slot, wait this long before the next one.
 GATHER_SECONDS = 0.05
-
-
-def new_owner() -> str:
-    """A lease owner name: host, process and a random part (unique per runner)."""
-    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass

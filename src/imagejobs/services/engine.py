@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -46,6 +49,12 @@ _MAX_RESOURCE_ID = 128
 _MAX_CODE = 64
 _MAX_MESSAGE = 1024
 _MAX_PROGRESS = 255
+
+
+def new_owner() -> str:
+    """A name for a lease owner (a runner, a process minting ids): host, process and a
+    random part, unique per owner, at most 64 characters (the columns' size)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class Clock(Protocol):
@@ -107,17 +116,16 @@ class EngineService:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self.clock: Clock = clock or LocalClock()
-        self._clock = self.clock
 
     def now(self) -> int:
-        return self._clock()
+        return self.clock()
 
     async def sync_clock(self) -> None:
         """Anchor to the database's clock before the first decision (start-up)."""
         await self.clock.sync()
 
     async def claim(self, owner: str, limit: int, lease_ms: int) -> list[ClaimedTask]:
-        return await self.store.claim(owner, limit, self._clock(), lease_ms)
+        return await self.store.claim(owner, limit, self.clock(), lease_ms)
 
     async def behaviours(
         self, tasks: Iterable[ClaimedTask]
@@ -146,14 +154,14 @@ class EngineService:
                 reads=task.reads,
                 steering=behaviour,
                 progress=progress,
-                clock=self._clock,
+                clock=self.clock,
                 previous_progress=task.progress,
             )
             outcome = await self._outcome(context, task)
         return decide(
             task,
             outcome,
-            now=self._clock(),
+            now=self.clock(),
             max_attempts=self._max_attempts,
             backoff_base=self._backoff_base,
         )
@@ -228,29 +236,29 @@ class EngineService:
         return decide(
             transition.task,
             failure,
-            now=self._clock(),
+            now=self.clock(),
             max_attempts=self._max_attempts,
             backoff_base=self._backoff_base,
         )
 
     async def record(self, transitions: Sequence[Transition]) -> list[bool]:
-        return await self.store.record(transitions, self._clock())
+        return await self.store.record(transitions, self.clock())
 
     async def heartbeat(
         self, owner: str, held: Sequence[tuple[int, int, str]], lease_ms: int
     ) -> None:
-        await self.store.heartbeat(owner, held, self._clock() + lease_ms)
+        await self.store.heartbeat(owner, held, self.clock() + lease_ms)
 
     async def release(self, tasks: Sequence[ClaimedTask]) -> None:
-        await self.store.release(tasks, self._clock())
+        await self.store.release(tasks, self.clock())
 
     async def seconds_until_due(self) -> float | None:
         """Seconds until the next task is due (0 if one is), None with an empty queue."""
         due = await self.store.next_due_at()
-        return None if due is None else max(0.0, (due - self._clock()) / 1000)
+        return None if due is None else max(0.0, (due - self.clock()) / 1000)
 
     async def summary(self) -> TaskSummary:
-        return await self.store.summary(self._clock())
+        return await self.store.summary(self.clock())
 
     async def tasks(self, project_id: str | None = None, limit: int = 100) -> list[TaskView]:
         return await self.store.list_tasks(project_id, limit)

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from imagejobs.domain.servers import (
     ServerUpdate,
 )
 from imagejobs.domain.times import now_ms
+from imagejobs.services.engine import new_owner
 from imagejobs.services.steering import SteeringService
 
 JobPlan = tuple[JobDetail, Sequence[NewTask]]
@@ -109,7 +107,7 @@ class ServerService:
         self._nodes = nodes
         self._node: int | None = None
         self._node_renew_at = 0
-        self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._owner = new_owner()
         self._quota_store = quota_store
         self._quotas = quotas
 
