@@ -13,15 +13,20 @@ import pytest
 
 from imagejobs.domain.enums import JobStatus, SubJobStatus
 from imagejobs.domain.errors import QuotaExceeded, Throttled
-from imagejobs.domain.lifecycle import ClaimedTask, Done, Failed, Pending, Transition, decide
+from imagejobs.domain.lifecycle import Done, Failed, Pending
 from imagejobs.domain.steering import Behaviour, Completion
 from imagejobs.domain.times import now_ms
 from imagejobs.drivers.interface import ServerCreated
 from imagejobs.services import Services
 from imagejobs.storage.database import Database
-from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.node_store import SqlNodeStore
-from tests.engine_support import counter_mismatches_async, new_server, services_for
+from tests.engine_support import (
+    counter_mismatches_async,
+    new_server,
+    outcome,
+    services_for,
+    store_of,
+)
 from tests.factories import new_project
 
 pytestmark = pytest.mark.anyio
@@ -31,16 +36,6 @@ LEASE = 2_000
 @pytest.fixture
 def services(database: Database, database_url: str) -> Services:
     return services_for(database, database_url)
-
-
-def store_of(services: Services) -> SqlEngineStore:
-    store = services.engine.store
-    assert isinstance(store, SqlEngineStore)
-    return store
-
-
-def outcome(task: ClaimedTask, result: Done | Pending | Failed, now: int) -> Transition:
-    return decide(task, result, now=now, max_attempts=5, backoff_base=1.0)
 
 
 async def test_a_late_heartbeat_does_not_extend_a_rescheduled_task(services: Services) -> None:

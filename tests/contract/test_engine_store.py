@@ -12,21 +12,23 @@ import pytest
 from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.errors import InvalidParameter
 from imagejobs.domain.lifecycle import (
-    ClaimedTask,
     Done,
     Failed,
     Pending,
     Phase,
     Reschedule,
-    Transition,
-    decide,
 )
 from imagejobs.domain.servers import ServerBusy, ServerNameTaken, ServerUpdate
 from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
 from imagejobs.storage.database import Database
-from imagejobs.storage.engine_store import SqlEngineStore
-from tests.engine_support import counter_mismatches_async, new_server, services_for
+from tests.engine_support import (
+    counter_mismatches_async,
+    new_server,
+    outcome,
+    services_for,
+    store_of,
+)
 from tests.factories import new_project
 
 pytestmark = pytest.mark.anyio
@@ -36,16 +38,6 @@ LEASE = 2_000
 @pytest.fixture
 def services(database: Database, database_url: str) -> Services:
     return services_for(database, database_url)
-
-
-def store_of(services: Services) -> SqlEngineStore:
-    store = services.engine.store
-    assert isinstance(store, SqlEngineStore)
-    return store
-
-
-def outcome(task: ClaimedTask, result: Done | Pending | Failed, now: int) -> Transition:
-    return decide(task, result, now=now, max_attempts=5, backoff_base=1.0)
 
 
 async def test_a_create_writes_everything_in_one_transaction(

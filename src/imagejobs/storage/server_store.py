@@ -9,7 +9,7 @@ after the commit (and, on PostgreSQL, the others by the NOTIFY sent inside it).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
@@ -264,14 +264,7 @@ class SqlServerStore:
         """Mark the servers DELETING and start their DELETE_SERVER job; unknown ids and
         servers already being deleted are skipped, CREATING and BUILDING ones refused."""
         ids = sorted(set(server_ids))
-        try:
-            job_plan = await self._start_deletion(project_id, ids, plan, now)
-        except Exception as exc:
-            if _is_unique_violation(exc):
-                raise _id_collision() from exc
-            raise
-        self._engine.ring()
-        return job_plan[0]
+        return await self._started(self._start_deletion(project_id, ids, plan, now))
 
     async def _start_deletion(
         self,
@@ -311,8 +304,13 @@ class SqlServerStore:
         now: int,
     ) -> JobDetail:
         """Mark the server BUILDING and start its CREATE_SERVER_IMAGE job."""
+        return await self._started(self._start_image_build(project_id, server_id, plan, now))
+
+    async def _started(self, starting: Awaitable[JobPlan]) -> JobDetail:
+        """The job that ``starting`` (a transaction) starts; the runner woken after its
+        commit. A unique violation there is one of the new ids colliding."""
         try:
-            job_plan = await self._start_image_build(project_id, server_id, plan, now)
+            job_plan = await starting
         except Exception as exc:
             if _is_unique_violation(exc):
                 raise _id_collision() from exc
