@@ -8,6 +8,7 @@ after ``EPOCH_MS``): milliseconds since the epoch << 18 | node (8 bits) << 10 | 
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
@@ -22,6 +23,7 @@ SEQUENCE_BITS = 10
 _TIME_SHIFT = NODE_BITS + SEQUENCE_BITS
 _SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
 MAX_ID = 10**18 - 1
+_FIRST_SEQUENCES = 1 << (SEQUENCE_BITS - 1)  # a millisecond's first sequence is below this
 
 
 def id_for(time_ms: int, node: int, sequence: int) -> int:
@@ -54,6 +56,7 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._sequence = 0
+        self._random = random.Random()  # noqa: S311 - spreading, not secrecy
 
     @property
     def node(self) -> int:
@@ -67,14 +70,26 @@ class IdGenerator:
         with self._lock:
             now = max(self._clock_ms(), self._last_ms)
             if now == self._last_ms:
-                self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
-                if self._sequence == 0:
-                    # 1024 ids in one millisecond: borrow the next millisecond.
+                self._sequence += 1
+                if self._sequence > _SEQUENCE_MASK:
+                    # The sequence ran out in this millisecond: borrow the next one.
                     now += 1
+                    self._sequence = self._first_sequence()
             else:
-                self._sequence = 0
+                self._sequence = self._first_sequence()
             self._last_ms = now
             return id_for(now, self._node, self._sequence)
+
+    def skip(self) -> None:
+        """Move past ids another process may be minting too (after a collision): a few
+        milliseconds on, at a random sequence."""
+        with self._lock:
+            self._last_ms = max(self._clock_ms(), self._last_ms) + 1 + self._random.randrange(8)
+            self._sequence = self._first_sequence()
+
+    def _first_sequence(self) -> int:
+        # A random start: processes that share a node and a millisecond rarely meet.
+        return self._random.randrange(_FIRST_SEQUENCES)
 
 
 class IdCollision(InternalError):

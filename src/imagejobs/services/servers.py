@@ -235,6 +235,7 @@ class ServerService:
                 if attempt == ID_ATTEMPTS - 1:
                     raise
                 logger.warning("a new id collided (node %d); retrying", self._ids.node)
+                self._ids.skip()
         raise AssertionError("unreachable")
 
     async def _lease_node(self) -> None:
