@@ -13,10 +13,12 @@ from typing import Any
 import asyncpg
 
 from imagejobs.bootstrap import build_services
+from imagejobs.domain.lifecycle import ClaimedTask, Done, Failed, Pending, Transition, decide
 from imagejobs.domain.servers import AccountInfo, ImageRef, NewServer
 from imagejobs.services import Services
 from imagejobs.settings import load_settings
 from imagejobs.storage.database import Database, dialect_of, postgres_dsn, sqlite_path
+from imagejobs.storage.engine_store import SqlEngineStore
 
 # Engine settings for fast tests: nothing waits unless a test says so.
 FAST = {
@@ -25,12 +27,26 @@ FAST = {
     "IMAGEJOBS_POLL_SECONDS": "0.2",
     "IMAGEJOBS_RETRY_BACKOFF_SECONDS": "0.1",
     "IMAGEJOBS_SHUTDOWN_GRACE_SECONDS": "0.5",
+    # Tests create thousands of jobs at once in one project: no quotas unless asked for.
+    "IMAGEJOBS_QUOTA_JOBS_IN_FLIGHT": "0",
+    "IMAGEJOBS_QUOTA_CREATES_PER_SECOND": "0",
 }
 
 
 def services_for(database: Database, url: str, **environ: str) -> Services:
     settings = load_settings({**FAST, "IMAGEJOBS_DATABASE_URL": url, **environ})
     return build_services(database, settings)
+
+
+def store_of(services: Services) -> SqlEngineStore:
+    store = services.engine.store
+    assert isinstance(store, SqlEngineStore)
+    return store
+
+
+def outcome(task: ClaimedTask, result: Done | Pending | Failed, now: int) -> Transition:
+    """What the engine records for ``result`` of a step of ``task`` at ``now``."""
+    return decide(task, result, now=now, max_attempts=5, backoff_base=1.0)
 
 
 def server_body(name: str | None = None) -> dict[str, Any]:

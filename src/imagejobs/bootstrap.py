@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,14 +31,17 @@ from imagejobs.services.credential_purge import CredentialPurge
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
-from imagejobs.services.servers import ServerService
+from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
+from imagejobs.storage.engine_clock import DatabaseClock
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
+from imagejobs.storage.node_store import SqlNodeStore
 from imagejobs.storage.private_files import private_directory
+from imagejobs.storage.quota_store import SqlQuotaStore
 from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
 from imagejobs.storage.steering_store import SqlSteeringStore
@@ -64,17 +68,31 @@ def open_database(settings: Settings) -> Database:
 
 def build_services(database: Database, settings: Settings) -> Services:
     engine_store = SqlEngineStore(database)
-    steering = SteeringService(SqlSteeringStore(database), defaults_from(settings))
+    clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
+    steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
     engine = EngineService(
         engine_store,
         steering,
         load_driver(settings),
         max_attempts=settings.max_attempts,
         backoff_base=settings.retry_backoff_seconds,
+        clock=clock,
     )
     return Services(
-        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store),
-        servers=ServerService(SqlServerStore(database, engine_store), steering, IdGenerator()),
+        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store, clock),
+        servers=ServerService(
+            SqlServerStore(database, engine_store),
+            steering,
+            IdGenerator(None if settings.id_node < 0 else settings.id_node),
+            clock,
+            nodes=SqlNodeStore(database) if settings.id_node < 0 else None,
+            quota_store=SqlQuotaStore(database),
+            quotas=Quotas(
+                settings.quota_servers,
+                settings.quota_jobs_in_flight,
+                settings.quota_creates_per_second,
+            ),
+        ),
         steering=steering,
         engine=engine,
     )
@@ -153,6 +171,8 @@ def build_app(settings: Settings) -> Starlette:
 
     async def startup() -> None:
         await database.open()
+        with contextlib.suppress(Exception):  # unreachable now: it anchors when it can
+            await services.engine.sync_clock()
         if embedded is not None:
             embedded.start()
         if purge is not None:

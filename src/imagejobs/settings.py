@@ -155,6 +155,29 @@ class Settings:
             "simulated driver: append one line per executed step to this file (audits, tests)."
         ),
     )
+    # --- the engine across machines, and per-project quotas (docs/engine.md) ---
+    id_node: int = field(
+        default=-1,
+        metadata=_doc(
+            "The node part (0 to 255) of the ids this process mints. -1: leased from the "
+            "database, so that live processes never share one (set it only to pin a node)."
+        ),
+    )
+    quota_servers: int = field(
+        default=10_000,
+        metadata=_doc("Image servers one project may have (0: no limit)."),
+    )
+    quota_jobs_in_flight: int = field(
+        default=1_000,
+        metadata=_doc("Jobs of one project that may be WAITING or RUNNING at once (0: no limit)."),
+    )
+    quota_creates_per_second: float = field(
+        default=50.0,
+        metadata=_doc(
+            "Job-starting requests (create, batch delete, recreate image) one project may "
+            "make per second, in bursts of up to twice as many, at least one (0: no limit)."
+        ),
+    )
 
     # --- credential protection (docs/security-credentials.md) ---
     password_hash_threads: int = field(
@@ -229,6 +252,7 @@ class Settings:
             raise InvalidSettings("sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}")
         _check_engine(self)
         _check_credentials(self)
+        _check_quotas(self)
 
     def to_environ(self) -> dict[str, str]:
         """The settings as environment variables, for child processes (server workers)."""
@@ -327,3 +351,11 @@ def _convert(name: str, annotation: Any, raw: str) -> Any:
     if name == "sqlite_synchronous":
         return raw.upper()
     return raw
+
+
+def _check_quotas(settings: Settings) -> None:
+    if not -1 <= settings.id_node <= 255:
+        raise InvalidSettings("id_node", "must be from -1 to 255")
+    for name in ("quota_servers", "quota_jobs_in_flight", "quota_creates_per_second"):
+        if not 0 <= getattr(settings, name) <= 1_000_000_000:
+            raise InvalidSettings(name, "must be from 0 to 1000000000")

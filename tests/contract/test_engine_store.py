@@ -12,21 +12,23 @@ import pytest
 from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.errors import InvalidParameter
 from imagejobs.domain.lifecycle import (
-    ClaimedTask,
     Done,
     Failed,
     Pending,
     Phase,
     Reschedule,
-    Transition,
-    decide,
 )
 from imagejobs.domain.servers import ServerBusy, ServerNameTaken, ServerUpdate
 from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
 from imagejobs.storage.database import Database
-from imagejobs.storage.engine_store import SqlEngineStore
-from tests.engine_support import counter_mismatches_async, new_server, services_for
+from tests.engine_support import (
+    counter_mismatches_async,
+    new_server,
+    outcome,
+    services_for,
+    store_of,
+)
 from tests.factories import new_project
 
 pytestmark = pytest.mark.anyio
@@ -36,16 +38,6 @@ LEASE = 2_000
 @pytest.fixture
 def services(database: Database, database_url: str) -> Services:
     return services_for(database, database_url)
-
-
-def store_of(services: Services) -> SqlEngineStore:
-    store = services.engine.store
-    assert isinstance(store, SqlEngineStore)
-    return store
-
-
-def outcome(task: ClaimedTask, result: Done | Pending | Failed, now: int) -> Transition:
-    return decide(task, result, now=now, max_attempts=5, backoff_base=1.0)
 
 
 async def test_a_create_writes_everything_in_one_transaction(
@@ -113,7 +105,9 @@ async def test_an_expired_lease_is_taken_over_and_the_stale_runner_is_fenced(
     assert fresh.started_at == stale.started_at  # the sub-job started once
     done = Done({"server_id": "wksapp-x", "instance_id": "ecs-x"})
     assert await store.record([outcome(stale, done, now)], now + LEASE) == [False]
-    await store.heartbeat([(stale.sub_job_id, stale.fencing_token, "")], now + 10 * LEASE)
+    await store.heartbeat(
+        "runner-a", [(stale.sub_job_id, stale.fencing_token, "")], now + 10 * LEASE
+    )
     assert await store.claim("runner-c", 10, now + 2 * LEASE, LEASE) != []  # not extended
     job = await services.jobs.show_job(project, job_id)
     assert job.job.status is JobStatus.RUNNING  # the stale result changed nothing
@@ -125,7 +119,9 @@ async def test_heartbeats_keep_a_lease(services: Services) -> None:
     await services.servers.create(new_project(), new_server())
     now = now_ms()
     [task] = await store.claim("runner-a", 10, now, LEASE)
-    await store.heartbeat([(task.sub_job_id, task.fencing_token, "50%")], now + 5 * LEASE)
+    await store.heartbeat(
+        "runner-a", [(task.sub_job_id, task.fencing_token, "50%")], now + 5 * LEASE
+    )
     assert await store.claim("runner-b", 10, now + 4 * LEASE, LEASE) == []
     [view] = await store.list_tasks(None, 10)
     assert (view.progress, view.lease_owner) == ("50%", "runner-a")

@@ -160,7 +160,8 @@ def test_sigterm_releases_the_steps_in_progress_at_once(database_url: str, tmp_p
     env = engine_env(
         executions,
         IMAGEJOBS_SIMULATED_COMPLETION="duration",
-        IMAGEJOBS_SIMULATED_DURATION_SECONDS="3",
+        # Short enough to be slept in the runner slot (a longer wait is rescheduled).
+        IMAGEJOBS_SIMULATED_DURATION_SECONDS="1",
         IMAGEJOBS_SHUTDOWN_GRACE_SECONDS="0.2",
         IMAGEJOBS_LEASE_SECONDS="30",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,11 +137,29 @@ def test_fault_probability_is_honoured() -> None:
     assert 140 < failures < 260
 
 
-def test_a_slow_fault_delays_without_failing() -> None:
+def test_a_slow_fault_delays_without_failing_and_without_holding_a_slot() -> None:
     driver = SimulatedDriver()
-    slow = Fault(effect=Effect.SLOW, slow_seconds=0.05)
+    slow = Fault(effect=Effect.SLOW, slow_seconds=30)
     behaviour = Behaviour(completion=Completion.IMMEDIATE, faults=(slow,))
-    assert isinstance(asyncio.run(driver.create_server(context(behaviour), REQUEST)), ServerCreated)
+    first = asyncio.run(driver.create_server(context(behaviour), REQUEST))
+    assert isinstance(first, Pending)
+    assert first.after_seconds == 30
+    again = replace(context(behaviour), previous_progress=first.progress)
+    assert isinstance(asyncio.run(driver.create_server(again, REQUEST)), ServerCreated)
+
+
+def test_a_step_waiting_for_its_duration_is_rescheduled_not_slept() -> None:
+    """A waiting step holds no runner slot: it answers Pending for the time left,
+    measured on the engine's clock (ctx.now), not this machine's."""
+    driver = SimulatedDriver()
+    behaviour = Behaviour(completion=Completion.DURATION, duration_seconds=86_400)
+    started = 1_000_000
+    waiting = replace(context(behaviour, started=started), clock=lambda: started + 400)
+    pending = asyncio.run(driver.create_server(waiting, REQUEST))
+    assert isinstance(pending, Pending)
+    assert pending.after_seconds == 86_399.6
+    done = replace(waiting, clock=lambda: started + 86_400_000)
+    assert isinstance(asyncio.run(driver.create_server(done, REQUEST)), ServerCreated)
 
 
 def test_drivers_are_plug_ins_found_by_entry_point() -> None:

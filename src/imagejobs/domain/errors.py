@@ -13,13 +13,14 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     │   └── LoginFailed                  401 (Keystone-shaped body, POST /v3/auth/tokens)
     │       └── LoginLocked              401 (the user's password logins are locked)
     ├── PermissionDenied                 403 WKS.00081102
+    ├── QuotaExceeded                    403 WKS.00081105 (a per-project quota)
     ├── NotFound                         404 WKS.00211902
     │   └── RouteNotFound                404 APIGW.0101
     ├── MethodNotAllowed                 405 WKS.00000405
     ├── Conflict                         409 WKS.00211103
     │   └── CredentialLimitReached       409 WKS.00211103 (too many live tokens or keys)
     ├── RequestTooLarge                  413 APIGW.0201
-    ├── Throttled                        429 APIGW.0308 (with Retry-After)
+    ├── Throttled                        429 APIGW.0308 (a rate or queue limit, with Retry-After)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
     └── InvalidSettings                  (start-up only: a bad setting or flag)
@@ -124,6 +125,14 @@ class RequestTooLarge(ImageJobsError):
 
     status = 413
     code = "APIGW.0201"
+
+
+class QuotaExceeded(ImageJobsError):
+    """The quota is exceeded."""
+
+    # The catalogue's "Number of ... exceeds limit {0}" error (spec §6).
+    status = 403
+    code = "WKS.00081105"
 
 
 class InternalError(ImageJobsError):

@@ -8,10 +8,13 @@ after ``EPOCH_MS``): milliseconds since the epoch << 18 | node (8 bits) << 10 | 
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
 from collections.abc import Callable
+
+from imagejobs.domain.errors import InternalError
 
 EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 ID_BASE = 10**17
@@ -20,6 +23,7 @@ SEQUENCE_BITS = 10
 _TIME_SHIFT = NODE_BITS + SEQUENCE_BITS
 _SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
 MAX_ID = 10**18 - 1
+_FIRST_SEQUENCES = 1 << (SEQUENCE_BITS - 1)  # a millisecond's first sequence is below this
 
 
 def id_for(time_ms: int, node: int, sequence: int) -> int:
@@ -40,9 +44,10 @@ def time_of(job_id: int) -> int:
 class IdGenerator:
     """Thread-safe generator of unique, increasing ids for one process.
 
-    ``node`` tells processes apart (random by default: processes sharing a PostgreSQL
-    database pick different nodes with high probability, and stores retry an insert
-    whose id collides).
+    ``node`` tells processes apart: the server leases one from the database
+    (storage/node_store.py) so that live processes never share one, and calls
+    ``use_node``; until then (and in tools) it is random. An insert whose id still
+    collides (a process that stalled past its node's lease) is retried with new ids.
     """
 
     def __init__(self, node: int | None = None, clock_ms: Callable[[], int] | None = None) -> None:
@@ -51,19 +56,44 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._sequence = 0
+        self._random = random.Random()  # noqa: S311 - spreading, not secrecy
+
+    @property
+    def node(self) -> int:
+        return self._node
+
+    def use_node(self, node: int) -> None:
+        with self._lock:
+            self._node = node
 
     def next_id(self) -> int:
         with self._lock:
             now = max(self._clock_ms(), self._last_ms)
             if now == self._last_ms:
-                self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
-                if self._sequence == 0:
-                    # 1024 ids in one millisecond: borrow the next millisecond.
+                self._sequence += 1
+                if self._sequence > _SEQUENCE_MASK:
+                    # The sequence ran out in this millisecond: borrow the next one.
                     now += 1
+                    self._sequence = self._first_sequence()
             else:
-                self._sequence = 0
+                self._sequence = self._first_sequence()
             self._last_ms = now
             return id_for(now, self._node, self._sequence)
+
+    def skip(self) -> None:
+        """Move past ids another process may be minting too (after a collision): a few
+        milliseconds on, at a random sequence."""
+        with self._lock:
+            self._last_ms = max(self._clock_ms(), self._last_ms) + 1 + self._random.randrange(8)
+            self._sequence = self._first_sequence()
+
+    def _first_sequence(self) -> int:
+        # A random start: processes that share a node and a millisecond rarely meet.
+        return self._random.randrange(_FIRST_SEQUENCES)
+
+
+class IdCollision(InternalError):
+    """A new id collided with an existing one (retried with new ids)."""
 
 
 def parse_id(text: str) -> int | None:

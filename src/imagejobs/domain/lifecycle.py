@@ -70,6 +70,7 @@ class ClaimedTask:
     payload: Mapping[str, Any]
     error_code: str = ""  # the failure being rolled back, in the rollback phase
     error_message: str = ""
+    progress: str = ""  # what the previous step of this phase reported
 
 
 # --- step outcomes ------------------------------------------------------------------------

@@ -16,8 +16,13 @@ Rules a driver must follow:
   (a client token), so a second run finds the server it made instead of making another.
   Deleting what does not exist is a success.
 - **Return ``Pending(after_seconds)``** for long work instead of blocking: the sub-job
-  stays RUNNING, its runner is freed, and the step runs again after that delay. A step
-  that does block is fine too: the runner heartbeats its lease meanwhile.
+  stays RUNNING, its runner slot is freed for other work, and the step runs again after
+  that delay. A step that blocks holds a slot meanwhile (its runner heartbeats its
+  lease), so keep blocking short.
+- **Expect to be fenced.** A runner that stalls past its lease (a long pause, a lost
+  network) may still be running a step while another runner runs it again; its result
+  is then dropped. The idempotency key makes the two runs converge on one resource.
+- **Use ``ctx.now()``** (the database's clock) for any deadline: machines' clocks differ.
 - **Raise ``DriverError(code, message, transient=...)``** on failure. Transient errors are
   retried with exponential backoff up to ``IMAGEJOBS_MAX_ATTEMPTS``; others fail the
   sub-job at once (a failed creation is rolled back first). Any other exception counts
@@ -37,6 +42,7 @@ from typing import Any, Protocol
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.lifecycle import Pending, Phase
 from imagejobs.domain.steering import Behaviour
+from imagejobs.domain.times import now_ms
 from imagejobs.settings import Settings
 
 __all__ = [
@@ -77,6 +83,13 @@ class StepContext:
     reads: int  # how often the job has been read (ShowImageJob, ListImageJobs)
     steering: Behaviour  # the emulation settings in effect (the simulated driver's)
     progress: Callable[[str], None] = field(default=lambda text: None)
+    # The engine's clock (the database's, epoch ms): compare times such as started_at
+    # with this, never with this machine's wall clock, which may be minutes off.
+    clock: Callable[[], int] = field(default=now_ms)
+    previous_progress: str = ""  # what the previous Pending step of this phase reported
+
+    def now(self) -> int:
+        return self.clock()
 
     def report_progress(self, text: str) -> None:
         self.progress(text[:255])

@@ -1,11 +1,13 @@
 """The ``simulated`` driver: makes nothing, but behaves as steered (domain/steering.py).
 
 Each step first waits for its completion condition (at once; until ``duration_seconds``
-after the sub-job started RUNNING, measured from its first start so that a retried step
-does not start over; or until the job has been read ``reads`` times), then applies the
-faults that hit it (slow down, then fail with the fault's code and message), then
-"makes" its resources. Resource ids are derived from the sub-job id, so a step that
-runs twice answers the same ids: the driver is idempotent without any state.
+after the sub-job started RUNNING, measured from its first start on the engine's clock so
+that a retried step does not start over; or until the job has been read ``reads`` times),
+then applies the faults that hit it (slow down, then fail with the fault's code and
+message), then "makes" its resources. Waiting longer than a second is a ``Pending`` (the
+step comes back when the wait is over), never a sleep that would hold a runner slot.
+Resource ids are derived from the sub-job id, so a step that runs twice answers the same
+ids: the driver is idempotent without any state.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 import uuid
 from pathlib import Path
 
@@ -35,8 +36,11 @@ from imagejobs.settings import Settings
 _NAMESPACE = uuid.UUID("6c6b0a55-0d1e-4a58-9d4e-8f3f8f3e2a10")
 # A job waiting for reads is looked at again after this, even without a read (safety net).
 _READS_RECHECK_SECONDS = 60.0
-_PROGRESS_EVERY_SECONDS = 1.0
-_ROLLBACK_SECONDS = 1.0
+# Waits up to this long are slept in the runner slot (cheaper than a reschedule and a
+# claim); longer ones are a Pending, so that no step holds a slot for long.
+_SLEEP_IN_SLOT_SECONDS = 1.0
+_ROLLBACK_SECONDS = 1.0  # slept in the slot: short, and bounded
+_SLOWED = "slowed down"
 
 
 def derived_id(sub_job_id: int, kind: str) -> str:
@@ -93,12 +97,21 @@ class SimulatedDriver:
             progress = f"read {ctx.reads} of {behaviour.reads} times"
             return Pending(_READS_RECHECK_SECONDS, until_reads=behaviour.reads, progress=progress)
         if behaviour.completion is Completion.DURATION:
-            await _run_until(ctx, ctx.started_at + round(behaviour.duration_seconds * 1000))
+            done_at = ctx.started_at + round(behaviour.duration_seconds * 1000)
+            if (remaining := done_at - ctx.now()) > 0:
+                total = max(1, done_at - ctx.started_at)
+                progress = f"{min(99, 100 * (total - remaining) // total)}%"
+                if remaining > _SLEEP_IN_SLOT_SECONDS * 1000:
+                    return Pending(remaining / 1000, progress=progress)
+                ctx.report_progress(progress)
+                await asyncio.sleep(remaining / 1000)
+        slowed = ctx.previous_progress == _SLOWED
         for fault in behaviour.faults:
             if not fault.hits(ctx.position) or self._rng.random() >= fault.probability:
                 continue
             if fault.effect is Effect.SLOW:
-                await asyncio.sleep(fault.slow_seconds)
+                if not slowed:  # once per step: it comes back when the slowdown is over
+                    return Pending(fault.slow_seconds, progress=_SLOWED)
             else:
                 self._record(ctx, "failed")
                 raise DriverError(fault.error_code, fault.error_message, transient=fault.transient)
@@ -114,13 +127,6 @@ class SimulatedDriver:
             os.write(descriptor, line.encode())
         finally:
             os.close(descriptor)
-
-
-async def _run_until(ctx: StepContext, done_at_ms: int) -> None:
-    total = max(1, done_at_ms - ctx.started_at)
-    while (remaining := done_at_ms - time.time_ns() // 1_000_000) > 0:
-        ctx.report_progress(f"{min(99, 100 * (total - remaining) // total)}%")
-        await asyncio.sleep(min(remaining / 1000, _PROGRESS_EVERY_SECONDS))
 
 
 def create_simulated_driver(settings: Settings) -> SimulatedDriver:

@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 from dataclasses import dataclass, field
 
 from imagejobs.domain.errors import ServiceUnavailable
 from imagejobs.domain.lifecycle import ClaimedTask, Transition
 from imagejobs.domain.steering import Behaviour
-from imagejobs.services.engine import EngineService
+from imagejobs.services.engine import EngineService, new_owner
 
 logger = logging.getLogger("imagejobs.runner")
 MAX_CLAIM = 100
@@ -29,11 +26,6 @@ MAX_RECORD = 500
 _ERROR_PAUSE_SECONDS = 1.0
 # After a claim that did not fill every free slot, wait this long before the next one.
 GATHER_SECONDS = 0.05
-
-
-def new_owner() -> str:
-    """A lease owner name: host, process and a random part (unique per runner)."""
-    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -64,6 +56,7 @@ class Runner:
         self._results: asyncio.Queue[tuple[Transition, asyncio.Future[bool]]] = asyncio.Queue()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._clock_synced = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -99,6 +92,9 @@ class Runner:
             self._slot_freed.clear()
             return
         try:
+            if not self._clock_synced:  # no decision on this machine's own clock
+                await self.engine.sync_clock()
+                self._clock_synced = True
             until_due = await self.engine.seconds_until_due()
         except Exception:
             logger.warning("cannot read the queue now; retrying", exc_info=True)
@@ -119,9 +115,19 @@ class Runner:
         wanted = min(self._concurrency - len(self._steps), MAX_CLAIM)
         try:
             claimed = await self.engine.claim(self.owner, wanted, self._lease_ms)
-            behaviours = await self.engine.behaviours(claimed) if claimed else {}
         except Exception:
             logger.warning("cannot claim tasks now; retrying", exc_info=True)
+            await self._pause(_ERROR_PAUSE_SECONDS)
+            return False
+        try:
+            behaviours = await self.engine.behaviours(claimed) if claimed else {}
+        except Exception:
+            # Claimed but not runnable now: give them back at once rather than leave them
+            # leased (a whole lease lost, and an attempt counted) by nobody.
+            logger.warning(
+                "cannot read the steering of claimed tasks; releasing them", exc_info=True
+            )
+            await self._release(claimed)
             await self._pause(_ERROR_PAUSE_SECONDS)
             return False
         for task in claimed:
@@ -184,17 +190,48 @@ class Runner:
             await self._write(batch)
 
     async def _write(self, batch: list[tuple[Transition, asyncio.Future[bool]]]) -> None:
-        try:
-            applied = await self.engine.record([transition for transition, _ in batch])
-        except Exception as exc:
-            logger.exception("recording %d results failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+        """Record a batch. A database that is unavailable for a while costs no attempt:
+        the batch is written again (its steps keep their leases meanwhile) until it is
+        recorded or the runner stops. A batch the database refuses is written one result
+        at a time, so that one bad result fails only its own sub-job."""
+        transitions = [transition for transition, _ in batch]
+        while True:
+            try:
+                applied = await self.engine.record(transitions)
+                break
+            except (ServiceUnavailable, OSError) as exc:
+                if self._stopping.is_set():
+                    _fail(batch, exc)
+                    return
+                logger.warning("cannot record %d results now; retrying", len(batch))
+                await asyncio.sleep(_ERROR_PAUSE_SECONDS)
+            except Exception as exc:
+                if len(batch) == 1:
+                    await self._record_unrecordable(batch[0], exc)
+                    return
+                logger.warning("recording %d results failed; one by one now", len(batch))
+                for item in batch:
+                    await self._write([item])
+                return
         for (_, future), ok in zip(batch, applied, strict=True):
             if not future.done():
                 future.set_result(ok)
+
+    async def _record_unrecordable(
+        self, item: tuple[Transition, asyncio.Future[bool]], exc: Exception
+    ) -> None:
+        """The database refused this result: record the step as failed instead."""
+        transition, future = item
+        logger.error(
+            "the result of sub-job %s cannot be recorded", transition.task.sub_job_id, exc_info=exc
+        )
+        try:
+            [applied] = await self.engine.record([self.engine.unrecordable(transition)])
+        except Exception as again:
+            _fail([item], again)  # its lease runs out and the step runs again
+            return
+        if not future.done():
+            future.set_result(applied)
 
     async def _heartbeats(self) -> None:
         interval = self._lease_ms / 3000
@@ -204,7 +241,7 @@ class Runner:
                 (s.task.sub_job_id, s.task.fencing_token, s.progress) for s in self._steps.values()
             ]
             try:
-                await self.engine.heartbeat(held, self._lease_ms)
+                await self.engine.heartbeat(self.owner, held, self._lease_ms)
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
 
@@ -228,8 +265,17 @@ class Runner:
             await self._write(pending)
         to_release = [s.task for s in unfinished.values() if s.recorded is None]
         if to_release:
-            try:
-                await self.engine.release(to_release)
-                logger.info("released %d unfinished sub-jobs", len(to_release))
-            except Exception:
-                logger.warning("could not release sub-jobs: their leases will expire")
+            await self._release(to_release)
+
+    async def _release(self, tasks: list[ClaimedTask]) -> None:
+        try:
+            await self.engine.release(tasks)
+            logger.info("released %d unfinished sub-jobs", len(tasks))
+        except Exception:
+            logger.warning("could not release sub-jobs: their leases will expire")
+
+
+def _fail(batch: list[tuple[Transition, asyncio.Future[bool]]], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

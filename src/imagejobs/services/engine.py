@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -41,12 +44,43 @@ from imagejobs.drivers.interface import (
 from imagejobs.services.steering import SteeringService
 
 logger = logging.getLogger("imagejobs.engine")
+# Column sizes of what a step's result writes (storage/schema.py).
+_MAX_RESOURCE_ID = 128
+_MAX_CODE = 64
+_MAX_MESSAGE = 1024
+_MAX_PROGRESS = 255
+
+
+def new_owner() -> str:
+    """A name for a lease owner (a runner, a process minting ids): host, process and a
+    random part, unique per owner, at most 64 characters (the columns' size)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Clock(Protocol):
+    """The engine's clock, epoch ms (storage/engine_clock.py: the database's)."""
+
+    def __call__(self) -> int: ...
+
+    async def sync(self) -> None: ...
+
+
+class LocalClock:
+    """This machine's clock (tests, and tools that run on the database's machine)."""
+
+    def __call__(self) -> int:
+        return now_ms()
+
+    async def sync(self) -> None:
+        return None
 
 
 class EngineStore(Protocol):
     async def claim(self, owner: str, limit: int, now: int, lease_ms: int) -> list[ClaimedTask]: ...
 
-    async def heartbeat(self, held: Sequence[tuple[int, int, str]], until: int) -> None: ...
+    async def heartbeat(
+        self, owner: str, held: Sequence[tuple[int, int, str]], until: int
+    ) -> None: ...
 
     async def record(self, transitions: Sequence[Transition], now: int) -> list[bool]: ...
 
@@ -74,20 +108,24 @@ class EngineService:
         *,
         max_attempts: int = 5,
         backoff_base: float = 1.0,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self._steering = steering
         self.driver = driver
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
-        self._clock = clock
+        self.clock: Clock = clock or LocalClock()
 
     def now(self) -> int:
-        return self._clock()
+        return self.clock()
+
+    async def sync_clock(self) -> None:
+        """Anchor to the database's clock before the first decision (start-up)."""
+        await self.clock.sync()
 
     async def claim(self, owner: str, limit: int, lease_ms: int) -> list[ClaimedTask]:
-        return await self.store.claim(owner, limit, self._clock(), lease_ms)
+        return await self.store.claim(owner, limit, self.clock(), lease_ms)
 
     async def behaviours(
         self, tasks: Iterable[ClaimedTask]
@@ -116,12 +154,14 @@ class EngineService:
                 reads=task.reads,
                 steering=behaviour,
                 progress=progress,
+                clock=self.clock,
+                previous_progress=task.progress,
             )
             outcome = await self._outcome(context, task)
         return decide(
             task,
             outcome,
-            now=self._clock(),
+            now=self.clock(),
             max_attempts=self._max_attempts,
             backoff_base=self._backoff_base,
         )
@@ -132,19 +172,26 @@ class EngineService:
         except DriverError as error:
             # Clamped to the columns that keep them (a too long value must not make the
             # whole batch of results fail to record).
-            return Failed(error.code[:64], error.message[:1024], error.transient)
+            return Failed(
+                _text(error.code, _MAX_CODE), _text(error.message, _MAX_MESSAGE), error.transient
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("driver step of sub-job %s failed", task.sub_job_id)
             return Failed(GENERIC_ERROR_CODE, GENERIC_ERROR_MESSAGE, transient=True)
         if isinstance(result, Pending):
-            return replace(result, progress=result.progress[:255])
+            return replace(result, progress=_text(result.progress, _MAX_PROGRESS))
+        resources: dict[str, str] = {}
         if isinstance(result, ServerCreated):
-            return Done({"server_id": result.server_id, "instance_id": result.instance_id})
-        if isinstance(result, ImageCreated):
-            return Done({"image_id": result.image_id})
-        return Done()
+            resources = {"server_id": result.server_id, "instance_id": result.instance_id}
+        elif isinstance(result, ImageCreated):
+            resources = {"image_id": result.image_id}
+        if invalid := _invalid_resources(resources):
+            # Stored as it is, it would fail the whole batch of results it is written with.
+            logger.error("driver step of sub-job %s: %s", task.sub_job_id, invalid)
+            return Failed(GENERIC_ERROR_CODE, f"The driver answered {invalid}.", transient=False)
+        return Done(resources)
 
     async def _dispatch(
         self, ctx: StepContext, task: ClaimedTask
@@ -183,22 +230,49 @@ class EngineService:
         )
         return await self.driver.delete_server(ctx, deletion)
 
-    async def record(self, transitions: Sequence[Transition]) -> list[bool]:
-        return await self.store.record(transitions, self._clock())
+    def unrecordable(self, transition: Transition) -> Transition:
+        """What to record instead of a result the database refused: the step failed."""
+        failure = Failed(GENERIC_ERROR_CODE, "The driver's result could not be recorded.")
+        return decide(
+            transition.task,
+            failure,
+            now=self.clock(),
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff_base,
+        )
 
-    async def heartbeat(self, held: Sequence[tuple[int, int, str]], lease_ms: int) -> None:
-        await self.store.heartbeat(held, self._clock() + lease_ms)
+    async def record(self, transitions: Sequence[Transition]) -> list[bool]:
+        return await self.store.record(transitions, self.clock())
+
+    async def heartbeat(
+        self, owner: str, held: Sequence[tuple[int, int, str]], lease_ms: int
+    ) -> None:
+        await self.store.heartbeat(owner, held, self.clock() + lease_ms)
 
     async def release(self, tasks: Sequence[ClaimedTask]) -> None:
-        await self.store.release(tasks, self._clock())
+        await self.store.release(tasks, self.clock())
 
     async def seconds_until_due(self) -> float | None:
         """Seconds until the next task is due (0 if one is), None with an empty queue."""
         due = await self.store.next_due_at()
-        return None if due is None else max(0.0, (due - self._clock()) / 1000)
+        return None if due is None else max(0.0, (due - self.clock()) / 1000)
 
     async def summary(self) -> TaskSummary:
-        return await self.store.summary(self._clock())
+        return await self.store.summary(self.clock())
 
     async def tasks(self, project_id: str | None = None, limit: int = 100) -> list[TaskView]:
         return await self.store.list_tasks(project_id, limit)
+
+
+def _text(value: object, size: int) -> str:
+    """A driver's text as a column keeps it: a string, no NUL (PostgreSQL refuses one),
+    at most ``size`` characters."""
+    return str(value).replace("\x00", "")[:size]
+
+
+def _invalid_resources(resources: dict[str, str]) -> str:
+    """What is wrong with the ids a step made ("" when nothing is)."""
+    for name, value in resources.items():
+        if "\x00" in value or len(value) > _MAX_RESOURCE_ID:
+            return f"an invalid {name} (a NUL character, or over {_MAX_RESOURCE_ID} characters)"
+    return ""

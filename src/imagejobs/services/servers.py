@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
-from imagejobs.domain.ids import IdGenerator, parse_id
+from imagejobs.domain.errors import QuotaExceeded, Throttled
+from imagejobs.domain.ids import IdCollision, IdGenerator, parse_id
 from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import Job, JobDetail, Page, PageRequest, SubJob
 from imagejobs.domain.servers import (
@@ -20,9 +23,14 @@ from imagejobs.domain.servers import (
     ServerUpdate,
 )
 from imagejobs.domain.times import now_ms
+from imagejobs.services.engine import new_owner
 from imagejobs.services.steering import SteeringService
 
 JobPlan = tuple[JobDetail, Sequence[NewTask]]
+T = TypeVar("T")
+logger = logging.getLogger("imagejobs.servers")
+NODE_LEASE_MS = 60_000  # renewed once a third of it has passed
+ID_ATTEMPTS = 5
 
 
 class ServerStore(Protocol):
@@ -55,6 +63,27 @@ class ServerStore(Protocol):
     ) -> JobDetail: ...
 
 
+class NodeStore(Protocol):
+    async def lease(self, owner: str, now: int, until: int, node: int | None) -> int | None: ...
+
+
+class QuotaStore(Protocol):
+    async def servers(self, project_id: str, limit: int) -> int: ...
+
+    async def usage(self, project_id: str) -> tuple[int, int]: ...
+
+    async def take_token(self, project_id: str, rate: float, burst: float, now: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Per-project limits (0: none); defaults a normal user never reaches."""
+
+    servers: int = 10_000
+    jobs_in_flight: int = 1_000
+    creates_per_second: float = 50.0
+
+
 # One sub-job: what it works on (job_resource_info) and what its driver step needs.
 Work = tuple[str, str, Mapping[str, Any]]
 
@@ -66,14 +95,28 @@ class ServerService:
         steering: SteeringService,
         ids: IdGenerator,
         clock: Callable[[], int] = now_ms,
+        *,
+        nodes: NodeStore | None = None,
+        quota_store: QuotaStore | None = None,
+        quotas: Quotas = Quotas(),
     ) -> None:
         self._store = store
         self._steering = steering
         self._ids = ids
         self._clock = clock
+        self._nodes = nodes
+        self._node: int | None = None
+        self._node_renew_at = 0
+        self._owner = new_owner()
+        self._quota_store = quota_store
+        self._quotas = quotas
 
     async def create(self, project_id: str, request: NewServer) -> str:
         """Record the server (CREATING) and its CREATE_SERVER job; the job's id."""
+        await self._admit(project_id, new_server=True)
+        return await self._with_fresh_ids(lambda: self._create(project_id, request))
+
+    async def _create(self, project_id: str, request: NewServer) -> str:
         now = self._clock()
         server = ImageServer(
             id=self._ids.next_id(),
@@ -123,6 +166,14 @@ class ServerService:
     ) -> str:
         """Start a DELETE_SERVER job with one sub-job per existing server; unknown ids
         are ignored (with none left, the job has no sub-jobs and is SUCCESS at once)."""
+        await self._admit(project_id)
+        return await self._with_fresh_ids(
+            lambda: self._batch_delete(project_id, server_ids, recursive)
+        )
+
+    async def _batch_delete(
+        self, project_id: str, server_ids: Sequence[str], recursive: bool
+    ) -> str:
         now = self._clock()
         numeric = [n for n in (parse_id(i) for i in server_ids) if n is not None]
         behaviour = await self._steering.behaviour(project_id, JobType.DELETE_SERVER)
@@ -141,6 +192,12 @@ class ServerService:
         numeric = parse_id(server_id)
         if numeric is None:
             raise _not_found(server_id)
+        await self._admit(project_id)
+        return await self._with_fresh_ids(
+            lambda: self._recreate_image(project_id, numeric, request)
+        )
+
+    async def _recreate_image(self, project_id: str, numeric: int, request: NewImage) -> str:
         now = self._clock()
         behaviour = await self._steering.behaviour(project_id, JobType.CREATE_SERVER_IMAGE)
         image_id = str(uuid.uuid4())
@@ -164,6 +221,66 @@ class ServerService:
 
         job = await self._store.start_image_build(project_id, numeric, plan, now)
         return str(job.job.id)
+
+    # --- ids that cannot collide ------------------------------------------------------------
+
+    async def _with_fresh_ids(self, start: Callable[[], Awaitable[T]]) -> T:
+        """Run ``start`` (which mints its ids) under this process's leased node; again,
+        with new ids, when an id still collides."""
+        for attempt in range(ID_ATTEMPTS):
+            await self._lease_node()
+            try:
+                return await start()
+            except IdCollision:
+                if attempt == ID_ATTEMPTS - 1:
+                    raise
+                logger.warning("a new id collided (node %d); retrying", self._ids.node)
+                self._ids.skip()
+        raise AssertionError("unreachable")
+
+    async def _lease_node(self) -> None:
+        if self._nodes is None:
+            return
+        now = self._clock()
+        if self._node is not None and now < self._node_renew_at:
+            return
+        node = await self._nodes.lease(self._owner, now, now + NODE_LEASE_MS, self._node)
+        if node is None:  # every node is leased: share one, and rely on the retries
+            logger.warning("no free id node: ids may collide (and are then retried)")
+            self._node_renew_at = now + NODE_LEASE_MS // 3
+            return
+        if node != self._node:
+            self._ids.use_node(node)
+            self._node = node
+        self._node_renew_at = now + NODE_LEASE_MS // 3
+
+    # --- quotas --------------------------------------------------------------------------------
+
+    async def _admit(self, project_id: str, *, new_server: bool = False) -> None:
+        """Refuse a job-starting request beyond the project's quotas (documented errors:
+        403 WKS.00081105 for a quota, 429 APIGW.0308 for the rate)."""
+        store, quotas = self._quota_store, self._quotas
+        if store is None:
+            return
+        if quotas.creates_per_second > 0:
+            rate = quotas.creates_per_second
+            burst = max(1.0, 2 * rate)
+            if not await store.take_token(project_id, rate, burst, self._clock()):
+                raise Throttled(
+                    f"policy project over ratelimit,limit:{rate:g},time:1 second",
+                    retry_after=1,
+                )
+        in_flight, servers = quotas.jobs_in_flight, quotas.servers if new_server else 0
+        if not in_flight and not servers:
+            return
+        jobs_in_flight, creations = await store.usage(project_id)
+        if in_flight and jobs_in_flight >= in_flight:
+            raise QuotaExceeded(
+                f"Number of jobs in progress exceeds limit {in_flight}: wait for some to end."
+            )
+        # Counted only once the project ever started that many creations (cheap till then).
+        if servers and creations >= servers and await store.servers(project_id, servers) >= servers:
+            raise QuotaExceeded(f"Number of image servers exceeds limit {servers}.")
 
     async def _plan(
         self, project_id: str, job_type: JobType, work: Sequence[Work], now: int

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ from imagejobs.domain.lifecycle import (
 from imagejobs.storage.database import Database, Row, Statement, Transaction
 from imagejobs.storage.engine_wakeups import Wakeups, notify
 from imagejobs.storage.job_store import CounterKey, apply_counter_deltas
-from imagejobs.storage.server_store import apply_server_changes
+from imagejobs.storage.server_changes import apply_server_changes
 
 logger = logging.getLogger("imagejobs.engine")
 T = TypeVar("T")
@@ -58,21 +58,46 @@ INSERT_TASK = Statement(
 )
 _CLAIMED_COLUMNS = (
     "sub_job_id, job_id, project_id, job_type, position, phase, fencing_token, attempts,"
-    " started_at, reads, payload, error_code, error_message"
+    " started_at, reads, payload, error_code, error_message, progress"
 )
+# The projects with due work, one index probe each (a skip scan of (project_id, due_at)).
+_DUE_PROJECTS = (
+    "WITH RECURSIVE projects (project_id) AS ("
+    " SELECT MIN(project_id) FROM engine_tasks WHERE due_at <= :now"
+    " UNION ALL SELECT (SELECT MIN(t.project_id) FROM engine_tasks AS t"
+    " WHERE t.project_id > projects.project_id AND t.due_at <= :now)"
+    " FROM projects WHERE projects.project_id IS NOT NULL),"
+    # Each project's share of the batch (a project with fewer due tasks leaves its share
+    # to the next claim): every project is served, and no more rows are read than needed.
+    " share (n) AS (SELECT CASE WHEN COUNT(project_id) = 0 THEN 1"
+    " ELSE (:limit + COUNT(project_id) - 1) / COUNT(project_id) END FROM projects)"
+)
+# Each project's earliest due tasks, locked (PostgreSQL) as they are found.
+_PER_PROJECT = {
+    "postgresql": " FROM projects AS p CROSS JOIN LATERAL (SELECT sub_job_id, due_at"
+    " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
+    " ORDER BY due_at LIMIT (SELECT n FROM share) FOR UPDATE SKIP LOCKED) AS c",
+    "sqlite": " FROM projects AS p JOIN engine_tasks AS c ON c.sub_job_id IN (SELECT sub_job_id"
+    " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
+    " ORDER BY due_at LIMIT (SELECT n FROM share))",
+}
 
 
-def _claim(lock: str) -> Statement:
+def _claim(dialect: str) -> Statement:
+    """Claim fairly: round-robin over the projects with due work (each project's first
+    due task, then each one's second, ...), earliest first within a round, so that one
+    project's backlog cannot hold back another's work."""
     return Statement(
         "UPDATE engine_tasks SET lease_owner = :owner, due_at = :lease_until,"
         " fencing_token = fencing_token + 1, attempts = attempts + 1"
-        " WHERE sub_job_id IN (SELECT sub_job_id FROM engine_tasks WHERE due_at <= :now"
-        f" ORDER BY due_at LIMIT :limit{lock})"
+        f" WHERE sub_job_id IN ({_DUE_PROJECTS} SELECT sub_job_id FROM (SELECT c.sub_job_id,"
+        " c.due_at, ROW_NUMBER() OVER (PARTITION BY p.project_id ORDER BY c.due_at) AS turn"
+        f"{_PER_PROJECT[dialect]}) AS fair ORDER BY turn, due_at LIMIT :limit)"
         f" RETURNING {_CLAIMED_COLUMNS}"
     )
 
 
-CLAIM = {"sqlite": _claim(""), "postgresql": _claim(" FOR UPDATE SKIP LOCKED")}
+CLAIM = {"sqlite": _claim("sqlite"), "postgresql": _claim("postgresql")}
 MARK_STARTED = Statement("UPDATE engine_tasks SET started_at = :now WHERE sub_job_id = :id")
 START_SUB_JOB = Statement(
     "UPDATE sub_jobs SET status = 'RUNNING', begin_time = :now"
@@ -82,9 +107,11 @@ START_JOB = Statement(
     "UPDATE jobs SET status = 'RUNNING' WHERE id = :id AND status = 'WAITING'"
     " RETURNING project_id, job_type"
 )
+# Only a lease its owner still holds: after a reschedule, a rollback start or a release
+# (same token, no owner) a late heartbeat must not push the due time out.
 HEARTBEAT = Statement(
     "UPDATE engine_tasks SET due_at = :until, progress = :progress"
-    " WHERE sub_job_id = :id AND fencing_token = :token"
+    " WHERE sub_job_id = :id AND fencing_token = :token AND lease_owner = :owner"
 )
 RESCHEDULE_TASK = Statement(
     "UPDATE engine_tasks SET lease_owner = NULL,"
@@ -105,6 +132,13 @@ SET_SUB_JOB_STATUS = Statement(
     " error_message = :message WHERE id = :id AND status = :old"
 )
 END_JOB = Statement("UPDATE jobs SET status = :status, end_time = :now WHERE id = :id")
+# A sub-job failed while its job still runs: the job will fail, even if that sub-job is
+# deleted (BatchDeleteImageSubJobs) before its siblings end.
+REMEMBER_FAILURE = Statement(
+    "INSERT INTO engine_job_failures (job_id) VALUES (:id) ON CONFLICT (job_id) DO NOTHING"
+)
+FORGET_FAILURE = Statement("DELETE FROM engine_job_failures WHERE job_id = :id")
+_FAILED_EARLIER = "FAILED_EARLIER"
 COUNT_READS = Statement(
     "UPDATE engine_tasks SET reads = reads + 1,"
     " due_at = CASE WHEN lease_owner IS NULL AND wait_reads > 0 AND reads + 1 >= wait_reads"
@@ -179,6 +213,8 @@ def sub_job_statuses_statement(size: int) -> Statement:
     return Statement(
         "SELECT job_id, status, COUNT(*) FROM sub_jobs"
         f" WHERE job_id IN ({_in_list(size)}) GROUP BY job_id, status"
+        f" UNION ALL SELECT job_id, '{_FAILED_EARLIER}', 1 FROM engine_job_failures"
+        f" WHERE job_id IN ({_in_list(size)})"
     )
 
 
@@ -213,6 +249,7 @@ def _claimed(row: Row, started_at: int) -> ClaimedTask:
         payload=msgspec.json.decode(row[10]),
         error_code=row[11],
         error_message=row[12],
+        progress=row[13],
     )
 
 
@@ -265,7 +302,8 @@ class SqlEngineStore:
     # --- claims and leases -----------------------------------------------------------------
 
     async def claim(self, owner: str, limit: int, now: int, lease_ms: int) -> list[ClaimedTask]:
-        """Lease up to ``limit`` due tasks (new ones, retries, and expired leases)."""
+        """Lease up to ``limit`` due tasks (new ones, retries, and expired leases), fairly
+        across projects."""
 
         async def run(tx: Transaction) -> list[ClaimedTask]:
             params = {"owner": owner, "lease_until": now + lease_ms, "now": now, "limit": limit}
@@ -294,11 +332,15 @@ class SqlEngineStore:
             counters[(project_id, "job", job_type, JobStatus.RUNNING.value)] += 1
         await apply_counter_deltas(tx, counters)
 
-    async def heartbeat(self, held: Sequence[tuple[int, int, str]], until: int) -> None:
-        """Extend the leases of ``held`` (sub-job id, fencing token, progress) to ``until``."""
+    async def heartbeat(self, owner: str, held: Sequence[tuple[int, int, str]], until: int) -> None:
+        """Extend to ``until`` the leases ``owner`` still holds among ``held`` (sub-job id,
+        fencing token, progress)."""
         if not held:
             return
-        rows = [{"id": i, "token": token, "until": until, "progress": p} for i, token, p in held]
+        rows = [
+            {"id": i, "token": token, "until": until, "progress": p, "owner": owner}
+            for i, token, p in held
+        ]
 
         async def run(tx: Transaction) -> None:
             await tx.execute_many(HEARTBEAT, rows)
@@ -406,25 +448,47 @@ class SqlEngineStore:
         }
         if not open_jobs:
             return
-        counts: dict[int, dict[SubJobStatus, int]] = {job_id: {} for job_id in open_jobs}
-        for job_id, status, n in await tx.fetch(sub_job_statuses_statement(len(job_ids)), params):
-            if job_id in counts:
-                counts[job_id][SubJobStatus(status)] = n
+        rows = await tx.fetch(sub_job_statuses_statement(len(job_ids)), params)
+        counts, failed_earlier = _sub_job_counts(rows, open_jobs)
+        failing = {f.task.job_id for f in finished if f.status is SubJobStatus.FAILED}
         ended: list[dict[str, Any]] = []
+        remembered: list[dict[str, Any]] = []
+        forgotten: list[dict[str, Any]] = []
         for job_id in sorted(open_jobs):
             final = job_status_after(counts[job_id])
             if final is None:
+                if job_id in failing and job_id not in failed_earlier:
+                    remembered.append({"id": job_id})
                 continue
+            if job_id in failed_earlier:
+                final = JobStatus.FAILED
+                forgotten.append({"id": job_id})
             ended.append({"id": job_id, "status": final.value, "now": now})
             project_id, job_type = scopes[job_id]
             counters[(project_id, "job", job_type, open_jobs[job_id].value)] -= 1
             counters[(project_id, "job", job_type, final.value)] += 1
+        if remembered:
+            await tx.execute_many(REMEMBER_FAILURE, remembered)
+        if forgotten:
+            await tx.execute_many(FORGET_FAILURE, forgotten)
         if ended:
             await tx.execute_many(END_JOB, ended)
 
     async def release(self, tasks: Sequence[ClaimedTask], now: int) -> None:
-        """Give tasks back unfinished (shutdown): due at once, the claim not counted."""
-        await self.record([Reschedule(t, now, attempts_delta=-1) for t in tasks], now)
+        """Give tasks back unfinished (shutdown): due at once, the claim not counted, and
+        the error a rollback is undoing kept for the sub-job's final FAILED."""
+        released = [
+            Reschedule(
+                t,
+                now,
+                attempts_delta=-1,
+                error_code=t.error_code,
+                error_message=t.error_message,
+                progress=t.progress,
+            )
+            for t in tasks
+        ]
+        await self.record(released, now)
 
     # --- reads of jobs (steering: complete after N reads) ---------------------------------
 
@@ -519,6 +583,23 @@ async def retrying_transaction(
             logger.info("transaction aborted by the database; retrying", exc_info=True)
             await asyncio.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _sub_job_counts(
+    rows: Sequence[Row], open_jobs: Iterable[int]
+) -> tuple[dict[int, dict[SubJobStatus, int]], set[int]]:
+    """Each open job's sub-jobs by status, and the open jobs one of whose sub-jobs
+    failed earlier (and may have been deleted since)."""
+    counts: dict[int, dict[SubJobStatus, int]] = {job_id: {} for job_id in open_jobs}
+    failed_earlier: set[int] = set()
+    for job_id, status, n in rows:
+        if job_id not in counts:
+            continue
+        if status == _FAILED_EARLIER:
+            failed_earlier.add(job_id)
+        else:
+            counts[job_id][SubJobStatus(status)] = n
+    return counts, failed_earlier
 
 
 def _due_now(transition: Transition, now: int) -> bool:

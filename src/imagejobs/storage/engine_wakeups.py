@@ -3,7 +3,9 @@
 - In one process: a doorbell (an asyncio.Event) rung after a commit that added due work.
 - Across processes on PostgreSQL: the writing transaction sends ``NOTIFY
   imagejobs_engine`` (delivered at commit), and idle runners ``LISTEN`` on a connection
-  of their own.
+  of their own. When that connection drops (a restart, a failover, a killed backend) the
+  runner looks for work at once (it may have missed a NOTIFY) and listens again on a new
+  connection, retrying on each wait until the database answers.
 - Across processes on SQLite: ``PRAGMA data_version`` changes when another connection
   commits; idle runners look at it every 50 ms (no I/O: it reads shared memory).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from imagejobs.storage.database import Database, PostgresDatabase, Statement, Transaction
@@ -20,6 +23,7 @@ CHANNEL = "imagejobs_engine"
 NOTIFY = Statement(f"SELECT pg_notify('{CHANNEL}', '')")
 DATA_VERSION = Statement("PRAGMA data_version")
 SQLITE_WATCH_SECONDS = 0.05
+logger = logging.getLogger("imagejobs.engine")
 
 
 async def notify(tx: Transaction, dialect: str) -> None:
@@ -34,6 +38,8 @@ class Wakeups:
         self._doorbell = asyncio.Event()
         self._data_version: int | None = None
         self._listener: Any = None
+        self._listening = False  # wanted: listen() was called and unlisten() was not
+        self._lost = False  # the LISTEN connection dropped (the pool has let go of it)
 
     def ring(self) -> None:
         self._doorbell.set()
@@ -41,6 +47,7 @@ class Wakeups:
     async def wait(self, timeout: float) -> None:
         """Return when work may have become due, or after ``timeout`` seconds."""
         if self._db.dialect != "sqlite":
+            await self._listen_again()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._doorbell.wait(), timeout)
             self._doorbell.clear()
@@ -63,20 +70,55 @@ class Wakeups:
         return changed
 
     async def listen(self) -> None:
-        """On PostgreSQL, start waking on NOTIFY from other processes."""
-        if not isinstance(self._db, PostgresDatabase) or self._listener is not None:
+        """On PostgreSQL, start waking on NOTIFY from other processes (if the database
+        cannot be reached now, the next waits try again)."""
+        if not isinstance(self._db, PostgresDatabase):
             return
-        connection = await self._db.pool.acquire()
-        await connection.add_listener(CHANNEL, self._on_notify)
+        self._listening = True
+        await self._listen_again()
+
+    async def _listen_again(self) -> None:
+        if not self._listening or not isinstance(self._db, PostgresDatabase):
+            return
+        if self._listener is not None:
+            if not self._lost:
+                return
+            await self._drop_listener()
+        try:
+            connection = await self._db.pool.acquire()
+        except Exception:
+            logger.warning("cannot LISTEN for work now; polling meanwhile", exc_info=True)
+            return
+        try:
+            await connection.add_listener(CHANNEL, self._on_notify)
+            connection.add_termination_listener(self._on_lost)
+            self._lost = False
+        except Exception:
+            logger.warning("cannot LISTEN for work now; polling meanwhile", exc_info=True)
+            await self._db.pool.release(connection)
+            return
         self._listener = connection
 
     def _on_notify(self, *args: object) -> None:
         self._doorbell.set()
 
-    async def unlisten(self) -> None:
+    def _on_lost(self, *args: object) -> None:
+        """The LISTEN connection dropped: look for work now (a NOTIFY may have been
+        lost with it); the wait that follows listens again."""
+        logger.warning("the LISTEN connection was lost; listening again")
+        self._lost = True
+        self._doorbell.set()
+
+    async def _drop_listener(self) -> None:
         if self._listener is None or not isinstance(self._db, PostgresDatabase):
             return
         connection, self._listener = self._listener, None
         with contextlib.suppress(Exception):
+            connection.remove_termination_listener(self._on_lost)
             await connection.remove_listener(CHANNEL, self._on_notify)
-        await self._db.pool.release(connection)
+        with contextlib.suppress(Exception):
+            await self._db.pool.release(connection)
+
+    async def unlisten(self) -> None:
+        self._listening = False
+        await self._drop_listener()

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -312,6 +313,8 @@ engine_tasks = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_engine_tasks_due_at", "due_at"),
     Index("ix_engine_tasks_job_id", "job_id"),
+    # Fair claims: each project's due tasks, found without scanning other projects'.
+    Index("ix_engine_tasks_project_due", "project_id", "due_at"),
 )
 
 # Steering rules of the simulated driver, shared by every process (docs/engine.md).
@@ -321,5 +324,34 @@ engine_rules = Table(
     Column("project_id", String(128), primary_key=True),  # a project, or "*"
     Column("job_type", String(32), primary_key=True),  # a job type, or "*"
     Column("rule", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# --- the engine across machines (docs/engine.md) -------------------------------------------
+
+# Jobs one of whose sub-jobs failed, until the job ends: deleting that sub-job
+# (BatchDeleteImageSubJobs) must not let the job end SUCCESS.
+engine_job_failures = Table(
+    "engine_job_failures",
+    metadata,
+    Column("job_id", Id, primary_key=True, autoincrement=False),
+)
+
+# The node part of ids (domain/ids.py), leased by each process that mints ids, so that
+# live processes never share one.
+id_nodes = Table(
+    "id_nodes",
+    metadata,
+    Column("node", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(64), nullable=False, server_default=text("''")),
+    Column("expires_at", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# A token bucket per project: how many job-starting requests it may still make now.
+project_throttles = Table(
+    "project_throttles",
+    metadata,
+    Column("project_id", String(128), primary_key=True),
+    Column("tokens", Float, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )

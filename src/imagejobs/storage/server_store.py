@@ -9,17 +9,17 @@ after the commit (and, on PostgreSQL, the others by the NOTIFY sent inside it).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
 
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import InvalidParameter
-from imagejobs.domain.ids import parse_id
-from imagejobs.domain.lifecycle import NewTask, ServerChange
+from imagejobs.domain.ids import IdCollision, parse_id
+from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import JobDetail, Page, PageRequest
 from imagejobs.domain.servers import (
     IMAGE_SOURCE_STATUSES,
@@ -36,9 +36,6 @@ from imagejobs.domain.servers import (
 )
 from imagejobs.storage.database import Database, Row, Statement, Transaction
 from imagejobs.storage.job_store import insert_jobs
-
-if TYPE_CHECKING:
-    from imagejobs.storage.engine_store import SqlEngineStore
 
 # A job and its tasks, planned from the servers the transaction found.
 JobPlan = tuple[JobDetail, Sequence[NewTask]]
@@ -72,19 +69,8 @@ UPDATE_SERVER = Statement(
     " description = COALESCE(:description, description), update_time = :now"
     " WHERE project_id = :project_id AND id = :id RETURNING id"
 )
-CHANGE_SERVER = Statement(
-    "UPDATE image_servers SET status = :status,"
-    " aps_server_id = COALESCE(:aps_server_id, aps_server_id),"
-    " instance_id = COALESCE(:instance_id, instance_id),"
-    " image_id = COALESCE(:image_id, image_id), update_time = :now WHERE id = :id"
-)
-DELETE_SERVER = Statement("DELETE FROM image_servers WHERE id = :id")
-_FIELD_COLUMNS = {
-    "server_id": "aps_server_id",
-    "instance_id": "instance_id",
-    "image_id": "image_id",
-}
 _encoder = msgspec.json.Encoder()
+_NAME_CONSTRAINT = "uq_image_servers_project_name"
 
 
 @cache
@@ -163,33 +149,33 @@ def _server(row: Row, offset: int = 0) -> ImageServer:
     )
 
 
-async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
-    """Make each server follow its sub-job's result (in that result's transaction)."""
-    deleted: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
-    for change in sorted(changes, key=lambda c: c.server_id):
-        if change.delete:
-            deleted.append({"id": change.server_id})
-            continue
-        params: dict[str, Any] = dict.fromkeys(_FIELD_COLUMNS.values())
-        params.update({_FIELD_COLUMNS[k]: v for k, v in change.fields.items()})
-        status = change.status or ImageServerStatus.NULL
-        params.update({"id": change.server_id, "status": status.value, "now": now})
-        changed.append(params)
-    if changed:
-        await tx.execute_many(CHANGE_SERVER, changed)
-    if deleted:
-        await tx.execute_many(DELETE_SERVER, deleted)
-
-
 def _is_unique_violation(exc: Exception) -> bool:
     return isinstance(exc, sqlite3.IntegrityError | asyncpg.UniqueViolationError)
+
+
+def _name_collided(exc: Exception) -> bool:
+    """Whether a unique violation is a server name's (else it is a new id's)."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return getattr(exc, "constraint_name", None) == _NAME_CONSTRAINT
+    return "image_servers.name" in str(exc)
+
+
+def _id_collision() -> IdCollision:
+    return IdCollision("A new id collided with an existing one.")
+
+
+class TaskQueue(Protocol):
+    """Where a job's tasks go (the engine's queue, storage/engine_store.py)."""
+
+    async def add_tasks(self, tx: Transaction, tasks: Sequence[NewTask], now: int) -> None: ...
+
+    def ring(self) -> None: ...
 
 
 class SqlServerStore:
     """Image servers on SQLite or PostgreSQL, always scoped by project."""
 
-    def __init__(self, database: Database, engine: SqlEngineStore) -> None:
+    def __init__(self, database: Database, engine: TaskQueue) -> None:
         self._db = database
         self._engine = engine
         self._dialect = database.dialect
@@ -204,8 +190,10 @@ class SqlServerStore:
                 await tx.execute(INSERT_SERVER, server_row(server))
                 await self._start_job(tx, plan, now)
         except Exception as exc:
-            if _is_unique_violation(exc):  # a concurrent create of the same name won
-                raise _name_taken(server.name) from exc
+            if _is_unique_violation(exc):
+                if _name_collided(exc):  # a concurrent create of the same name won
+                    raise _name_taken(server.name) from exc
+                raise _id_collision() from exc
             raise
         self._engine.ring()
 
@@ -276,6 +264,15 @@ class SqlServerStore:
         """Mark the servers DELETING and start their DELETE_SERVER job; unknown ids and
         servers already being deleted are skipped, CREATING and BUILDING ones refused."""
         ids = sorted(set(server_ids))
+        return await self._started(self._start_deletion(project_id, ids, plan, now))
+
+    async def _start_deletion(
+        self,
+        project_id: str,
+        ids: Sequence[int],
+        plan: Callable[[Sequence[ImageServer]], JobPlan],
+        now: int,
+    ) -> JobPlan:
         async with self._db.transaction() as tx:
             found: list[ImageServer] = []
             if ids:
@@ -297,8 +294,7 @@ class SqlServerStore:
                 await tx.execute(SET_STATUS, status)
             job_plan = plan(deletable)
             await self._start_job(tx, job_plan, now)
-        self._engine.ring()
-        return job_plan[0]
+        return job_plan
 
     async def start_image_build(
         self,
@@ -308,6 +304,27 @@ class SqlServerStore:
         now: int,
     ) -> JobDetail:
         """Mark the server BUILDING and start its CREATE_SERVER_IMAGE job."""
+        return await self._started(self._start_image_build(project_id, server_id, plan, now))
+
+    async def _started(self, starting: Awaitable[JobPlan]) -> JobDetail:
+        """The job that ``starting`` (a transaction) starts; the runner woken after its
+        commit. A unique violation there is one of the new ids colliding."""
+        try:
+            job_plan = await starting
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise _id_collision() from exc
+            raise
+        self._engine.ring()
+        return job_plan[0]
+
+    async def _start_image_build(
+        self,
+        project_id: str,
+        server_id: int,
+        plan: Callable[[ImageServer], JobPlan],
+        now: int,
+    ) -> JobPlan:
         async with self._db.transaction() as tx:
             rows = await tx.fetch(
                 LOCK_SERVER[self._dialect], {"project_id": project_id, "id": server_id}
@@ -324,8 +341,7 @@ class SqlServerStore:
             await tx.execute(SET_STATUS, building)
             job_plan = plan(server)
             await self._start_job(tx, job_plan, now)
-        self._engine.ring()
-        return job_plan[0]
+        return job_plan
 
 
 def _name_taken(name: str) -> ServerNameTaken:
