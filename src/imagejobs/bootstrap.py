@@ -144,6 +144,7 @@ def build_app(settings: Settings) -> Starlette:
         extra_routes=operator_routes(services, access or OpenAccess(), settings.driver),
         on_startup=startup,
         on_shutdown=shutdown,
+        body_read_timeout=settings.body_read_timeout_seconds,
     )
 
 

@@ -16,6 +16,7 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     │   └── RouteNotFound                404 APIGW.0101
     ├── MethodNotAllowed                 405 WKS.00000405
     ├── Conflict                         409 WKS.00211103
+    ├── RequestTimeout                   408 APIGW.0201
     ├── RequestTooLarge                  413 APIGW.0201
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
@@ -112,6 +113,13 @@ class Conflict(ImageJobsError):
 
     status = 409
     code = "WKS.00211103"
+
+
+class RequestTimeout(ImageJobsError):
+    """Request timeout: the request body did not arrive in time."""
+
+    status = 408
+    code = "APIGW.0201"
 
 
 class RequestTooLarge(ImageJobsError):
