@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -171,6 +172,11 @@ class ServerProcess:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def assert_quiet_log(self) -> None:
+        """Test servers log at WARNING: anything logged is a complaint (about a client)."""
+        log = self.log_path.read_text()
+        assert not re.search(r"Traceback|ERROR|WARNING|CRITICAL", log), log[-3000:]
 
     def stop(self) -> None:
         self.process.terminate()
