@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import resource
 import sys
@@ -104,7 +105,17 @@ def serve(
         http1_settings=HTTP1Settings(
             header_read_timeout=max(1, round(settings.header_read_timeout_seconds * 1000))
         ),
+        # A worker that has not stopped this long after SIGTERM is killed rather than left
+        # behind holding the port: after a flood of connections a worker was seen to miss
+        # its SIGTERM (asyncio's wakeup socket full), and its leases are taken over anyway.
+        workers_kill_timeout=min(
+            1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
+        ),
     ).serve()
+
+
+# Beyond the runner's shutdown grace: for the lifespan shutdown to close the database.
+WORKER_STOP_SECONDS = 10
 
 
 # File descriptors a worker keeps for itself beyond its connections: database pools, logs,
