@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServerProcess
+from tests.engine_support import server_body
 from tests.factories import OPERATOR_HEADERS, Tenant
 from tests.integration.http import password_token
 
@@ -31,15 +32,6 @@ CREDENTIAL_HEADERS = (
 # Bytes an HTTP client may put in a header value (VCHAR and obs-text): no controls.
 HEADER_BYTES = [*range(0x21, 0x7F), *range(0x80, 0x100)]
 NASTY_TEXT = ["\x00", "a\x00b", "\x00" * 3, "é", "中文", "\U0001f600", "*", "..", "a" * 300, " "]
-VALID_SERVER = {
-    "name": "srv-1",
-    "root_volume": {"type": "SAS", "size": 80},
-    "image_ref": {"id": "da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", "image_type": "public"},
-    "vpc_id": "vpc",
-    "subnet_id": "subnet",
-    "product_id": "workspace.x86.a.b",
-    "authorize_accounts": [{"account": "administrator", "account_type": "USER"}],
-}
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,7 @@ def _with_text(text: str) -> list[Any]:
     return [
         login,
         temporary,
-        {**VALID_SERVER, "name": text},
+        server_body(text),
         {"name": text, "description": text},
         {"items": [text]},
         {"completion": text, "queue_seconds": 1},

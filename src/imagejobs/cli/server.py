@@ -16,6 +16,12 @@ from imagejobs.cli.common import data_dir_option, database_url_option, load, set
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
+# File descriptors a worker keeps for itself beyond its connections: database pools, logs,
+# the event loop, the runner.
+RESERVED_FILES = 256
+# Beyond the runner's shutdown grace: for the lifespan shutdown to close the database.
+WORKER_STOP_SECONDS = 10
+
 
 @click.command(epilog=settings_epilog())
 @click.option("--host", default=None, help="Address to listen on (IMAGEJOBS_HOST).")
@@ -112,15 +118,6 @@ def serve(
             1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
         ),
     ).serve()
-
-
-# Beyond the runner's shutdown grace: for the lifespan shutdown to close the database.
-WORKER_STOP_SECONDS = 10
-
-
-# File descriptors a worker keeps for itself beyond its connections: database pools, logs,
-# the event loop, the runner.
-RESERVED_FILES = 256
 
 
 def raise_open_file_limit() -> int:
