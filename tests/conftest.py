@@ -8,9 +8,11 @@ When it is unreachable they skip with the reason, unless ``IMAGEJOBS_REQUIRE_POS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -154,6 +156,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its own process group: stop() ends its workers too
         )
         try:
             self._wait_ready()
@@ -185,6 +188,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # A worker that missed its SIGTERM must not outlive the test, holding its port.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
 
 
