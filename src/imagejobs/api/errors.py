@@ -17,6 +17,7 @@ from imagejobs.domain.errors import (
     MethodNotAllowed,
     RequestTooLarge,
     RouteNotFound,
+    Throttled,
 )
 
 logger = logging.getLogger("imagejobs.api")
@@ -42,6 +43,8 @@ def error_response(
     else:
         body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
     all_headers = {REQUEST_ID: request_id, **(headers or {})}
+    if isinstance(error, Throttled):
+        all_headers["Retry-After"] = str(error.retry_after)
     return Response(body, error.status, headers=all_headers, media_type="application/json")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from imagejobs import __version__
+from imagejobs.cli.audit import audit
 from imagejobs.cli.common import settings_epilog
 from imagejobs.cli.engine import engine
 from imagejobs.cli.iam import iam
@@ -24,3 +25,4 @@ main.add_command(seed)
 main.add_command(iam)
 main.add_command(worker)
 main.add_command(engine)
+main.add_command(audit)

@@ -17,6 +17,8 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     ├── MethodNotAllowed                 405 WKS.00000405
     ├── Conflict                         409 WKS.00211103
     ├── RequestTooLarge                  413 APIGW.0201
+    │   └── HeadersTooLarge              431 APIGW.0201
+    ├── Throttled                        429 APIG.0308 (with Retry-After)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
     └── InvalidSettings                  (start-up only: a bad setting or flag)
@@ -119,6 +121,26 @@ class RequestTooLarge(ImageJobsError):
 
     status = 413
     code = "APIGW.0201"
+
+
+class HeadersTooLarge(RequestTooLarge):
+    """Request header fields too large."""
+
+    status = 431
+
+
+class Throttled(ImageJobsError):
+    """The throttling threshold has been reached."""
+
+    status = 429
+    code = "APIG.0308"
+
+    def __init__(self, limit: float, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"The throttling threshold has been reached: policy user over ratelimit,"
+            f"limit:{limit:g},time:1 second"
+        )
 
 
 class InternalError(ImageJobsError):

@@ -16,10 +16,11 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 
 from imagejobs.domain.errors import ServiceUnavailable
-from imagejobs.domain.lifecycle import ClaimedTask, Transition
+from imagejobs.domain.lifecycle import ClaimedTask, Reschedule, Transition
 from imagejobs.domain.steering import Behaviour
 from imagejobs.services.engine import EngineService
 
@@ -64,6 +65,12 @@ class Runner:
         self._results: asyncio.Queue[tuple[Transition, asyncio.Future[bool]]] = asyncio.Queue()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Read by readiness and the metrics (observability.py): the last heartbeat that
+        # reached the database, steps rescheduled after a transient failure, and results
+        # dropped because another runner had taken the lease over.
+        self.heartbeat_at = time.monotonic()
+        self.retries = 0
+        self.taken_over = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -160,6 +167,8 @@ class Runner:
             step.progress = text
 
         transition = await self.engine.run_step(step.task, behaviour, progress)
+        if isinstance(transition, Reschedule) and transition.attempts_delta == 0:
+            self.retries += 1
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         step.recorded = future
         await self._results.put((transition, future))
@@ -170,6 +179,7 @@ class Runner:
             logger.warning("could not record sub-job %s", step.task.sub_job_id, exc_info=True)
             return
         if not applied:
+            self.taken_over += 1
             logger.info(
                 "sub-job %s was taken over by another runner: result dropped",
                 step.task.sub_job_id,
@@ -205,6 +215,7 @@ class Runner:
             ]
             try:
                 await self.engine.heartbeat(held, self._lease_ms)
+                self.heartbeat_at = time.monotonic()
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
 

@@ -1,0 +1,210 @@
+"""The edge every HTTP request passes first: it bounds the requests in flight and the size
+of request heads, and records each answered request once (metrics, access line, and for
+mutating calls the audit trail).
+
+It wraps the whole ASGI app, so routing stays unaware of it. The operation a request ran
+is read from the route Starlette matched (``scope["route"]``): names stay bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
+from imagejobs.api.routes import ALL_OPERATIONS
+from imagejobs.domain.errors import HeadersTooLarge, ImageJobsError, ServiceUnavailable
+from imagejobs.domain.times import format_time, now_ms
+from imagejobs.observability import CURRENT_REQUEST, AccessLog, Metrics, RequestNote
+from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("imagejobs.api")
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Probes and scrapes are answered even at the in-flight bound: a saturated process is
+# still alive and ready, and its metrics matter most then.
+UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
+_REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
+_OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}
+
+
+class _ErrorCode(msgspec.Struct):
+    error_code: str = ""
+
+
+_error_code = msgspec.json.Decoder(_ErrorCode)
+
+
+class Edge:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        access_log: AccessLog | None = None,
+        audit: SqlOpsStore | None = None,
+        max_in_flight: int = 0,
+        max_header_bytes: int = 16_384,
+    ) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._access_log = access_log
+        self._audit = audit
+        self._max_in_flight = max_in_flight or 1 << 62
+        self._max_header_bytes = max_header_bytes
+        self.in_flight = 0
+        self._names: dict[tuple[int, str], str] = {}
+        self._audit_tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        refusal: ImageJobsError | None = None
+        if self.in_flight >= self._max_in_flight and path not in UNBOUNDED_PATHS:
+            refusal = ServiceUnavailable()
+        elif sum(len(k) + len(v) for k, v in scope["headers"]) > self._max_header_bytes:
+            refusal = HeadersTooLarge()
+        if refusal is not None:
+            await self._refuse(scope, send, refusal, started)
+            return
+        status = 500
+        request_id = "-"
+        error_body = b""
+        audited = scope["method"] in MUTATING
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, request_id, error_body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == _REQUEST_ID_HEADER:
+                        request_id = value.decode("latin-1")
+            elif audited and status >= 400 and not error_body:
+                error_body = message.get("body", b"")
+            await send(message)
+
+        note = RequestNote()
+        token = CURRENT_REQUEST.set(note)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self.in_flight -= 1
+            CURRENT_REQUEST.reset(token)
+            self._record(scope, status, request_id, note, started, error_body if audited else None)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, error: ImageJobsError, started: float
+    ) -> None:
+        """Answer at once, before any routing, parsing or database call."""
+        request_id = new_request_id()
+        response = error_response(error, request_id)
+        if self._metrics is not None:
+            reason = "in_flight" if isinstance(error, ServiceUnavailable) else "headers"
+            self._metrics.shed.labels(reason).inc()
+        await response({"type": "http"}, _no_body, send)
+        self._record(scope, error.status, request_id, RequestNote(), started, None)
+
+    def _operation(self, scope: Scope) -> str:
+        route = scope.get("route")
+        method: str = scope["method"]
+        if route is None:
+            return "unmatched"
+        key = (id(route), method)
+        name = self._names.get(key)
+        if name is None:
+            methods = getattr(route, "methods", None)
+            template: str = getattr(route, "path", "")
+            if methods is not None and method not in methods:
+                name = "unmatched"
+            else:
+                name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
+            self._names[key] = name
+        return name
+
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        request_id: str,
+        note: RequestNote,
+        started: float,
+        error_body: bytes | None,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        operation = self._operation(scope)
+        project = scope.get("path_params", {}).get("project_id")
+        if self._metrics is not None:
+            self._metrics.observe_request(operation, status, seconds)
+            if status == 429:
+                self._metrics.shed.labels("rate_limit").inc()
+        if self._access_log is not None:
+            self._access_log.write(
+                (
+                    format_time(now_ms()),
+                    request_id,
+                    scope["method"],
+                    scope["path"],
+                    operation,
+                    project,
+                    note.principal,
+                    status,
+                    round(seconds * 1000, 2),
+                )
+            )
+        if error_body is not None and self._audit is not None:
+            event = AuditEvent(
+                id=0,
+                at=now_ms(),
+                request_id=request_id,
+                principal=note.principal,
+                account_id=note.account_id or "",
+                method=scope["method"],
+                path=scope["path"][:512],
+                operation=operation,
+                project_id=(project or "")[:128],
+                status=status,
+                error_code=_code_of(error_body) if status >= 400 else "",
+            )
+            # Written beside the answer, not before it: the caller never waits for it.
+            task = asyncio.get_running_loop().create_task(self._write_audit(event))
+            self._audit_tasks.add(task)
+            task.add_done_callback(self._audit_tasks.discard)
+
+    async def _write_audit(self, event: AuditEvent) -> None:
+        assert self._audit is not None
+        try:
+            await self._audit.add_audit_event(event)
+        except Exception:
+            logger.warning(
+                "could not store the audit event of request %s", event.request_id, exc_info=True
+            )
+
+    async def drain(self) -> None:
+        """Wait for audit events still being written (at shutdown)."""
+        if self._audit_tasks:
+            await asyncio.wait(set(self._audit_tasks), timeout=5)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _code_of(body: bytes) -> str:
+    try:
+        return _error_code.decode(body).error_code[:32]
+    except msgspec.DecodeError:
+        return ""
