@@ -20,7 +20,13 @@ from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
 from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.domain.errors import HeadersTooLarge, ImageJobsError, ServiceUnavailable
 from imagejobs.domain.times import format_time, now_ms
-from imagejobs.observability import CURRENT_REQUEST, AccessLog, Metrics, RequestNote
+from imagejobs.observability import (
+    CURRENT_REQUEST,
+    AccessLine,
+    AccessLog,
+    Metrics,
+    RequestNote,
+)
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
 Scope = MutableMapping[str, Any]
@@ -65,6 +71,8 @@ class Edge:
         self.in_flight = 0
         self._names: dict[tuple[int, str], str] = {}
         self._audit_tasks: set[asyncio.Task[None]] = set()
+        if metrics is not None:
+            metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,7 +161,7 @@ class Edge:
                 self._metrics.shed.labels("rate_limit").inc()
         if self._access_log is not None:
             self._access_log.write(
-                (
+                AccessLine(
                     format_time(now_ms()),
                     request_id,
                     scope["method"],
@@ -194,9 +202,11 @@ class Edge:
             )
 
     async def drain(self) -> None:
-        """Wait for audit events still being written (at shutdown)."""
+        """Wait for audit events still being written, flush the access log (at shutdown)."""
         if self._audit_tasks:
             await asyncio.wait(set(self._audit_tasks), timeout=5)
+        if self._access_log is not None:
+            self._access_log.flush()
 
 
 async def _no_body() -> Message:
