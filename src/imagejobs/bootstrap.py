@@ -68,6 +68,7 @@ def open_database(settings: Settings) -> Database:
         sqlite_synchronous=settings.sqlite_synchronous,
         connect_timeout=settings.database_connect_timeout_seconds,
         statement_timeout=settings.database_statement_timeout_seconds,
+        sqlite_max_bytes=settings.sqlite_max_bytes,
     )
 
 

@@ -199,6 +199,13 @@ class Settings:
             "SQLite lock waits) before it fails with 503."
         ),
     )
+    sqlite_max_bytes: int = field(
+        default=0,
+        metadata=_doc(
+            "SQLite: the size the database file may grow to (PRAGMA max_page_count); once "
+            "reached, writes fail with 503 and reads go on, as on a full disk (0: no cap)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -249,6 +256,7 @@ def _check_engine(settings: Settings) -> None:
         ("max_header_bytes", 1024, 1 << 20),
         ("database_connect_timeout_seconds", 0.05, 600),
         ("database_statement_timeout_seconds", 0.05, 3600),
+        ("sqlite_max_bytes", 0, 1 << 50),
     )
     for name, low, high in ranges:
         if not low <= getattr(settings, name) <= high:

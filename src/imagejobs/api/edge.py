@@ -49,6 +49,7 @@ class _ErrorCode(msgspec.Struct):
 
 
 _error_code = msgspec.json.Decoder(_ErrorCode)
+_encode_event = msgspec.json.Encoder().encode
 
 
 class Edge:
@@ -196,10 +197,10 @@ class Edge:
         assert self._audit is not None
         try:
             await self._audit.add_audit_event(event)
+        except ImageJobsError:  # the database is away: the log keeps the event instead
+            logger.warning("audit event not stored: %s", _encode_event(event).decode())
         except Exception:
-            logger.warning(
-                "could not store the audit event of request %s", event.request_id, exc_info=True
-            )
+            logger.exception("audit event not stored: %s", _encode_event(event).decode())
 
     async def drain(self) -> None:
         """Wait for audit events still being written, flush the access log (at shutdown)."""

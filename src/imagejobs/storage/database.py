@@ -160,11 +160,17 @@ class SqliteDatabase(Database):
     dialect = "sqlite"
 
     def __init__(
-        self, path: Path, *, synchronous: str = "NORMAL", timeout_seconds: float = 5.0
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        timeout_seconds: float = 5.0,
+        max_bytes: int = 0,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
         self._busy_ms = round(timeout_seconds * 1000)
+        self._max_bytes = max_bytes
         self._reader: sqlite3.Connection
         self._writer: sqlite3.Connection
         self._write_lock = asyncio.Lock()
@@ -174,6 +180,9 @@ class SqliteDatabase(Database):
         self._writer = connect_sqlite(self.path, synchronous=self._synchronous)
         for connection in (self._reader, self._writer):
             connection.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        if self._max_bytes:  # a cap on the file: past it, writes fail with SQLITE_FULL
+            (page_size,) = self._writer.execute("PRAGMA page_size").fetchone()
+            self._writer.execute(f"PRAGMA max_page_count={max(1, self._max_bytes // page_size)}")
 
     async def fetch(self, statement: Statement, params: Params) -> list[Row]:
         try:
@@ -198,14 +207,19 @@ class SqliteDatabase(Database):
                 yield _SqliteTransaction(self._writer)
                 self._writer.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 if _unavailable(exc):
                     self.unavailable_errors += 1
                     raise ServiceUnavailable() from exc
                 raise
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR).
+        if self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
 
     async def close(self) -> None:
         self._reader.close()
@@ -217,7 +231,8 @@ class SqliteDatabase(Database):
 
 # Failures that mean "the database is not reachable now", answered with 503: the
 # connection is gone, the server shuts down or cancelled the statement (class 57), a call
-# ran past its timeout, or a failover left the connection on a read-only standby.
+# ran past its timeout, a failover left the connection on a read-only standby, or the
+# driver lost track of a connection cut mid-statement ("cannot switch to state").
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
@@ -227,6 +242,7 @@ _UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.InternalClientError,
 )
 
 
@@ -283,8 +299,9 @@ class PostgresDatabase(Database):
 
     def _failed(self, exc: BaseException) -> ServiceUnavailable:
         self.unavailable_errors += 1
-        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
-            # A failover demoted this connection's server: reconnect (to the new primary).
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError | asyncpg.InternalClientError):
+            # A failover demoted this connection's server, or the connection is in an
+            # unknown state: reconnect every pooled connection (to the new primary).
             self._pool.expire_connections()
         return ServiceUnavailable()
 
@@ -337,11 +354,15 @@ def database_for(
     sqlite_synchronous: str = "NORMAL",
     connect_timeout: float = 1.0,
     statement_timeout: float = 5.0,
+    sqlite_max_bytes: int = 0,
 ) -> Database:
     """An unopened database for ``url``: call ``await db.open()`` inside the event loop."""
     if dialect_of(url) == "sqlite":
         return SqliteDatabase(
-            sqlite_path(url), synchronous=sqlite_synchronous, timeout_seconds=statement_timeout
+            sqlite_path(url),
+            synchronous=sqlite_synchronous,
+            timeout_seconds=statement_timeout,
+            max_bytes=sqlite_max_bytes,
         )
     return PostgresDatabase(
         url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
