@@ -39,6 +39,7 @@ class Load:
     base_url: str
     tenant: Tenant
     clients: int = 4
+    reads: bool = True  # a ListImageJobs after each create
     answers: list[tuple[float, float, int, dict[str, object] | None]] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -58,11 +59,14 @@ class Load:
         auth = AkSkAuth(self.tenant.access_key, self.tenant.secret_key)
         project = self.tenant.project_id
         with httpx.Client(base_url=self.base_url, auth=auth, timeout=30) as client:
+            calls: list[tuple[str, str, bool]] = [("POST", f"/v1/{project}/image-servers", True)]
+            if self.reads:
+                calls.append(
+                    ("GET", f"/v1/{project}/image-server-jobs?job_type=CREATE_SERVER", False)
+                )
             while not self._stop.is_set():
-                for method, path, body in (
-                    ("POST", f"/v1/{project}/image-servers", server_body()),
-                    ("GET", f"/v1/{project}/image-server-jobs?job_type=CREATE_SERVER", None),
-                ):
+                for method, path, with_body in calls:
+                    body = server_body() if with_body else None
                     started = time.monotonic()
                     try:
                         response = client.request(method, path, json=body)
@@ -73,6 +77,15 @@ class Load:
                     self.answers.append((started, elapsed, response.status_code, payload))
                     if method == "POST" and response.status_code == 200:
                         self.created.append(payload["job_id"])  # type: ignore[index]
+
+    def first_success_after(self, moment: float) -> float | None:
+        """When the first create sent after ``moment`` was answered 200 (None: not yet)."""
+        done = [
+            started + elapsed
+            for started, elapsed, status, body in list(self.answers)
+            if started >= moment and status == 200 and body is not None and "job_id" in body
+        ]
+        return min(done, default=None)
 
     def between(
         self, start: float, end: float
