@@ -109,6 +109,10 @@ class Edge:
         token = CURRENT_REQUEST.set(note)
         self.in_flight += 1
         try:
+            # Let every request that has arrived be counted before this one runs: a
+            # request on SQLite never waits for I/O, so without this turn the requests
+            # queued behind it would not count as in flight and the bound would not act.
+            await asyncio.sleep(0)
             await self.app(scope, receive, send_and_watch)
         finally:
             self.in_flight -= 1
