@@ -129,7 +129,7 @@ class Edge:
             reason = "in_flight" if isinstance(error, ServiceUnavailable) else "headers"
             self._metrics.shed.labels(reason).inc()
         await response({"type": "http"}, _no_body, send)
-        self._record(scope, error.status, request_id, RequestNote(), started, None)
+        self._record(scope, error.status, request_id, RequestNote(), started, None, "refused")
 
     def _operation(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -156,9 +156,10 @@ class Edge:
         note: RequestNote,
         started: float,
         error_body: bytes | None,
+        operation: str | None = None,
     ) -> None:
         seconds = time.perf_counter() - started
-        operation = self._operation(scope)
+        operation = operation or self._operation(scope)
         project = scope.get("path_params", {}).get("project_id")
         if self._metrics is not None:
             self._metrics.observe_request(operation, status, seconds)
