@@ -182,20 +182,24 @@ def test_sqlite_full_refuses_writes_keeps_reads_and_loses_nothing(tmp_path: Path
     created: list[str] = []
     try:
         with httpx.Client(base_url=server.base_url, auth=auth, timeout=30) as client:
+            refused = 0
             for _ in range(400):
                 response = client.post(f"/v1/{project}/image-servers", json=server_body())
-                if response.status_code != 200:
+                if response.status_code == 200:
+                    created.append(response.json()["job_id"])
+                    continue
+                # Full: refused as documented (room freed by finished tasks may let a
+                # later create through, and that is fine).
+                assert response.status_code == 503
+                assert response.json() == UNAVAILABLE
+                refused += 1
+                if refused == 3:
                     break
-                created.append(response.json()["job_id"])
-            assert response.status_code == 503
-            assert response.json() == UNAVAILABLE
+            assert refused == 3
             assert created
             listed = client.get(f"/v1/{project}/image-server-jobs?job_type=CREATE_SERVER")
             assert listed.status_code == 200
             assert listed.json()["count"] >= len(created)
-            assert (
-                client.post(f"/v1/{project}/image-servers", json=server_body()).status_code == 503
-            )
     finally:
         server.stop()
     # The operator makes room: the same database, uncapped, finishes every job.

@@ -21,7 +21,7 @@ from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
 from tests.integration.http import password_token
 
 EXAMPLES = settings(
-    max_examples=20,
+    max_examples=10,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),

@@ -21,7 +21,7 @@ from imagejobs import __version__
 from tests.conftest import ServerProcess
 from tests.engine_support import FAST, server_body
 from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
-from tests.integration.http import AkSkAuth, signed_client
+from tests.integration.http import AkSkAuth, password_token, signed_client
 
 
 def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -166,25 +166,7 @@ def test_access_log_has_one_json_line_per_request_and_no_secret(
     client = signed_client(server.base_url, tenant)
     listed = client.get(jobs_path(tenant))
     assert listed.status_code == 200
-    token_response = httpx.post(
-        server.base_url + "/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": tenant.account,
-                            "password": tenant.password,
-                            "domain": {"name": tenant.account},
-                        }
-                    },
-                },
-                "scope": {"project": {"id": tenant.project_id}},
-            }
-        },
-    )
-    token = token_response.headers["x-subject-token"]
+    token = password_token(server.base_url, tenant)
     with_token = httpx.get(server.base_url + jobs_path(tenant), headers={"X-Auth-Token": token})
     assert with_token.status_code == 200
     by_id = log_lines(server, {listed.headers["x-request-id"], with_token.headers["x-request-id"]})
