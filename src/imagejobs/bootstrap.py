@@ -136,16 +136,20 @@ def build_access(
     return access, IamApi(identity, make_authenticator(access))
 
 
-def build_app(settings: Settings) -> Edge:
-    database = open_database(settings)
-    metrics = Metrics() if settings.metrics else None
+def build_guard(
+    settings: Settings, metrics: Metrics | None
+) -> Callable[[AccessControl], AccessControl]:
+    """What wraps the access control: the per-account rate limit, the failure metrics."""
     limiter = None
     if settings.rate_limit > 0:  # each worker admits its share of an account's rate
         limiter = RateLimiter(settings.rate_limit / settings.workers, settings.rate_limit_burst)
+    return lambda access: GuardedAccess(access, metrics, limiter)
 
-    def guard(access: AccessControl) -> AccessControl:
-        return GuardedAccess(access, metrics, limiter)
 
+def build_app(settings: Settings) -> Edge:
+    database = open_database(settings)
+    metrics = Metrics() if settings.metrics else None
+    guard = build_guard(settings, metrics)
     iam_access, iam_api = build_access(settings, database, guard)
     access = iam_access or guard(OpenAccess())
     services = build_services(database, settings)
@@ -156,7 +160,7 @@ def build_app(settings: Settings) -> Edge:
     runner = None
     if embedded is not None:
         runner = runner_state(embedded.heartbeat_at, settings.lease_seconds)
-    if metrics is not None:
+    if metrics is not None:  # counters other objects keep, read when scraped
         metrics.sample(lambda: database_metrics(database))
         if embedded is not None:
             metrics.sample(lambda: runner_metrics(embedded.runner))
