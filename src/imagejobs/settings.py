@@ -177,7 +177,7 @@ class Settings:
         default=0.0,
         metadata=_doc(
             "Requests per second each account may make, shared out among the server "
-            "workers; beyond it 429 APIG.0308 with Retry-After (0: no limit)."
+            "workers; beyond it 429 APIGW.0308 with Retry-After (0: no limit)."
         ),
     )
     rate_limit_burst: int = field(

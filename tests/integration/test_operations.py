@@ -282,7 +282,7 @@ def test_rate_limit_per_account_answers_429_with_retry_after(
         assert statuses == [200, 200, 429]
         throttled = client.get(jobs_path(limited))
         assert throttled.status_code == 429
-        assert throttled.json()["error_code"] == "APIG.0308"
+        assert throttled.json()["error_code"] == "APIGW.0308"
         assert throttled.json()["error_msg"].startswith("The throttling threshold")
         assert 1 <= int(throttled.headers["retry-after"]) <= 10
         # Another account has its own allowance.

@@ -72,7 +72,7 @@ def test_the_rate_limiter_admits_a_burst_then_the_rate() -> None:
     with pytest.raises(Throttled) as refused:
         limiter.admit("acme")
     assert refused.value.retry_after == 1
-    assert refused.value.code == "APIG.0308"
+    assert refused.value.code == "APIGW.0308"
     limiter.admit("other")  # every account has its own bucket
     now[0] += 0.5  # one token back at 2 per second
     limiter.admit("acme")

@@ -17,7 +17,6 @@ from imagejobs.domain.errors import (
     MethodNotAllowed,
     RequestTooLarge,
     RouteNotFound,
-    Throttled,
 )
 
 logger = logging.getLogger("imagejobs.api")
@@ -43,7 +42,7 @@ def error_response(
     else:
         body = encoder.encode(ErrorResponse(error_code=error.code, error_msg=error.message))
     all_headers = {REQUEST_ID: request_id, **(headers or {})}
-    if isinstance(error, Throttled):
+    if error.retry_after is not None:
         all_headers["Retry-After"] = str(error.retry_after)
     return Response(body, error.status, headers=all_headers, media_type="application/json")
 

@@ -18,7 +18,7 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     ├── Conflict                         409 WKS.00211103
     ├── RequestTooLarge                  413 APIGW.0201
     │   └── HeadersTooLarge              431 APIGW.0201
-    ├── Throttled                        429 APIG.0308 (with Retry-After)
+    ├── Throttled                        429 APIGW.0308 (with Retry-After)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
     └── InvalidSettings                  (start-up only: a bad setting or flag)
@@ -34,6 +34,8 @@ class ImageJobsError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "WKS.00211401"
+    # Seconds after which a retry may succeed: sent as Retry-After when set.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
@@ -133,14 +135,13 @@ class Throttled(ImageJobsError):
     """The throttling threshold has been reached."""
 
     status = 429
-    code = "APIG.0308"
+    code = "APIGW.0308"
 
-    def __init__(self, limit: float, retry_after: int) -> None:
+    def __init__(self, policy: str, retry_after: int) -> None:
+        # The gateway's wording: "The throttling threshold has been reached: policy user
+        # over ratelimit,limit:XX,time:1 second".
+        super().__init__(f"The throttling threshold has been reached: {policy}")
         self.retry_after = retry_after
-        super().__init__(
-            f"The throttling threshold has been reached: policy user over ratelimit,"
-            f"limit:{limit:g},time:1 second"
-        )
 
 
 class InternalError(ImageJobsError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch, Throttled
 from imagejobs.iam.signing import ReceivedRequest
@@ -38,7 +39,10 @@ class RateLimiter:
         tokens = min(self._burst, tokens + (now - at) * self.rate)
         if tokens < 1:
             self._buckets[account] = (tokens, now)
-            raise Throttled(self.rate, max(1, math.ceil((1 - tokens) / self.rate)))
+            raise Throttled(
+                f"policy user over ratelimit,limit:{self.rate:g},time:1 second",
+                max(1, math.ceil((1 - tokens) / self.rate)),
+            )
         if len(self._buckets) >= _BUCKET_LIMIT and account not in self._buckets:
             # Only accounts that authenticated get here, but keep memory bounded anyway:
             # forgetting a bucket only ever lets an account through.
@@ -74,9 +78,10 @@ class GuardedAccess:
         self._metrics = metrics
         self._limiter = limiter
 
-    async def authenticate(self, request: ReceivedRequest) -> Principal:
+    async def authenticate(self, request: ReceivedRequest, *args: Any, **kwargs: Any) -> Principal:
+        # Whatever else the wrapped access control takes (the caller's address) passes on.
         try:
-            principal = await self._inner.authenticate(request)
+            principal = await self._inner.authenticate(request, *args, **kwargs)
         except AuthenticationFailed as error:
             if self._metrics is not None:
                 self._metrics.auth_failed(failure_reason(error))
