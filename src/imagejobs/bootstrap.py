@@ -29,6 +29,7 @@ from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.servers import ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
+from imagejobs.services.testkit import TestKitService
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.engine_store import SqlEngineStore
@@ -36,6 +37,7 @@ from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
 from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
+from imagejobs.storage.state_store import SqlStateStore
 from imagejobs.storage.steering_store import SqlSteeringStore
 
 # The example project of the API reference: copy-pasted examples work against the demo.
@@ -106,7 +108,7 @@ def build_access(
         return None, None
     store = SqlIamStore(database)
     box = load_secret_box(settings)
-    identity = IdentityService(store, box)
+    identity = IdentityService(store, box, password_cost=settings.password_hash_cost)
     access = IamAccess(
         store,
         identity,
@@ -141,10 +143,28 @@ def build_app(settings: Settings) -> Starlette:
         access=access,
         iam_api=iam_api,
         # The operator API (/_imagejobs), authenticated as the public API is.
-        extra_routes=operator_routes(services, access or OpenAccess(), settings.driver),
+        extra_routes=operator_routes(
+            services,
+            access or OpenAccess(),
+            settings.driver,
+            build_testkit(settings, database, services.steering),
+        ),
         on_startup=startup,
         on_shutdown=shutdown,
     )
+
+
+def build_testkit(
+    settings: Settings, database: Database, steering: SteeringService
+) -> TestKitService:
+    """Reset and throwaway tenants for test suites (the operator API)."""
+    identity = None
+    if settings.auth == "iam":
+        box = load_secret_box(settings)
+        identity = IdentityService(
+            SqlIamStore(database), box, password_cost=settings.password_hash_cost
+        )
+    return TestKitService(SqlStateStore(database), steering, identity)
 
 
 def asgi_app() -> Starlette:

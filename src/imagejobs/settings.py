@@ -155,6 +155,29 @@ class Settings:
             "simulated driver: append one line per executed step to this file (audits, tests)."
         ),
     )
+    # --- the test kit (imagejobs.testing, `serve --profile test`) ---
+    profile: str = field(
+        default="",
+        metadata=_doc(
+            "test: defaults for test suites (jobs finish at once unless steered, no queue "
+            "delay, no shutdown grace, no demo account, cheap password hashing); flags and "
+            "other IMAGEJOBS_* variables still win."
+        ),
+    )
+    init_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "On start, load every *.json state file (GET /_imagejobs/state's format) and "
+            "*.rules.json steering-rule file in this directory, in name order."
+        ),
+    )
+    password_hash_cost: int = field(
+        default=15,
+        metadata=_doc(
+            "log2 of scrypt's N for new password hashes (15: ~32 MiB and 50-100 ms; the test "
+            "profile uses 4, fast and weak: never for real passwords)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -207,6 +230,24 @@ def _check_engine(settings: Settings) -> None:
         raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
     if not 1 <= len(settings.simulated_error_code) <= 16:
         raise InvalidSettings("simulated_error_code", "must be 1 to 16 characters long")
+    if settings.profile not in ("", *PROFILES):
+        raise InvalidSettings("profile", f"must be one of {', '.join(PROFILES)}")
+    if not 4 <= settings.password_hash_cost <= 20:
+        raise InvalidSettings("password_hash_cost", "must be from 4 to 20")
+
+
+# A profile's values are defaults: IMAGEJOBS_* variables and flags override them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "test": {
+        "simulated_completion": "immediate",
+        "simulated_queue_seconds": 0.0,
+        "shutdown_grace_seconds": 0.0,
+        "bootstrap_demo_account": False,
+        "iam_cache_seconds": 0.0,
+        "password_hash_cost": 4,
+        "retry_backoff_seconds": 0.05,
+    },
+}
 
 
 def _text(value: Any) -> str:
@@ -237,6 +278,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             continue
         values[f.name] = _convert(f.name, f.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    values = {**PROFILES.get(values.get("profile", ""), {}), **values}
     for name in ("data_dir", "key_file"):
         if name in values:
             values[name] = Path(values[name])

@@ -16,6 +16,9 @@ behaviour, ``tasks?project_id=``). Routes that span every project are the operat
     DELETE /_imagejobs/engine/rules/{project_id}/{job_type}    remove it
     GET    /_imagejobs/engine/behaviour/{project_id}/{job_type}  the effective behaviour
     GET    /_imagejobs/openapi.json                            this API, as OpenAPI 3.1
+    GET    /_imagejobs/health                                  liveness (no credentials)
+    POST   /_imagejobs/reset      {"project_id"?}              a project (or all) as new
+    POST   /_imagejobs/tenants    {"account"?, "region"?, ...} a throwaway account + project
 
 ``project_id`` and ``job_type`` may be ``*`` (every project, every type).
 """
@@ -40,10 +43,15 @@ from imagejobs.api.operator_schemas import (
     BehaviourInfo,
     DeletedResponse,
     EngineStatus,
+    HealthResponse,
+    ResetBody,
+    ResetResponse,
     RuleBody,
     RuleInfo,
     RulesResponse,
     TasksResponse,
+    TenantBody,
+    TenantInfo,
     behaviour_info,
     engine_status,
     rule_info,
@@ -58,6 +66,7 @@ from imagejobs.domain.steering import ANY, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl
 from imagejobs.services.authorization import Principal
+from imagejobs.services.testkit import TestKitService
 
 STEER_ACTION = "imagejobs:engine:steer"
 
@@ -89,6 +98,7 @@ class OperatorRoute:
     query: tuple[StringParam | IntegerParam, ...] = ()
     # Where the project is named, if anywhere: "path", "query" or None (all projects).
     project_in: str | None = None
+    empty_body_is_object: bool = False  # no body at all means {}
 
 
 def _scope(call: OperatorCall) -> tuple[str, str]:
@@ -97,7 +107,12 @@ def _scope(call: OperatorCall) -> tuple[str, str]:
     return project_id, job_type
 
 
-def operator_routes(services: Services, access: AccessControl, driver: str) -> list[BaseRoute]:
+def operator_routes(
+    services: Services,
+    access: AccessControl,
+    driver: str,
+    testkit: TestKitService | None = None,
+) -> list[BaseRoute]:
     """The operator API's routes, and its OpenAPI document at /_imagejobs/openapi.json."""
 
     async def status(call: OperatorCall) -> Struct:
@@ -133,7 +148,7 @@ def operator_routes(services: Services, access: AccessControl, driver: str) -> l
             raise InvalidParameter("job_type", "must be a job type, not *")
         return behaviour_info(await call.services.steering.behaviour(project_id, JobType(job_type)))
 
-    table = (
+    table: tuple[OperatorRoute, ...] = (
         OperatorRoute("GET", f"{PREFIX}/engine", "The engine's queue.", status, EngineStatus),
         OperatorRoute(
             "GET",
@@ -164,16 +179,63 @@ def operator_routes(services: Services, access: AccessControl, driver: str) -> l
             project_in="path",
         ),
     )
+    if testkit is not None:
+        table += _testkit_routes(testkit)
     document = operator_openapi(table)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    health_body = encoder.encode(HealthResponse(version=__version__))
+
+    async def health(request: Request) -> Response:
+        # Liveness only: answers as soon as the app serves, with no database round trip.
+        return Response(health_body, 200, media_type="application/json")
+
     routes: list[BaseRoute] = [
         Route(r.path, _endpoint(r, services, access), methods=[r.method]) for r in table
     ]
     routes.append(Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]))
+    routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))
     return routes
+
+
+def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
+    """Reset and tenants: the operator's alone (they span accounts or name no project)."""
+
+    async def reset(call: OperatorCall) -> Struct:
+        project_id = call.body.project_id
+        await testkit.reset(project_id)
+        return ResetResponse(reset=project_id or ANY)
+
+    async def tenants(call: OperatorCall) -> Struct:
+        body: TenantBody = call.body
+        created = await testkit.create_tenant(
+            body.account, body.region, body.project_id, body.password
+        )
+        return TenantInfo(**{f: getattr(created, f) for f in TenantInfo.__struct_fields__})
+
+    return (
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/reset",
+            "Delete a project's (or every project's) jobs, servers, steering rules and "
+            "lockouts; accounts and keys stay.",
+            reset,
+            ResetResponse,
+            body=ResetBody,
+            empty_body_is_object=True,
+        ),
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/tenants",
+            "Create an account with a project and an access key; answer the credentials.",
+            tenants,
+            TenantInfo,
+            body=TenantBody,
+            empty_body_is_object=True,
+        ),
+    )
 
 
 async def _check(
@@ -201,7 +263,10 @@ def _endpoint(
         await _check(route, principal, access, request)
         body = None
         if route.body is not None:
-            body = decode_body(await read_body(request), route.body)
+            raw = await read_body(request)
+            if not raw and route.empty_body_is_object:
+                raw = b"{}"
+            body = decode_body(raw, route.body)
         call = OperatorCall(services, request.path_params, request.query_params, body)
         result = await route.handler(call)
         return Response(encoder.encode(result), 200, media_type="application/json")

@@ -216,3 +216,47 @@ def task_info(task: TaskView) -> TaskInfo:
         error_message=task.error_message,
         progress=task.progress,
     )
+
+
+# --- the test kit: reset, tenants, health (imagejobs.testing) --------------------------------
+
+ProjectId = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class ResetBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which project to reset; none: every project."""
+
+    project_id: ProjectId | None = None
+
+
+class ResetResponse(Struct, kw_only=True):
+    reset: Annotated[str, Meta(description="A project ID, or * for every project.")]
+
+
+class TenantBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The new tenant; every field left out is generated."""
+
+    account: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    region: (
+        Annotated[str, Meta(min_length=1, max_length=64, description="The project's name.")] | None
+    ) = None
+    project_id: Annotated[str, Meta(pattern="^[0-9a-f]{32}$")] | None = None
+    password: Annotated[str, Meta(min_length=8, max_length=128)] | None = None
+
+
+class TenantInfo(Struct, kw_only=True):
+    """Credentials of a new account's root user (shown once)."""
+
+    account: str
+    user: str
+    password: str
+    domain_id: str
+    project_id: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+class HealthResponse(Struct, kw_only=True):
+    status: Literal["ok"] = "ok"
+    version: str

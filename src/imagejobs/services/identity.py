@@ -125,11 +125,16 @@ def _check_name(kind: str, name: str, pattern: re.Pattern[str] = _NAME) -> None:
 
 class IdentityService:
     def __init__(
-        self, store: SqlIamStore, box: SecretBox, clock_ms: Callable[[], int] = now_ms
+        self,
+        store: SqlIamStore,
+        box: SecretBox,
+        clock_ms: Callable[[], int] = now_ms,
+        password_cost: int = 15,
     ) -> None:
         self._store = store
         self._box = box
         self._now = clock_ms
+        self._password_cost = password_cost  # log2 of scrypt's N (settings)
 
     # --- lookups by name (the CLI's vocabulary) -------------------------------------------
 
@@ -198,7 +203,16 @@ class IdentityService:
         password = password or generate_password()
         now = self._now()
         account = Account(new_id(), name, True, now)
-        root = User(new_id(), account.id, name, hash_password(password), True, True, 0, now)
+        root = User(
+            new_id(),
+            account.id,
+            name,
+            hash_password(password, self._password_cost),
+            True,
+            True,
+            0,
+            now,
+        )
         project = Project(project_id or new_id(), account.id, project_name, now)
         key, secret_key = self._new_key(root, account, "first key")
         await self._store.create_account(account, root, [project], key)
@@ -224,7 +238,14 @@ class IdentityService:
             raise Conflict(f"The user {name} already exists in account {account_name}.")
         password = password or generate_password()
         user = User(
-            new_id(), account.id, name, hash_password(password), False, True, 0, self._now()
+            new_id(),
+            account.id,
+            name,
+            hash_password(password, self._password_cost),
+            False,
+            True,
+            0,
+            self._now(),
         )
         await self._store.create_user(user)
         return user, password
@@ -234,7 +255,7 @@ class IdentityService:
         if reason := check_password_strength(password):
             raise InvalidParameter("password", reason)
         user = await self.user(await self.account(account_name), user_name)
-        await self._store.set_password(user.id, hash_password(password))
+        await self._store.set_password(user.id, hash_password(password, self._password_cost))
 
     async def set_user_enabled(self, account_name: str, user_name: str, enabled: bool) -> None:
         user = await self.user(await self.account(account_name), user_name)

@@ -3,6 +3,7 @@ defaults (settings), the effective behaviour, and the reads that steer completio
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -28,6 +29,8 @@ from imagejobs.settings import Settings
 # How long a process trusts its "does any rule complete on reads?" answer (other
 # processes' rule changes are seen within this; this process's own at once).
 READS_FLAG_SECONDS = 1.0
+# How long the read that completes a job may wait for the engine to end it.
+SETTLE_SECONDS = 10.0
 _UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
 
 
@@ -46,7 +49,9 @@ class SteeringStore(Protocol):
 
 
 class ReadCounter(Protocol):
-    async def count_reads(self, project_id: str, job_ids: Sequence[int], now: int) -> None: ...
+    async def count_reads(
+        self, project_id: str, job_ids: Sequence[int], now: int
+    ) -> dict[int, int]: ...
 
 
 class RuleNotFound(NotFound):
@@ -111,6 +116,10 @@ class SteeringService:
         self._reads_flag = None
         return await self._store.delete_all()
 
+    async def forget_cached_rules(self) -> None:
+        """Rules changed behind this service's back (a reset): look again."""
+        self._reads_flag = None
+
     async def behaviour(self, project_id: str, job_type: JobType) -> Behaviour:
         rules = await self._store.rules_for([project_id])
         return resolve(self.defaults, rules, project_id, job_type.value)
@@ -133,7 +142,11 @@ class SteeringService:
 
 class SteeredJobService(JobService):
     """The job APIs, counting reads of unfinished jobs when a behaviour completes on
-    reads (ShowImageJob and ListImageJobs are the reads that count)."""
+    reads. A read is a ShowImageJob of the job, or a ListImageJobs whose page holds it,
+    answered while the job is WAITING or RUNNING. The read that brings a job to its
+    behaviour's ``reads`` waits until the engine has ended the job (at most
+    SETTLE_SECONDS), so it is the first read to see it SUCCESS or FAILED, whatever the
+    polling rate."""
 
     def __init__(
         self,
@@ -155,15 +168,50 @@ class SteeredJobService(JobService):
         page: PageRequest = FIRST_PAGE,
     ) -> Page[Job]:
         result = await super().list_jobs(project_id, job_type, status, page)
-        await self._count([j for j in result.items if j.status in _UNFINISHED], project_id)
+        unfinished = [j for j in result.items if j.status in _UNFINISHED]
+        if await self._count(unfinished, project_id):
+            result = await super().list_jobs(project_id, job_type, status, page)
         return result
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:
         detail = await super().show_job(project_id, job_id)
-        if detail.job.status in _UNFINISHED:
-            await self._count([detail.job], project_id)
+        if detail.job.status in _UNFINISHED and await self._count([detail.job], project_id):
+            detail = await super().show_job(project_id, job_id)
         return detail
 
-    async def _count(self, jobs: Sequence[Job], project_id: str) -> None:
-        if jobs and await self._steering.counts_reads():
-            await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+    async def _count(self, jobs: Sequence[Job], project_id: str) -> bool:
+        """Count a read of each job; True when one of them reached its reads and has
+        ended since (then the caller reads again)."""
+        if not jobs or not await self._steering.counts_reads():
+            return False
+        reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+        behaviours = await self._steering.behaviours((project_id, j.job_type) for j in jobs)
+        reached = [
+            j.id
+            for j in jobs
+            if (behaviour := behaviours[(project_id, j.job_type)]).completion is Completion.READS
+            and reads.get(j.id, 0) >= behaviour.reads
+        ]
+        return bool(reached) and await self._settle(project_id, reached)
+
+    async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
+        """Wait until the engine has ended these jobs (it was woken by the read)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.001
+        waiting = list(job_ids)
+        while waiting:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            ended = await self._ended(project_id, waiting)
+            waiting = [job_id for job_id in waiting if job_id not in ended]
+        return True
+
+    async def _ended(self, project_id: str, job_ids: Sequence[int]) -> set[int]:
+        ended = set()
+        for job_id in job_ids:
+            detail = await self._store.get_job(project_id, job_id)
+            if detail is None or detail.job.status not in _UNFINISHED:
+                ended.add(job_id)
+        return ended

@@ -1,0 +1,125 @@
+"""imagejobs.testing as a user's test suite uses it: serve(), tenants, the official SDK,
+steering, reset, and the operator endpoints behind them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkworkspaceapp.v1 import (
+    CreateImageServerReq,
+    CreateImageServerRequest,
+    ImageAccountInfo,
+    ImageRef,
+    ListImageJobsRequest,
+    ListImageServersRequest,
+    ShowImageJobRequest,
+    Volume,
+)
+
+import imagejobs.testing
+from imagejobs import __version__
+from imagejobs.testing import Cloud, OperatorError
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    with imagejobs.testing.serve() as running:
+        yield running
+
+
+def create_request() -> CreateImageServerRequest:
+    body = CreateImageServerReq(
+        name=f"srv-{uuid.uuid4().hex[:10]}",
+        root_volume=Volume(type="SAS", size=80),
+        image_ref=ImageRef(id="da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", image_type="public"),
+        vpc_id="59785ba5-e5d5-4836-b9de-19f22ac15175",
+        subnet_id="a5842cb4-5718-4b0a-8b27-3a3e9c74f977",
+        product_id="workspace.x86.performance.xlarge4",
+        authorize_accounts=[ImageAccountInfo(account="administrator", account_type="USER")],
+    )
+    return CreateImageServerRequest(body=body)
+
+
+def test_a_job_finishes_at_once_and_reset_empties_the_project_only(cloud: Cloud) -> None:
+    tenant, other = cloud.tenant(), cloud.tenant()
+    client, other_client = cloud.client(tenant), cloud.client(other)
+    job_id = client.create_image_server(create_request()).job_id
+    other_client.create_image_server(create_request())
+
+    # The test profile: no queue, no duration; the first read already sees it done.
+    assert client.show_image_job(ShowImageJobRequest(job_id=job_id)).status == "SUCCESS"
+
+    cloud.reset(tenant)
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert (listed.count, client.list_image_servers(ListImageServersRequest()).count) == (0, 0)
+    other_listed = other_client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert other_listed.count == 1  # another project is untouched
+    # The tenant's credentials still work after the reset.
+    assert client.create_image_server(create_request()).job_id
+
+
+def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
+    cloud: Cloud,
+) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, completion="reads", reads=3, fail_at=1, code="WKS.0042", message="no")
+    job_id = client.create_image_server(create_request()).job_id
+    first = client.show_image_job(ShowImageJobRequest(job_id=job_id)).status
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    third = client.show_image_job(ShowImageJobRequest(job_id=job_id))
+    assert {first, listed.items[0].status} <= {"WAITING", "RUNNING"}
+    assert third.status == "FAILED"
+    assert (
+        third.sub_jobs[0].job_execute_info.error_code,
+        third.sub_jobs[0].job_execute_info.error_message,
+    ) == ("WKS.0042", "no")
+
+
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, completion="duration", duration=0.3)
+    for _ in range(5):
+        client.create_image_server(create_request())
+    cloud.reset(tenant)
+    # The runner's steps end after the reset: their results must not bring rows back.
+    tasks = cloud.operator(
+        "GET", "/_imagejobs/engine/tasks", query=f"project_id={tenant.project_id}"
+    )
+    assert tasks == {"tasks": []}
+    cloud.steer(tenant, completion="duration", duration=0.3)  # and then wait past it:
+    job_id = client.create_image_server(create_request()).job_id
+    while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
+        pass
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    servers = client.list_image_servers(ListImageServersRequest())
+    assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
+
+
+def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    with httpx.Client(base_url=cloud.endpoint) as http:
+        health = http.get("/_imagejobs/health")
+        assert (health.status_code, health.json()) == (
+            200,
+            {"status": "ok", "version": __version__},
+        )
+        assert http.post("/_imagejobs/reset").status_code == 401
+        assert http.post("/_imagejobs/tenants", json={}).status_code == 401
+        operator = {"X-Imagejobs-Operator-Token": cloud.settings.operator_token}
+        created = http.post("/_imagejobs/tenants", headers=operator)  # no body: all generated
+        assert created.status_code == 200
+        assert set(created.json()) >= {"access_key", "secret_key", "project_id", "password"}
+        bad = http.post("/_imagejobs/reset", headers=operator, json={"project": "x"})
+        assert bad.status_code == 400
+        assert bad.json()["error_code"] == "WKS.00211102"
+    with pytest.raises(OperatorError) as caught:
+        cloud.tenant(account=tenant.account)  # taken
+    assert caught.value.status == 409
+    with pytest.raises(ClientRequestException):  # a reset project keeps enforcing IAM
+        cloud.client(tenant).list_image_jobs(ListImageJobsRequest(job_type="BAD"))
