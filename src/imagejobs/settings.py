@@ -164,13 +164,6 @@ class Settings:
             "other IMAGEJOBS_* variables still win."
         ),
     )
-    init_dir: Path | None = field(
-        default=None,
-        metadata=_doc(
-            "On start, load every *.json state file (GET /_imagejobs/state's format) and "
-            "*.rules.json steering-rule file in this directory, in name order."
-        ),
-    )
     password_hash_cost: int = field(
         default=15,
         metadata=_doc(
