@@ -15,6 +15,7 @@ from imagejobs.domain.records import Job, JobDetail, Page, PageRequest
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
+    Effect,
     Fault,
     Rule,
     check_scope,
@@ -146,7 +147,7 @@ class SteeredJobService(JobService):
     answered while the job is WAITING or RUNNING. The read that brings a job to its
     behaviour's ``reads`` waits until the engine has ended the job (at most
     SETTLE_SECONDS), so it is the first read to see it SUCCESS or FAILED, whatever the
-    polling rate."""
+    polling rate; with completion ``immediate`` and no queue delay, the first read does."""
 
     def __init__(
         self,
@@ -180,19 +181,18 @@ class SteeredJobService(JobService):
         return detail
 
     async def _count(self, jobs: Sequence[Job], project_id: str) -> bool:
-        """Count a read of each job; True when one of them reached its reads and has
-        ended since (then the caller reads again)."""
-        if not jobs or not await self._steering.counts_reads():
+        """Count a read of each job; True when one of them is due to end on this read
+        and has ended since (then the caller reads again)."""
+        if not jobs:
             return False
-        reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+        reads: dict[int, int] = {}
+        if await self._steering.counts_reads():
+            reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
         behaviours = await self._steering.behaviours((project_id, j.job_type) for j in jobs)
-        reached = [
-            j.id
-            for j in jobs
-            if (behaviour := behaviours[(project_id, j.job_type)]).completion is Completion.READS
-            and reads.get(j.id, 0) >= behaviour.reads
+        due = [
+            j.id for j in jobs if _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
         ]
-        return bool(reached) and await self._settle(project_id, reached)
+        return bool(due) and await self._settle(project_id, due)
 
     async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
         """Wait until the engine has ended these jobs (it was woken by the read)."""
@@ -215,3 +215,15 @@ class SteeredJobService(JobService):
             if detail is None or detail.job.status not in _UNFINISHED:
                 ended.add(job_id)
         return ended
+
+
+def _ends_on_read(behaviour: Behaviour, reads: dict[int, int], job_id: int) -> bool:
+    """Whether a job must be seen ended by this read: it completes on this read, or it
+    completes at once with nothing to wait for (no queue delay, no slow-down)."""
+    if behaviour.completion is Completion.READS:
+        return reads.get(job_id, 0) >= behaviour.reads
+    return (
+        behaviour.completion is Completion.IMMEDIATE
+        and behaviour.queue_seconds == 0
+        and all(f.effect is not Effect.SLOW for f in behaviour.faults)
+    )
