@@ -218,12 +218,11 @@ class SteeredJobService(JobService):
 
 
 def _ends_on_read(behaviour: Behaviour, reads: dict[int, int], job_id: int) -> bool:
-    """Whether a job must be seen ended by this read: it completes on this read, or it
-    completes at once with nothing to wait for (no queue delay, no slow-down)."""
+    """Whether this read must see the job ended: it completes on this read, or at once
+    with no queue delay. Not with slow or transient faults: those take the time they say
+    (retries with backoff), and reads meanwhile see the job RUNNING."""
+    if any(f.effect is Effect.SLOW or f.transient for f in behaviour.faults):
+        return False
     if behaviour.completion is Completion.READS:
         return reads.get(job_id, 0) >= behaviour.reads
-    return (
-        behaviour.completion is Completion.IMMEDIATE
-        and behaviour.queue_seconds == 0
-        and all(f.effect is not Effect.SLOW for f in behaviour.faults)
-    )
+    return behaviour.completion is Completion.IMMEDIATE and behaviour.queue_seconds == 0
