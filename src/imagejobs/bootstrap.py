@@ -71,7 +71,9 @@ def build_services(database: Database, settings: Settings) -> Services:
         backoff_base=settings.retry_backoff_seconds,
     )
     return Services(
-        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store),
+        jobs=SteeredJobService(
+            SqlJobStore(database), steering, engine_store, settle=settings.embedded_runner
+        ),
         servers=ServerService(SqlServerStore(database, engine_store), steering, IdGenerator()),
         steering=steering,
         engine=engine,

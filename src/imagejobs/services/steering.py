@@ -147,7 +147,8 @@ class SteeredJobService(JobService):
     answered while the job is WAITING or RUNNING. The read that brings a job to its
     behaviour's ``reads`` waits until the engine has ended the job (at most
     SETTLE_SECONDS), so it is the first read to see it SUCCESS or FAILED, whatever the
-    polling rate; with completion ``immediate`` and no queue delay, the first read does."""
+    polling rate; with completion ``immediate`` and no queue delay, the first read does.
+    Only in a process that embeds a runner (``serve`` without ``--no-runner``)."""
 
     def __init__(
         self,
@@ -155,11 +156,15 @@ class SteeredJobService(JobService):
         steering: SteeringService,
         reads: ReadCounter,
         clock: Callable[[], int] = now_ms,
+        *,
+        settle: bool = True,
     ) -> None:
         super().__init__(store)
         self._steering = steering
         self._reads = reads
         self._clock = clock
+        # Wait for the engine only where a runner of this process is sure to act.
+        self._settle_reads = settle
 
     async def list_jobs(
         self,
@@ -192,7 +197,7 @@ class SteeredJobService(JobService):
         due = [
             j.id for j in jobs if _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
         ]
-        return bool(due) and await self._settle(project_id, due)
+        return bool(due) and self._settle_reads and await self._settle(project_id, due)
 
     async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
         """Wait until the engine has ended these jobs (it was woken by the read)."""
