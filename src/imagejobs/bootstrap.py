@@ -13,10 +13,17 @@ from starlette.applications import Starlette
 
 from imagejobs.api.app import create_app
 from imagejobs.api.auth import make_authenticator
+from imagejobs.api.endpoint import decode_body
 from imagejobs.api.iam_routes import IamApi
 from imagejobs.api.operator import operator_routes
+from imagejobs.api.operator_schemas import (
+    RuleFileEntry,
+    StateDocument,
+    project_state,
+    rule_record,
+)
 from imagejobs.domain.enums import JobType
-from imagejobs.domain.errors import Conflict
+from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.drivers.registry import load_driver
@@ -149,16 +156,14 @@ def build_app(settings: Settings) -> Starlette:
             services,
             access or OpenAccess(),
             settings.driver,
-            build_testkit(settings, database, services.steering),
+            build_testkit(settings, database, services),
         ),
         on_startup=startup,
         on_shutdown=shutdown,
     )
 
 
-def build_testkit(
-    settings: Settings, database: Database, steering: SteeringService
-) -> TestKitService:
+def build_testkit(settings: Settings, database: Database, services: Services) -> TestKitService:
     """Reset and throwaway tenants for test suites (the operator API)."""
     identity = None
     if settings.auth == "iam":
@@ -166,7 +171,36 @@ def build_testkit(
         identity = IdentityService(
             SqlIamStore(database), box, password_cost=settings.password_hash_cost
         )
-    return TestKitService(SqlStateStore(database), steering, identity)
+    engine_store = services.engine.store
+    assert isinstance(engine_store, SqlEngineStore)
+    return TestKitService(SqlStateStore(database, engine_store), services.steering, identity)
+
+
+async def load_init_dir(settings: Settings) -> list[str]:
+    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names."""
+    if settings.init_dir is None:
+        return []
+    files = sorted(settings.init_dir.glob("*.json"))
+    database = open_database(settings)
+    await database.open()
+    try:
+        services = build_services(database, settings)
+        testkit = build_testkit(settings, database, services)
+        for path in files:
+            raw = path.read_bytes()
+            try:
+                if path.name.endswith(".rules.json"):
+                    for entry in decode_body(raw, list[RuleFileEntry]):
+                        await services.steering.put_rule(
+                            rule_record(entry.project_id, entry.job_type, entry)
+                        )
+                else:
+                    await testkit.load(project_state(decode_body(raw, StateDocument)))
+            except ImageJobsError as exc:
+                raise InvalidSettings("init_dir", f"{path.name}: {exc}") from exc
+    finally:
+        await database.close()
+    return [path.name for path in files]
 
 
 def asgi_app() -> Starlette:

@@ -164,6 +164,14 @@ class Settings:
             "other IMAGEJOBS_* variables still win."
         ),
     )
+    init_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "On start, apply every *.rules.json file (a list of steering rules) and load every "
+            "other *.json file (a project's state, as GET /_imagejobs/state answers) of this "
+            "directory, in name order."
+        ),
+    )
     password_hash_cost: int = field(
         default=15,
         metadata=_doc(

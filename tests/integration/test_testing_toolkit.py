@@ -3,13 +3,17 @@ steering, reset, and the operator endpoints behind them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkworkspaceapp.v1 import (
+    CountImageSubJobsRequest,
     CreateImageServerReq,
     CreateImageServerRequest,
     ImageAccountInfo,
@@ -123,3 +127,113 @@ def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud
     assert caught.value.status == 409
     with pytest.raises(ClientRequestException):  # a reset project keeps enforcing IAM
         cloud.client(tenant).list_image_jobs(ListImageJobsRequest(job_type="BAD"))
+
+
+def fixture_state(project_id: str, first_id: int) -> dict[str, Any]:
+    """A fixture file: a server, the job that created it, and a job still running."""
+    server, job, sub, live, live_sub = (str(first_id + n) for n in range(5))
+    return {
+        "project_id": project_id,
+        "servers": [
+            {
+                "id": server,
+                "name": "golden",
+                "status": "ACTIVE",
+                "image_ref": {"id": "da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", "image_type": "public"},
+                "create_time": 1_700_000_000_000,
+                "update_time": 1_700_000_000_000,
+            }
+        ],
+        "jobs": [
+            {
+                "id": job,
+                "job_type": "CREATE_SERVER",
+                "status": "SUCCESS",
+                "begin_time": 1_700_000_000_000,
+                "end_time": 1_700_000_060_000,
+                "sub_jobs": [
+                    {
+                        "id": sub,
+                        "status": "SUCCESS",
+                        "begin_time": 1_700_000_000_000,
+                        "end_time": 1_700_000_060_000,
+                        "resource_id": server,
+                        "resource_name": "golden",
+                    }
+                ],
+            },
+            {
+                "id": live,
+                "job_type": "DELETE_SERVER",
+                "status": "RUNNING",
+                "begin_time": 1_700_000_100_000,
+                "sub_jobs": [
+                    {
+                        "id": live_sub,
+                        "status": "RUNNING",
+                        "begin_time": 1_700_000_100_000,
+                        "resource_id": server,
+                        "resource_name": "golden",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def test_a_loaded_state_is_consistent_and_its_live_jobs_run(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, "DELETE_SERVER", completion="reads", reads=2)
+    state = fixture_state(tenant.project_id, 710_000_000_000_000_000)
+    cloud.load(state)
+
+    dumped = cloud.dump(tenant)
+    assert [j["status"] for j in dumped["jobs"]] == ["SUCCESS", "RUNNING"]
+    assert dumped["jobs"][1]["sub_jobs"][0]["payload"]["server_id"] == state["servers"][0]["id"]
+    counted = client.count_image_sub_jobs(
+        CountImageSubJobsRequest(job_type="CREATE_SERVER,DELETE_SERVER")
+    )
+    assert counted.count == 2
+    live_id = state["jobs"][1]["id"]
+    assert client.show_image_job(ShowImageJobRequest(job_id=live_id)).status == "RUNNING"
+    # The imported job is a real engine task: steered, it ends, and deletes its server.
+    assert client.show_image_job(ShowImageJobRequest(job_id=live_id)).status == "SUCCESS"
+    assert client.list_image_servers(ListImageServersRequest()).count == 0
+
+
+def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    good = fixture_state(tenant.project_id, 720_000_000_000_000_000)
+    cloud.load(good)
+    before = cloud.dump(tenant)
+
+    bad = fixture_state(tenant.project_id, 730_000_000_000_000_000)
+    bad["jobs"][0]["sub_jobs"][0]["status"] = "RUNNING"  # under a SUCCESS job
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(bad)
+    assert (caught.value.status, caught.value.error_code) == (400, "WKS.00211102")
+    assert "jobs[0].status" in caught.value.error_msg
+    duplicate = fixture_state(tenant.project_id, 740_000_000_000_000_000)
+    duplicate["jobs"][1]["id"] = duplicate["jobs"][0]["id"]
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(duplicate)
+    assert "jobs[1].id" in caught.value.error_msg
+    with pytest.raises(OperatorError) as caught:
+        cloud.load({**good, "jobz": []})
+    assert caught.value.status == 400
+    assert cloud.dump(tenant) == before
+
+
+def test_init_dir_files_are_loaded_on_start(tmp_path: Path) -> None:
+    project_id = "0123456789abcdef0123456789abcdef"
+    state = fixture_state(project_id, 750_000_000_000_000_000)
+    (tmp_path / "10-project.json").write_text(json.dumps(state))
+    rules = [{"project_id": project_id, "job_type": "DELETE_SERVER", "completion": "reads"}]
+    (tmp_path / "00-steering.rules.json").write_text(json.dumps(rules))
+    with imagejobs.testing.serve(init_dir=tmp_path) as started:
+        assert [j["id"] for j in started.dump(project_id)["jobs"]] == [
+            j["id"] for j in state["jobs"]
+        ]
+        rule = started.operator("GET", f"/_imagejobs/engine/rules/{project_id}/DELETE_SERVER")
+        assert rule["completion"] == "reads"

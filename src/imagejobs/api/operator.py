@@ -19,6 +19,8 @@ behaviour, ``tasks?project_id=``). Routes that span every project are the operat
     GET    /_imagejobs/health                                  liveness (no credentials)
     POST   /_imagejobs/reset      {"project_id"?}              a project (or all) as new
     POST   /_imagejobs/tenants    {"account"?, "region"?, ...} a throwaway account + project
+    GET    /_imagejobs/state?project_id=                       a project's servers and jobs
+    POST   /_imagejobs/state      (what GET answers)           replace a project's with them
 
 ``project_id`` and ``job_type`` may be ``*`` (every project, every type).
 """
@@ -49,13 +51,17 @@ from imagejobs.api.operator_schemas import (
     RuleBody,
     RuleInfo,
     RulesResponse,
+    StateDocument,
+    StateLoaded,
     TasksResponse,
     TenantBody,
     TenantInfo,
     behaviour_info,
     engine_status,
+    project_state,
     rule_info,
     rule_record,
+    state_document,
     task_info,
 )
 from imagejobs.api.schemas import ErrorResponse, encoder
@@ -74,6 +80,7 @@ PREFIX = "/_imagejobs"
 _RULE = f"{PREFIX}/engine/rules/{{project_id}}/{{job_type}}"
 TASK_PROJECT = StringParam("project_id", 1, 128, "Only this project's tasks.")
 TASK_LIMIT = IntegerParam("limit", 1, 1000, 100, "At most this many tasks.")
+STATE_PROJECT = StringParam("project_id", 1, 128, "The project to export.", required=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +222,43 @@ def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
         )
         return TenantInfo(**{f: getattr(created, f) for f in TenantInfo.__struct_fields__})
 
+    async def dump(call: OperatorCall) -> Struct:
+        project_id = STATE_PROJECT.parse(call.query.get("project_id"))
+        assert project_id is not None  # required
+        return state_document(await testkit.dump(project_id))
+
+    async def load(call: OperatorCall) -> Struct:
+        state = project_state(call.body)
+        await testkit.load(state)
+        return StateLoaded(
+            project_id=state.project_id,
+            servers=len(state.servers),
+            jobs=len(state.jobs),
+            sub_jobs=sum(len(d.sub_jobs) for d in state.jobs),
+            tasks=sum(
+                s.status.value in ("WAITING", "RUNNING") for d in state.jobs for s in d.sub_jobs
+            ),
+        )
+
     return (
+        OperatorRoute(
+            "GET",
+            f"{PREFIX}/state",
+            "A project's image servers, jobs and sub-jobs (times in epoch milliseconds).",
+            dump,
+            StateDocument,
+            query=(STATE_PROJECT,),
+            project_in="query",
+        ),
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/state",
+            "Replace a project's image servers, jobs and sub-jobs (checked first; all or "
+            "nothing). Unfinished sub-jobs run as the project's steering says.",
+            load,
+            StateLoaded,
+            body=StateDocument,
+        ),
         OperatorRoute(
             "POST",
             f"{PREFIX}/reset",

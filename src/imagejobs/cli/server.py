@@ -56,6 +56,7 @@ def serve(
         DEMO_PROJECT_ID,
         configure_logging,
         demo_credentials_path,
+        load_init_dir,
         prepare_identity,
         seed_demo,
     )
@@ -86,6 +87,8 @@ def serve(
             credentials = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
+        for name in asyncio.run(load_init_dir(settings)):
+            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     if settings.auth == "none":

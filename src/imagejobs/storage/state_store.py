@@ -1,4 +1,5 @@
-"""A project's whole state at once, for test suites: reset it (or every project's).
+"""A project's whole state at once, for test suites: reset it (or every project's), dump
+it, or replace it with a dumped one (a fixture file).
 
 Reset deletes, in one transaction, the project's engine tasks, sub-jobs, jobs, image
 servers, counters and steering rules, and unlocks its account's access keys; accounts,
@@ -8,9 +9,28 @@ step then finds its task gone: its fencing token no longer holds and it writes n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from imagejobs.domain.errors import Conflict
+from imagejobs.domain.lifecycle import NewTask
+from imagejobs.domain.records import JobDetail, SubJob
+from imagejobs.domain.servers import ImageServer
 from imagejobs.storage.database import Database, Statement, Transaction
-from imagejobs.storage.engine_store import retrying_transaction
+from imagejobs.storage.engine_store import SqlEngineStore, retrying_transaction
 from imagejobs.storage.iam_store import BUMP_GENERATION
+from imagejobs.storage.job_store import _JOB_COLUMNS, _SUB_JOB_COLUMNS, _job, _sub_job, insert_jobs
+from imagejobs.storage.server_store import (
+    _COLUMNS as _SERVER_COLUMNS,
+)
+from imagejobs.storage.server_store import (
+    INSERT_SERVER,
+    _is_unique_violation,
+    _server,
+    server_row,
+)
 
 # Child rows first (tasks, sub-jobs), the lock order of the engine store.
 _PROJECT_TABLES = ("engine_tasks", "sub_jobs", "jobs", "image_servers", "job_counters")
@@ -30,10 +50,22 @@ UNLOCK_ALL_KEYS = Statement(
     " WHERE failed_attempts > 0 OR locked_until IS NOT NULL"
 )
 
+DUMP_SERVERS = Statement(
+    f"SELECT {_SERVER_COLUMNS} FROM image_servers WHERE project_id = :project_id ORDER BY id"
+)
+DUMP_JOBS = Statement(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE project_id = :project_id ORDER BY id")
+DUMP_SUB_JOBS = Statement(
+    f"SELECT {_SUB_JOB_COLUMNS} FROM sub_jobs WHERE project_id = :project_id ORDER BY id"
+)
+DUMP_TASK_PAYLOADS = Statement(
+    "SELECT sub_job_id, payload FROM engine_tasks WHERE project_id = :project_id"
+)
+
 
 class SqlStateStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, engine: SqlEngineStore) -> None:
         self._db = database
+        self._engine = engine  # to wake its runner when imported tasks are due
 
     async def reset(self, project_id: str | None) -> None:
         """Forget one project's jobs, servers and rules (None: every project's)."""
@@ -51,3 +83,55 @@ class SqlStateStore:
             await tx.execute(BUMP_GENERATION, {})
 
         await retrying_transaction(self._db, run)
+
+    async def dump(
+        self, project_id: str
+    ) -> tuple[list[ImageServer], list[JobDetail], dict[int, dict[str, Any]]]:
+        """The project's servers, jobs (with sub-jobs) and live tasks' payloads, in one
+        snapshot."""
+
+        params = {"project_id": project_id}
+        async with self._db.transaction() as tx:  # one snapshot of all three tables
+            servers = [_server(row) for row in await tx.fetch(DUMP_SERVERS, params)]
+            sub_jobs: dict[int, list[SubJob]] = {}
+            for row in await tx.fetch(DUMP_SUB_JOBS, params):
+                sub_jobs.setdefault(row[1], []).append(_sub_job(project_id, row, 0))
+            jobs = [
+                JobDetail(job, sub_jobs.get(job.id, []))
+                for job in (_job(project_id, row) for row in await tx.fetch(DUMP_JOBS, params))
+            ]
+            payloads = {
+                row[0]: msgspec.json.decode(row[1])
+                for row in await tx.fetch(DUMP_TASK_PAYLOADS, params)
+            }
+        return servers, jobs, payloads
+
+    async def replace(
+        self,
+        project_id: str,
+        servers: Sequence[ImageServer],
+        jobs: Sequence[JobDetail],
+        tasks: Sequence[NewTask],
+        now: int,
+    ) -> None:
+        """The project's state becomes exactly this, in one transaction (all or nothing)."""
+
+        async def run(tx: Transaction) -> None:
+            params = {"project_id": project_id}
+            for statement in RESET_PROJECT:
+                await tx.execute(statement, params)
+            if servers:
+                await tx.execute_many(INSERT_SERVER, [server_row(s) for s in servers])
+            if jobs:
+                await insert_jobs(tx, jobs)
+            if tasks:
+                await self._engine.add_tasks(tx, tasks, now)
+
+        try:
+            await retrying_transaction(self._db, run)
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise Conflict("An id of the state is already used by another project.") from exc
+            raise
+        if tasks:
+            self._engine.ring()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
-from imagejobs.bootstrap import build_app, prepare_identity
+from imagejobs.bootstrap import build_app, load_init_dir, prepare_identity
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.migrate import head_revision, migrate
 from imagejobs.testing.loop_thread import LoopThread, asgi_request
@@ -85,6 +85,7 @@ class Cloud:
 
     async def _start(self) -> None:
         await _prepare_database(self.settings)
+        await load_init_dir(self.settings)
         app = build_app(self.settings)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
@@ -198,6 +199,19 @@ class Cloud:
         body = {k: v for k, v in rule.items() if v is not None}
         scope = f"{_project_id(project)}/{job_type or '*'}"
         self.operator("PUT", f"/_imagejobs/engine/rules/{scope}", body)
+
+    def dump(self, project: ProjectRef) -> dict[str, Any]:
+        """The project's servers, jobs and sub-jobs (``POST /_imagejobs/state``'s input)."""
+        state: dict[str, Any] = self.operator(
+            "GET", "/_imagejobs/state", query=f"project_id={_project_id(project)}"
+        )
+        return state
+
+    def load(self, state: Mapping[str, Any] | str | Path) -> None:
+        """Replace a project's servers, jobs and sub-jobs with ``state`` (a dump, or the
+        path of a JSON file holding one); unfinished jobs then run as steered."""
+        document = json.loads(Path(state).read_text()) if isinstance(state, str | Path) else state
+        self.operator("POST", "/_imagejobs/state", dict(document))
 
     def reset(self, project: ProjectRef | None = None) -> None:
         """Delete a project's jobs, servers, steering and lockouts (None: every project's).
