@@ -26,12 +26,14 @@ from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
+from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
 from imagejobs.keys import load_secret_box
 from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
 from imagejobs.runner.runner import Runner
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
+from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.servers import ServerService
@@ -42,7 +44,6 @@ from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
-from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
 from imagejobs.storage.state_store import SqlStateStore
 from imagejobs.storage.steering_store import SqlSteeringStore
@@ -220,7 +221,9 @@ async def seed_demo(settings: Settings) -> bool:
             page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
             if page.count:
                 return False
-        await seed(database, SeedPlan(DEMO_PROJECT_ID, DEMO_JOBS, sub_jobs_per_job=2))
+        # A consistent world (services/demo_world.py): its live jobs are engine tasks.
+        testkit = build_testkit(settings, database, build_services(database, settings))
+        await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
     finally:
         await database.close()
