@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs import __version__
-from imagejobs.api.auth import make_authenticator, read_body
+from imagejobs.api.auth import MAX_BODY_BYTES, make_authenticator, read_body
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.operator_schemas import (
@@ -80,6 +80,7 @@ PREFIX = "/_imagejobs"
 _RULE = f"{PREFIX}/engine/rules/{{project_id}}/{{job_type}}"
 TASK_PROJECT = StringParam("project_id", 1, 128, "Only this project's tasks.")
 TASK_LIMIT = IntegerParam("limit", 1, 1000, 100, "At most this many tasks.")
+STATE_MAX_BYTES = 256 * 1024 * 1024  # a fixture of a million jobs
 STATE_PROJECT = StringParam("project_id", 1, 128, "The project to export.", required=True)
 
 
@@ -106,6 +107,7 @@ class OperatorRoute:
     # Where the project is named, if anywhere: "path", "query" or None (all projects).
     project_in: str | None = None
     empty_body_is_object: bool = False  # no body at all means {}
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 def _scope(call: OperatorCall) -> tuple[str, str]:
@@ -258,6 +260,7 @@ def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
             load,
             StateLoaded,
             body=StateDocument,
+            max_body_bytes=STATE_MAX_BYTES,
         ),
         OperatorRoute(
             "POST",
@@ -299,14 +302,14 @@ async def _check(
 def _endpoint(
     route: OperatorRoute, services: Services, access: AccessControl
 ) -> Callable[[Request], Awaitable[Response]]:
-    authenticate = make_authenticator(access)
+    authenticate = make_authenticator(access, route.max_body_bytes)
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)
         await _check(route, principal, access, request)
         body = None
         if route.body is not None:
-            raw = await read_body(request)
+            raw = await read_body(request, route.max_body_bytes)
             if not raw and route.empty_body_is_object:
                 raw = b"{}"
             body = decode_body(raw, route.body)
