@@ -231,15 +231,13 @@ def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
 
     async def load(call: OperatorCall) -> Struct:
         state = project_state(call.body)
-        await testkit.load(state)
+        tasks = await testkit.load(state)
         return StateLoaded(
             project_id=state.project_id,
             servers=len(state.servers),
             jobs=len(state.jobs),
             sub_jobs=sum(len(d.sub_jobs) for d in state.jobs),
-            tasks=sum(
-                s.status.value in ("WAITING", "RUNNING") for d in state.jobs for s in d.sub_jobs
-            ),
+            tasks=tasks,
         )
 
     return (

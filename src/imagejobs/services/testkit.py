@@ -119,13 +119,14 @@ class TestKitService:
         servers, jobs, payloads = await self._state.dump(project_id)
         return ProjectState(project_id, servers, jobs, payloads)
 
-    async def load(self, state: ProjectState) -> None:
+    async def load(self, state: ProjectState) -> int:
         """Replace the project's servers, jobs and sub-jobs with ``state``'s, after checking
         it is consistent (else nothing changes). Unfinished sub-jobs become engine tasks,
-        due at once: they run as the project's steering says."""
+        due at once: they run as the project's steering says. The number of tasks."""
         now = self._clock()
         tasks = _tasks_of(state, now)
         await self._state.replace(state.project_id, state.servers, state.jobs, tasks, now)
+        return len(tasks)
 
 
 def _tasks_of(state: ProjectState, now: int) -> list[NewTask]:

@@ -8,6 +8,7 @@ SDK's requests to it without a socket. Both hand out the same ``Cloud``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import json
 import secrets
@@ -247,6 +248,7 @@ async def _prepare_database(settings: Settings) -> None:
         template = _templates.get(head_revision())
         if template is None or not template.exists():
             directory = Path(tempfile.mkdtemp(prefix="imagejobs-template-"))
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
             template = directory / "template.db"
             prepared = Settings(
                 data_dir=directory,

@@ -44,13 +44,15 @@ async def asgi_request(
     method: str,
     path: str,
     *,
+    raw_path: bytes | None = None,
     query: bytes = b"",
     headers: Headers | None = None,
     body: bytes = b"",
     scheme: str = "http",
     server: tuple[str, int] = ("imagejobs.test", 80),
 ) -> tuple[int, Headers, bytes]:
-    """One HTTP request to ``app`` without a socket: (status, headers, body)."""
+    """One HTTP request to ``app`` without a socket: (status, headers, body). ``path`` is
+    decoded; ``raw_path`` as sent (default: ``path``)."""
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -58,7 +60,7 @@ async def asgi_request(
         "method": method,
         "scheme": scheme,
         "path": path,
-        "raw_path": path.encode(),
+        "raw_path": path.encode() if raw_path is None else raw_path,
         "query_string": query,
         "root_path": "",
         "headers": headers or [],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import BaseAdapter
@@ -50,7 +50,8 @@ class InProcessAdapter(BaseAdapter):
             asgi_request(
                 self.cloud.app,
                 request.method or "GET",
-                url.path or "/",
+                unquote(url.path) or "/",
+                raw_path=(url.path or "/").encode(),
                 query=url.query.encode(),
                 headers=headers,
                 body=body.encode() if isinstance(body, str) else bytes(body),  # type: ignore[arg-type]

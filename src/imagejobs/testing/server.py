@@ -32,8 +32,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> Iterato
     from granian.server.embed import Server
 
     port = port or free_port(host)
-    cloud = Cloud(cloud_settings({"host": host, "port": port, **settings}), "")
-    cloud.endpoint = f"http://{host}:{port}"
+    cloud = Cloud(cloud_settings({"host": host, "port": port, **settings}), f"http://{host}:{port}")
     try:
         cloud.start()
         server = Server(
