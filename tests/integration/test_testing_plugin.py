@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkworkspaceapp.v1 import (
-    CreateImageServerReq,
-    CreateImageServerRequest,
-    ImageAccountInfo,
-    ImageRef,
     ListImageJobsRequest,
     ShowImageJobRequest,
-    Volume,
     WorkspaceAppClient,
 )
 
 import imagejobs.testing
 from imagejobs.testing import Tenant
-
-
-def create_request() -> CreateImageServerRequest:
-    body = CreateImageServerReq(
-        name=f"srv-{uuid.uuid4().hex[:10]}",
-        root_volume=Volume(type="SAS", size=80),
-        image_ref=ImageRef(id="da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", image_type="public"),
-        vpc_id="59785ba5-e5d5-4836-b9de-19f22ac15175",
-        subnet_id="a5842cb4-5718-4b0a-8b27-3a3e9c74f977",
-        product_id="workspace.x86.performance.xlarge4",
-        authorize_accounts=[ImageAccountInfo(account="administrator", account_type="USER")],
-    )
-    return CreateImageServerRequest(body=body)
+from tests.integration.sdk import create_server_request
 
 
 @pytest.mark.imagejobs(fail_at=1, code="WKS.0099", message="quota exceeded")
 def test_the_marker_steers_the_tests_own_project(workspaceapp_client: WorkspaceAppClient) -> None:
-    job_id = workspaceapp_client.create_image_server(create_request()).job_id
+    job_id = workspaceapp_client.create_image_server(create_server_request()).job_id
     job = workspaceapp_client.show_image_job(ShowImageJobRequest(job_id=job_id))
     assert job.status == "FAILED"
     assert job.sub_jobs[0].job_execute_info.error_code == "WKS.0099"
@@ -66,7 +47,7 @@ def test_the_mock_serves_clients_made_before_and_inside_it_and_checks_signatures
     with imagejobs.testing.mock_workspaceapp() as cloud:
         tenant = cloud.tenant()
         client = production_client(tenant.access_key, tenant.secret_key, tenant.project_id)
-        job_id = client.create_image_server(create_request()).job_id
+        job_id = client.create_image_server(create_server_request()).job_id
         assert client.show_image_job(ShowImageJobRequest(job_id=job_id)).status == "SUCCESS"
         wrong = production_client(tenant.access_key, "x" * 40, tenant.project_id)
         with pytest.raises(ClientRequestException) as caught:
@@ -83,4 +64,4 @@ def test_the_decorator_gives_each_call_a_fresh_store() -> None:
     client = cloud.client()
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     assert listed.count == 0
-    client.create_image_server(create_request())
+    client.create_image_server(create_server_request())

@@ -4,7 +4,6 @@ steering, reset, and the operator endpoints behind them."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,15 @@ import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkworkspaceapp.v1 import (
     CountImageSubJobsRequest,
-    CreateImageServerReq,
-    CreateImageServerRequest,
-    ImageAccountInfo,
-    ImageRef,
     ListImageJobsRequest,
     ListImageServersRequest,
     ShowImageJobRequest,
-    Volume,
 )
 
 import imagejobs.testing
 from imagejobs import __version__
 from imagejobs.testing import Cloud, OperatorError
+from tests.integration.sdk import create_server_request
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +30,11 @@ def cloud() -> Iterator[Cloud]:
         yield running
 
 
-def create_request() -> CreateImageServerRequest:
-    body = CreateImageServerReq(
-        name=f"srv-{uuid.uuid4().hex[:10]}",
-        root_volume=Volume(type="SAS", size=80),
-        image_ref=ImageRef(id="da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", image_type="public"),
-        vpc_id="59785ba5-e5d5-4836-b9de-19f22ac15175",
-        subnet_id="a5842cb4-5718-4b0a-8b27-3a3e9c74f977",
-        product_id="workspace.x86.performance.xlarge4",
-        authorize_accounts=[ImageAccountInfo(account="administrator", account_type="USER")],
-    )
-    return CreateImageServerRequest(body=body)
-
-
 def test_a_job_finishes_at_once_and_reset_empties_the_project_only(cloud: Cloud) -> None:
     tenant, other = cloud.tenant(), cloud.tenant()
     client, other_client = cloud.client(tenant), cloud.client(other)
-    job_id = client.create_image_server(create_request()).job_id
-    other_client.create_image_server(create_request())
+    job_id = client.create_image_server(create_server_request()).job_id
+    other_client.create_image_server(create_server_request())
 
     # The test profile: no queue, no duration; the first read already sees it done.
     assert client.show_image_job(ShowImageJobRequest(job_id=job_id)).status == "SUCCESS"
@@ -63,7 +45,7 @@ def test_a_job_finishes_at_once_and_reset_empties_the_project_only(cloud: Cloud)
     other_listed = other_client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     assert other_listed.count == 1  # another project is untouched
     # The tenant's credentials still work after the reset.
-    assert client.create_image_server(create_request()).job_id
+    assert client.create_image_server(create_server_request()).job_id
 
 
 def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
@@ -72,7 +54,7 @@ def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
     tenant = cloud.tenant()
     client = cloud.client(tenant)
     cloud.steer(tenant, completion="reads", reads=3, fail_at=1, code="WKS.0042", message="no")
-    job_id = client.create_image_server(create_request()).job_id
+    job_id = client.create_image_server(create_server_request()).job_id
     first = client.show_image_job(ShowImageJobRequest(job_id=job_id)).status
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     third = client.show_image_job(ShowImageJobRequest(job_id=job_id))
@@ -89,7 +71,7 @@ def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Clo
     client = cloud.client(tenant)
     cloud.steer(tenant, completion="duration", duration=0.3)
     for _ in range(5):
-        client.create_image_server(create_request())
+        client.create_image_server(create_server_request())
     cloud.reset(tenant)
     # The runner's steps end after the reset: their results must not bring rows back.
     tasks = cloud.operator(
@@ -97,7 +79,7 @@ def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Clo
     )
     assert tasks == {"tasks": []}
     cloud.steer(tenant, completion="duration", duration=0.3)  # and then wait past it:
-    job_id = client.create_image_server(create_request()).job_id
+    job_id = client.create_image_server(create_server_request()).job_id
     while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
         pass
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
