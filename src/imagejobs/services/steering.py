@@ -90,7 +90,7 @@ class SteeringService:
         self.defaults = defaults
         self._clock = clock
         self._monotonic = monotonic
-        self._reads_flag: tuple[float, bool] | None = None
+        self._reads_flag: tuple[float, bool, bool] | None = None
 
     async def rules(self) -> list[Rule]:
         return await self._store.all_rules()
@@ -135,10 +135,23 @@ class SteeringService:
 
     async def counts_reads(self) -> bool:
         """Whether reads of jobs must be counted (some behaviour completes on reads)."""
+        return (await self._read_flags())[0]
+
+    async def may_end_on_read(self) -> bool:
+        """Whether some behaviour completes on reads or at once: then a read may have to
+        wait for a job to end (SteeredJobService)."""
+        return (await self._read_flags())[1]
+
+    async def _read_flags(self) -> tuple[bool, bool]:
         now = self._monotonic()
         if self._reads_flag is None or now - self._reads_flag[0] > READS_FLAG_SECONDS:
-            self._reads_flag = (now, uses_reads(self.defaults, await self._store.all_rules()))
-        return self._reads_flag[1]
+            rules = await self._store.all_rules()
+            self._reads_flag = (
+                now,
+                uses_reads(self.defaults, rules),
+                uses_reads(self.defaults, rules, Completion.IMMEDIATE),
+            )
+        return self._reads_flag[1:]
 
 
 class SteeredJobService(JobService):
@@ -193,11 +206,13 @@ class SteeredJobService(JobService):
         reads: dict[int, int] = {}
         if await self._steering.counts_reads():
             reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+        if not (self._settle_reads and await self._steering.may_end_on_read()):
+            return False
         behaviours = await self._steering.behaviours((project_id, j.job_type) for j in jobs)
         due = [
             j.id for j in jobs if _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
         ]
-        return bool(due) and self._settle_reads and await self._settle(project_id, due)
+        return bool(due) and await self._settle(project_id, due)
 
     async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
         """Wait until the engine has ended these jobs (it was woken by the read)."""

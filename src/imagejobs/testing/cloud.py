@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import hashlib
 import json
+import os
 import secrets
 import shutil
 import sqlite3
@@ -24,15 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
+from imagejobs import storage as storage_package
 from imagejobs.bootstrap import build_app, load_init_dir, prepare_identity
 from imagejobs.settings import Settings, load_settings
-from imagejobs.storage.migrate import head_revision, migrate
 from imagejobs.testing.loop_thread import LoopThread, asgi_request
 
 if TYPE_CHECKING:
     from huaweicloudsdkworkspaceapp.v1 import WorkspaceAppClient
 
 OPERATOR_HEADER = "X-Imagejobs-Operator-Token"
+MIGRATIONS = Path(storage_package.__file__).parent / "migrations"
 JOB_TYPES = ("CREATE_SERVER", "DELETE_SERVER", "CREATE_SERVER_IMAGE")
 _template_lock = threading.Lock()
 _templates: dict[str, Path] = {}
@@ -106,14 +109,15 @@ class Cloud:
         """Run a coroutine on the service's event loop (for servers and transports)."""
         return self._loop.run(coroutine, timeout)
 
-    def close(self) -> None:
-        """Stop the runner (no grace for simulated work) and the loop; delete temp files."""
+    def close(self, collect: bool = False) -> None:
+        """Stop the runner (no grace for simulated work) and the loop; delete temp files.
+        ``collect``: collect garbage once stopped (after an embedded HTTP server)."""
         try:
             if self._lifespan is not None:
                 self._loop.run(self._lifespan.__aexit__(None, None, None))
                 self._lifespan = None
         finally:
-            self._loop.close()
+            self._loop.close(collect)
             if self.settings.data_dir.name.startswith("imagejobs-test-"):
                 shutil.rmtree(self.settings.data_dir, ignore_errors=True)
 
@@ -238,28 +242,62 @@ def cloud_settings(overrides: Mapping[str, Any]) -> Settings:
 
 async def _prepare_database(settings: Settings) -> None:
     """A migrated database with the system policies. A new SQLite file is a copy of one
-    prepared once per process (much faster than running the migrations again)."""
+    prepared once per process, itself a copy of the migrated schema cached on disk: most
+    test sessions neither import Alembic nor run a migration."""
     url = settings.database_url
     if not url.startswith("sqlite:///"):
+        from imagejobs.storage.migrate import migrate
+
         await migrate(url)
         await prepare_identity(settings)
         return
     with _template_lock:  # one preparation per process, whichever cloud asks first
-        template = _templates.get(head_revision())
+        template = _templates.get("sqlite")
         if template is None or not template.exists():
             directory = Path(tempfile.mkdtemp(prefix="imagejobs-template-"))
             atexit.register(shutil.rmtree, directory, ignore_errors=True)
             template = directory / "template.db"
+            _copy_sqlite(await _migrated_schema(), template)
             prepared = Settings(
                 data_dir=directory,
                 database_url=f"sqlite:///{template}",
                 encryption_key=settings.encryption_key,
                 bootstrap_demo_account=False,
             )
-            await migrate(prepared.database_url)
             await prepare_identity(prepared)
-            _templates[head_revision()] = template
+            _templates["sqlite"] = template
     _copy_sqlite(template, Path(url.removeprefix("sqlite:///")))
+
+
+async def _migrated_schema() -> Path:
+    """An empty SQLite database at the newest schema, cached per set of migrations (in
+    ~/.cache/imagejobs, else the temporary directory)."""
+    digest = hashlib.sha256()
+    for path in sorted(MIGRATIONS.rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    for directory in (user_cache / "imagejobs", Path(tempfile.gettempdir()) / "imagejobs-cache"):
+        schema = directory / f"schema-{digest.hexdigest()[:16]}.db"
+        if schema.exists():
+            return schema
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            await _migrate_into(schema)
+        except OSError:
+            continue  # not writable: the next place
+        return schema
+    raise RuntimeError("no writable cache directory for the migrated schema")
+
+
+async def _migrate_into(schema: Path) -> None:
+    """Migrate a scratch database, then publish it atomically (parallel sessions)."""
+    from imagejobs.storage.migrate import migrate
+
+    with tempfile.TemporaryDirectory(dir=schema.parent) as scratch:
+        migrated, published = Path(scratch) / "migrated.db", Path(scratch) / "published.db"
+        await migrate(f"sqlite:///{migrated}")
+        _copy_sqlite(migrated, published)  # one self-contained file, no WAL beside it
+        os.replace(published, schema)
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

@@ -30,13 +30,14 @@ class LoopThread:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def close(self) -> None:
+    def close(self, collect: bool = False) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
-        # Granian's embedded server holds native threads until its objects are collected;
-        # collecting now lets them end before the interpreter does.
-        gc.collect()
+        if collect:
+            # Granian's embedded server holds native threads until its objects are
+            # collected; collecting now lets them end before the interpreter does.
+            gc.collect()
 
 
 async def asgi_request(

@@ -88,7 +88,7 @@ class _Patch:
         self.lock = threading.Lock()
         self.active: list[InProcessAdapter] = []
         self._originals: dict[str, Any] = {}
-        self._sessions: list[tuple[Any, dict[str, Any]]] = []
+        self._sessions: list[tuple[Any, dict[str, Any], bool]] = []
 
     def push(self, adapter: InProcessAdapter) -> None:
         from huaweicloudsdkcore.http.http_client import HttpClient
@@ -111,9 +111,10 @@ class _Patch:
             for name, original in self._originals.items():
                 setattr(HttpClient, name, original)
             self._originals.clear()
-            for session, adapters in self._sessions:
+            for session, adapters, trust_env in self._sessions:
                 session.adapters.clear()
                 session.adapters.update(adapters)
+                session.trust_env = trust_env
             self._sessions.clear()
 
     def _routed(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,10 +126,13 @@ class _Patch:
             adapter = patch.active[-1]
             if session.adapters.get("https://") is not adapter:
                 with patch.lock:
-                    if not any(known is session for known, _ in patch._sessions):
-                        patch._sessions.append((session, dict(session.adapters)))
+                    if not any(known is session for known, _, _ in patch._sessions):
+                        saved = (session, dict(session.adapters), session.trust_env)
+                        patch._sessions.append(saved)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
+                # No proxies to look up in the environment: nothing leaves the process.
+                session.trust_env = False
             return original(client, *args, **kwargs)
 
         return routed

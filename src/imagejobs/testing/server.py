@@ -51,7 +51,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> Iterato
             cloud.loop.call_soon_threadsafe(server.stop)
             serving.result(_READY_TIMEOUT_SECONDS)
     finally:
-        cloud.close()
+        cloud.close(collect=True)
 
 
 def _wait_listening(host: str, port: int, serving: Any) -> None:
