@@ -68,7 +68,11 @@ def open_database(settings: Settings) -> Database:
     return database_for(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
 
 
-def build_services(database: Database, settings: Settings) -> Services:
+def build_services(
+    database: Database, settings: Settings, *, runner_here: bool = False
+) -> Services:
+    """``runner_here``: a runner of this process works on the queue, so the read that
+    ends a job may wait for it (SteeredJobService)."""
     engine_store = SqlEngineStore(database)
     steering = SteeringService(SqlSteeringStore(database), defaults_from(settings))
     engine = EngineService(
@@ -79,9 +83,7 @@ def build_services(database: Database, settings: Settings) -> Services:
         backoff_base=settings.retry_backoff_seconds,
     )
     return Services(
-        jobs=SteeredJobService(
-            SqlJobStore(database), steering, engine_store, settle=settings.embedded_runner
-        ),
+        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store, settle=runner_here),
         servers=ServerService(SqlServerStore(database, engine_store), steering, IdGenerator()),
         steering=steering,
         engine=engine,
@@ -132,7 +134,7 @@ def build_access(
 def build_app(settings: Settings) -> Starlette:
     database = open_database(settings)
     access, iam_api = build_access(settings, database)
-    services = build_services(database, settings)
+    services = build_services(database, settings, runner_here=settings.embedded_runner)
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )

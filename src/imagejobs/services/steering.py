@@ -170,7 +170,7 @@ class SteeredJobService(JobService):
         reads: ReadCounter,
         clock: Callable[[], int] = now_ms,
         *,
-        settle: bool = True,
+        settle: bool = False,
     ) -> None:
         super().__init__(store)
         self._steering = steering
@@ -203,14 +203,19 @@ class SteeredJobService(JobService):
         and has ended since (then the caller reads again)."""
         if not jobs:
             return False
-        reads: dict[int, int] = {}
-        if await self._steering.counts_reads():
-            reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
-        if not (self._settle_reads and await self._steering.may_end_on_read()):
+        may_wait = self._settle_reads and await self._steering.may_end_on_read()
+        if not (may_wait or await self._steering.counts_reads()):
+            return False
+        # Reads so far of each job that has engine tasks (others, such as seeded jobs,
+        # never end: no read waits for them).
+        reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+        if not may_wait:
             return False
         behaviours = await self._steering.behaviours((project_id, j.job_type) for j in jobs)
         due = [
-            j.id for j in jobs if _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
+            j.id
+            for j in jobs
+            if j.id in reads and _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
         ]
         return bool(due) and await self._settle(project_id, due)
 
