@@ -136,6 +136,9 @@ class IdentityService:
         self._now = clock_ms
         self._password_cost = password_cost  # log2 of scrypt's N (settings)
 
+    def _hash(self, password: str) -> str:
+        return hash_password(password, self._password_cost)
+
     # --- lookups by name (the CLI's vocabulary) -------------------------------------------
 
     async def account(self, name: str) -> Account:
@@ -203,16 +206,7 @@ class IdentityService:
         password = password or generate_password()
         now = self._now()
         account = Account(new_id(), name, True, now)
-        root = User(
-            new_id(),
-            account.id,
-            name,
-            hash_password(password, self._password_cost),
-            True,
-            True,
-            0,
-            now,
-        )
+        root = User(new_id(), account.id, name, self._hash(password), True, True, 0, now)
         project = Project(project_id or new_id(), account.id, project_name, now)
         key, secret_key = self._new_key(root, account, "first key")
         await self._store.create_account(account, root, [project], key)
@@ -237,16 +231,7 @@ class IdentityService:
         if await self._store.user_by_name(account.id, name) is not None:
             raise Conflict(f"The user {name} already exists in account {account_name}.")
         password = password or generate_password()
-        user = User(
-            new_id(),
-            account.id,
-            name,
-            hash_password(password, self._password_cost),
-            False,
-            True,
-            0,
-            self._now(),
-        )
+        user = User(new_id(), account.id, name, self._hash(password), False, True, 0, self._now())
         await self._store.create_user(user)
         return user, password
 
@@ -255,7 +240,7 @@ class IdentityService:
         if reason := check_password_strength(password):
             raise InvalidParameter("password", reason)
         user = await self.user(await self.account(account_name), user_name)
-        await self._store.set_password(user.id, hash_password(password, self._password_cost))
+        await self._store.set_password(user.id, self._hash(password))
 
     async def set_user_enabled(self, account_name: str, user_name: str, enabled: bool) -> None:
         user = await self.user(await self.account(account_name), user_name)
