@@ -156,7 +156,7 @@ class Settings:
         ),
     )
     # --- the test kit (imagejobs.testing, `serve --profile test`) ---
-    profile: str = field(
+    serve_profile: str = field(
         default="",
         metadata=_doc(
             "test: defaults for test suites (jobs finish at once unless steered, no queue "
@@ -231,8 +231,8 @@ def _check_engine(settings: Settings) -> None:
         raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
     if not 1 <= len(settings.simulated_error_code) <= 16:
         raise InvalidSettings("simulated_error_code", "must be 1 to 16 characters long")
-    if settings.profile not in ("", *PROFILES):
-        raise InvalidSettings("profile", f"must be one of {', '.join(PROFILES)}")
+    if settings.serve_profile not in ("", *PROFILES):
+        raise InvalidSettings("serve_profile", f"must be one of {', '.join(PROFILES)}")
     if not 4 <= settings.password_hash_cost <= 20:
         raise InvalidSettings("password_hash_cost", "must be from 4 to 20")
 
@@ -279,7 +279,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             continue
         values[f.name] = _convert(f.name, f.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    values = {**PROFILES.get(values.get("profile", ""), {}), **values}
+    values = {**PROFILES.get(values.get("serve_profile", ""), {}), **values}
     for name in ("data_dir", "key_file"):
         if name in values:
             values[name] = Path(values[name])

@@ -30,7 +30,9 @@ from imagejobs.settings import Settings
     default=None,
     help="Run jobs in each server worker too (default; IMAGEJOBS_EMBEDDED_RUNNER).",
 )
-@click.option("--profile", type=click.Choice(["test"]), default=None, help="IMAGEJOBS_PROFILE.")
+@click.option(
+    "--profile", type=click.Choice(["test"]), default=None, help="IMAGEJOBS_SERVE_PROFILE."
+)
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -70,7 +72,7 @@ def serve(
         database_url=database_url,
         data_dir=data_dir,
         embedded_runner=embedded_runner,
-        profile=profile,
+        serve_profile=profile,
     )
     # Before anything else: a second server must not silently share the port.
     _check_port_free(settings.host, settings.port)

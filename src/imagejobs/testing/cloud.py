@@ -228,7 +228,7 @@ class Cloud:
 def cloud_settings(overrides: Mapping[str, Any]) -> Settings:
     """The test profile in a new temporary directory, with its own keys, then overrides."""
     values: dict[str, Any] = {
-        "profile": "test",
+        "serve_profile": "test",
         "log_level": "warning",
         "encryption_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "operator_token": secrets.token_urlsafe(24),
