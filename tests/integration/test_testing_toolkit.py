@@ -219,3 +219,23 @@ def test_init_dir_files_are_loaded_on_start(tmp_path: Path) -> None:
         ]
         rule = started.operator("GET", f"/_imagejobs/engine/rules/{project_id}/DELETE_SERVER")
         assert rule["completion"] == "reads"
+
+
+@pytest.mark.postgres
+def test_load_dump_and_reset_on_postgresql(postgres_url: str) -> None:
+    with imagejobs.testing.serve(database_url=postgres_url) as on_postgres:
+        tenant = on_postgres.tenant()
+        state = fixture_state(tenant.project_id, 760_000_000_000_000_000)
+        on_postgres.load(state)
+        with pytest.raises(OperatorError) as caught:  # the same ids in another project
+            on_postgres.load({**state, "project_id": on_postgres.tenant().project_id})
+        assert caught.value.status == 409
+        assert [j["id"] for j in on_postgres.dump(tenant)["jobs"]] == [
+            j["id"] for j in state["jobs"]
+        ]
+        on_postgres.reset(tenant)
+        assert on_postgres.dump(tenant) == {
+            "project_id": tenant.project_id,
+            "servers": [],
+            "jobs": [],
+        }
