@@ -243,7 +243,12 @@ def _held_request(base_url: str, path: str) -> socket.socket:
 def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    env = {**FAST, "IMAGEJOBS_MAX_IN_FLIGHT": "1"}
+    # The held create must wait for the lock, not time out, however slow this machine is.
+    env = {
+        **FAST,
+        "IMAGEJOBS_MAX_IN_FLIGHT": "1",
+        "IMAGEJOBS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "60",
+    }
     server = ServerProcess(postgres_url, tmp_path, extra_env=env)
     tenant = new_tenant(postgres_url)
     client = signed_client(server.base_url, tenant)
@@ -265,11 +270,8 @@ def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
                 json=server_body(),
                 timeout=30,
             )
-            for _ in range(100):  # until the server has started on the create
-                shed = client.get(jobs_path(tenant))
-                if shed.status_code == 503:
-                    break
-                time.sleep(0.05)
+            locker.wait_for_a_waiter()  # the create has arrived and waits on the lock
+            shed = client.get(jobs_path(tenant))
             assert shed.status_code == 503
             assert shed.json() == {
                 "error_code": "WKS.00050902",
@@ -301,6 +303,20 @@ class TableLock:
         self._loop.run_until_complete(
             self._connection.execute("LOCK TABLE image_servers IN ACCESS EXCLUSIVE MODE")
         )
+
+    def wait_for_a_waiter(self) -> None:
+        """Return once another session waits for a lock (the held create)."""
+        for _ in range(600):
+            waiting = self._loop.run_until_complete(
+                self._connection.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+            )
+            if waiting:
+                return
+            time.sleep(0.05)
+        pytest.fail("no request came to wait for the lock")
 
     def release(self) -> None:
         self._loop.run_until_complete(self._connection.execute("ROLLBACK"))

@@ -191,7 +191,9 @@ class Edge:
                 principal=note.principal,
                 account_id=note.account_id or "",
                 method=scope["method"],
-                path=scope["path"][:512],
+                # NUL is refused at the edge, yet such a request is still audited, and
+                # PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
+                path=scope["path"][:512].replace("\x00", "\ufffd"),
                 operation=operation,
                 project_id=(project or "")[:128],
                 status=status,
