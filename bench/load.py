@@ -1,26 +1,32 @@
-"""Overload: imagejobs driven far past its capacity for a minute stays up, keeps the
-latency of what it admits low, sheds the rest fast (503 past the in-flight bound, 429 past
-the account's rate), keeps its memory bounded, and its counts stay exact.
+"""Overload: imagejobs offered four times its measured capacity for a minute should stay
+up, keep the latency of what it admits low, shed the rest fast (503 past the in-flight
+bound, 429 past the account's rate), keep its memory bounded, and its counts exact.
 
 1. Capacity: `imagejobs serve` (SQLite, one worker, IAM on, 10k jobs) under wrk with 16
-   connections for `--capacity-seconds`: C requests/s of ListImageJobs.
+   connections (a closed loop) for `--capacity-seconds`: C requests/s of ListImageJobs,
+   and the server CPU time one of them costs.
 2. Overload: a fresh server, as shipped (IMAGEJOBS_MAX_IN_FLIGHT 64) plus a per-account
-   rate limit of `--rate-factor` x C, under wrk with 4 x 64 connections for `--duration`
-   seconds, one request in ten a CreateImageServer. Every answer is counted by status;
-   the latency of admitted ListImageJobs comes from the server's own histogram
-   (/metrics), so that fast refusals do not flatter it.
-3. Afterwards: /_imagejobs/ready answers 200, the worker's peak memory, and every count
-   in job_counters equals the rows it counts (one SQLite snapshot).
+   rate limit of `--rate-factor` x C, offered `--factor` x C requests/s for `--duration`
+   seconds by `--generators` open-loop processes (bench/open_loop.py) on the other CPU:
+   requests start on a fixed schedule whatever the answers, one in ten a
+   CreateImageServer. Every answer is counted by status and error code; the latency of an
+   admitted (200) answer runs from the time its request was due, so time spent queueing
+   anywhere (kernel, server, generator) counts. The server's own histogram (/metrics,
+   from arrival in the Python process) is printed beside it. Worker RSS is sampled every
+   second.
+3. Afterwards: /_imagejobs/ready, and every count in job_counters against the rows it
+   counts (one SQLite snapshot).
 
-wrk is a closed loop: each connection sends its next request when the last is answered,
-so the load offered is set by concurrency, not by a rate. 256 connections are 16 x the
-capacity run's and 4 x the in-flight bound: without the bound every one of them would
-queue inside the process; the answered rate is reported as a multiple of C.
+Targets (issue: operations): offered >= 0.95 x factor x C; admitted p99 < 1 s; the rest
+shed with 503/429 (or 403 WKS.00081105, the project's quota of jobs in flight); every
+request answered; RSS of the second half <= 1.1 x the first half's; still ready; counts
+consistent.
 
-Targets (issue: operations): admitted p99 < 1 s; the rest shed with 503/429; no other
-status, no socket error; still ready; counts consistent.
+    .venv/bin/python bench/load.py [--jobs 10000] [--duration 60] [--factor 4]
+        [--generators 2] [--rate-factor 2] [--max-in-flight 64] [--haproxy]
 
-    .venv/bin/python bench/load.py [--jobs 10000] [--duration 60] [--rate-factor 2]
+With --haproxy the overload goes through HAProxy (on the load CPU), which caps the
+requests on the server and answers 503 itself to those that waited too long.
 
 Prints a table, writes JSON to bench/results/, exits 0.
 """
@@ -28,6 +34,7 @@ Prints a table, writes JSON to bench/results/, exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +56,65 @@ LATENCY_TARGET_S = 1.0
 MEMORY_GROWTH_LIMIT = 1.10  # peak RSS of the second half over the first half's
 GENERATOR = lj.BENCH / "open_loop.py"
 QUOTA_CODE = "WKS.00081105"
+
+# --haproxy: the overload goes through HAProxy, which holds at most MAXCONN requests on the
+# server and answers the documented 503 itself to any request that waited QUEUE_TIMEOUT
+# for a place, so that refusals cost no Python.
+HAPROXY_MAXCONN = 32
+HAPROXY_QUEUE_TIMEOUT = "250ms"
+HAPROXY_CONFIG = """
+global
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout queue {queue_timeout}
+    errorfile 503 {errorfile}
+frontend api
+    bind {host}:{port}
+    default_backend imagejobs
+backend imagejobs
+    server a {host}:{server_port} maxconn {maxconn}
+"""
+BUSY_BODY = (
+    b'{"error_code":"WKS.00050902",'
+    b'"error_msg":"The service is now unavailable to process the request."}'
+)
+
+
+@contextlib.contextmanager
+def haproxy(workdir: Path, server_port: int) -> Iterator[int]:
+    """HAProxy on the load CPU in front of ``server_port``; yields its port."""
+    port, errorfile, config = lj.free_port(), workdir / "503.http", workdir / "haproxy.cfg"
+    head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(BUSY_BODY)}\r\n\r\n"
+    errorfile.write_bytes(head.encode() + BUSY_BODY)
+    config.write_text(
+        HAPROXY_CONFIG.format(
+            queue_timeout=HAPROXY_QUEUE_TIMEOUT,
+            errorfile=errorfile,
+            host=lj.HOST,
+            port=port,
+            server_port=server_port,
+            maxconn=HAPROXY_MAXCONN,
+        )
+    )
+    argv = [*lj.pinned(lj.WRK_CPU), lj.tool("haproxy"), "-db", "-f", str(config)]
+    proxy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://{lj.HOST}:{port}/_imagejobs/health", timeout=1)
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
 
 _COUNTS = (
     "SELECT project_id, 'job', job_type, status, COUNT(*) FROM jobs"
@@ -66,12 +133,10 @@ def server(url: str, workdir: Path, name: str, **env: str) -> lj.Server:
     return lj.Server(name, argv, environ, port, workdir / f"{name}.log")
 
 
-def overload(
-    srv: lj.Server, token: str, rate: float, duration: int, generators: int
-) -> dict[str, Any]:
+def overload(port: int, token: str, rate: float, duration: int, generators: int) -> dict[str, Any]:
     """``generators`` open-loop processes on the load CPU, each offering rate/generators;
     their results merged."""
-    argv = [*lj.pinned(lj.WRK_CPU), sys.executable, str(GENERATOR), "--port", str(srv.port)]
+    argv = [*lj.pinned(lj.WRK_CPU), sys.executable, str(GENERATOR), "--port", str(port)]
     argv += ["--token", token, "--rate", str(rate / generators), "--duration", str(duration)]
     procs = [
         subprocess.Popen([*argv, "--index", str(k)], stdout=subprocess.PIPE, text=True)
@@ -198,6 +263,7 @@ def main() -> int:
     parser.add_argument("--capacity-seconds", type=int, default=10)
     parser.add_argument("--factor", type=float, default=4.0, help="offered rate, x capacity")
     parser.add_argument("--generators", type=int, default=2, help="load processes")
+    parser.add_argument("--haproxy", action="store_true", help="offer the overload through HAProxy")
     parser.add_argument(
         "--max-in-flight", type=int, default=MAX_IN_FLIGHT, help="IMAGEJOBS_MAX_IN_FLIGHT"
     )
@@ -206,6 +272,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     lj.tool("wrk")
+    if args.haproxy:
+        lj.tool("haproxy")
     results: dict[str, Any] = {"benchmark": "load", "settings": vars(args).copy()}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         workdir = Path(tmp)
@@ -236,8 +304,10 @@ def main() -> int:
             before = scrape(srv)
             lj.log(f"overload: {target:,.0f} req/s open loop for {args.duration} s…")
             cpu_before, started = srv.cpu_seconds(), time.monotonic()
-            with RssTimeline(srv) as rss:
-                run = overload(srv, token, target, args.duration, args.generators)
+            with contextlib.ExitStack() as stack:
+                port = stack.enter_context(haproxy(workdir, srv.port)) if args.haproxy else srv.port
+                rss = stack.enter_context(RssTimeline(srv))
+                run = overload(port, token, target, args.duration, args.generators)
             server_cpu = srv.cpu_seconds() - cpu_before
             wall = time.monotonic() - started
             after = scrape(srv)
