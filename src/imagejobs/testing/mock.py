@@ -98,7 +98,7 @@ class _Patch:
                 for name in ("do_request_sync", "do_request_async"):
                     original = getattr(HttpClient, name)
                     self._originals[name] = original
-                    setattr(HttpClient, name, self._routed(original))
+                    setattr(HttpClient, name, self._routed(original, name == "do_request_sync"))
             self.active.append(adapter)
 
     def pop(self, adapter: InProcessAdapter) -> None:
@@ -117,7 +117,7 @@ class _Patch:
                 session.trust_env = trust_env
             self._sessions.clear()
 
-    def _routed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _routed(self, original: Callable[..., Any], sync: bool) -> Callable[..., Any]:
         patch = self
 
         @functools.wraps(original)
@@ -133,7 +133,7 @@ class _Patch:
                 session.mount("http://", adapter)
                 # No proxies to look up in the environment: nothing leaves the process.
                 session.trust_env = False
-            if original.__name__ == "do_request_sync":
+            if sync:
                 return _send_sync(client, adapter, *args, **kwargs)
             return original(client, *args, **kwargs)
 
