@@ -54,11 +54,11 @@ from imagejobs.storage.engine_clock import DatabaseClock
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
-from imagejobs.storage.migrate import head_revision
 from imagejobs.storage.node_store import SqlNodeStore
 from imagejobs.storage.ops_store import SqlOpsStore
 from imagejobs.storage.private_files import private_directory
 from imagejobs.storage.quota_store import SqlQuotaStore
+from imagejobs.storage.schema_head import head_revision
 from imagejobs.storage.server_store import SqlServerStore
 from imagejobs.storage.state_store import SqlStateStore
 from imagejobs.storage.steering_store import SqlSteeringStore

@@ -187,6 +187,9 @@ def test_a_loaded_state_is_consistent_and_its_live_jobs_run(cloud: Cloud) -> Non
 
 def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> None:
     tenant = cloud.tenant()
+    # The live job stays running: it would otherwise end (and delete its server) at any
+    # moment between the two dumps.
+    cloud.steer(tenant, completion="reads", reads=1_000)
     good = fixture_state(tenant.project_id, 720_000_000_000_000_000)
     cloud.load(good)
     # Its unfinished job is a live engine task: let it end, so that only a load could

@@ -28,6 +28,14 @@ def hash_password(password: str, log2_n: int = _LOG2_N) -> str:
     return "$".join(["scrypt", str(log2_n), str(_R), str(_P), _b64(salt), _b64(digest)])
 
 
+def unmatchable_hash(log2_n: int = _LOG2_N) -> str:
+    """A stored form with a random salt and digest: verifying any password against it costs
+    what a real hash does, and fails. Made at once, where hashing a password takes a full
+    scrypt (a tenth of a second at every import of the module that keeps one)."""
+    salt, digest = secrets.token_bytes(16), secrets.token_bytes(_KEY_BYTES)
+    return "$".join(["scrypt", str(log2_n), str(_R), str(_P), _b64(salt), _b64(digest)])
+
+
 def verify_password(password: str, stored: str) -> bool:
     """True when ``password`` matches ``stored``; constant-time in the comparison."""
     try:

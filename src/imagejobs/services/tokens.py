@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from imagejobs.domain.errors import (
@@ -14,14 +13,14 @@ from imagejobs.domain.errors import (
 )
 from imagejobs.domain.times import format_time
 from imagejobs.iam.credentials import digest, new_token
-from imagejobs.iam.passwords import hash_password
+from imagejobs.iam.passwords import unmatchable_hash
 from imagejobs.iam.records import Account, Project, Token, User
 from imagejobs.services.accounts import Accounts
 from imagejobs.storage.iam_store import failure_subject
 
 TOKEN_LIFETIME_MS = 24 * 3600 * 1000
 # Verified against when the user does not exist, so both cases cost the same time.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+_DUMMY_HASH = unmatchable_hash()
 
 
 @dataclass(frozen=True, slots=True)

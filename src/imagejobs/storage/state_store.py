@@ -48,6 +48,11 @@ PROJECT_USER_NAMES = Statement(
     " JOIN iam_users u ON u.account_id = a.id WHERE p.id = :project_id"
 )
 CLEAR_FAILURE = Statement("DELETE FROM iam_failures WHERE subject = :subject")
+# Debian's SQLite is built with secure_delete ON: every page a reset frees is zeroed and
+# written to the WAL once more (a fifth of a 10,000-job reset's writes). FAST still zeroes
+# deleted rows inside the pages written anyway; reset asks for it for its own transaction.
+SQLITE_SECURE_DELETE = Statement("PRAGMA secure_delete")
+SQLITE_SECURE_DELETE_FAST = Statement("PRAGMA secure_delete = FAST")
 
 DUMP_SERVERS = Statement(
     f"SELECT {_SERVER_COLUMNS} FROM image_servers WHERE project_id = :project_id ORDER BY id"
@@ -70,6 +75,17 @@ class SqlStateStore:
         """Forget one project's jobs, servers and rules (None: every project's)."""
 
         async def run(tx: Transaction) -> None:
+            if self._db.dialect != "sqlite":
+                await delete(tx)
+                return
+            [(secure_delete,)] = await tx.fetch(SQLITE_SECURE_DELETE, {})
+            await tx.fetch(SQLITE_SECURE_DELETE_FAST, {})
+            try:
+                await delete(tx)
+            finally:  # the pages are freed by now: the connection's usual setting again
+                await tx.fetch(Statement(f"PRAGMA secure_delete = {int(secure_delete)}"), {})
+
+        async def delete(tx: Transaction) -> None:
             if project_id is None:
                 for statement in RESET_ALL:
                     await tx.execute(statement, {})
