@@ -4,7 +4,6 @@ steering, reset, and the operator endpoints behind them."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,15 +191,7 @@ def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> Non
     cloud.steer(tenant, completion="reads", reads=1_000)
     good = fixture_state(tenant.project_id, 720_000_000_000_000_000)
     cloud.load(good)
-    # Its unfinished job is a live engine task: let it end, so that only a load could
-    # change the state from here on.
-    for _ in range(200):
-        before = cloud.dump(tenant)
-        if all(job["status"] in ("SUCCESS", "FAILED") for job in before["jobs"]):
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"the loaded state's live job did not end: {before['jobs']}")
+    before = cloud.dump(tenant)
 
     bad = fixture_state(tenant.project_id, 730_000_000_000_000_000)
     bad["jobs"][0]["sub_jobs"][0]["status"] = "RUNNING"  # under a SUCCESS job
