@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import msgspec
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
 from imagejobs.api.routes import ALL_OPERATIONS
@@ -28,12 +27,6 @@ from imagejobs.observability import (
     RequestNote,
 )
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("imagejobs.api")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

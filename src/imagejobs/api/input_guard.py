@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagejobs.api.errors import error_response, new_request_id
 from imagejobs.domain.errors import (
@@ -16,12 +16,6 @@ from imagejobs.domain.errors import (
     InvalidParameter,
     RequestTimeout,
 )
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Tokens, signatures, keys and the operator secret are ASCII by construction; anything else
 # in these headers is refused as bad credentials before any lookup or hashing sees it.
@@ -58,7 +52,7 @@ class EdgeGuard:
     ``body_read_timeout`` seconds after the headers is a 408, and one cut short (a client
     gone mid-body, a broken chunked encoding) a 400, both raised where the route reads it."""
 
-    def __init__(self, app: App, *, body_read_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, *, body_read_timeout: float) -> None:
         self._app = app
         self._body_read_timeout = body_read_timeout
 
