@@ -8,8 +8,11 @@ When it is unreachable they skip with the reason, unless ``IMAGEJOBS_REQUIRE_POS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -153,6 +156,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its own process group: stop() ends its workers too
         )
         try:
             self._wait_ready()
@@ -172,6 +176,11 @@ class ServerProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
 
+    def assert_quiet_log(self) -> None:
+        """Test servers log at WARNING: anything logged is a complaint (about a client)."""
+        log = self.log_path.read_text()
+        assert not re.search(r"Traceback|ERROR|WARNING|CRITICAL", log), log[-3000:]
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -179,6 +188,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # A worker that missed its SIGTERM must not outlive the test, holding its port.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
 
 

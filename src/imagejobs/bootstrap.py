@@ -162,7 +162,7 @@ def build_app(settings: Settings) -> Starlette:
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )
-    # Every serving process purges dead credentials (docs/security-credentials.md).
+    # Every serving process purges dead credentials (docs/security.md).
     purge = (
         None
         if iam_api is None
@@ -194,6 +194,7 @@ def build_app(settings: Settings) -> Starlette:
         extra_routes=operator_routes(services, access or OpenAccess(), settings.driver),
         on_startup=startup,
         on_shutdown=shutdown,
+        body_read_timeout=settings.body_read_timeout_seconds,
     )
 
 

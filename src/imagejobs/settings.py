@@ -179,7 +179,7 @@ class Settings:
         ),
     )
 
-    # --- credential protection (docs/security-credentials.md) ---
+    # --- credential protection (docs/security.md) ---
     password_hash_threads: int = field(
         default=1,
         metadata=_doc(
@@ -230,6 +230,37 @@ class Settings:
         ),
     )
 
+    # --- the HTTP edge: what one client may hold (docs/security.md) ---
+    max_connections: int = field(
+        default=4096,
+        metadata=_doc(
+            "Connections one server worker holds open at once, idle or busy (Granian's "
+            "backpressure); further ones wait in the listen backlog. Capped by the process's "
+            "open-file limit, which `serve` raises to its hard limit."
+        ),
+    )
+    listen_backlog: int = field(
+        default=2048,
+        metadata=_doc(
+            "Connections the kernel queues before the server accepts them "
+            "(capped by net.core.somaxconn)."
+        ),
+    )
+    header_read_timeout_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "A connection that has not sent a request's complete headers within this time, "
+            "from connecting or from its previous response (keep-alive idle), is closed."
+        ),
+    )
+    body_read_timeout_seconds: float = field(
+        default=30.0,
+        metadata=_doc(
+            "A request whose body has not fully arrived this long after its headers is "
+            "answered 408 and its connection closed."
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'imagejobs.db'}"
@@ -253,6 +284,7 @@ class Settings:
         _check_engine(self)
         _check_credentials(self)
         _check_quotas(self)
+        _check_edge(self)
 
     def to_environ(self) -> dict[str, str]:
         """The settings as environment variables, for child processes (server workers)."""
@@ -276,9 +308,7 @@ def _check_engine(settings: Settings) -> None:
         ("simulated_reads", 1, 10_000),
         ("simulated_failure_probability", 0, 1),
     )
-    for name, low, high in ranges:
-        if not low <= getattr(settings, name) <= high:
-            raise InvalidSettings(name, f"must be from {low:g} to {high:g}")
+    _check_ranges(settings, ranges)
     if settings.simulated_completion not in ("immediate", "duration", "reads"):
         raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
     if not 1 <= len(settings.simulated_error_code) <= 16:
@@ -297,6 +327,21 @@ def _check_credentials(settings: Settings) -> None:
         ("max_live_temporary_keys_per_user", 1, 1_000_000),
         ("credential_purge_seconds", 0.1, 86_400),
     )
+    _check_ranges(settings, ranges)
+
+
+def _check_edge(settings: Settings) -> None:
+    ranges: tuple[tuple[str, float, float], ...] = (
+        ("max_connections", 16, 1_000_000),
+        ("listen_backlog", 128, 65_535),
+        # Granian takes whole milliseconds from 1 to 60,000.
+        ("header_read_timeout_seconds", 0.001, 60),
+        ("body_read_timeout_seconds", 0.01, 3600),
+    )
+    _check_ranges(settings, ranges)
+
+
+def _check_ranges(settings: Settings, ranges: tuple[tuple[str, float, float], ...]) -> None:
     for name, low, high in ranges:
         if not low <= getattr(settings, name) <= high:
             raise InvalidSettings(name, f"must be from {low:g} to {high:g}")

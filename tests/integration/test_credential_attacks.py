@@ -1,7 +1,7 @@
 """Attacks on credentials over HTTP, as an attacker would send them (raw httpx, several
 source addresses on the loopback network), on SQLite and PostgreSQL: login floods and
 guessing, AK lockout by strangers, minting without bound, temporary keys outliving or
-outgrowing their token (docs/security-credentials.md)."""
+outgrowing their token (docs/security.md)."""
 
 from __future__ import annotations
 

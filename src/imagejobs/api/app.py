@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -17,6 +18,7 @@ from imagejobs.api.auth import make_authenticator
 from imagejobs.api.console import console_routes
 from imagejobs.api.dispatch import ImageJobsApp
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
+from imagejobs.api.edge import EdgeGuard
 from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
 from imagejobs.api.iam_routes import IAM_ROUTE_DOCS, IamApi
@@ -34,6 +36,7 @@ def create_app(
     extra_routes: list[BaseRoute] | None = None,
     on_startup: Callable[[], Awaitable[Any]] | None = None,
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
+    body_read_timeout: float = 30.0,
 ) -> Starlette:
     openapi_document = build_openapi(ALL_OPERATIONS, IAM_ROUTE_DOCS if iam_api else ())
 
@@ -72,6 +75,7 @@ def create_app(
             Exception: unhandled_exception_handler,
         },
         lifespan=lifespan,
+        middleware=[Middleware(EdgeGuard, body_read_timeout=body_read_timeout)],
     )
     # A trailing-slash redirect would answer without our error body and request id.
     assert isinstance(app.router, Router)

@@ -25,6 +25,8 @@ from imagejobs.services.access import AccessControl
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _JSON_PATH = re.compile(r"at `\$\.?([^`]*)`")
+# A \u0000 escape not itself escaped (an odd number of backslashes before the "u").
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def parse_query(raw: bytes) -> dict[str, str]:
@@ -41,7 +43,14 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return query
 
 
-def decode_body(raw: bytes, body_type: type[Any]) -> Any:
+def decode_body(
+    raw: bytes, body_type: type[Any], error: type[InvalidParameter] = InvalidParameter
+) -> Any:
+    """The one place a JSON request body becomes a value: whatever the bytes, either a
+    ``body_type`` or an ``error`` (400) naming the problem."""
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        # No stored or compared text may hold NUL (PostgreSQL refuses it in text).
+        raise error("body", "must not contain NUL characters (\\u0000)")
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
@@ -50,9 +59,11 @@ def decode_body(raw: bytes, body_type: type[Any]) -> Any:
         match = _JSON_PATH.search(message)
         name = (match.group(1) if match else "") or "body"
         reason = message.split(" - at ", maxsplit=1)[0]
-        raise InvalidParameter(name, f"is invalid: {reason}") from exc
+        raise error(name, f"is invalid: {reason}") from exc
     except msgspec.DecodeError as exc:
-        raise InvalidParameter("body", "must be a JSON object") from exc
+        raise error("body", "must be a JSON object") from exc
+    except RecursionError as exc:  # msgspec's own guard against deep nesting
+        raise error("body", "is nested too deeply") from exc
 
 
 def make_endpoint(

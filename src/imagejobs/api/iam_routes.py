@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import msgspec
 from msgspec import Struct
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from imagejobs.api import iam_schemas as s
 from imagejobs.api.auth import Authenticator, read_body
+from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
 from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
@@ -115,10 +115,8 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
 
 
 def _decode(raw: bytes) -> s.AuthRequest:
-    try:
-        return msgspec.json.decode(raw, type=s.AuthRequest)
-    except msgspec.MsgspecError as exc:
-        raise InvalidIamRequest("auth", f"is invalid: {str(exc)[:200]}") from exc
+    request: s.AuthRequest = decode_body(raw, s.AuthRequest, InvalidIamRequest)
+    return request
 
 
 def _json(body: Struct, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,12 @@ import click
 from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
+
+# File descriptors a worker keeps for itself beyond its connections: database pools, logs,
+# the event loop, the runner.
+RESERVED_FILES = 256
+# Beyond the runner's shutdown grace: for the lifespan shutdown to close the database.
+WORKER_STOP_SECONDS = 10
 
 
 @click.command(epilog=SETTINGS_POINTER)
@@ -38,7 +46,8 @@ def serve(
     embedded_runner: bool | None,
 ) -> None:
     """Run the API server (migrates a SQLite database first)."""
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     from imagejobs.bootstrap import (
@@ -84,6 +93,7 @@ def serve(
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID), err=True)
     os.environ.update(settings.to_environ())
+    max_connections = _connection_budget(settings.max_connections, raise_open_file_limit())
     Server(
         "imagejobs.bootstrap:asgi_app",
         address=settings.host,
@@ -92,7 +102,52 @@ def serve(
         workers=settings.workers,
         factory=True,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        # The connection limits, set deliberately (docs/security.md). HTTP/1 only: in "auto"
+        # mode a connection that never sends a byte waits forever for the HTTP/2 preface,
+        # outside any header timeout, and 1,024 of them took the server off the air.
+        http=HTTPModes.http1,
+        backlog=settings.listen_backlog,
+        backpressure=max_connections,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, round(settings.header_read_timeout_seconds * 1000))
+        ),
+        # A worker that has not stopped this long after SIGTERM is killed rather than left
+        # behind holding the port: after a flood of connections a worker was seen to miss
+        # its SIGTERM (asyncio's wakeup socket full), and its leases are taken over anyway.
+        workers_kill_timeout=min(
+            1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
+        ),
     ).serve()
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's (and its workers') soft open-file limit to the hard limit.
+
+    Many shells start with a soft limit of 1,024, which would cap the server at about that
+    many connections whatever it is told; returns the limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft
+
+
+def _connection_budget(wanted: int, open_files: int) -> int:
+    """The connections a worker may hold: ``wanted``, unless the open-file limit is lower."""
+    affordable = max(16, open_files - RESERVED_FILES)
+    if wanted > affordable:
+        click.echo(
+            f"WARNING: IMAGEJOBS_MAX_CONNECTIONS={wanted} exceeds what the open-file limit "
+            f"({open_files}) allows; holding at most {affordable} connections per worker.",
+            err=True,
+        )
+        return affordable
+    return wanted
 
 
 def _credentials_banner(credentials: Any, path: Path) -> str:

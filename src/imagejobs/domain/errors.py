@@ -17,6 +17,7 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     ├── NotFound                         404 WKS.00211902
     │   └── RouteNotFound                404 APIGW.0101
     ├── MethodNotAllowed                 405 WKS.00000405
+    ├── RequestTimeout                   408 APIGW.0201
     ├── Conflict                         409 WKS.00211103
     │   └── CredentialLimitReached       409 WKS.00211103 (too many live tokens or keys)
     ├── RequestTooLarge                  413 APIGW.0201
@@ -120,6 +121,13 @@ class Conflict(ImageJobsError):
     code = "WKS.00211103"
 
 
+class RequestTimeout(ImageJobsError):
+    """Request timeout: the request body did not arrive in time."""
+
+    status = 408
+    code = "APIGW.0201"
+
+
 class RequestTooLarge(ImageJobsError):
     """Request entity too large."""
 
@@ -154,7 +162,7 @@ class InvalidSettings(ImageJobsError):
         super().__init__(f"{name} {reason}")
 
 
-# --- credential protection (docs/security-credentials.md) -------------------------------
+# --- credential protection (docs/security.md) -------------------------------
 
 
 class LoginLocked(LoginFailed):

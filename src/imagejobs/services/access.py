@@ -223,7 +223,7 @@ class IamAccess:
         """Count a failure of this (access key, source address). More than
         MAX_SIGNATURE_FAILURES in a row lock the pair for LOCKOUT_MS: its failures are then
         answered with the gateway's lockout message, without a database write. A valid
-        signature is never refused, whoever failed before (docs/security-credentials.md)."""
+        signature is never refused, whoever failed before (docs/security.md)."""
         pair = (access_key, source)
         now = self._now()
         if self._failing.get(pair, 0) > now:
