@@ -1,11 +1,12 @@
 """ListImageJobs with an AK/SK-signed request against the lean limit (lean_reference.py).
 
 One SQLite file with ``--jobs`` jobs in the demo project; two servers, one Granian worker
-each, pinned to CPU 0: ``imagejobs serve`` as shipped (IAM on, every request carrying the
-same SDK-HMAC-SHA256 signature of the demo root's AK/SK, verified in full each time inside
-its 15-minute window) and ``lean_reference.py``. wrk on CPU 1 loads them in alternating
-rounds (AB, BA, ...); the verdict is the median over rounds of each round pair's ratio,
-with server CPU microseconds per request as the steadier second measure.
+each, pinned to CPU 0: ``imagejobs serve`` as shipped but for the embedded runner (the
+seeded jobs still WAITING or RUNNING would be run meanwhile), IAM on, every request
+carrying the same SDK-HMAC-SHA256 signature of the demo root's AK/SK, verified in full
+each time inside its 15-minute window; and ``lean_reference.py``. wrk on CPU 1 loads them
+in alternating rounds (AB, BA, ...); the verdict is the median over rounds of each round
+pair's ratio, with server CPU microseconds per request as the steadier second measure.
 
 Target (issue 12): imagejobs req/s >= 0.5 x the lean reference at 1M jobs.
 
@@ -34,6 +35,14 @@ from auth_overhead import signed_headers
 
 TARGET_MIN_RATIO = 0.5
 NAMES = ("imagejobs", "lean")
+
+
+def imagejobs_server(url: str, workdir: Path) -> lj.Server:
+    """``imagejobs serve`` with IAM, without the embedded runner: the seeded jobs still
+    WAITING or RUNNING would otherwise be run meanwhile, work the reference does not do."""
+    server = lj.imagejobs_server(url, workdir, 1, "iam")
+    server.argv.insert(server.argv.index("serve") + 1, "--no-runner")
+    return server
 
 
 def lean_server(path: Path, workdir: Path) -> lj.Server:
@@ -69,7 +78,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         # imagejobs starts first: on a new database it bootstraps the demo account.
         servers = {
-            "imagejobs": stack.enter_context(lj.imagejobs_server(url, workdir, 1, "iam")),
+            "imagejobs": stack.enter_context(imagejobs_server(url, workdir)),
             "lean": stack.enter_context(lean_server(path, workdir)),
         }
         servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir)
