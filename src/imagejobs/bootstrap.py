@@ -7,21 +7,25 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.applications import Starlette
-
+from imagejobs import __version__
 from imagejobs.api.app import create_app
+from imagejobs.api.audit import audit_routes
 from imagejobs.api.auth import make_authenticator
+from imagejobs.api.edge import Edge
 from imagejobs.api.iam_routes import IamApi
 from imagejobs.api.operator import operator_routes
+from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.drivers.registry import load_driver
 from imagejobs.keys import load_secret_box
+from imagejobs.observability import AccessLog, Metrics, database_metrics, runner_metrics
 from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
 from imagejobs.runner.runner import Runner
 from imagejobs.services import Services
@@ -31,6 +35,7 @@ from imagejobs.services.credential_purge import CredentialPurge
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
+from imagejobs.services.protection import GuardedAccess, RateLimiter
 from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.settings import Settings, load_settings
@@ -39,7 +44,9 @@ from imagejobs.storage.engine_clock import DatabaseClock
 from imagejobs.storage.engine_store import SqlEngineStore
 from imagejobs.storage.iam_store import SqlIamStore
 from imagejobs.storage.job_store import SqlJobStore
+from imagejobs.storage.migrate import head_revision
 from imagejobs.storage.node_store import SqlNodeStore
+from imagejobs.storage.ops_store import SqlOpsStore
 from imagejobs.storage.private_files import private_directory
 from imagejobs.storage.quota_store import SqlQuotaStore
 from imagejobs.storage.seed import SeedPlan, seed
@@ -52,6 +59,7 @@ DEMO_JOBS = 2_000
 DEMO_ACCOUNT = "demo"
 DEMO_REGION = "cn-north-4"
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
+logger = logging.getLogger("imagejobs")
 
 
 def configure_logging(level: str) -> None:
@@ -63,7 +71,13 @@ def configure_logging(level: str) -> None:
 
 
 def open_database(settings: Settings) -> Database:
-    return database_for(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    return database_for(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        sqlite_max_bytes=settings.sqlite_max_bytes,
+    )
 
 
 def build_services(database: Database, settings: Settings) -> Services:
@@ -121,9 +135,12 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
 
 
 def build_access(
-    settings: Settings, database: Database
+    settings: Settings,
+    database: Database,
+    guard: Callable[[AccessControl], AccessControl] = lambda access: access,
 ) -> tuple[AccessControl | None, IamApi | None]:
-    """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none)."""
+    """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none);
+    ``guard`` wraps the access control (rate limits, metrics)."""
     if settings.auth == "none":
         return None, None
     store = SqlIamStore(database)
@@ -134,12 +151,14 @@ def build_access(
         limits=credential_limits(settings),
         hashing=PasswordHashing(settings.password_hash_threads, settings.password_hash_queue),
     )
-    access = IamAccess(
-        store,
-        identity,
-        box,
-        cache_seconds=settings.iam_cache_seconds,
-        operator_token=settings.operator_token or None,
+    access = guard(
+        IamAccess(
+            store,
+            identity,
+            box,
+            cache_seconds=settings.iam_cache_seconds,
+            operator_token=settings.operator_token or None,
+        )
     )
     return access, IamApi(identity, make_authenticator(access))
 
@@ -155,9 +174,22 @@ def credential_limits(settings: Settings) -> CredentialLimits:
     )
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_guard(
+    settings: Settings, metrics: Metrics | None
+) -> Callable[[AccessControl], AccessControl]:
+    """What wraps the access control: the per-account rate limit, the failure metrics."""
+    limiter = None
+    if settings.rate_limit > 0:  # each worker admits its share of an account's rate
+        limiter = RateLimiter(settings.rate_limit / settings.workers, settings.rate_limit_burst)
+    return lambda access: GuardedAccess(access, metrics, limiter)
+
+
+def build_app(settings: Settings) -> Edge:
     database = open_database(settings)
-    access, iam_api = build_access(settings, database)
+    metrics = Metrics() if settings.metrics else None
+    guard = build_guard(settings, metrics)
+    iam_access, iam_api = build_access(settings, database, guard)
+    access = iam_access or guard(OpenAccess())
     services = build_services(database, settings)
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
@@ -168,6 +200,14 @@ def build_app(settings: Settings) -> Starlette:
         if iam_api is None
         else CredentialPurge(iam_api.identity, settings.credential_purge_seconds)
     )
+    ops = SqlOpsStore(database)
+    runner = None
+    if embedded is not None:
+        runner = runner_state(embedded.heartbeat_at, settings.lease_seconds)
+    if metrics is not None:  # counters other objects keep, read when scraped
+        metrics.sample(lambda: database_metrics(database))
+        if embedded is not None:
+            metrics.sample(lambda: runner_metrics(embedded.runner))
 
     async def startup() -> None:
         await database.open()
@@ -177,8 +217,16 @@ def build_app(settings: Settings) -> Starlette:
             embedded.start()
         if purge is not None:
             purge.start()
+        logger.info(
+            "imagejobs %s ready on http://%s:%d (pid %d)",
+            __version__,
+            settings.host,
+            settings.port,
+            os.getpid(),
+        )
 
     async def shutdown() -> None:
+        await edge.drain()
         if purge is not None:
             await purge.stop()
         if embedded is not None:
@@ -186,19 +234,30 @@ def build_app(settings: Settings) -> Starlette:
         await services.engine.driver.close()
         await database.close()
 
-    return create_app(
+    app = create_app(
         services,
         access=access,
         iam_api=iam_api,
         # The operator API (/_imagejobs), authenticated as the public API is.
-        extra_routes=operator_routes(services, access or OpenAccess(), settings.driver),
+        extra_routes=operator_routes(services, access, settings.driver)
+        + probe_routes(ops, head_revision(), runner, metrics)
+        + audit_routes(ops, access),
         on_startup=startup,
         on_shutdown=shutdown,
         body_read_timeout=settings.body_read_timeout_seconds,
     )
+    edge = Edge(
+        app,
+        metrics=metrics,
+        access_log=AccessLog() if settings.access_log else None,
+        audit=ops,
+        max_in_flight=settings.max_in_flight,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    return edge
 
 
-def asgi_app() -> Starlette:
+def asgi_app() -> Edge:
     """Granian's factory target: each server worker reads the settings once, here."""
     settings = load_settings()
     configure_logging(settings.log_level)

@@ -261,6 +261,58 @@ class Settings:
         ),
     )
 
+    # --- operations: observability and protection (docs/operations.md) ---
+    metrics: bool = field(
+        default=True, metadata=_doc("Serve Prometheus metrics at /metrics (false: off).")
+    )
+    access_log: bool = field(
+        default=True,
+        metadata=_doc(
+            "One line per request on stderr: JSON when stderr is not a terminal, key=value "
+            "when it is."
+        ),
+    )
+    max_in_flight: int = field(
+        default=64,
+        metadata=_doc(
+            "Requests one server worker serves at once; beyond it the answer is an "
+            "immediate 503 WKS.00050902 instead of a queue (0: no bound)."
+        ),
+    )
+    rate_limit: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Requests per second each account may make, shared out among the server "
+            "workers; beyond it 429 APIGW.0308 with Retry-After (0: no limit)."
+        ),
+    )
+    rate_limit_burst: int = field(
+        default=100,
+        metadata=_doc("Requests an account may make at once above RATE_LIMIT, per worker."),
+    )
+    max_header_bytes: int = field(
+        default=16_384,
+        metadata=_doc("Largest request head (all header names and values) accepted."),
+    )
+    database_connect_timeout_seconds: float = field(
+        default=1.0,
+        metadata=_doc("PostgreSQL: how long connecting may take before the call fails (503)."),
+    )
+    database_statement_timeout_seconds: float = field(
+        default=5.0,
+        metadata=_doc(
+            "How long one database call may take (PostgreSQL statements and pool waits, "
+            "SQLite lock waits) before it fails with 503."
+        ),
+    )
+    sqlite_max_bytes: int = field(
+        default=0,
+        metadata=_doc(
+            "SQLite: the size the database file may grow to (PRAGMA max_page_count); once "
+            "reached, writes fail with 503 and reads go on, as on a full disk (0: no cap)."
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'imagejobs.db'}"
@@ -307,6 +359,13 @@ def _check_engine(settings: Settings) -> None:
         ("simulated_duration_seconds", 0, 86_400),
         ("simulated_reads", 1, 10_000),
         ("simulated_failure_probability", 0, 1),
+        ("max_in_flight", 0, 100_000),
+        ("rate_limit", 0, 1_000_000),
+        ("rate_limit_burst", 1, 1_000_000),
+        ("max_header_bytes", 1024, 1 << 20),
+        ("database_connect_timeout_seconds", 0.05, 600),
+        ("database_statement_timeout_seconds", 0.05, 3600),
+        ("sqlite_max_bytes", 0, 1 << 50),
     )
     _check_ranges(settings, ranges)
     if settings.simulated_completion not in ("immediate", "duration", "reads"):

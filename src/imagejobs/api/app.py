@@ -18,10 +18,10 @@ from imagejobs.api.auth import make_authenticator
 from imagejobs.api.console import console_routes
 from imagejobs.api.dispatch import ImageJobsApp
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
-from imagejobs.api.edge import EdgeGuard
 from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
 from imagejobs.api.iam_routes import IAM_ROUTE_DOCS, IamApi
+from imagejobs.api.input_guard import EdgeGuard
 from imagejobs.api.openapi import build_openapi
 from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.services import Services

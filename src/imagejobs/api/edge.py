@@ -1,98 +1,226 @@
-"""The edge guard: one ASGI layer in front of every route that refuses what no route should
-see (a NUL or a non-UTF-8 byte in text the service stores or compares, a credential header
-that is not ASCII) and bounds how long and how completely a request body arrives."""
+"""The edge every HTTP request passes first: it bounds the requests in flight and the size
+of request heads, and records each answered request once (metrics, access line, and for
+mutating calls the audit trail).
+
+It wraps the whole ASGI app, so routing stays unaware of it. The operation a request ran
+is read from the route Starlette matched (``scope["route"]``): names stay bounded.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from imagejobs.api.errors import error_response, new_request_id
-from imagejobs.domain.errors import (
-    AuthenticationFailed,
-    ImageJobsError,
-    InvalidParameter,
-    RequestTimeout,
+import msgspec
+
+from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
+from imagejobs.api.routes import ALL_OPERATIONS
+from imagejobs.domain.errors import HeadersTooLarge, ImageJobsError, ServiceUnavailable
+from imagejobs.domain.times import format_time, now_ms
+from imagejobs.observability import (
+    CURRENT_REQUEST,
+    AccessLine,
+    AccessLog,
+    Metrics,
+    RequestNote,
 )
+from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Tokens, signatures, keys and the operator secret are ASCII by construction; anything else
-# in these headers is refused as bad credentials before any lookup or hashing sees it.
-CREDENTIAL_HEADERS = {
-    b"authorization": "Authorization",
-    b"x-auth-token": "X-Auth-Token",
-    b"x-security-token": "X-Security-Token",
-    b"x-subject-token": "X-Subject-Token",
-    b"x-imagejobs-operator-token": "X-Imagejobs-Operator-Token",
-}
+logger = logging.getLogger("imagejobs.api")
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Probes and scrapes are answered even at the in-flight bound: a saturated process is
+# still alive and ready, and its metrics matter most then.
+UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
+_REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
+_OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}
 
 
-def request_problem(scope: Scope) -> ImageJobsError | None:
-    """Why this request must be refused before routing, or None."""
-    path: str = scope["path"]
-    if "\x00" in path:
-        return InvalidParameter("path", "must not contain NUL characters")
-    if not path.isascii():
-        try:
-            path.encode()
-        except UnicodeEncodeError:
-            return InvalidParameter("path", "must be valid UTF-8 once percent-decoded")
-    query: bytes = scope["query_string"]
-    if b"%00" in query or b"\x00" in query:
-        return InvalidParameter("query", "must not contain NUL characters")
-    for name, value in scope["headers"]:
-        if name in CREDENTIAL_HEADERS and not value.isascii():
-            return AuthenticationFailed(f"the {CREDENTIAL_HEADERS[name]} header is not ASCII")
-    return None
+class _ErrorCode(msgspec.Struct):
+    error_code: str = ""
 
 
-class EdgeGuard:
-    """Refuses malformed requests at once and guards the body: a body still incomplete
-    ``body_read_timeout`` seconds after the headers is a 408, and one cut short (a client
-    gone mid-body, a broken chunked encoding) a 400, both raised where the route reads it."""
+_error_code = msgspec.json.Decoder(_ErrorCode)
+_encode_event = msgspec.json.Encoder().encode
 
-    def __init__(self, app: App, *, body_read_timeout: float) -> None:
-        self._app = app
-        self._body_read_timeout = body_read_timeout
+
+class Edge:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        access_log: AccessLog | None = None,
+        audit: SqlOpsStore | None = None,
+        max_in_flight: int = 0,
+        max_header_bytes: int = 16_384,
+    ) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._access_log = access_log
+        self._audit = audit
+        self._max_in_flight = max_in_flight or 1 << 62
+        self._max_header_bytes = max_header_bytes
+        self.in_flight = 0
+        self._names: dict[tuple[int, str], str] = {}
+        self._audit_tasks: set[asyncio.Task[None]] = set()
+        if metrics is not None:
+            metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self._app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
-        problem = request_problem(scope)
-        if problem is not None:
-            await error_response(problem, new_request_id())(scope, receive, send)
+        started = time.perf_counter()
+        path: str = scope["path"]
+        refusal: ImageJobsError | None = None
+        if self.in_flight >= self._max_in_flight and path not in UNBOUNDED_PATHS:
+            refusal = ServiceUnavailable()
+        elif sum(len(k) + len(v) for k, v in scope["headers"]) > self._max_header_bytes:
+            refusal = HeadersTooLarge()
+        if refusal is not None:
+            await self._refuse(scope, send, refusal, started)
             return
-        await self._app(scope, self._body_reader(receive), send)
+        status = 500
+        request_id = "-"
+        error_body = b""
+        audited = scope["method"] in MUTATING
 
-    def _body_reader(self, receive: Receive) -> Receive:
-        deadline = time.monotonic() + self._body_read_timeout
-        complete = False
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, request_id, error_body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == _REQUEST_ID_HEADER:
+                        request_id = value.decode("latin-1")
+            elif audited and status >= 400 and not error_body:
+                error_body = message.get("body", b"")
+            await send(message)
 
-        async def receive_body() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"Request timeout: the body did not arrive within "
-                    f"{self._body_read_timeout:g} seconds."
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise InvalidParameter(
-                    "body", "was cut short (the client closed it or its chunked encoding broke)"
+        note = RequestNote()
+        token = CURRENT_REQUEST.set(note)
+        self.in_flight += 1
+        try:
+            # Let every request that has arrived be counted before this one runs: a
+            # request on SQLite never waits for I/O, so without this turn the requests
+            # queued behind it would not count as in flight and the bound would not act.
+            await asyncio.sleep(0)
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self.in_flight -= 1
+            CURRENT_REQUEST.reset(token)
+            self._record(scope, status, request_id, note, started, error_body if audited else None)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, error: ImageJobsError, started: float
+    ) -> None:
+        """Answer at once, before any routing, parsing or database call."""
+        request_id = new_request_id()
+        response = error_response(error, request_id)
+        if self._metrics is not None:
+            reason = "in_flight" if isinstance(error, ServiceUnavailable) else "headers"
+            self._metrics.shed.labels(reason).inc()
+        await response({"type": "http"}, _no_body, send)
+        self._record(scope, error.status, request_id, RequestNote(), started, None, "refused")
+
+    def _operation(self, scope: Scope) -> str:
+        route = scope.get("route")
+        method: str = scope["method"]
+        if route is None:
+            return "unmatched"
+        key = (id(route), method)
+        name = self._names.get(key)
+        if name is None:
+            methods = getattr(route, "methods", None)
+            template: str = getattr(route, "path", "")
+            if methods is not None and method not in methods:
+                name = "unmatched"
+            else:
+                name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
+            self._names[key] = name
+        return name
+
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        request_id: str,
+        note: RequestNote,
+        started: float,
+        error_body: bytes | None,
+        operation: str | None = None,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        operation = operation or self._operation(scope)
+        project = scope.get("path_params", {}).get("project_id")
+        if self._metrics is not None:
+            self._metrics.observe_request(operation, status, seconds)
+            if status == 429:
+                self._metrics.shed.labels("rate_limit").inc()
+        if self._access_log is not None:
+            self._access_log.write(
+                AccessLine(
+                    format_time(now_ms()),
+                    request_id,
+                    scope["method"],
+                    scope["path"],
+                    operation,
+                    project,
+                    note.principal,
+                    status,
+                    round(seconds * 1000, 2),
                 )
-            complete = not message.get("more_body", False)
-            return message
+            )
+        if error_body is not None and self._audit is not None:
+            event = AuditEvent(
+                id=0,
+                at=now_ms(),
+                request_id=request_id,
+                principal=note.principal,
+                account_id=note.account_id or "",
+                method=scope["method"],
+                path=scope["path"][:512],
+                operation=operation,
+                project_id=(project or "")[:128],
+                status=status,
+                error_code=_code_of(error_body) if status >= 400 else "",
+            )
+            # Written beside the answer, not before it: the caller never waits for it.
+            task = asyncio.get_running_loop().create_task(self._write_audit(event))
+            self._audit_tasks.add(task)
+            task.add_done_callback(self._audit_tasks.discard)
 
-        return receive_body
+    async def _write_audit(self, event: AuditEvent) -> None:
+        assert self._audit is not None
+        try:
+            await self._audit.add_audit_event(event)
+        except ImageJobsError:  # the database is away: the log keeps the event instead
+            logger.warning("audit event not stored: %s", _encode_event(event).decode())
+        except Exception:
+            logger.exception("audit event not stored: %s", _encode_event(event).decode())
+
+    async def drain(self) -> None:
+        """Wait for audit events still being written, flush the access log (at shutdown)."""
+        if self._audit_tasks:
+            await asyncio.wait(set(self._audit_tasks), timeout=5)
+        if self._access_log is not None:
+            self._access_log.flush()
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _code_of(body: bytes) -> str:
+    try:
+        return _error_code.decode(body).error_code[:32]
+    except msgspec.DecodeError:
+        return ""

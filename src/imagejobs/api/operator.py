@@ -36,6 +36,7 @@ from imagejobs import __version__
 from imagejobs.api.auth import make_authenticator, read_body
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
+from imagejobs.api.openapi import parameter_schema
 from imagejobs.api.operator_schemas import (
     BehaviourInfo,
     DeletedResponse,
@@ -54,7 +55,7 @@ from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import InvalidParameter, PermissionDenied
 from imagejobs.domain.params import IntegerParam, StringParam
-from imagejobs.domain.steering import ANY, check_scope
+from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl
 from imagejobs.services.authorization import Principal
@@ -209,6 +210,13 @@ def _endpoint(
     return guarded(endpoint)
 
 
+# What check_scope accepts, documented.
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "project_id": {"type": "string", "minLength": 1, "maxLength": 128},
+    "job_type": {"type": "string", "enum": [ANY, *STEERABLE_JOB_TYPES]},
+}
+
+
 def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
     ref = "#/components/schemas/{name}"
     types: list[Any] = [ErrorResponse]
@@ -219,13 +227,13 @@ def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in table:
         parameters: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
             for name in ("project_id", "job_type")
             if "{" + name + "}" in route.path
         ]
         parameters += [
             {"name": q.name, "in": "query", "required": False, "description": q.description}
-            | {"schema": {"type": "integer" if isinstance(q, IntegerParam) else "string"}}
+            | {"schema": parameter_schema(q)}  # the bounds the parser enforces
             for q in route.query
         ]
         operation: dict[str, Any] = {
@@ -244,8 +252,11 @@ def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
                 "400": {"description": "Invalid input.", "content": error},
                 "401": {"description": "Not authenticated.", "content": error},
                 "403": {"description": "Not an operator.", "content": error},
+                "503": {"description": "The database is unavailable.", "content": error},
             },
         }
+        if route.project_in == "path":
+            operation["responses"]["404"] = {"description": "No such rule.", "content": error}
         if route.body is not None:
             operation["requestBody"] = {
                 "required": True,

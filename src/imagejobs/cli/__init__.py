@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from imagejobs import __version__
+from imagejobs.cli.audit import audit
 from imagejobs.cli.common import settings_epilog
 from imagejobs.cli.engine import engine
 from imagejobs.cli.iam import iam
@@ -30,3 +31,4 @@ main.add_command(engine)
 # The API client commands (over HTTP, like any client).
 main.add_command(jobs)
 main.add_command(servers)
+main.add_command(audit)

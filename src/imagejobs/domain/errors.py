@@ -21,6 +21,7 @@ follow ``shared/spec/workspaceapp-image-api.md`` §1.6 (``WKS.*``) and the gatew
     ├── Conflict                         409 WKS.00211103
     │   └── CredentialLimitReached       409 WKS.00211103 (too many live tokens or keys)
     ├── RequestTooLarge                  413 APIGW.0201
+    │   └── HeadersTooLarge              431 APIGW.0201
     ├── Throttled                        429 APIGW.0308 (a rate or queue limit, with Retry-After)
     ├── InternalError                    500 WKS.00211401
     ├── ServiceUnavailable               503 WKS.00050902
@@ -141,6 +142,12 @@ class QuotaExceeded(ImageJobsError):
     # The catalogue's "Number of ... exceeds limit {0}" error (spec §6).
     status = 403
     code = "WKS.00081105"
+
+
+class HeadersTooLarge(RequestTooLarge):
+    """Request header fields too large."""
+
+    status = 431
 
 
 class InternalError(ImageJobsError):

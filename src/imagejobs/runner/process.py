@@ -36,6 +36,12 @@ class EmbeddedRunner:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="imagejobs-runner")
 
+    def heartbeat_at(self) -> float | None:
+        """The runner's last heartbeat (``time.monotonic()``), or None if it is not running."""
+        if self._task is None or self._task.done():
+            return None
+        return self.runner.heartbeat_at
+
     async def _run(self) -> None:
         try:
             await self.runner.run()

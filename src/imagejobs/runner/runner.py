@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from imagejobs.domain.errors import ServiceUnavailable
-from imagejobs.domain.lifecycle import ClaimedTask, Transition
+from imagejobs.domain.lifecycle import ClaimedTask, Reschedule, Transition
 from imagejobs.domain.steering import Behaviour
 from imagejobs.services.engine import EngineService, new_owner
 
@@ -57,6 +58,12 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._clock_synced = False
+        # Read by readiness and the metrics (observability.py): the last heartbeat that
+        # reached the database, steps rescheduled after a transient failure, and results
+        # dropped because another runner had taken the lease over.
+        self.heartbeat_at = time.monotonic()
+        self.retries = 0
+        self.taken_over = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -166,6 +173,8 @@ class Runner:
             step.progress = text
 
         transition = await self.engine.run_step(step.task, behaviour, progress)
+        if isinstance(transition, Reschedule) and transition.attempts_delta == 0:
+            self.retries += 1
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         step.recorded = future
         await self._results.put((transition, future))
@@ -176,6 +185,7 @@ class Runner:
             logger.warning("could not record sub-job %s", step.task.sub_job_id, exc_info=True)
             return
         if not applied:
+            self.taken_over += 1
             logger.info(
                 "sub-job %s was taken over by another runner: result dropped",
                 step.task.sub_job_id,
@@ -242,6 +252,7 @@ class Runner:
             ]
             try:
                 await self.engine.heartbeat(self.owner, held, self._lease_ms)
+                self.heartbeat_at = time.monotonic()
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
 

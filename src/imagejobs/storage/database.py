@@ -76,6 +76,13 @@ class Transaction(ABC):
 
 class Database(ABC):
     dialect: ClassVar[str]
+    # Calls answered with ServiceUnavailable (the database unreachable, full or too slow),
+    # read by the metrics at scrape time.
+    unavailable_errors: int = 0
+
+    def pool_usage(self) -> dict[str, int]:
+        """Connections by state (``in_use``, ``idle``, ``max``), for the metrics."""
+        return {}
 
     @abstractmethod
     async def open(self) -> None:
@@ -153,23 +160,41 @@ class _SqliteTransaction(Transaction):
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        timeout_seconds: float = 5.0,
+        max_bytes: int = 0,
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._busy_ms = round(timeout_seconds * 1000)
+        self._max_bytes = max_bytes
         self._reader: sqlite3.Connection
         self._writer: sqlite3.Connection
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        private_sqlite_database(self.path)
+        # Opening never makes a data directory: a command run from the wrong folder is told
+        # the database is missing instead of leaving an empty one behind (migrate makes it).
+        if self.path.parent.is_dir():
+            private_sqlite_database(self.path)
         self._reader = connect_sqlite(self.path, synchronous=self._synchronous)
         self._writer = connect_sqlite(self.path, synchronous=self._synchronous)
+        for connection in (self._reader, self._writer):
+            connection.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        if self._max_bytes:  # a cap on the file: past it, writes fail with SQLITE_FULL
+            (page_size,) = self._writer.execute("PRAGMA page_size").fetchone()
+            self._writer.execute(f"PRAGMA max_page_count={max(1, self._max_bytes // page_size)}")
 
     async def fetch(self, statement: Statement, params: Params) -> list[Row]:
         try:
             return self._reader.execute(statement.sqlite, statement.args(params)).fetchall()
         except sqlite3.OperationalError as exc:
             if _unavailable(exc):
+                self.unavailable_errors += 1
                 raise ServiceUnavailable() from exc
             raise
 
@@ -180,19 +205,26 @@ class SqliteDatabase(Database):
                 self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # locked past busy_timeout
                 if _unavailable(exc):
+                    self.unavailable_errors += 1
                     raise ServiceUnavailable() from exc
                 raise
             try:
                 yield _SqliteTransaction(self._writer)
                 self._writer.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 if _unavailable(exc):
+                    self.unavailable_errors += 1
                     raise ServiceUnavailable() from exc
                 raise
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR).
+        if self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
 
     async def close(self) -> None:
         self._reader.close()
@@ -202,13 +234,20 @@ class SqliteDatabase(Database):
 # --- PostgreSQL -------------------------------------------------------------------------
 
 
-# Failures that mean "the database is not reachable now", answered with 503.
+# Failures that mean "the database is not reachable now", answered with 503: the
+# connection is gone, the server shuts down or cancelled the statement (class 57), a call
+# ran past its timeout, a failover left the connection on a read-only standby, or the
+# driver lost track of a connection cut mid-statement ("cannot switch to state").
 _UNAVAILABLE = (
     OSError,
+    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.InternalClientError,
 )
 
 
@@ -233,19 +272,47 @@ class _PostgresTransaction(Transaction):
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout: float = 1.0,
+        statement_timeout: float = 5.0,
+    ) -> None:
         self._dsn = postgres_dsn(url)
         self._min_size = min_size
         self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._timeout = statement_timeout
         self._pool: asyncpg.Pool
 
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                # Every statement and every connection attempt is bounded: a database
+                # that stops answering makes calls fail with 503, never hang.
+                command_timeout=self._timeout,
+                timeout=self._connect_timeout,
             )
         except _UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
+
+    def _failed(self, exc: BaseException) -> ServiceUnavailable:
+        self.unavailable_errors += 1
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError | asyncpg.InternalClientError):
+            # A failover demoted this connection's server, or the connection is in an
+            # unknown state: reconnect every pooled connection (to the new primary).
+            self._pool.expire_connections()
+        return ServiceUnavailable()
+
+    def pool_usage(self) -> dict[str, int]:
+        size, idle = self._pool.get_size(), self._pool.get_idle_size()
+        return {"in_use": size - idle, "idle": idle, "max": self._pool.get_max_size()}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -255,16 +322,19 @@ class PostgresDatabase(Database):
         try:
             rows: list[Row] = await self._pool.fetch(statement.postgres, *statement.args(params))
         except _UNAVAILABLE as exc:
-            raise ServiceUnavailable() from exc
+            raise self._failed(exc) from exc
         return rows
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
+            async with (
+                self._pool.acquire(timeout=self._timeout) as connection,
+                connection.transaction(),
+            ):
                 yield _PostgresTransaction(connection)
         except _UNAVAILABLE as exc:
-            raise ServiceUnavailable() from exc
+            raise self._failed(exc) from exc
 
     async def close(self) -> None:
         await self._pool.close()
@@ -283,8 +353,22 @@ def dialect_of(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
 
 
-def database_for(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
+def database_for(
+    url: str,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    connect_timeout: float = 1.0,
+    statement_timeout: float = 5.0,
+    sqlite_max_bytes: int = 0,
+) -> Database:
     """An unopened database for ``url``: call ``await db.open()`` inside the event loop."""
     if dialect_of(url) == "sqlite":
-        return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
-    return PostgresDatabase(url)
+        return SqliteDatabase(
+            sqlite_path(url),
+            synchronous=sqlite_synchronous,
+            timeout_seconds=statement_timeout,
+            max_bytes=sqlite_max_bytes,
+        )
+    return PostgresDatabase(
+        url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+    )

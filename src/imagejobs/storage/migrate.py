@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from imagejobs.storage.database import dialect_of, postgres_dsn, sqlite_path
 from imagejobs.storage.private_files import private_sqlite_database
@@ -48,6 +50,18 @@ def sqlalchemy_url(url: str) -> str:
     return postgres_dsn(url).replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
+def _async_engine(url: str) -> AsyncEngine:
+    """An engine on PostgreSQL whose connections asyncpg makes from ``url`` itself: it
+    understands what SQLAlchemy's URL parser does not, such as several hosts
+    (``postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write``)."""
+    dsn = postgres_dsn(url)
+
+    async def connect() -> Any:
+        return await asyncpg.connect(dsn)
+
+    return create_async_engine("postgresql+asyncpg://", async_creator=connect)
+
+
 async def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (idempotent)."""
     if dialect_of(url) == "sqlite":
@@ -59,7 +73,7 @@ async def migrate(url: str) -> None:
         finally:
             engine.dispose()
         return
-    async_engine = create_async_engine(sqlalchemy_url(url))
+    async_engine = _async_engine(url)
     try:
         async with async_engine.begin() as connection:
             await connection.run_sync(_upgrade)
@@ -78,7 +92,7 @@ async def current_revision(url: str) -> str | None:
                 return _current(connection)
         finally:
             engine.dispose()
-    async_engine = create_async_engine(sqlalchemy_url(url))
+    async_engine = _async_engine(url)
     try:
         async with async_engine.connect() as connection:
             return await connection.run_sync(_current)

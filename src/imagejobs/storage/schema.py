@@ -355,3 +355,21 @@ project_throttles = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# The audit trail: one row per mutating API call, newest id last (ids are time-ordered).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),  # epoch milliseconds, UTC
+    Column("request_id", String(32), nullable=False),
+    Column("principal", String(200), nullable=False),  # account/user, or "-" if unknown
+    Column("account_id", String(32), nullable=False, server_default=text("''")),
+    Column("method", String(8), nullable=False),
+    Column("path", String(512), nullable=False),  # never the query string or the body
+    Column("operation", String(128), nullable=False),
+    Column("project_id", String(128), nullable=False, server_default=text("''")),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(32), nullable=False, server_default=text("''")),
+    Index("ix_audit_events_account_id", "account_id", "id"),
+)

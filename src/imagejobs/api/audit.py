@@ -1,0 +1,79 @@
+"""``GET /_imagejobs/audit?limit=&before=``: the audit trail of mutating calls, newest
+first. The operator sees every account's events; an account's root user its own."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from imagejobs.api.auth import make_authenticator
+from imagejobs.api.errors import guarded
+from imagejobs.domain.errors import PermissionDenied
+from imagejobs.domain.ids import MAX_ID
+from imagejobs.domain.params import IntegerParam
+from imagejobs.domain.times import format_time
+from imagejobs.services.access import AccessControl
+from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
+
+AUDIT_PATH = "/_imagejobs/audit"
+LIMIT = IntegerParam("limit", 1, 1000, 100, "At most this many events.")
+BEFORE = IntegerParam("before", 1, MAX_ID, MAX_ID, "Only events older than this event id.")
+
+
+class AuditEventInfo(msgspec.Struct):
+    id: str
+    time: str
+    request_id: str
+    principal: str
+    account_id: str
+    method: str
+    path: str
+    operation: str
+    project_id: str
+    status: int
+    error_code: str
+
+
+class AuditResponse(msgspec.Struct):
+    events: list[AuditEventInfo]
+
+
+def audit_info(event: AuditEvent) -> AuditEventInfo:
+    return AuditEventInfo(
+        id=str(event.id),
+        time=format_time(event.at),
+        request_id=event.request_id,
+        principal=event.principal,
+        account_id=event.account_id,
+        method=event.method,
+        path=event.path,
+        operation=event.operation,
+        project_id=event.project_id,
+        status=event.status,
+        error_code=event.error_code,
+    )
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
+    authenticate = make_authenticator(access)
+
+    async def audit(request: Request) -> Response:
+        principal = await authenticate(request)
+        account_id = None
+        if not principal.is_operator:
+            if not principal.is_root or principal.account_id is None:
+                raise PermissionDenied("Only the operator and account roots may read the audit.")
+            account_id = principal.account_id
+        query = request.query_params
+        events = await ops.audit_events(
+            LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before")), account_id
+        )
+        body = AuditResponse([audit_info(event) for event in events])
+        return Response(_encode(body), 200, media_type="application/json")
+
+    return [Route(AUDIT_PATH, guarded(audit), methods=["GET"])]

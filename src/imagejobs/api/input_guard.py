@@ -1,0 +1,98 @@
+"""The input guard: one ASGI layer in front of every route that refuses what no route should
+see (a NUL or a non-UTF-8 byte in text the service stores or compares, a credential header
+that is not ASCII) and bounds how long and how completely a request body arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from imagejobs.api.errors import error_response, new_request_id
+from imagejobs.domain.errors import (
+    AuthenticationFailed,
+    ImageJobsError,
+    InvalidParameter,
+    RequestTimeout,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Tokens, signatures, keys and the operator secret are ASCII by construction; anything else
+# in these headers is refused as bad credentials before any lookup or hashing sees it.
+CREDENTIAL_HEADERS = {
+    b"authorization": "Authorization",
+    b"x-auth-token": "X-Auth-Token",
+    b"x-security-token": "X-Security-Token",
+    b"x-subject-token": "X-Subject-Token",
+    b"x-imagejobs-operator-token": "X-Imagejobs-Operator-Token",
+}
+
+
+def request_problem(scope: Scope) -> ImageJobsError | None:
+    """Why this request must be refused before routing, or None."""
+    path: str = scope["path"]
+    if "\x00" in path:
+        return InvalidParameter("path", "must not contain NUL characters")
+    if not path.isascii():
+        try:
+            path.encode()
+        except UnicodeEncodeError:
+            return InvalidParameter("path", "must be valid UTF-8 once percent-decoded")
+    query: bytes = scope["query_string"]
+    if b"%00" in query or b"\x00" in query:
+        return InvalidParameter("query", "must not contain NUL characters")
+    for name, value in scope["headers"]:
+        if name in CREDENTIAL_HEADERS and not value.isascii():
+            return AuthenticationFailed(f"the {CREDENTIAL_HEADERS[name]} header is not ASCII")
+    return None
+
+
+class EdgeGuard:
+    """Refuses malformed requests at once and guards the body: a body still incomplete
+    ``body_read_timeout`` seconds after the headers is a 408, and one cut short (a client
+    gone mid-body, a broken chunked encoding) a 400, both raised where the route reads it."""
+
+    def __init__(self, app: App, *, body_read_timeout: float) -> None:
+        self._app = app
+        self._body_read_timeout = body_read_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        problem = request_problem(scope)
+        if problem is not None:
+            await error_response(problem, new_request_id())(scope, receive, send)
+            return
+        await self._app(scope, self._body_reader(receive), send)
+
+    def _body_reader(self, receive: Receive) -> Receive:
+        deadline = time.monotonic() + self._body_read_timeout
+        complete = False
+
+        async def receive_body() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"Request timeout: the body did not arrive within "
+                    f"{self._body_read_timeout:g} seconds."
+                ) from None
+            if message["type"] == "http.disconnect":
+                raise InvalidParameter(
+                    "body", "was cut short (the client closed it or its chunked encoding broke)"
+                )
+            complete = not message.get("more_body", False)
+            return message
+
+        return receive_body

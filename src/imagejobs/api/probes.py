@@ -1,0 +1,112 @@
+"""What load balancers and monitoring ask, without credentials:
+
+    GET /_imagejobs/ready   ready to serve? database reachable, schema current, runner
+                            heartbeating: 200, or 503 naming the part that is not
+    GET /metrics            Prometheus metrics (observability.py)
+
+Neither says anything about a tenant: counts are summed over every project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from imagejobs import __version__
+from imagejobs.api.errors import guarded
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.times import now_ms
+from imagejobs.observability import Metrics
+from imagejobs.storage.ops_store import SqlOpsStore
+
+READY_PATH = "/_imagejobs/ready"
+METRICS_PATH = "/metrics"
+# A probe must answer quickly even when the database does not.
+_PROBE_TIMEOUT_SECONDS = 1.0
+
+
+class Check(msgspec.Struct, omit_defaults=True):
+    status: str  # "ok", or what is wrong
+    detail: str | None = None
+
+
+class Readiness(msgspec.Struct):
+    status: str  # "ready" or "not ready"
+    version: str
+    checks: dict[str, Check]
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerState:
+    """How readiness sees the embedded runner: seconds since its last heartbeat, or None
+    when it has stopped."""
+
+    since_heartbeat: Callable[[], float | None]
+    stale_after_seconds: float
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def probe_routes(
+    ops: SqlOpsStore,
+    head_revision: str,
+    runner: RunnerState | None,
+    metrics: Metrics | None,
+) -> list[BaseRoute]:
+    async def ready(request: Request) -> Response:
+        checks = {"database": Check("ok"), "schema": Check("ok")}
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_SECONDS):
+                revision = await ops.schema_revision()
+            if revision != head_revision:
+                checks["schema"] = Check("outdated", f"at {revision}, expected {head_revision}")
+        except (ImageJobsError, TimeoutError, OSError) as exc:
+            checks["database"] = Check("unreachable", type(exc).__name__)
+            checks["schema"] = Check("unknown")
+        if runner is None:
+            checks["runner"] = Check("ok", "no embedded runner")
+        else:
+            since = runner.since_heartbeat()
+            if since is None:
+                checks["runner"] = Check("stopped")
+            elif since > runner.stale_after_seconds:
+                checks["runner"] = Check("stale", f"last heartbeat {since:.1f} s ago")
+            else:
+                checks["runner"] = Check("ok")
+        ok = all(check.status == "ok" for check in checks.values())
+        body = Readiness("ready" if ok else "not ready", __version__, checks)
+        return Response(_encode(body), 200 if ok else 503, media_type="application/json")
+
+    routes: list[BaseRoute] = [Route(READY_PATH, guarded(ready), methods=["GET"])]
+    if metrics is not None:
+
+        async def scrape(request: Request) -> Response:
+            try:
+                async with asyncio.timeout(_PROBE_TIMEOUT_SECONDS):
+                    metrics.set_engine_counts(await ops.engine_counts(now_ms()))
+            except (ImageJobsError, TimeoutError, OSError):
+                pass  # the database is away: the other metrics are what matters now
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        routes.append(Route(METRICS_PATH, guarded(scrape), methods=["GET"]))
+    return routes
+
+
+def runner_state(heartbeat_at: Callable[[], float | None], lease_seconds: float) -> RunnerState:
+    """Readiness of a runner whose last heartbeat (monotonic) ``heartbeat_at`` gives."""
+
+    def since() -> float | None:
+        at = heartbeat_at()
+        return None if at is None else time.monotonic() - at
+
+    # A heartbeat is due every third of a lease: a whole lease without one is a problem.
+    return RunnerState(since, lease_seconds)

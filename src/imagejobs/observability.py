@@ -1,0 +1,312 @@
+"""Every metric and every access-log field, defined once: the request edge, the runner and
+the stores feed these, so names stay consistent and nothing is measured twice.
+
+Each app builds its own ``Metrics`` on its own registry (no process-wide default registry),
+so that two apps in one process, such as tests, never share counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import IO, Any, Protocol
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+# Latency buckets (seconds): an indexed read takes about a millisecond, a create ten.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# Why an authentication failed: a fixed set, so the label cannot grow with input.
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "unknown_key",
+    "signature",
+    "locked",
+    "token",
+    "operator",
+    "other",
+)
+
+
+@dataclass(slots=True)
+class RequestNote:
+    """What the edge learns about a request while it runs, for its access line."""
+
+    principal: str = "-"
+    account_id: str | None = None
+
+
+# The note of the request being served (set by the edge, filled by authentication).
+CURRENT_REQUEST: ContextVar[RequestNote | None] = ContextVar("imagejobs_request", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCounts:
+    """Numbers read from the database at scrape time: they are the same for every process."""
+
+    jobs: dict[tuple[str, str], int]  # (job_type, status) -> jobs
+    sub_jobs: dict[tuple[str, str], int]
+    queue_due: int
+    oldest_due_age_seconds: float
+    leased: int
+    expired_leases: int
+
+
+class _Sampled(Collector):
+    """Counters owned by other objects (the runner, the database), read when scraped."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Iterable[Metric]]] = []
+
+    def collect(self) -> Iterable[Metric]:
+        for source in self.sources:
+            yield from source()
+
+
+class _RequestCounts(Collector):
+    """Requests by operation and status, and their latency histogram, kept in plain dicts
+    and turned into metric families only when scraped: counting a request is then two
+    dict updates, not two lock round-trips (this runs on every request)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+        # operation -> [count per bucket (the last: above every bound), sum of seconds]
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, operation: str, status: int, seconds: float) -> None:
+        key = (operation, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        histogram = self.latency.get(operation)
+        if histogram is None:
+            histogram = self.latency[operation] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+        histogram[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        histogram[1][0] += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "imagejobs_requests",
+            "HTTP requests answered, by operation and status code.",
+            labels=["operation", "status"],
+        )
+        for (operation, status), n in sorted(self.counts.items()):
+            requests.add_metric([operation, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "imagejobs_request_duration_seconds",
+            "Time to answer a request, by operation.",
+            labels=["operation"],
+        )
+        bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+        for operation, (counts, total) in sorted(self.latency.items()):
+            cumulative = list(accumulate(counts))
+            latency.add_metric(
+                [operation], list(zip(bounds, cumulative, strict=True)), sum_value=total[0]
+            )
+        yield latency
+
+
+class Metrics:
+    """The service's Prometheus metrics (``/metrics``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = _RequestCounts()
+        r.register(self.requests)
+        self.in_flight = Gauge(
+            "imagejobs_requests_in_flight", "Requests being served by this process.", registry=r
+        )
+        self.shed = Counter(
+            "imagejobs_requests_shed",
+            "Requests refused to protect the service (in_flight, rate_limit, headers).",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "imagejobs_auth_failures",
+            "Failed authentications, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.jobs = Gauge(
+            "imagejobs_jobs", "Jobs, by type and status.", ["job_type", "status"], registry=r
+        )
+        self.sub_jobs = Gauge(
+            "imagejobs_sub_jobs",
+            "Sub-jobs, by type and status.",
+            ["job_type", "status"],
+            registry=r,
+        )
+        self.queue_due = Gauge(
+            "imagejobs_queue_due", "Engine tasks due now and not claimed.", registry=r
+        )
+        self.queue_oldest_due_seconds = Gauge(
+            "imagejobs_queue_oldest_due_age_seconds",
+            "How long the oldest due, unclaimed task has waited (0: none).",
+            registry=r,
+        )
+        self.leases = Gauge(
+            "imagejobs_leases",
+            "Engine tasks under a lease (live: held; expired: its runner is gone).",
+            ["state"],
+            registry=r,
+        )
+        self.sampled = _Sampled()
+        r.register(self.sampled)
+        self.observe_request = self.requests.observe
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures.labels(reason if reason in AUTH_FAILURE_REASONS else "other").inc()
+
+    def set_engine_counts(self, counts: EngineCounts) -> None:
+        for gauge, values in ((self.jobs, counts.jobs), (self.sub_jobs, counts.sub_jobs)):
+            gauge.clear()
+            for (job_type, status), n in values.items():
+                gauge.labels(job_type, status).set(n)
+        self.queue_due.set(counts.queue_due)
+        self.queue_oldest_due_seconds.set(counts.oldest_due_age_seconds)
+        self.leases.labels("live").set(counts.leased)
+        self.leases.labels("expired").set(counts.expired_leases)
+
+    def sample(self, source: Callable[[], Iterable[Metric]]) -> None:
+        """Read ``source``'s metrics at every scrape (counters kept by another object)."""
+        self.sampled.sources.append(source)
+
+
+def counter(name: str, documentation: str, value: float) -> Metric:
+    metric = CounterMetricFamily(name, documentation)
+    metric.add_metric([], value)
+    return metric
+
+
+def gauge(name: str, documentation: str, samples: dict[str, float], label: str) -> Metric:
+    metric = GaugeMetricFamily(name, documentation, labels=[label])
+    for label_value, value in samples.items():
+        metric.add_metric([label_value], value)
+    return metric
+
+
+class _Database(Protocol):
+    unavailable_errors: int
+
+    def pool_usage(self) -> dict[str, int]: ...
+
+
+class _Runner(Protocol):
+    retries: int
+    taken_over: int
+
+
+def database_metrics(database: _Database) -> Iterable[Metric]:
+    yield counter(
+        "imagejobs_database_errors",
+        "Database calls that failed because it was unreachable, full or too slow (503).",
+        database.unavailable_errors,
+    )
+    usage = database.pool_usage()
+    if usage:
+        yield gauge(
+            "imagejobs_database_pool_connections",
+            "PostgreSQL connections of this process, by state (in_use, idle, max).",
+            {state: float(n) for state, n in usage.items()},
+            "state",
+        )
+
+
+def runner_metrics(runner: _Runner) -> Iterable[Metric]:
+    yield counter(
+        "imagejobs_sub_job_retries",
+        "Steps rescheduled after a transient failure, by this process's runner.",
+        runner.retries,
+    )
+    yield counter(
+        "imagejobs_lease_takeovers",
+        "Results this process's runner dropped because another runner had taken the "
+        "lease over (see imagejobs_leases{state=expired} for leases awaiting take-over).",
+        runner.taken_over,
+    )
+
+
+# --- the access log -------------------------------------------------------------------------
+
+
+class AccessLine(msgspec.Struct):
+    """Every field of an access line, in order. Nothing else is ever written: no header,
+    no query string, no body, so no secret (a signature, a token, a password) can appear."""
+
+    time: str
+    request_id: str
+    method: str
+    path: str
+    operation: str
+    project: str | None
+    principal: str
+    status: int
+    duration_ms: float
+
+
+ACCESS_FIELDS = AccessLine.__struct_fields__
+# Lines wait at most this long in the buffer (one write per batch, not per request).
+FLUSH_SECONDS = 0.2
+_FLUSH_BYTES = 64 * 1024
+
+
+class AccessLog:
+    """One line per request on ``stream``: JSON when it is not a terminal (for log
+    collectors), ``key=value`` when a person reads it (then written at once)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, as_json: bool | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._json = not _is_terminal(self._stream) if as_json is None else as_json
+        self._encode = msgspec.json.Encoder().encode
+        self._buffer = bytearray()
+        self._flush_pending = False
+
+    def write(self, line: AccessLine) -> None:
+        if not self._json:
+            text = " ".join(f"{key}={_plain(getattr(line, key))}" for key in ACCESS_FIELDS)
+            self._stream.write(text + "\n")
+            return
+        self._buffer += self._encode(line)
+        self._buffer += b"\n"
+        if len(self._buffer) >= _FLUSH_BYTES:
+            self.flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no event loop: write at once
+                self.flush()
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        if self._buffer:
+            self._stream.write(self._buffer.decode("utf-8", "replace"))
+            self._stream.flush()
+            self._buffer.clear()
+
+
+def _plain(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return f'"{text}"' if " " in text or not text else text
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,108 @@
+"""What operators read and write about the service itself: the readiness checks, the
+numbers behind the metrics, and the audit trail of mutating calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from imagejobs.domain.ids import IdGenerator
+from imagejobs.observability import EngineCounts
+from imagejobs.storage.database import Database, Statement
+
+PING = Statement("SELECT 1")
+SCHEMA_REVISION = Statement("SELECT version_num FROM alembic_version")
+COUNTS = Statement(
+    "SELECT scope, job_type, status, SUM(n) FROM job_counters GROUP BY scope, job_type, status"
+)
+QUEUE = Statement(
+    "SELECT"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NULL AND due_at <= :now THEN 1 ELSE 0 END), 0),"
+    " MIN(CASE WHEN lease_owner IS NULL AND due_at <= :now THEN due_at END),"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
+    " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
+    " FROM engine_tasks"
+)
+_AUDIT_COLUMNS = (
+    "id, at, request_id, principal, account_id, method, path, operation, project_id,"
+    " status, error_code"
+)
+INSERT_AUDIT = Statement(
+    f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (:id, :at, :request_id, :principal,"
+    " :account_id, :method, :path, :operation, :project_id, :status, :error_code)"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+LIST_AUDIT = Statement(
+    f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE id < :before ORDER BY id DESC LIMIT :limit"
+)
+LIST_ACCOUNT_AUDIT = Statement(
+    f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE account_id = :account_id AND id < :before"
+    " ORDER BY id DESC LIMIT :limit"
+)
+_ID_COLLISIONS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    at: int  # epoch milliseconds
+    request_id: str
+    principal: str  # account/user, or "-" when the caller was not authenticated
+    account_id: str
+    method: str
+    path: str
+    operation: str
+    project_id: str
+    status: int
+    error_code: str
+
+
+class SqlOpsStore:
+    def __init__(self, database: Database, ids: IdGenerator | None = None) -> None:
+        self._db = database
+        self._ids = ids or IdGenerator()
+
+    async def ping(self) -> None:
+        await self._db.fetch(PING, {})
+
+    async def schema_revision(self) -> str | None:
+        rows = await self._db.fetch(SCHEMA_REVISION, {})
+        return str(rows[0][0]) if rows else None
+
+    async def engine_counts(self, now: int) -> EngineCounts:
+        jobs: dict[tuple[str, str], int] = {}
+        sub_jobs: dict[tuple[str, str], int] = {}
+        for scope, job_type, status, n in await self._db.fetch(COUNTS, {}):
+            (jobs if scope == "job" else sub_jobs)[(job_type, status)] = int(n)
+        due, oldest, leased, expired = (await self._db.fetch(QUEUE, {"now": now}))[0]
+        return EngineCounts(
+            jobs=jobs,
+            sub_jobs=sub_jobs,
+            queue_due=int(due),
+            oldest_due_age_seconds=0.0 if oldest is None else max(0, now - int(oldest)) / 1000,
+            leased=int(leased),
+            expired_leases=int(expired),
+        )
+
+    async def add_audit_event(self, event: AuditEvent) -> None:
+        """Store ``event`` (its id is assigned here; ``event.id`` is ignored)."""
+        values = {name: getattr(event, name) for name in AuditEvent.__slots__}
+        for _ in range(_ID_COLLISIONS):  # another process may have made the same id
+            values["id"] = self._ids.next_id()
+            async with self._db.transaction() as tx:
+                if await tx.fetch(INSERT_AUDIT, values):
+                    return
+
+    async def audit_events(
+        self, limit: int, before: int | None = None, account_id: str | None = None
+    ) -> list[AuditEvent]:
+        """Newest first; ``before`` pages on (an id from the previous page)."""
+        params: dict[str, object] = {"limit": limit, "before": before or 10**18}
+        statement = LIST_AUDIT
+        if account_id is not None:
+            statement, params["account_id"] = LIST_ACCOUNT_AUDIT, account_id
+        return [_event(row) for row in await self._db.fetch(statement, params)]
+
+
+def _event(row: Sequence[object]) -> AuditEvent:
+    return AuditEvent(*row)  # type: ignore[arg-type]

@@ -1,0 +1,301 @@
+"""Operating the service: readiness, metrics, the access log, the audit trail and the
+protections under load, on a real server process over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from imagejobs import __version__
+from tests.conftest import ServerProcess
+from tests.engine_support import FAST, server_body
+from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
+from tests.integration.http import AkSkAuth, password_token, signed_client
+
+
+def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(base_url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def jobs_path(tenant: Tenant) -> str:
+    return f"/v1/{tenant.project_id}/image-server-jobs?job_type=CREATE_SERVER"
+
+
+@pytest.fixture(scope="module")
+def live_ops_server(
+    live_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        live_database_url,
+        tmp_path_factory.mktemp("ops"),
+        extra_env={**FAST, "IMAGEJOBS_LOG_LEVEL": "info"},
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def ops_server(
+    live_ops_server: ServerProcess, live_database_url: str
+) -> tuple[ServerProcess, Tenant]:
+    """The module's server, and an account of this test's own."""
+    return live_ops_server, new_tenant(live_database_url)
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A SQLite server with one request in flight at most and 4 KiB request heads."""
+    directory = tmp_path_factory.mktemp("limited")
+    env = {**FAST, "IMAGEJOBS_MAX_IN_FLIGHT": "1", "IMAGEJOBS_MAX_HEADER_BYTES": "4096"}
+    process = ServerProcess(f"sqlite:///{directory / 'imagejobs.db'}", directory, extra_env=env)
+    yield process
+    process.stop()
+
+
+def log_lines(server: ServerProcess, request_ids: set[str]) -> dict[str, dict[str, object]]:
+    """The access lines of ``request_ids``, once they are all written (lines are batched)."""
+    for _ in range(100):
+        lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
+        found = {line["request_id"]: line for line in lines if line["request_id"] in request_ids}
+        if len(found) == len(request_ids):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"access lines missing: {request_ids - set(found)}")
+
+
+def test_ready_reports_each_part_and_serve_logs_its_address(
+    ops_server: tuple[ServerProcess, Tenant],
+) -> None:
+    server, _ = ops_server
+    response = httpx.get(server.base_url + "/_imagejobs/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["version"] == __version__
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "schema": "ok",
+        "runner": "ok",
+    }
+    assert response.headers["x-request-id"]
+    log = server.log_path.read_text()
+    assert f"imagejobs {__version__} ready on {server.base_url}" in log
+
+
+def test_ready_answers_503_when_the_schema_is_behind(limited_server: ServerProcess) -> None:
+    database = limited_server.log_path.parent / "imagejobs.db"
+    with sqlite3.connect(database) as connection:
+        (head,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        connection.execute("UPDATE alembic_version SET version_num = '0001'")
+    try:
+        response = httpx.get(limited_server.base_url + "/_imagejobs/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "not ready"
+        assert body["checks"]["schema"]["status"] == "outdated"
+        assert body["checks"]["database"]["status"] == "ok"
+    finally:
+        with sqlite3.connect(database) as connection:
+            connection.execute("UPDATE alembic_version SET version_num = ?", (head,))
+    assert httpx.get(limited_server.base_url + "/_imagejobs/ready").status_code == 200
+
+
+def test_metrics_count_requests_auth_failures_and_jobs(
+    ops_server: tuple[ServerProcess, Tenant],
+) -> None:
+    server, tenant = ops_server
+    before = metric_samples(server.base_url)
+    client = signed_client(server.base_url, tenant)
+    created = client.post(f"/v1/{tenant.project_id}/image-servers", json=server_body())
+    assert created.status_code == 200, created.text
+    for _ in range(3):
+        assert client.get(jobs_path(tenant)).status_code == 200
+    forged = httpx.get(
+        server.base_url + jobs_path(tenant), auth=AkSkAuth(tenant.access_key, "wrong-secret")
+    )
+    assert forged.status_code == 401
+    assert httpx.get(server.base_url + jobs_path(tenant)).status_code == 401
+    assert httpx.get(server.base_url + "/no/such/route").status_code == 404
+
+    after = metric_samples(server.base_url)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    def total(samples: dict[Any, float], name: str) -> float:
+        return sum(v for (n, labels), v in samples.items() if n == name)
+
+    assert grew("imagejobs_requests_total", operation="ListImageJobs", status="200") == 3
+    assert grew("imagejobs_requests_total", operation="CreateImageServer", status="200") == 1
+    assert grew("imagejobs_requests_total", operation="unmatched", status="404") == 1
+    assert grew("imagejobs_request_duration_seconds_count", operation="ListImageJobs") == 5
+    assert grew("imagejobs_auth_failures_total", reason="signature") == 1
+    assert grew("imagejobs_auth_failures_total", reason="missing") == 1
+    assert total(after, "imagejobs_jobs") - total(before, "imagejobs_jobs") == 1
+    samples = after
+    assert ("imagejobs_queue_due", ()) in samples
+    assert ("imagejobs_queue_oldest_due_age_seconds", ()) in samples
+    assert ("imagejobs_database_errors_total", ()) in samples
+    assert ("imagejobs_lease_takeovers_total", ()) in samples
+    assert ("imagejobs_sub_job_retries_total", ()) in samples
+
+
+def test_access_log_has_one_json_line_per_request_and_no_secret(
+    ops_server: tuple[ServerProcess, Tenant],
+) -> None:
+    server, tenant = ops_server
+    client = signed_client(server.base_url, tenant)
+    listed = client.get(jobs_path(tenant))
+    assert listed.status_code == 200
+    token = password_token(server.base_url, tenant)
+    with_token = httpx.get(server.base_url + jobs_path(tenant), headers={"X-Auth-Token": token})
+    assert with_token.status_code == 200
+    by_id = log_lines(server, {listed.headers["x-request-id"], with_token.headers["x-request-id"]})
+    log = server.log_path.read_text()
+    line = by_id[listed.headers["x-request-id"]]
+    assert line["operation"] == "ListImageJobs"
+    assert line["project"] == tenant.project_id
+    assert line["principal"] == f"{tenant.account}/{tenant.account}"
+    assert line["status"] == 200
+    assert line["method"] == "GET"
+    assert isinstance(line["duration_ms"], float)
+    assert str(by_id[with_token.headers["x-request-id"]]["principal"]).endswith(tenant.account)
+    for secret in (tenant.secret_key, tenant.password, token, "Signature="):
+        assert secret not in log
+
+
+def test_mutating_calls_are_audited_for_the_operator_and_the_cli(
+    ops_server: tuple[ServerProcess, Tenant], live_database_url: str
+) -> None:
+    server, tenant = ops_server
+    client = signed_client(server.base_url, tenant)
+    created = client.post(f"/v1/{tenant.project_id}/image-servers", json=server_body())
+    assert created.status_code == 200
+    refused = client.patch(
+        f"/v1/{tenant.project_id}/image-server-sub-jobs/actions/batch-delete", json={"items": []}
+    )
+    assert refused.status_code == 400
+    assert client.get(jobs_path(tenant)).status_code == 200  # a read is not audited
+
+    audit_url = server.base_url + "/_imagejobs/audit"
+    for _ in range(100):  # events are stored beside the answers, a moment later
+        events = httpx.get(audit_url, headers=OPERATOR_HEADERS).json()["events"]
+        mine = [e for e in events if e["project_id"] == tenant.project_id]
+        if len(mine) == 2:
+            break
+        time.sleep(0.05)
+    assert [(e["operation"], e["status"], e["error_code"]) for e in mine] == [
+        ("BatchDeleteImageSubJobs", 400, "WKS.00211102"),
+        ("CreateImageServer", 200, ""),
+    ]
+    assert mine[0]["request_id"] == refused.headers["x-request-id"]
+    assert mine[1]["principal"] == f"{tenant.account}/{tenant.account}"
+    # An account root reads its own account's events; no credentials, no audit.
+    own = client.get("/_imagejobs/audit?limit=10").json()["events"]
+    assert {e["request_id"] for e in own} >= {e["request_id"] for e in mine}
+    assert httpx.get(audit_url).status_code == 401
+    assert httpx.get(audit_url + "?limit=0", headers=OPERATOR_HEADERS).status_code == 400
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "imagejobs", "audit", "--database-url", live_database_url, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = [json.loads(line) for line in cli.stdout.splitlines()]
+    assert refused.headers["x-request-id"] in {e["request_id"] for e in printed}
+
+
+def _held_request(base_url: str, path: str) -> socket.socket:
+    """A request whose body never comes: it stays in flight until the socket closes."""
+    host, port = base_url.removeprefix("http://").split(":")
+    held = socket.create_connection((host, int(port)))
+    held.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n{".encode()
+    )
+    return held
+
+
+def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
+    limited_server: ServerProcess,
+) -> None:
+    server = limited_server
+    tenant = new_tenant(f"sqlite:///{server.log_path.parent / 'imagejobs.db'}")
+    client = signed_client(server.base_url, tenant)
+    assert client.get(jobs_path(tenant)).status_code == 200
+    held = _held_request(server.base_url, f"/v1/{tenant.project_id}/image-servers")
+    try:
+        for _ in range(50):  # until the server has started on the held request
+            shed = client.get(jobs_path(tenant))
+            if shed.status_code == 503:
+                break
+        assert shed.status_code == 503
+        assert shed.json() == {
+            "error_code": "WKS.00050902",
+            "error_msg": "The service is now unavailable to process the request.",
+        }
+        assert shed.headers["x-request-id"]
+        # Probes still answer: a busy process is alive and ready.
+        assert httpx.get(server.base_url + "/_imagejobs/ready").status_code == 200
+        samples = metric_samples(server.base_url)
+        assert samples[("imagejobs_requests_shed_total", (("reason", "in_flight"),))] >= 1
+        # The held request, and the scrape itself.
+        assert samples[("imagejobs_requests_in_flight", ())] == 2
+    finally:
+        held.close()
+    for _ in range(50):
+        if client.get(jobs_path(tenant)).status_code == 200:
+            break
+    else:
+        pytest.fail("the server did not recover once the held request ended")
+
+
+def test_rate_limit_per_account_answers_429_with_retry_after(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    limited, other = new_tenant(sqlite_url), new_tenant(sqlite_url)
+    env = {**FAST, "IMAGEJOBS_RATE_LIMIT": "0.1", "IMAGEJOBS_RATE_LIMIT_BURST": "2"}
+    server = ServerProcess(sqlite_url, tmp_path, extra_env=env)
+    try:
+        client = signed_client(server.base_url, limited)
+        statuses = [client.get(jobs_path(limited)).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        throttled = client.get(jobs_path(limited))
+        assert throttled.status_code == 429
+        assert throttled.json()["error_code"] == "APIGW.0308"
+        assert throttled.json()["error_msg"].startswith("The throttling threshold")
+        assert 1 <= int(throttled.headers["retry-after"]) <= 10
+        # Another account has its own allowance.
+        assert signed_client(server.base_url, other).get(jobs_path(other)).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_oversized_request_heads_are_refused_in_the_documented_format(
+    limited_server: ServerProcess,
+) -> None:
+    url = limited_server.base_url + "/openapi.json"
+    response = httpx.get(url, headers={"X-Big": "a" * 5000})
+    assert response.status_code == 431
+    assert response.json()["error_code"] == "APIGW.0201"
+    assert httpx.get(url, headers={"X-Big": "a" * 3000}).status_code == 200

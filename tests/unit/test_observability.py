@@ -1,0 +1,98 @@
+"""Metrics exposition, access lines and the rate limiter, without I/O."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch, Throttled
+from imagejobs.observability import AccessLine, AccessLog, Metrics
+from imagejobs.services.protection import RateLimiter, failure_reason
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_request_latency_is_a_cumulative_histogram_per_operation() -> None:
+    metrics = Metrics()
+    for seconds in (0.0005, 0.003, 0.003, 2.0, 60.0):
+        metrics.observe_request("ListImageJobs", 200, seconds)
+    metrics.observe_request("ListImageJobs", 503, 0.0001)
+    got = samples(metrics)
+
+    def bucket(le: str) -> float:
+        return got[
+            (
+                "imagejobs_request_duration_seconds_bucket",
+                (("le", le), ("operation", "ListImageJobs")),
+            )
+        ]
+
+    assert bucket("0.001") == 2
+    assert bucket("0.005") == 4
+    assert bucket("2.5") == 5
+    assert bucket("+Inf") == 6
+    assert got[("imagejobs_request_duration_seconds_sum", (("operation", "ListImageJobs"),))] == (
+        pytest.approx(62.0066)
+    )
+    ok = (("operation", "ListImageJobs"), ("status", "200"))
+    assert got[("imagejobs_requests_total", ok)] == 5
+
+
+def test_two_apps_never_share_counts() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe_request("ListImageJobs", 200, 0.01)
+    assert not any(name == "imagejobs_requests_total" for name, _ in samples(second))
+
+
+def test_access_lines_as_key_value_for_a_person() -> None:
+    stream = io.StringIO()
+    log = AccessLog(stream, as_json=False)
+    log.write(AccessLine("t", "abc", "GET", "/v1/p/x y", "Op", None, "acme/bob", 200, 1.5))
+    assert stream.getvalue() == (
+        'time=t request_id=abc method=GET path="/v1/p/x y" operation=Op project=- '
+        "principal=acme/bob status=200 duration_ms=1.5\n"
+    )
+
+
+def test_the_rate_limiter_admits_a_burst_then_the_rate() -> None:
+    now = [100.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.admit("acme")
+    with pytest.raises(Throttled) as refused:
+        limiter.admit("acme")
+    assert refused.value.retry_after == 1
+    assert refused.value.code == "APIGW.0308"
+    limiter.admit("other")  # every account has its own bucket
+    now[0] += 0.5  # one token back at 2 per second
+    limiter.admit("acme")
+    with pytest.raises(Throttled):
+        limiter.admit("acme")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (SignatureMismatch(), "signature"),
+        (AuthenticationFailed("x-auth-token not found"), "missing"),
+        (AuthenticationFailed("ak AKXX not exist"), "unknown_key"),
+        (AuthenticationFailed("AK access failed to reach the limit,forbidden."), "locked"),
+        (AuthenticationFailed("invalid operator token"), "operator"),
+        (AuthenticationFailed("token expires, expires_at: 2026"), "token"),
+        (AuthenticationFailed(), "other"),
+    ],
+)
+def test_authentication_failures_have_a_bounded_reason(
+    error: AuthenticationFailed, reason: str
+) -> None:
+    assert failure_reason(error) == reason
