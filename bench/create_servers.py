@@ -218,6 +218,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         server = lj.Server("imagejobs", argv, server_env, port, workdir / "imagejobs.log")
         os.sched_setaffinity(0, {lj.WRK_CPU})  # the driver and the reference on CPU 1
         result: dict[str, Any] = {}
+        cpu_ms: dict[str, list[float]] = {shape: [] for shape in SHAPES}
         with server:
             base_url = f"http://{lj.HOST}:{port}"
             asyncio.run(drive_imagejobs(base_url, args.clients, 1.0, 1))  # warm-up
@@ -231,9 +232,12 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     )
                     for name in order:
                         if name == "imagejobs":
+                            cpu = server.cpu_seconds()
                             n = asyncio.run(
                                 drive_imagejobs(base_url, args.clients, args.duration, size)
                             )
+                            used = server.cpu_seconds() - cpu
+                            cpu_ms[shape].append(round(used / n * 1000, 2))
                         else:
                             n = asyncio.run(drive_reference(dsn, args.clients, args.duration, size))
                         rates[name].append(round(n / args.duration, 1))
@@ -247,6 +251,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     "reference_median": statistics.median(rates["reference"]),
                     "ratio_rounds": [round(r, 3) for r in ratios],
                     "ratio": round(statistics.median(ratios), 3),
+                    "imagejobs_server_cpu_ms_per_create": cpu_ms[shape],
                 }
         return result
     finally:
