@@ -308,6 +308,7 @@ class PostgresDatabase(Database):
                 # that stops answering makes calls fail with 503, never hang.
                 command_timeout=self._timeout,
                 timeout=self._connect_timeout,
+                reset=_keep_session,
             )
         except _UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
@@ -348,6 +349,14 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with: asyncpg's default runs a reset query
+    (advisory locks, cursors, LISTEN, settings), a second round trip for every read and
+    transaction; nothing here changes session state on a pooled connection (the runner's
+    LISTEN connection is unlistened or terminated before it goes back), and an open
+    transaction is still rolled back by asyncpg before this is called."""
 
 
 def postgres_dsn(url: str) -> str:
