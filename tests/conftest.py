@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +34,9 @@ POSTGRES_URL = os.environ.get(
     "IMAGEJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_POSTGRES = os.environ.get("IMAGEJOBS_REQUIRE_POSTGRES") == "1"
+# CI installs every program the fault, failover and clock tests drive; on a user's machine
+# without one of them those tests skip with the reason (the README's command still passes).
+REQUIRE_PROGRAMS = os.environ.get("IMAGEJOBS_REQUIRE_PROGRAMS") == "1"
 _names = itertools.count()
 
 
@@ -105,6 +109,31 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 async def store(database: Database) -> SqlJobStore:
     return SqlJobStore(database)
+
+
+def require_programs(*programs: str | Path) -> None:
+    """Skip this test, naming what is missing and its Debian package, unless
+    ``IMAGEJOBS_REQUIRE_PROGRAMS=1`` (CI), which turns the skip into a failure.
+    A program is a name on PATH or a file's path."""
+    missing = [
+        str(program)
+        for program in programs
+        if not (Path(program).exists() if isinstance(program, Path) else shutil.which(program))
+    ]
+    if missing:
+        reason = f"needs {', '.join(missing)} ({', '.join(DEBIAN_PACKAGES)}: see .ci/run)"
+        if REQUIRE_PROGRAMS:
+            pytest.fail(reason + " and IMAGEJOBS_REQUIRE_PROGRAMS=1")
+        pytest.skip(reason)
+
+
+# What .ci/run installs for the tests that drive other programs.
+DEBIAN_PACKAGES = (
+    "faketime",
+    "haproxy",
+    "postgresql-15-auto-failover",
+    "pg-auto-failover-cli",
+)
 
 
 def free_port() -> int:

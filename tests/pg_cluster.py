@@ -15,16 +15,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import free_port
+from tests.conftest import free_port, require_programs
 
 
 def postgres_bin() -> Path:
     """The newest installed PostgreSQL's bin directory (Debian layout)."""
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts)
     if not versions:
-        pytest.fail("PostgreSQL server binaries not found under /usr/lib/postgresql")
+        require_programs(Path("/usr/lib/postgresql/<version>/bin/pg_ctl"))
     return versions[-1].parent
 
 

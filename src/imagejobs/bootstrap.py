@@ -16,13 +16,21 @@ from imagejobs.api.app import create_app
 from imagejobs.api.audit import audit_routes
 from imagejobs.api.auth import make_authenticator
 from imagejobs.api.edge import Edge
+from imagejobs.api.endpoint import decode_body
 from imagejobs.api.iam_routes import IamApi
 from imagejobs.api.operator import operator_routes
+from imagejobs.api.operator_schemas import (
+    RuleFileEntry,
+    StateDocument,
+    project_state,
+    rule_record,
+)
 from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
-from imagejobs.domain.errors import Conflict
+from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
+from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
 from imagejobs.keys import load_secret_box
 from imagejobs.observability import AccessLog, Metrics, database_metrics, runner_metrics
@@ -32,12 +40,14 @@ from imagejobs.services import Services
 from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
 from imagejobs.services.accounts import CredentialLimits
 from imagejobs.services.credential_purge import CredentialPurge
+from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
 from imagejobs.services.protection import GuardedAccess, RateLimiter
 from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
+from imagejobs.services.testkit import TestKitService
 from imagejobs.settings import Settings, load_settings
 from imagejobs.storage.database import Database, database_for
 from imagejobs.storage.engine_clock import DatabaseClock
@@ -49,8 +59,8 @@ from imagejobs.storage.node_store import SqlNodeStore
 from imagejobs.storage.ops_store import SqlOpsStore
 from imagejobs.storage.private_files import private_directory
 from imagejobs.storage.quota_store import SqlQuotaStore
-from imagejobs.storage.seed import SeedPlan, seed
 from imagejobs.storage.server_store import SqlServerStore
+from imagejobs.storage.state_store import SqlStateStore
 from imagejobs.storage.steering_store import SqlSteeringStore
 
 # The example project of the API reference: copy-pasted examples work against the demo.
@@ -80,7 +90,11 @@ def open_database(settings: Settings) -> Database:
     )
 
 
-def build_services(database: Database, settings: Settings) -> Services:
+def build_services(
+    database: Database, settings: Settings, *, runner_here: bool = False
+) -> Services:
+    """``runner_here``: a runner of this process works on the queue, so the read that
+    ends a job may wait for it (SteeredJobService)."""
     engine_store = SqlEngineStore(database)
     clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
     steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
@@ -93,7 +107,9 @@ def build_services(database: Database, settings: Settings) -> Services:
         clock=clock,
     )
     return Services(
-        jobs=SteeredJobService(SqlJobStore(database), steering, engine_store, clock),
+        jobs=SteeredJobService(
+            SqlJobStore(database), steering, engine_store, clock, settle=runner_here
+        ),
         servers=ServerService(
             SqlServerStore(database, engine_store),
             steering,
@@ -149,7 +165,7 @@ def build_access(
         store,
         box,
         limits=credential_limits(settings),
-        hashing=PasswordHashing(settings.password_hash_threads, settings.password_hash_queue),
+        hashing=password_hashing(settings),
     )
     access = guard(
         IamAccess(
@@ -161,6 +177,14 @@ def build_access(
         )
     )
     return access, IamApi(identity, make_authenticator(access))
+
+
+def password_hashing(settings: Settings) -> PasswordHashing:
+    return PasswordHashing(
+        settings.password_hash_threads,
+        settings.password_hash_queue,
+        cost=settings.password_hash_cost,
+    )
 
 
 def credential_limits(settings: Settings) -> CredentialLimits:
@@ -190,7 +214,7 @@ def build_app(settings: Settings) -> Edge:
     guard = build_guard(settings, metrics)
     iam_access, iam_api = build_access(settings, database, guard)
     access = iam_access or guard(OpenAccess())
-    services = build_services(database, settings)
+    services = build_services(database, settings, runner_here=settings.embedded_runner)
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )
@@ -239,7 +263,12 @@ def build_app(settings: Settings) -> Edge:
         access=access,
         iam_api=iam_api,
         # The operator API (/_imagejobs), authenticated as the public API is.
-        extra_routes=operator_routes(services, access, settings.driver)
+        extra_routes=operator_routes(
+            services,
+            access,
+            settings.driver,
+            build_testkit(settings, database, services),
+        )
         + probe_routes(ops, head_revision(), runner, metrics)
         + audit_routes(ops, access),
         on_startup=startup,
@@ -255,6 +284,44 @@ def build_app(settings: Settings) -> Edge:
         max_header_bytes=settings.max_header_bytes,
     )
     return edge
+
+
+def build_testkit(settings: Settings, database: Database, services: Services) -> TestKitService:
+    """Reset and throwaway tenants for test suites (the operator API)."""
+    identity = None
+    if settings.auth == "iam":
+        box = load_secret_box(settings)
+        identity = IdentityService(SqlIamStore(database), box, hashing=password_hashing(settings))
+    engine_store = services.engine.store
+    assert isinstance(engine_store, SqlEngineStore)
+    return TestKitService(SqlStateStore(database, engine_store), services.steering, identity)
+
+
+async def load_init_dir(settings: Settings) -> list[str]:
+    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names."""
+    if settings.init_dir is None:
+        return []
+    files = sorted(settings.init_dir.glob("*.json"))
+    database = open_database(settings)
+    await database.open()
+    try:
+        services = build_services(database, settings)
+        testkit = build_testkit(settings, database, services)
+        for path in files:
+            raw = path.read_bytes()
+            try:
+                if path.name.endswith(".rules.json"):
+                    for entry in decode_body(raw, list[RuleFileEntry]):
+                        await services.steering.put_rule(
+                            rule_record(entry.project_id, entry.job_type, entry)
+                        )
+                else:
+                    await testkit.load(project_state(decode_body(raw, StateDocument)))
+            except ImageJobsError as exc:
+                raise InvalidSettings("init_dir", f"{path.name}: {exc}") from exc
+    finally:
+        await database.close()
+    return [path.name for path in files]
 
 
 def asgi_app() -> Edge:
@@ -274,7 +341,9 @@ async def seed_demo(settings: Settings) -> bool:
             page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
             if page.count:
                 return False
-        await seed(database, SeedPlan(DEMO_PROJECT_ID, DEMO_JOBS, sub_jobs_per_job=2))
+        # A consistent world (services/demo_world.py): its live jobs are engine tasks.
+        testkit = build_testkit(settings, database, build_services(database, settings))
+        await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
     finally:
         await database.close()

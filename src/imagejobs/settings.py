@@ -313,6 +313,31 @@ class Settings:
         ),
     )
 
+    # --- the test kit (imagejobs.testing, `serve --profile test`) ---
+    serve_profile: str = field(
+        default="",
+        metadata=_doc(
+            "test: defaults for test suites (jobs finish at once unless steered, no queue "
+            "delay, no shutdown grace, no demo account, cheap password hashing); flags and "
+            "other IMAGEJOBS_* variables still win."
+        ),
+    )
+    init_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "On start, apply every *.rules.json file (a list of steering rules) and load every "
+            "other *.json file (a project's state, as GET /_imagejobs/state answers) of this "
+            "directory, in name order."
+        ),
+    )
+    password_hash_cost: int = field(
+        default=15,
+        metadata=_doc(
+            "log2 of scrypt's N for new password hashes (15: ~32 MiB and 50-100 ms; the test "
+            "profile uses 4, fast and weak: never for real passwords)."
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'imagejobs.db'}"
@@ -372,6 +397,24 @@ def _check_engine(settings: Settings) -> None:
         raise InvalidSettings("simulated_completion", "must be immediate, duration or reads")
     if not 1 <= len(settings.simulated_error_code) <= 16:
         raise InvalidSettings("simulated_error_code", "must be 1 to 16 characters long")
+    if settings.serve_profile not in ("", *PROFILES):
+        raise InvalidSettings("serve_profile", f"must be one of {', '.join(PROFILES)}")
+    if not 4 <= settings.password_hash_cost <= 20:
+        raise InvalidSettings("password_hash_cost", "must be from 4 to 20")
+
+
+# A profile's values are defaults: IMAGEJOBS_* variables and flags override them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "test": {
+        "simulated_completion": "immediate",
+        "simulated_queue_seconds": 0.0,
+        "shutdown_grace_seconds": 0.0,
+        "bootstrap_demo_account": False,
+        "iam_cache_seconds": 0.0,
+        "password_hash_cost": 4,
+        "retry_backoff_seconds": 0.05,
+    },
+}
 
 
 def _check_credentials(settings: Settings) -> None:
@@ -434,6 +477,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             continue
         values[f.name] = _convert(f.name, f.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    values = {**PROFILES.get(values.get("serve_profile", ""), {}), **values}
     for name in ("data_dir", "key_file"):
         if name in values:
             values[name] = Path(values[name])

@@ -202,10 +202,11 @@ async def test_pending_steps_wait_and_reads_wake_them(services: Services) -> Non
     assert await store.claim("runner-a", 10, now + 1, LEASE) == []
 
     numeric = int(job_id)
-    await store.count_reads(project, [numeric], now + 2)
+    assert await store.count_reads(project, [numeric], now + 2) == {numeric: 1}
     assert await store.claim("runner-a", 10, now + 3, LEASE) == []
-    await store.count_reads("another-project", [numeric], now + 4)  # not its job: no read
-    await store.count_reads(project, [numeric], now + 5)
+    # Not its job: no read.
+    assert await store.count_reads("another-project", [numeric], now + 4) == {}
+    assert await store.count_reads(project, [numeric], now + 5) == {numeric: 2}
     [again] = await store.claim("runner-a", 10, now + 6, LEASE)
     assert (again.reads, again.attempts) == (2, 1)  # the pending claim did not count
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, require_programs
 from tests.engine_support import FAST
 from tests.factories import new_tenant
 from tests.integration.http import AkSkAuth
@@ -79,6 +79,7 @@ def kill_server(server: ServerProcess) -> None:
 def test_haproxy_keeps_serving_when_one_serve_process_dies(
     postgres_url: str, tmp_path: Path
 ) -> None:
+    require_programs("haproxy")
     tenant = new_tenant(postgres_url)
     servers = [ServerProcess(postgres_url, tmp_path / name, extra_env=FAST) for name in ("a", "b")]
     port, config = free_port(), tmp_path / "haproxy.cfg"

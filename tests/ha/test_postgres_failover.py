@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from imagejobs.storage.migrate import migrate
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, require_programs
 from tests.engine_support import FAST
 from tests.factories import new_tenant
 from tests.integration.test_database_faults import Load, assert_every_answered_job_ran_once
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def formation() -> Iterator[Formation]:
+    require_programs("pg_autoctl")
     formation = Formation()
     try:
         formation.start()

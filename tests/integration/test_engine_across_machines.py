@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from imagejobs.storage.database import postgres_dsn
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, require_programs
 from tests.engine_support import FAST, query, server_body
 from tests.factories import OPERATOR_HEADERS, new_project
 from tests.integration.test_engine_processes import (
@@ -38,10 +38,11 @@ LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(LIBFAKETIME is None, reason="needs libfaketime (apt: faketime)")
 def test_workers_with_clocks_minutes_apart_run_each_step_exactly_once(
     postgres_url: str, tmp_path: Path
 ) -> None:
+    require_programs(LIBFAKETIME or Path("/usr/lib/<arch>/faketime/libfaketime.so.1"))
+    assert LIBFAKETIME is not None
     executions = tmp_path / "executions.log"
     env = engine_env(
         executions,

@@ -33,13 +33,18 @@ EXAMPLES = settings(
 # - rules across fields, beyond JSON Schema: a gold image needs a product id; a token
 #   request's identity must use a method it lists;
 # - integers written as 1.0, which JSON Schema counts as integers and msgspec refuses;
-# - a behaviour is that of one job type: not of `*`, which the shared path schema allows.
+# - a behaviour is that of one job type: not of `*`, which the shared path schema allows;
+# - an imported state must hold together (each sub-job's job exists, counts agree, times
+#   in order): random schema-valid documents rarely do; a new tenant's password must mix
+#   two kinds of character.
 POSITIVE_DATA_EXCEPTIONS = {
     "/v1/{project_id}/image-servers",
     "/v3/auth/tokens",
     "/v3.0/OS-CREDENTIAL/securitytokens",
     "/_imagejobs/engine/rules/{project_id}/{job_type}",
     "/_imagejobs/engine/behaviour/{project_id}/{job_type}",
+    "/_imagejobs/state",
+    "/_imagejobs/tenants",
 }
 
 
@@ -89,6 +94,9 @@ def fuzz(
     """Every operation of the document at ``document_url``; the failures of all
     operations are reported together."""
     schema = schemathesis.openapi.from_url(document_url)
+    # NUL is refused everywhere with a documented 400 (docs/security.md, and
+    # test_malformed_input.py drives it); the schemas' strings otherwise allow any character.
+    schema.config.generation.update(allow_x00=False)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert operations
     failures: list[str] = []

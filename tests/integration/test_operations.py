@@ -3,6 +3,7 @@ protections under load, on a real server process over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sqlite3
@@ -10,9 +11,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -236,38 +239,89 @@ def _held_request(base_url: str, path: str) -> socket.socket:
     return held
 
 
+@pytest.mark.postgres
 def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
-    limited_server: ServerProcess,
+    postgres_url: str, tmp_path: Path
 ) -> None:
-    server = limited_server
-    tenant = new_tenant(f"sqlite:///{server.log_path.parent / 'imagejobs.db'}")
+    # The held create must wait for the lock, not time out, however slow this machine is.
+    env = {
+        **FAST,
+        "IMAGEJOBS_MAX_IN_FLIGHT": "1",
+        "IMAGEJOBS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "60",
+    }
+    server = ServerProcess(postgres_url, tmp_path, extra_env=env)
+    tenant = new_tenant(postgres_url)
     client = signed_client(server.base_url, tenant)
-    assert client.get(jobs_path(tenant)).status_code == 200
-    held = _held_request(server.base_url, f"/v1/{tenant.project_id}/image-servers")
     try:
-        for _ in range(50):  # until the server has started on the held request
+        assert client.get(jobs_path(tenant)).status_code == 200
+        # A request still sending its body holds no place: slow bodies cannot shed others.
+        slow = _held_request(server.base_url, f"/v1/{tenant.project_id}/image-servers")
+        try:
+            assert client.get(jobs_path(tenant)).status_code == 200
+        finally:
+            slow.close()
+        # A create that has fully arrived and waits on a locked table is in flight.
+        locker = TableLock(postgres_url)
+        creating = ThreadPoolExecutor(1)
+        try:
+            created = creating.submit(
+                signed_client(server.base_url, tenant).post,
+                f"/v1/{tenant.project_id}/image-servers",
+                json=server_body(),
+                timeout=30,
+            )
+            locker.wait_for_a_waiter()  # the create has arrived and waits on the lock
             shed = client.get(jobs_path(tenant))
-            if shed.status_code == 503:
-                break
-        assert shed.status_code == 503
-        assert shed.json() == {
-            "error_code": "WKS.00050902",
-            "error_msg": "The service is now unavailable to process the request.",
-        }
-        assert shed.headers["x-request-id"]
-        # Probes still answer: a busy process is alive and ready.
-        assert httpx.get(server.base_url + "/_imagejobs/ready").status_code == 200
-        samples = metric_samples(server.base_url)
-        assert samples[("imagejobs_requests_shed_total", (("reason", "in_flight"),))] >= 1
-        # The held request, and the scrape itself.
-        assert samples[("imagejobs_requests_in_flight", ())] == 2
+            assert shed.status_code == 503
+            assert shed.json() == {
+                "error_code": "WKS.00050902",
+                "error_msg": "The service is now unavailable to process the request.",
+            }
+            assert shed.headers["x-request-id"]
+            # Probes still answer: a busy process is alive and ready.
+            assert httpx.get(server.base_url + "/_imagejobs/ready").status_code == 200
+            samples = metric_samples(server.base_url)
+            assert samples[("imagejobs_requests_shed_total", (("reason", "in_flight"),))] >= 1
+            # The held create, and the scrape itself.
+            assert samples[("imagejobs_requests_in_flight", ())] == 2
+        finally:
+            locker.release()
+            creating.shutdown(wait=True)
+        assert created.result().status_code == 200  # the held create ends once unlocked
+        assert client.get(jobs_path(tenant)).status_code == 200
     finally:
-        held.close()
-    for _ in range(50):
-        if client.get(jobs_path(tenant)).status_code == 200:
-            break
-    else:
-        pytest.fail("the server did not recover once the held request ended")
+        server.stop()
+
+
+class TableLock:
+    """An ACCESS EXCLUSIVE lock on image_servers held by another session until released."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._connection = self._loop.run_until_complete(asyncpg.connect(url))
+        self._loop.run_until_complete(self._connection.execute("BEGIN"))
+        self._loop.run_until_complete(
+            self._connection.execute("LOCK TABLE image_servers IN ACCESS EXCLUSIVE MODE")
+        )
+
+    def wait_for_a_waiter(self) -> None:
+        """Return once another session waits for a lock (the held create)."""
+        for _ in range(600):
+            waiting = self._loop.run_until_complete(
+                self._connection.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+            )
+            if waiting:
+                return
+            time.sleep(0.05)
+        pytest.fail("no request came to wait for the lock")
+
+    def release(self) -> None:
+        self._loop.run_until_complete(self._connection.execute("ROLLBACK"))
+        self._loop.run_until_complete(self._connection.close())
+        self._loop.close()
 
 
 def test_rate_limit_per_account_answers_429_with_retry_after(

@@ -42,9 +42,9 @@ def received_request(request: Request, body: bytes) -> ReceivedRequest:
     )
 
 
-def make_authenticator(access: AccessControl) -> Authenticator:
+def make_authenticator(access: AccessControl, max_body: int = MAX_BODY_BYTES) -> Authenticator:
     async def authenticate(request: Request) -> Principal:
-        body = await read_body(request) if request.method not in ("GET", "HEAD") else b""
+        body = await read_body(request, max_body) if request.method not in ("GET", "HEAD") else b""
         client = request.scope.get("client")  # signature failures count per address
         return await access.authenticate(
             received_request(request, body), client[0] if client else ""

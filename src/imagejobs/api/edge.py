@@ -80,9 +80,13 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        path: str = scope["path"]
+        bounded = scope["path"] not in UNBOUNDED_PATHS
+        # A request is in flight once it has fully arrived: one still sending its body
+        # holds no place (else a few dozen slow bodies would shed everyone else with 503;
+        # the input guard's body timeout bounds how long they may take).
+        arriving = _has_body(scope)
         refusal: ImageJobsError | None = None
-        if self.in_flight >= self._max_in_flight and path not in UNBOUNDED_PATHS:
+        if bounded and not arriving and self.in_flight >= self._max_in_flight:
             refusal = ServiceUnavailable()
         elif sum(len(k) + len(v) for k, v in scope["headers"]) > self._max_header_bytes:
             refusal = HeadersTooLarge()
@@ -105,17 +109,17 @@ class Edge:
                 error_body = message.get("body", b"")
             await send(message)
 
+        place = _Place(self, bounded)
         note = RequestNote()
         token = CURRENT_REQUEST.set(note)
-        self.in_flight += 1
         try:
-            # Let every request that has arrived be counted before this one runs: a
-            # request on SQLite never waits for I/O, so without this turn the requests
-            # queued behind it would not count as in flight and the bound would not act.
-            await asyncio.sleep(0)
+            if arriving:
+                receive = place.taken_on_arrival(receive)
+            else:
+                await place.take()
             await self.app(scope, receive, send_and_watch)
         finally:
-            self.in_flight -= 1
+            place.release()
             CURRENT_REQUEST.reset(token)
             self._record(scope, status, request_id, note, started, error_body if audited else None)
 
@@ -187,7 +191,9 @@ class Edge:
                 principal=note.principal,
                 account_id=note.account_id or "",
                 method=scope["method"],
-                path=scope["path"][:512],
+                # NUL is refused at the edge, yet such a request is still audited, and
+                # PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
+                path=scope["path"][:512].replace("\x00", "\ufffd"),
                 operation=operation,
                 project_id=(project or "")[:128],
                 status=status,
@@ -213,6 +219,54 @@ class Edge:
             await asyncio.wait(set(self._audit_tasks), timeout=5)
         if self._access_log is not None:
             self._access_log.flush()
+
+
+class _Place:
+    """A request's place among those in flight, taken once the request has fully arrived."""
+
+    __slots__ = ("_bounded", "_edge", "_held")
+
+    def __init__(self, edge: Edge, bounded: bool) -> None:
+        self._edge = edge
+        self._bounded = bounded
+        self._held = False
+
+    async def take(self) -> None:
+        edge = self._edge
+        if self._bounded and edge.in_flight >= edge._max_in_flight:
+            if edge._metrics is not None:
+                edge._metrics.shed.labels("in_flight").inc()
+            raise ServiceUnavailable()  # a body's reader answers it: the route maps errors
+        edge.in_flight += 1
+        self._held = True
+        # Let every request that has arrived be counted before this one runs: a request on
+        # SQLite never waits for I/O, so without this turn the requests queued behind it
+        # would not count as in flight and the bound would not act.
+        await asyncio.sleep(0)
+
+    def taken_on_arrival(self, receive: Receive) -> Receive:
+        async def receive_and_take() -> Message:
+            message = await receive()
+            if not self._held and not message.get("more_body", False):
+                await self.take()
+            return message
+
+        return receive_and_take
+
+    def release(self) -> None:
+        if self._held:
+            self._edge.in_flight -= 1
+            self._held = False
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request announces a body still to be read."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 async def _no_body() -> Message:

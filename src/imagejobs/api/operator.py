@@ -16,6 +16,11 @@ behaviour, ``tasks?project_id=``). Routes that span every project are the operat
     DELETE /_imagejobs/engine/rules/{project_id}/{job_type}    remove it
     GET    /_imagejobs/engine/behaviour/{project_id}/{job_type}  the effective behaviour
     GET    /_imagejobs/openapi.json                            this API, as OpenAPI 3.1
+    GET    /_imagejobs/health                                  liveness (no credentials)
+    POST   /_imagejobs/reset      {"project_id"?}              a project (or all) as new
+    POST   /_imagejobs/tenants    {"account"?, "region"?, ...} a throwaway account + project
+    GET    /_imagejobs/state?project_id=                       a project's servers and jobs
+    POST   /_imagejobs/state      (what GET answers)           replace a project's with them
 
 ``project_id`` and ``job_type`` may be ``*`` (every project, every type).
 """
@@ -33,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs import __version__
-from imagejobs.api.auth import make_authenticator, read_body
+from imagejobs.api.auth import MAX_BODY_BYTES, make_authenticator, read_body
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.openapi import parameter_schema
@@ -41,14 +46,23 @@ from imagejobs.api.operator_schemas import (
     BehaviourInfo,
     DeletedResponse,
     EngineStatus,
+    HealthResponse,
+    ResetBody,
+    ResetResponse,
     RuleBody,
     RuleInfo,
     RulesResponse,
+    StateDocument,
+    StateLoaded,
     TasksResponse,
+    TenantBody,
+    TenantInfo,
     behaviour_info,
     engine_status,
+    project_state,
     rule_info,
     rule_record,
+    state_document,
     task_info,
 )
 from imagejobs.api.schemas import ErrorResponse, encoder
@@ -59,6 +73,7 @@ from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl
 from imagejobs.services.authorization import Principal
+from imagejobs.services.testkit import TestKitService
 
 STEER_ACTION = "imagejobs:engine:steer"
 
@@ -66,6 +81,8 @@ PREFIX = "/_imagejobs"
 _RULE = f"{PREFIX}/engine/rules/{{project_id}}/{{job_type}}"
 TASK_PROJECT = StringParam("project_id", 1, 128, "Only this project's tasks.")
 TASK_LIMIT = IntegerParam("limit", 1, 1000, 100, "At most this many tasks.")
+STATE_MAX_BYTES = 256 * 1024 * 1024  # a fixture of a million jobs
+STATE_PROJECT = StringParam("project_id", 1, 128, "The project to export.", required=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +107,8 @@ class OperatorRoute:
     query: tuple[StringParam | IntegerParam, ...] = ()
     # Where the project is named, if anywhere: "path", "query" or None (all projects).
     project_in: str | None = None
+    empty_body_is_object: bool = False  # no body at all means {}
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 def _scope(call: OperatorCall) -> tuple[str, str]:
@@ -98,7 +117,12 @@ def _scope(call: OperatorCall) -> tuple[str, str]:
     return project_id, job_type
 
 
-def operator_routes(services: Services, access: AccessControl, driver: str) -> list[BaseRoute]:
+def operator_routes(
+    services: Services,
+    access: AccessControl,
+    driver: str,
+    testkit: TestKitService | None = None,
+) -> list[BaseRoute]:
     """The operator API's routes, and its OpenAPI document at /_imagejobs/openapi.json."""
 
     async def status(call: OperatorCall) -> Struct:
@@ -134,7 +158,7 @@ def operator_routes(services: Services, access: AccessControl, driver: str) -> l
             raise InvalidParameter("job_type", "must be a job type, not *")
         return behaviour_info(await call.services.steering.behaviour(project_id, JobType(job_type)))
 
-    table = (
+    table: tuple[OperatorRoute, ...] = (
         OperatorRoute("GET", f"{PREFIX}/engine", "The engine's queue.", status, EngineStatus),
         OperatorRoute(
             "GET",
@@ -165,16 +189,98 @@ def operator_routes(services: Services, access: AccessControl, driver: str) -> l
             project_in="path",
         ),
     )
+    if testkit is not None:
+        table += _testkit_routes(testkit)
     document = operator_openapi(table)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    health_body = encoder.encode(HealthResponse(version=__version__))
+
+    async def health(request: Request) -> Response:
+        # Liveness only: answers as soon as the app serves, with no database round trip.
+        return Response(health_body, 200, media_type="application/json")
+
     routes: list[BaseRoute] = [
         Route(r.path, _endpoint(r, services, access), methods=[r.method]) for r in table
     ]
     routes.append(Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]))
+    routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))
     return routes
+
+
+def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
+    """Reset and tenants: the operator's alone (they span accounts or name no project)."""
+
+    async def reset(call: OperatorCall) -> Struct:
+        project_id = call.body.project_id
+        await testkit.reset(project_id)
+        return ResetResponse(reset=project_id or ANY)
+
+    async def tenants(call: OperatorCall) -> Struct:
+        body: TenantBody = call.body
+        created = await testkit.create_tenant(
+            body.account, body.region, body.project_id, body.password
+        )
+        return TenantInfo(**{f: getattr(created, f) for f in TenantInfo.__struct_fields__})
+
+    async def dump(call: OperatorCall) -> Struct:
+        project_id = STATE_PROJECT.parse(call.query.get("project_id"))
+        assert project_id is not None  # required
+        return state_document(await testkit.dump(project_id))
+
+    async def load(call: OperatorCall) -> Struct:
+        state = project_state(call.body)
+        tasks = await testkit.load(state)
+        return StateLoaded(
+            project_id=state.project_id,
+            servers=len(state.servers),
+            jobs=len(state.jobs),
+            sub_jobs=sum(len(d.sub_jobs) for d in state.jobs),
+            tasks=tasks,
+        )
+
+    return (
+        OperatorRoute(
+            "GET",
+            f"{PREFIX}/state",
+            "A project's image servers, jobs and sub-jobs (times in epoch milliseconds).",
+            dump,
+            StateDocument,
+            query=(STATE_PROJECT,),
+            project_in="query",
+        ),
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/state",
+            "Replace a project's image servers, jobs and sub-jobs (checked first; all or "
+            "nothing). Unfinished sub-jobs run as the project's steering says.",
+            load,
+            StateLoaded,
+            body=StateDocument,
+            max_body_bytes=STATE_MAX_BYTES,
+        ),
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/reset",
+            "Delete a project's (or every project's) jobs, servers, steering rules and "
+            "lockouts; accounts and keys stay.",
+            reset,
+            ResetResponse,
+            body=ResetBody,
+            empty_body_is_object=True,
+        ),
+        OperatorRoute(
+            "POST",
+            f"{PREFIX}/tenants",
+            "Create an account with a project and an access key; answer the credentials.",
+            tenants,
+            TenantInfo,
+            body=TenantBody,
+            empty_body_is_object=True,
+        ),
+    )
 
 
 async def _check(
@@ -195,14 +301,17 @@ async def _check(
 def _endpoint(
     route: OperatorRoute, services: Services, access: AccessControl
 ) -> Callable[[Request], Awaitable[Response]]:
-    authenticate = make_authenticator(access)
+    authenticate = make_authenticator(access, route.max_body_bytes)
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)
         await _check(route, principal, access, request)
         body = None
         if route.body is not None:
-            body = decode_body(await read_body(request), route.body)
+            raw = await read_body(request, route.max_body_bytes)
+            if not raw and route.empty_body_is_object:
+                raw = b"{}"
+            body = decode_body(raw, route.body)
         call = OperatorCall(services, request.path_params, request.query_params, body)
         result = await route.handler(call)
         return Response(encoder.encode(result), 200, media_type="application/json")
@@ -232,7 +341,7 @@ def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
             if "{" + name + "}" in route.path
         ]
         parameters += [
-            {"name": q.name, "in": "query", "required": False, "description": q.description}
+            {"name": q.name, "in": "query", "required": q.required, "description": q.description}
             | {"schema": parameter_schema(q)}  # the bounds the parser enforces
             for q in route.query
         ]

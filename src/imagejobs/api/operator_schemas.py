@@ -5,17 +5,22 @@ These structs refuse unknown fields: a mistyped rule field is an error, not a no
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 from imagejobs.api.schemas import DateTime
+from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.lifecycle import (
     GENERIC_ERROR_CODE,
     GENERIC_ERROR_MESSAGE,
     TaskSummary,
     TaskView,
 )
+from imagejobs.domain.records import Job, JobDetail, SubJob
+from imagejobs.domain.servers import AccountInfo, ImageRef, ImageServer
 from imagejobs.domain.steering import (
     MAX_FAULTS,
     MAX_READS,
@@ -28,6 +33,7 @@ from imagejobs.domain.steering import (
     Rule,
 )
 from imagejobs.domain.times import format_optional_time, format_time
+from imagejobs.services.testkit import ProjectState
 
 Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS, description="Seconds.")]
 CompletionName = Literal["immediate", "duration", "reads"]
@@ -216,3 +222,251 @@ def task_info(task: TaskView) -> TaskInfo:
         error_message=task.error_message,
         progress=task.progress,
     )
+
+
+# --- the test kit: reset, tenants, health (imagejobs.testing) --------------------------------
+
+ProjectId = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class ResetBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which project to reset; none: every project."""
+
+    project_id: ProjectId | None = None
+
+
+class ResetResponse(Struct, kw_only=True):
+    reset: Annotated[str, Meta(description="A project ID, or * for every project.")]
+
+
+class TenantBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The new tenant; every field left out is generated."""
+
+    # The patterns the identity service enforces (services/accounts.py), stated here so that
+    # the document tells clients what is accepted.
+    account: Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    region: (
+        Annotated[
+            str, Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$", description="The project's name.")
+        ]
+        | None
+    ) = None
+    project_id: Annotated[str, Meta(pattern="^[0-9a-f]{32}$")] | None = None
+    password: Annotated[str, Meta(min_length=8, max_length=128)] | None = None
+
+
+class TenantInfo(Struct, kw_only=True):
+    """Credentials of a new account's root user (shown once)."""
+
+    account: str
+    user: str
+    password: str
+    domain_id: str
+    project_id: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+class HealthResponse(Struct, kw_only=True):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+# --- a project's state (GET/POST /_imagejobs/state): times are epoch milliseconds, UTC ------
+
+Id = Annotated[str, Meta(pattern="^[1-9][0-9]{0,17}$", description="An 18-digit id.")]
+EpochMs = Annotated[int, Meta(ge=0, description="Epoch milliseconds, UTC.")]
+StateJobType = Literal["CREATE_SERVER", "DELETE_SERVER", "CREATE_SERVER_IMAGE"]
+
+
+class StateSubJob(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Id
+    status: Literal["WAITING", "RUNNING", "SUCCESS", "FAILED"]
+    begin_time: EpochMs
+    end_time: EpochMs | None = None
+    resource_id: Annotated[str, Meta(max_length=128)] = ""
+    resource_name: Annotated[str, Meta(max_length=255)] = ""
+    error_code: Annotated[str, Meta(max_length=64)] = ""
+    error_message: Annotated[str, Meta(max_length=1024)] = ""
+    payload: (
+        Annotated[
+            dict[str, Any],
+            Meta(description="An unfinished sub-job's driver input (as exported)."),
+        ]
+        | None
+    ) = None
+
+
+class StateJob(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Id
+    job_type: StateJobType
+    status: Literal["WAITING", "RUNNING", "SUCCESS", "FAILED"]
+    begin_time: EpochMs
+    end_time: EpochMs | None = None
+    sub_jobs: Annotated[list[StateSubJob], Meta(max_length=MAX_SUB_JOB_INDEX + 1)] = []
+
+
+class StateImageRef(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    image_type: str
+    product_id: str = ""
+    spce_code: str = ""
+
+
+class StateAccount(Struct, kw_only=True, forbid_unknown_fields=True):
+    account: str
+    account_type: str
+    domain: str = ""
+
+
+class StateServer(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Id
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    status: Literal["CREATING", "ACTIVE", "BUILDING", "BUILT", "ERROR", "DELETING"]
+    image_ref: StateImageRef
+    create_time: EpochMs
+    update_time: EpochMs
+    description: Annotated[str, Meta(max_length=255)] = ""
+    authorize_accounts: list[StateAccount] = []
+    server_group_id: str = ""
+    app_group_id: str = ""
+    server_id: Annotated[str, Meta(description="The APS instance id.")] = ""
+    instance_id: str = ""
+    image_id: str = ""
+    enterprise_project_id: str = "0"
+    spec: dict[str, Any] = {}
+
+
+class StateDocument(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A project's image servers, jobs and sub-jobs: a fixture file."""
+
+    project_id: ProjectId
+    servers: Annotated[list[StateServer], Meta(max_length=100_000)] = []
+    jobs: Annotated[list[StateJob], Meta(max_length=1_000_000)] = []
+
+
+class StateLoaded(Struct, kw_only=True):
+    project_id: str
+    servers: int
+    jobs: int
+    sub_jobs: int
+    tasks: Annotated[int, Meta(description="Unfinished sub-jobs handed to the engine.")]
+
+
+def state_document(state: ProjectState) -> StateDocument:
+    servers = [
+        StateServer(
+            id=str(s.id),
+            name=s.name,
+            status=s.status.value,  # type: ignore[arg-type]
+            image_ref=StateImageRef(**asdict(s.image_ref)),
+            create_time=s.create_time,
+            update_time=s.update_time,
+            description=s.description,
+            authorize_accounts=[StateAccount(**asdict(a)) for a in s.authorize_accounts],
+            server_group_id=s.server_group_id,
+            app_group_id=s.app_group_id,
+            server_id=s.server_id,
+            instance_id=s.instance_id,
+            image_id=s.image_id,
+            enterprise_project_id=s.enterprise_project_id,
+            spec=dict(s.spec),
+        )
+        for s in state.servers
+    ]
+    jobs = [
+        StateJob(
+            id=str(d.job.id),
+            job_type=d.job.job_type.value,  # type: ignore[arg-type]
+            status=d.job.status.value,
+            begin_time=d.job.begin_time,
+            end_time=d.job.end_time,
+            sub_jobs=[
+                StateSubJob(
+                    id=str(sub.id),
+                    status=sub.status.value,  # type: ignore[arg-type]
+                    begin_time=sub.begin_time,
+                    end_time=sub.end_time,
+                    resource_id=sub.resource_id,
+                    resource_name=sub.resource_name,
+                    error_code=sub.error_code,
+                    error_message=sub.error_message,
+                    payload=dict(state.payloads[sub.id]) if sub.id in state.payloads else None,
+                )
+                for sub in d.sub_jobs
+            ],
+        )
+        for d in state.jobs
+    ]
+    return StateDocument(project_id=state.project_id, servers=servers, jobs=jobs)
+
+
+def project_state(document: StateDocument) -> ProjectState:
+    project_id = document.project_id
+    servers = [
+        ImageServer(
+            id=int(s.id),
+            project_id=project_id,
+            name=s.name,
+            description=s.description,
+            status=ImageServerStatus(s.status),
+            image_ref=ImageRef(**msgspec.structs.asdict(s.image_ref)),
+            authorize_accounts=tuple(
+                AccountInfo(**msgspec.structs.asdict(a)) for a in s.authorize_accounts
+            ),
+            create_time=s.create_time,
+            update_time=s.update_time,
+            server_group_id=s.server_group_id,
+            app_group_id=s.app_group_id,
+            server_id=s.server_id,
+            instance_id=s.instance_id,
+            image_id=s.image_id,
+            enterprise_project_id=s.enterprise_project_id,
+            spec=s.spec,
+        )
+        for s in document.servers
+    ]
+    jobs: list[JobDetail] = []
+    payloads: dict[int, dict[str, Any]] = {}
+    for j in document.jobs:
+        job_id, job_type = int(j.id), JobType(j.job_type)
+        ended = j.status in ("SUCCESS", "FAILED")
+        job = Job(
+            job_id,
+            project_id,
+            job_type,
+            JobStatus(j.status),
+            j.begin_time,
+            (j.end_time or j.begin_time) if ended else None,
+            len(j.sub_jobs),
+        )
+        sub_jobs = []
+        for sub in j.sub_jobs:
+            sub_ended = sub.status in ("SUCCESS", "FAILED")
+            sub_jobs.append(
+                SubJob(
+                    int(sub.id),
+                    job_id,
+                    project_id,
+                    job_type,
+                    SubJobStatus(sub.status),
+                    sub.begin_time,
+                    (sub.end_time or sub.begin_time) if sub_ended else None,
+                    sub.resource_id,
+                    sub.resource_name,
+                    sub.error_code,
+                    sub.error_message,
+                )
+            )
+            if sub.payload is not None:
+                payloads[int(sub.id)] = sub.payload
+        jobs.append(JobDetail(job, sub_jobs))
+    return ProjectState(project_id, servers, jobs, payloads)
+
+
+class RuleFileEntry(RuleBody, kw_only=True, forbid_unknown_fields=True):
+    """One rule of a ``*.rules.json`` file in IMAGEJOBS_INIT_DIR."""
+
+    project_id: Annotated[str, Meta(min_length=1, max_length=128)] = "*"
+    job_type: str = "*"

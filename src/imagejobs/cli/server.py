@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
 import resource
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ WORKER_STOP_SECONDS = 10
 
 @click.command(epilog=SETTINGS_POINTER)
 @click.option("--host", default=None, help="Address to listen on (IMAGEJOBS_HOST).")
-@click.option("--port", type=int, default=None, help="TCP port (IMAGEJOBS_PORT).")
+@click.option("--port", type=int, default=None, help="TCP port (IMAGEJOBS_PORT); 0: any free port.")
 @click.option("--workers", type=int, default=None, help="Worker processes (IMAGEJOBS_WORKERS).")
 @database_url_option
 @data_dir_option
@@ -36,6 +38,15 @@ WORKER_STOP_SECONDS = 10
     default=None,
     help="Run jobs in each server worker too (default; IMAGEJOBS_EMBEDDED_RUNNER).",
 )
+@click.option(
+    "--profile", type=click.Choice(["test"]), default=None, help="IMAGEJOBS_SERVE_PROFILE."
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the port to this file (with --port 0).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -44,6 +55,8 @@ def serve(
     data_dir: Path | None,
     demo: bool,
     embedded_runner: bool | None,
+    profile: str | None,
+    port_file: Path | None,
 ) -> None:
     """Run the API server (migrates a SQLite database first)."""
     from granian.constants import HTTPModes, Interfaces
@@ -54,6 +67,7 @@ def serve(
         DEMO_PROJECT_ID,
         configure_logging,
         demo_credentials_path,
+        load_init_dir,
         prepare_identity,
         seed_demo,
     )
@@ -62,12 +76,15 @@ def serve(
 
     settings = load(
         host=host,
-        port=port,
+        port=_free_port(host or load().host) if port == 0 else port,
         workers=workers,
         database_url=database_url,
         data_dir=data_dir,
         embedded_runner=embedded_runner,
+        serve_profile=profile,
     )
+    # Before anything else: a second server must not silently share the port.
+    _check_port_free(settings.host, settings.port)
     configure_logging(settings.log_level)
     try:
         if dialect_of(settings.database_url) == "sqlite":
@@ -81,6 +98,8 @@ def serve(
             credentials = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
+        for name in asyncio.run(load_init_dir(settings)):
+            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     if settings.auth == "none":
@@ -92,6 +111,9 @@ def serve(
         click.echo(_credentials_banner(credentials, demo_credentials_path(settings)), err=True)
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID), err=True)
+    click.echo(f"imagejobs listening on http://{settings.host}:{settings.port}", err=True)
+    if port_file is not None:
+        port_file.write_text(f"{settings.port}\n")
     os.environ.update(settings.to_environ())
     max_connections = _connection_budget(settings.max_connections, raise_open_file_limit())
     Server(
@@ -148,6 +170,34 @@ def _connection_budget(wanted: int, open_files: int) -> int:
         )
         return affordable
     return wanted
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail at once if any process listens on the port (Granian binds with SO_REUSEPORT,
+    so a second server would otherwise share it and split requests between databases)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    target = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
+    in_use = False
+    with socket.socket(family) as probe:
+        probe.settimeout(0.5)
+        in_use = probe.connect_ex((target, port)) == 0
+    if not in_use:
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                in_use = exc.errno == errno.EADDRINUSE
+    if in_use:
+        raise click.ClickException(f"port {port} is already in use on {host}")
 
 
 def _credentials_banner(credentials: Any, path: Path) -> str:

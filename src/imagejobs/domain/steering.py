@@ -144,8 +144,8 @@ def _pick(value: T | None, inherited: T) -> T:
     return inherited if value is None else value
 
 
-def uses_reads(defaults: Behaviour, rules: Iterable[Rule]) -> bool:
-    """Whether any sub-job may wait for reads (else reads need not be counted)."""
-    return defaults.completion is Completion.READS or any(
-        r.completion is Completion.READS for r in rules
-    )
+def uses_reads(defaults: Behaviour, rules: Iterable[Rule], *also: Completion) -> bool:
+    """Whether any sub-job may wait for reads (else reads need not be counted), or
+    complete in one of the ``also`` ways."""
+    wanted = (Completion.READS, *also)
+    return defaults.completion in wanted or any(r.completion in wanted for r in rules)

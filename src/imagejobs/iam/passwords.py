@@ -21,10 +21,11 @@ _MAXMEM = 64 * 1024 * 1024
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, log2_n: int = _LOG2_N) -> str:
+    """``log2_n`` below 15 only for throwaway test accounts (IMAGEJOBS_PASSWORD_HASH_COST)."""
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _LOG2_N, _R, _P)
-    return "$".join(["scrypt", str(_LOG2_N), str(_R), str(_P), _b64(salt), _b64(digest)])
+    digest = _scrypt(password, salt, log2_n, _R, _P)
+    return "$".join(["scrypt", str(log2_n), str(_R), str(_P), _b64(salt), _b64(digest)])
 
 
 def verify_password(password: str, stored: str) -> bool:

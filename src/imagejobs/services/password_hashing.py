@@ -31,7 +31,8 @@ class PasswordHashing:
     unbounded.
     """
 
-    def __init__(self, threads: int | None = None, queue: int = 0) -> None:
+    def __init__(self, threads: int | None = None, queue: int = 0, *, cost: int = 15) -> None:
+        self._cost = cost  # log2 of scrypt's N for new hashes (IMAGEJOBS_PASSWORD_HASH_COST)
         self._executor = (
             None
             if threads is None
@@ -47,7 +48,7 @@ class PasswordHashing:
         return await self._run(verify_password, password, stored)
 
     async def hash(self, password: str) -> str:
-        return await self._run(hash_password, password)
+        return await self._run(hash_password, password, self._cost)
 
     def refuse_when_full(self) -> None:
         """Throttled when no hash could start or wait now: lets a login give way before
@@ -58,7 +59,7 @@ class PasswordHashing:
                 retry_after=1,
             )
 
-    async def _run(self, function: Callable[..., T], *args: str) -> T:
+    async def _run(self, function: Callable[..., T], *args: str | int) -> T:
         with self._lock:
             self.refuse_when_full()
             self._in_flight += 1

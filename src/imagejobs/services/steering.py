@@ -3,6 +3,7 @@ defaults (settings), the effective behaviour, and the reads that steer completio
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -14,6 +15,7 @@ from imagejobs.domain.records import Job, JobDetail, Page, PageRequest
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
+    Effect,
     Fault,
     Rule,
     check_scope,
@@ -28,6 +30,8 @@ from imagejobs.settings import Settings
 # How long a process trusts its "does any rule complete on reads?" answer (other
 # processes' rule changes are seen within this; this process's own at once).
 READS_FLAG_SECONDS = 1.0
+# How long the read that completes a job may wait for the engine to end it.
+SETTLE_SECONDS = 10.0
 _UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
 
 
@@ -46,7 +50,9 @@ class SteeringStore(Protocol):
 
 
 class ReadCounter(Protocol):
-    async def count_reads(self, project_id: str, job_ids: Sequence[int], now: int) -> None: ...
+    async def count_reads(
+        self, project_id: str, job_ids: Sequence[int], now: int
+    ) -> dict[int, int]: ...
 
 
 class RuleNotFound(NotFound):
@@ -84,7 +90,7 @@ class SteeringService:
         self.defaults = defaults
         self._clock = clock
         self._monotonic = monotonic
-        self._reads_flag: tuple[float, bool] | None = None
+        self._reads_flag: tuple[float, bool, bool] | None = None
 
     async def rules(self) -> list[Rule]:
         return await self._store.all_rules()
@@ -111,6 +117,10 @@ class SteeringService:
         self._reads_flag = None
         return await self._store.delete_all()
 
+    async def forget_cached_rules(self) -> None:
+        """Rules changed behind this service's back (a reset): look again."""
+        self._reads_flag = None
+
     async def behaviour(self, project_id: str, job_type: JobType) -> Behaviour:
         rules = await self._store.rules_for([project_id])
         return resolve(self.defaults, rules, project_id, job_type.value)
@@ -125,15 +135,33 @@ class SteeringService:
 
     async def counts_reads(self) -> bool:
         """Whether reads of jobs must be counted (some behaviour completes on reads)."""
+        return (await self._read_flags())[0]
+
+    async def may_end_on_read(self) -> bool:
+        """Whether some behaviour completes on reads or at once: then a read may have to
+        wait for a job to end (SteeredJobService)."""
+        return (await self._read_flags())[1]
+
+    async def _read_flags(self) -> tuple[bool, bool]:
         now = self._monotonic()
         if self._reads_flag is None or now - self._reads_flag[0] > READS_FLAG_SECONDS:
-            self._reads_flag = (now, uses_reads(self.defaults, await self._store.all_rules()))
-        return self._reads_flag[1]
+            rules = await self._store.all_rules()
+            self._reads_flag = (
+                now,
+                uses_reads(self.defaults, rules),
+                uses_reads(self.defaults, rules, Completion.IMMEDIATE),
+            )
+        return self._reads_flag[1:]
 
 
 class SteeredJobService(JobService):
     """The job APIs, counting reads of unfinished jobs when a behaviour completes on
-    reads (ShowImageJob and ListImageJobs are the reads that count)."""
+    reads. A read is a ShowImageJob of the job, or a ListImageJobs whose page holds it,
+    answered while the job is WAITING or RUNNING. The read that brings a job to its
+    behaviour's ``reads`` waits until the engine has ended the job (at most
+    SETTLE_SECONDS), so it is the first read to see it SUCCESS or FAILED, whatever the
+    polling rate; with completion ``immediate`` and no queue delay, the first read does.
+    Only in a process that embeds a runner (``serve`` without ``--no-runner``)."""
 
     def __init__(
         self,
@@ -141,11 +169,15 @@ class SteeredJobService(JobService):
         steering: SteeringService,
         reads: ReadCounter,
         clock: Callable[[], int] = now_ms,
+        *,
+        settle: bool = False,
     ) -> None:
         super().__init__(store)
         self._steering = steering
         self._reads = reads
         self._clock = clock
+        # Wait for the engine only where a runner of this process is sure to act.
+        self._settle_reads = settle
 
     async def list_jobs(
         self,
@@ -155,15 +187,67 @@ class SteeredJobService(JobService):
         page: PageRequest = FIRST_PAGE,
     ) -> Page[Job]:
         result = await super().list_jobs(project_id, job_type, status, page)
-        await self._count([j for j in result.items if j.status in _UNFINISHED], project_id)
+        unfinished = [j for j in result.items if j.status in _UNFINISHED]
+        if await self._count(unfinished, project_id):
+            result = await super().list_jobs(project_id, job_type, status, page)
         return result
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:
         detail = await super().show_job(project_id, job_id)
-        if detail.job.status in _UNFINISHED:
-            await self._count([detail.job], project_id)
+        if detail.job.status in _UNFINISHED and await self._count([detail.job], project_id):
+            detail = await super().show_job(project_id, job_id)
         return detail
 
-    async def _count(self, jobs: Sequence[Job], project_id: str) -> None:
-        if jobs and await self._steering.counts_reads():
-            await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+    async def _count(self, jobs: Sequence[Job], project_id: str) -> bool:
+        """Count a read of each job; True when one of them is due to end on this read
+        and has ended since (then the caller reads again)."""
+        if not jobs:
+            return False
+        may_wait = self._settle_reads and await self._steering.may_end_on_read()
+        if not (may_wait or await self._steering.counts_reads()):
+            return False
+        # Reads so far of each job that has engine tasks (others, such as seeded jobs,
+        # never end: no read waits for them).
+        reads = await self._reads.count_reads(project_id, [j.id for j in jobs], self._clock())
+        if not may_wait:
+            return False
+        behaviours = await self._steering.behaviours((project_id, j.job_type) for j in jobs)
+        due = [
+            j.id
+            for j in jobs
+            if j.id in reads and _ends_on_read(behaviours[(project_id, j.job_type)], reads, j.id)
+        ]
+        return bool(due) and await self._settle(project_id, due)
+
+    async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
+        """Wait until the engine has ended these jobs (it was woken by the read)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.001
+        waiting = list(job_ids)
+        while waiting:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            ended = await self._ended(project_id, waiting)
+            waiting = [job_id for job_id in waiting if job_id not in ended]
+        return True
+
+    async def _ended(self, project_id: str, job_ids: Sequence[int]) -> set[int]:
+        ended = set()
+        for job_id in job_ids:
+            detail = await self._store.get_job(project_id, job_id)
+            if detail is None or detail.job.status not in _UNFINISHED:
+                ended.add(job_id)
+        return ended
+
+
+def _ends_on_read(behaviour: Behaviour, reads: dict[int, int], job_id: int) -> bool:
+    """Whether this read must see the job ended: it completes on this read, or at once
+    with no queue delay. Not with slow or transient faults: those take the time they say
+    (retries with backoff), and reads meanwhile see the job RUNNING."""
+    if any(f.effect is Effect.SLOW or f.transient for f in behaviour.faults):
+        return False
+    if behaviour.completion is Completion.READS:
+        return reads.get(job_id, 0) >= behaviour.reads
+    return behaviour.completion is Completion.IMMEDIATE and behaviour.queue_seconds == 0

@@ -144,7 +144,7 @@ COUNT_READS = Statement(
     " due_at = CASE WHEN lease_owner IS NULL AND wait_reads > 0 AND reads + 1 >= wait_reads"
     " THEN CAST(:now AS BIGINT) ELSE due_at END"
     " WHERE job_id = :job_id AND project_id = :project_id"
-    " RETURNING CASE WHEN due_at = CAST(:now AS BIGINT) THEN 1 ELSE 0 END"
+    " RETURNING CASE WHEN due_at = CAST(:now AS BIGINT) THEN 1 ELSE 0 END, reads"
 )
 # Not MIN(due_at): an index-only scan re-reads the heap for every dead entry (a queue
 # table has many between vacuums); a plain index scan marks them dead once and skips them.
@@ -492,24 +492,32 @@ class SqlEngineStore:
 
     # --- reads of jobs (steering: complete after N reads) ---------------------------------
 
-    async def count_reads(self, project_id: str, job_ids: Sequence[int], now: int) -> None:
-        """Count one read of each job; tasks waiting for that many reads become due."""
+    async def count_reads(
+        self, project_id: str, job_ids: Sequence[int], now: int
+    ) -> dict[int, int]:
+        """Count one read of each job; tasks waiting for that many reads become due. The
+        reads each job (that still has tasks) has had now."""
         if not job_ids:
-            return
+            return {}
+        reads: dict[int, int] = {}
 
         async def run(tx: Transaction) -> bool:
             woke = False
+            reads.clear()  # a retried transaction counts again
             for job_id in sorted(set(job_ids)):
                 rows = await tx.fetch(
                     COUNT_READS, {"job_id": job_id, "project_id": project_id, "now": now}
                 )
                 woke = woke or any(row[0] for row in rows)
+                if rows:
+                    reads[job_id] = min(row[1] for row in rows)
             if woke:
                 await self._notify(tx)
             return woke
 
         if await self._transaction(run):
             self.ring()
+        return reads
 
     # --- waiting for work ------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""What imagejobs.testing saves a test suite, side by side with the glue a user writes today
+(bench/testing_glue/conftest.py: `imagejobs serve` as a child process polled until it
+answers, an account per test through `imagejobs iam create-account`, raw HTTP steering).
+
+Measured in one run, on the same machine state:
+
+- `serve() to ready`: `with imagejobs.testing.serve()` until it returns (a listening
+  server, migrated, identity ready) vs. the glue's Popen + poll until /openapi.json answers;
+- `tenant()`: `cloud.tenant()` vs. `imagejobs iam create-account --json` (the glue);
+- `mocked SDK call p50`: ListImageJobs through the official SDK under
+  `mock_workspaceapp` (no socket) vs. the same call over HTTP to the glue's server;
+- `reset of 10,000 jobs`: `cloud.reset(project)` of a project holding 10,000 jobs
+  (20,000 rows with their sub-jobs and servers) vs. the glue's only way to a clean state,
+  a server restarted on a new database;
+- `example session`: `pytest` in examples/image_builder (5 tests, plugin fixtures and the
+  mock) vs. the same tests with the glue (`-p no:imagejobs`; the in-process test, which
+  the glue cannot express, left out), both as child processes, wall time.
+
+Targets (issue 9): mocked call p50 <= 1 ms; serve() <= 1 s; tenant() <= 20 ms; reset
+<= 50 ms; example session <= 2 s; each at least 5x better than the glue.
+
+    .venv/bin/python bench/testing.py [--calls 500] [--rounds 5]
+
+Prints a table, writes JSON to bench/results/, exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkworkspaceapp.v1 import ListImageJobsRequest, WorkspaceAppClient
+
+import imagejobs.testing
+from imagejobs.domain.times import now_ms
+from imagejobs.services.demo_world import demo_state
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "image_builder"
+GLUE = Path(__file__).resolve().parent / "testing_glue" / "conftest.py"
+TARGETS = {  # seconds
+    "serve() to ready": 1.0,
+    "tenant()": 0.020,
+    "mocked SDK call p50": 0.001,
+    "reset of 10,000 jobs": 0.050,
+    "example session (5 tests)": 2.0,
+}
+
+
+def timed(action: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def median_of(rounds: int, action: Callable[[], Any]) -> float:
+    return statistics.median(timed(action) for _ in range(rounds))
+
+
+# --- the glue --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def glue_server(data: Path) -> Iterator[tuple[str, dict[str, str], float]]:
+    """`imagejobs serve` as the glue starts it; (endpoint, environment, seconds to ready)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "IMAGEJOBS_DATA_DIR": str(data),
+        "IMAGEJOBS_OPERATOR_TOKEN": "glue-operator-token",
+        "IMAGEJOBS_BOOTSTRAP_DEMO_ACCOUNT": "false",
+        "IMAGEJOBS_LOG_LEVEL": "warning",
+    }
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "imagejobs", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            httpx.get(base + "/openapi.json", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    ready = time.perf_counter() - start
+    try:
+        yield base, env, ready
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def glue_account(env: dict[str, str]) -> dict[str, Any]:
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagejobs",
+            "iam",
+            "create-account",
+            f"g{time.time_ns()}",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    account: dict[str, Any] = json.loads(created.stdout)
+    return account
+
+
+def sdk_client(endpoint: str, access_key: str, secret_key: str, project_id: str) -> Any:
+    credentials = BasicCredentials(access_key, secret_key, project_id)
+    return (
+        WorkspaceAppClient.new_builder()
+        .with_credentials(credentials)
+        .with_endpoints([endpoint])
+        .build()
+    )
+
+
+def call_p50(client: Any, calls: int) -> float:
+    request = ListImageJobsRequest(job_type="CREATE_SERVER", limit=10)
+    for _ in range(20):  # warm caches and connections
+        client.list_image_jobs(request)
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        client.list_image_jobs(request)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def session_seconds(directory: Path, *args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+# --- the measurements ------------------------------------------------------------------------
+
+
+def measure(calls: int, rounds: int, work: Path) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+
+    def record(name: str, toolkit: float, glue: float) -> None:
+        results[name] = {"toolkit": toolkit, "glue": glue}
+        print(f"  {name}: {toolkit * 1000:.2f} ms vs glue {glue * 1000:.1f} ms", flush=True)
+
+    with imagejobs.testing.serve():  # once: imports and the per-process migrated template
+        pass
+    ready = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        with imagejobs.testing.serve():
+            ready.append(time.perf_counter() - start)
+    glue_ready = []
+    for n in range(min(rounds, 3)):
+        with glue_server(work / f"ready-{n}") as (_, _, seconds):
+            glue_ready.append(seconds)
+    record("serve() to ready", statistics.median(ready), statistics.median(glue_ready))
+
+    with (
+        imagejobs.testing.serve() as cloud,
+        glue_server(work / "glue") as (base, env, _),
+    ):
+        toolkit_tenant = median_of(rounds * 10, cloud.tenant)
+        record("tenant()", toolkit_tenant, median_of(min(rounds, 3), lambda: glue_account(env)))
+
+        account = glue_account(env)
+        glue_client = sdk_client(
+            base, account["access_key"], account["secret_key"], account["project_id"]
+        )
+        served = cloud.client()
+        with imagejobs.testing.mock_workspaceapp() as mocked:
+            mocked_p50 = call_p50(mocked.client(), calls)
+        record("mocked SDK call p50", mocked_p50, call_p50(glue_client, calls))
+        results["SDK call p50 over HTTP to serve()"] = {"toolkit": call_p50(served, calls)}
+
+        tenant = cloud.tenant()
+        resets = []
+        for _ in range(rounds):
+            state = demo_state(tenant.project_id, 10_000, now_ms(), seed=len(resets))
+            state_document = _document(cloud, state)
+            cloud.load(state_document)
+            resets.append(timed(lambda: cloud.reset(tenant)))
+            assert cloud.dump(tenant)["jobs"] == []
+    glue_restart = []
+    for n in range(min(rounds, 3)):
+        start = time.perf_counter()
+        with glue_server(work / f"restart-{n}"):
+            pass  # the glue's reset: a new database and a server restarted on it
+        glue_restart.append(time.perf_counter() - start)
+    record("reset of 10,000 jobs", statistics.median(resets), statistics.median(glue_restart))
+
+    example, glued = work / "example", work / "glued"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(EXAMPLE, glued, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(GLUE, glued / "tests" / "conftest.py")
+    toolkit_sessions = [session_seconds(example) for _ in range(2)]
+    glue_sessions = [
+        session_seconds(glued, "-p", "no:imagejobs", "-k", "not in_process") for _ in range(2)
+    ]
+    record("example session (5 tests)", min(toolkit_sessions), min(glue_sessions))
+    return results
+
+
+def _document(cloud: Any, state: Any) -> dict[str, Any]:
+    """A ProjectState as the operator API's JSON (through the API's own encoder)."""
+    from imagejobs.api.operator_schemas import state_document
+    from imagejobs.api.schemas import encoder
+
+    document: dict[str, Any] = json.loads(encoder.encode(state_document(state)))
+    return document
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="imagejobs-bench-") as work:
+        results = measure(options.calls, options.rounds, Path(work))
+    print(f"\n{'':28} {'toolkit':>11} {'glue':>11} {'glue/toolkit':>13} {'target':>9}")
+    for name, values in results.items():
+        toolkit, glue = values["toolkit"], values.get("glue")
+        target = TARGETS.get(name)
+        ratio = f"{glue / toolkit:12.1f}x" if glue else ""
+        verdict = "" if target is None else ("met" if toolkit <= target else "MISSED")
+        glue_text = f"{glue * 1000:9.1f}ms" if glue else ""
+        print(f"{name:28} {toolkit * 1000:9.2f}ms {glue_text:>11} {ratio:>13} {verdict:>9}")
+    out = ROOT / "bench" / "results" / f"testing-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nJSON: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

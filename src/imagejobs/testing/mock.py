@@ -1,0 +1,192 @@
+"""``mock_workspaceapp``: the official SDK talks to an imagejobs inside this process, with
+no socket and no subprocess, as moto's ``mock_aws`` does for botocore.
+
+The SDK sends every request through the ``requests.Session`` of its ``HttpClient``. While
+a mock is active, that session (of any client, made before or inside the mock) gets a
+transport adapter that hands the prepared request to the in-process ASGI app: the
+request is signed by the SDK and verified by imagejobs exactly as over the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from imagejobs.testing.cloud import Cloud, cloud_settings
+from imagejobs.testing.loop_thread import asgi_request
+
+F = TypeVar("F", bound=Callable[..., Any])
+# The endpoint mocked clients are given: the real one of cn-north-4 (every endpoint
+# routes to the mock anyway, so production code building its own client works too).
+MOCK_ENDPOINT = "https://workspaceapp.cn-north-4.myhuaweicloud.com"
+
+
+class InProcessAdapter(BaseAdapter):
+    """A ``requests`` transport that answers from an ASGI app on the cloud's loop."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        super().__init__()
+        self.cloud = cloud
+
+    def send(  # type: ignore[override]
+        self, request: PreparedRequest, stream: bool = False, timeout: Any = None, **_: Any
+    ) -> Response:
+        url = urlsplit(request.url or "")
+        headers = [(k.lower().encode("latin-1"), _latin1(v)) for k, v in request.headers.items()]
+        if "host" not in request.headers:
+            headers.append((b"host", url.netloc.encode()))
+        body = request.body or b""
+        status, answer_headers, content = self.cloud.run(
+            asgi_request(
+                self.cloud.app,
+                request.method or "GET",
+                unquote(url.path) or "/",
+                raw_path=(url.path or "/").encode(),
+                query=url.query.encode(),
+                headers=headers,
+                body=body.encode() if isinstance(body, str) else bytes(body),  # type: ignore[arg-type]
+                scheme=url.scheme or "https",
+                server=(url.hostname or "localhost", url.port or 443),
+            )
+        )
+        response = Response()
+        response.status_code = status
+        response.reason = HTTPStatus(status).phrase
+        response.headers = CaseInsensitiveDict(
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in answer_headers}
+        )
+        response._content = content
+        response.raw = io.BytesIO(content)
+        response.url = request.url or ""
+        response.request = request
+        response.encoding = "utf-8"
+        return response
+
+    def close(self) -> None:
+        return None
+
+
+def _latin1(value: str | bytes) -> bytes:
+    return value.encode("latin-1") if isinstance(value, str) else value
+
+
+class _Patch:
+    """Routes every SDK session to the innermost active mock while any is active, and
+    gives each session its own transports back when the last mock ends."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: list[InProcessAdapter] = []
+        self._originals: dict[str, Any] = {}
+        self._sessions: list[tuple[Any, dict[str, Any], bool]] = []
+
+    def push(self, adapter: InProcessAdapter) -> None:
+        from huaweicloudsdkcore.http.http_client import HttpClient
+
+        with self.lock:
+            if not self.active:
+                for name in ("do_request_sync", "do_request_async"):
+                    original = getattr(HttpClient, name)
+                    self._originals[name] = original
+                    setattr(HttpClient, name, self._routed(original))
+            self.active.append(adapter)
+
+    def pop(self, adapter: InProcessAdapter) -> None:
+        from huaweicloudsdkcore.http.http_client import HttpClient
+
+        with self.lock:
+            self.active.remove(adapter)
+            if self.active:
+                return
+            for name, original in self._originals.items():
+                setattr(HttpClient, name, original)
+            self._originals.clear()
+            for session, adapters, trust_env in self._sessions:
+                session.adapters.clear()
+                session.adapters.update(adapters)
+                session.trust_env = trust_env
+            self._sessions.clear()
+
+    def _routed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        patch = self
+
+        @functools.wraps(original)
+        def routed(client: Any, *args: Any, **kwargs: Any) -> Any:
+            session = client._session
+            adapter = patch.active[-1]
+            if session.adapters.get("https://") is not adapter:
+                with patch.lock:
+                    if not any(known is session for known, _, _ in patch._sessions):
+                        saved = (session, dict(session.adapters), session.trust_env)
+                        patch._sessions.append(saved)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                # No proxies to look up in the environment: nothing leaves the process.
+                session.trust_env = False
+            return original(client, *args, **kwargs)
+
+        return routed
+
+
+def active_cloud() -> Cloud:
+    """The innermost active mock's ``Cloud`` (in a test decorated with the mock)."""
+    if not _patch.active:
+        raise RuntimeError("no mock_workspaceapp is active")
+    return _patch.active[-1].cloud
+
+
+_patch = _Patch()
+
+
+class mock_workspaceapp:  # named as moto's mock_aws: a decorator first
+    """Decorator or context manager: inside, the official SDK talks to a fresh in-process
+    imagejobs (test profile, its own SQLite database). As a context manager it yields the
+    ``Cloud`` (``tenant()``, ``client()``, ``steer()``, ``reset()``)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._cloud: Cloud | None = None
+        self._adapter: InProcessAdapter | None = None
+
+    def __enter__(self) -> Cloud:
+        cloud = Cloud(cloud_settings(self._settings), MOCK_ENDPOINT)
+        try:
+            cloud.start()
+        except BaseException:
+            cloud.close()
+            raise
+        self._cloud, self._adapter = cloud, InProcessAdapter(cloud)
+        _patch.push(self._adapter)
+        return cloud
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._cloud is not None
+        assert self._adapter is not None
+        _patch.pop(self._adapter)
+        self._cloud.close()
+        self._cloud = self._adapter = None
+
+    def __call__(self, function: F) -> F:
+        settings = self._settings
+
+        @functools.wraps(function)
+        def mocked(*args: Any, **kwargs: Any) -> Any:
+            with mock_workspaceapp(**settings):
+                return function(*args, **kwargs)
+
+        return cast(F, mocked)

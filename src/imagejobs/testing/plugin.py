@@ -1,0 +1,51 @@
+"""The pytest plugin (entry point ``pytest11``: active wherever imagejobs is installed).
+
+Fixtures: ``imagejobs_cloud`` (one ``serve()`` per session, started only when a test asks
+for it), ``imagejobs_tenant`` (a fresh account and project per test), and
+``workspaceapp_client`` (an official SDK client for that tenant). The marker
+``@pytest.mark.imagejobs(completion="reads", reads=3, fail_at=1, code=..., message=...,
+job_type=...)`` steers the test's project (the arguments of ``Cloud.steer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from imagejobs.testing.cloud import Cloud, Tenant
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "imagejobs(**steering): steer the test's imagejobs project "
+        "(completion=, reads=, duration=, fail_at=, code=, message=, job_type=)",
+    )
+
+
+@pytest.fixture(scope="session")
+def imagejobs_cloud() -> Iterator[Cloud]:
+    """A running imagejobs (test profile) for the whole session; ``.endpoint`` is its URL."""
+    from imagejobs.testing.server import serve  # imported only when a test asks
+
+    with serve() as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def imagejobs_tenant(imagejobs_cloud: Cloud, request: pytest.FixtureRequest) -> Tenant:
+    """A new account and project for this test, steered by its ``imagejobs`` marker."""
+    tenant = imagejobs_cloud.tenant()
+    marker = request.node.get_closest_marker("imagejobs")
+    if marker is not None:
+        imagejobs_cloud.steer(tenant, **marker.kwargs)
+    return tenant
+
+
+@pytest.fixture
+def workspaceapp_client(imagejobs_cloud: Cloud, imagejobs_tenant: Tenant) -> Any:
+    """An official ``WorkspaceAppClient`` for ``imagejobs_tenant``."""
+    return imagejobs_cloud.client(imagejobs_tenant)

@@ -1,0 +1,57 @@
+"""`imagejobs serve --profile test --port 0 --port-file`, and a second server refused
+at once on a port that is taken, before it touches any database or prints credentials."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.factories import TEST_KEY_BASE64
+
+
+def test_port_zero_then_a_second_server_on_that_port_fails_at_once(tmp_path: Path) -> None:
+    env = {**os.environ, "IMAGEJOBS_ENCRYPTION_KEY": TEST_KEY_BASE64}
+    port_file = tmp_path / "port"
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    command = [sys.executable, "-m", "imagejobs", "serve", "--profile", "test"]
+    first = subprocess.Popen(
+        [*command, "--port", "0", "--port-file", str(port_file), "--data-dir", str(first_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() and time.monotonic() < deadline:
+            assert first.poll() is None
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/_imagejobs/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert health.json()["status"] == "ok"
+        assert not (first_dir / "demo-credentials.json").exists()  # the test profile
+
+        second = subprocess.run(
+            [*command, "--port", str(port), "--data-dir", str(second_dir)],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode != 0
+        assert second.stderr.strip() == f"Error: port {port} is already in use on 127.0.0.1"
+        assert not second_dir.exists()  # nothing bootstrapped
+    finally:
+        first.terminate()
+        _, logged = first.communicate(timeout=30)
+    assert f"imagejobs listening on http://127.0.0.1:{port}" in logged.decode()

@@ -1,0 +1,241 @@
+"""imagejobs.testing as a user's test suite uses it: serve(), tenants, the official SDK,
+steering, reset, and the operator endpoints behind them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkworkspaceapp.v1 import (
+    CountImageSubJobsRequest,
+    ListImageJobsRequest,
+    ListImageServersRequest,
+    ShowImageJobRequest,
+)
+
+import imagejobs.testing
+from imagejobs import __version__
+from imagejobs.testing import Cloud, OperatorError
+from tests.integration.sdk import create_server_request
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    with imagejobs.testing.serve() as running:
+        yield running
+
+
+def test_a_job_finishes_at_once_and_reset_empties_the_project_only(cloud: Cloud) -> None:
+    tenant, other = cloud.tenant(), cloud.tenant()
+    client, other_client = cloud.client(tenant), cloud.client(other)
+    job_id = client.create_image_server(create_server_request()).job_id
+    other_client.create_image_server(create_server_request())
+
+    # The test profile: no queue, no duration; the first read already sees it done.
+    assert client.show_image_job(ShowImageJobRequest(job_id=job_id)).status == "SUCCESS"
+
+    cloud.reset(tenant)
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert (listed.count, client.list_image_servers(ListImageServersRequest()).count) == (0, 0)
+    other_listed = other_client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert other_listed.count == 1  # another project is untouched
+    # The tenant's credentials still work after the reset.
+    assert client.create_image_server(create_server_request()).job_id
+
+
+def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
+    cloud: Cloud,
+) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, completion="reads", reads=3, fail_at=1, code="WKS.0042", message="no")
+    job_id = client.create_image_server(create_server_request()).job_id
+    first = client.show_image_job(ShowImageJobRequest(job_id=job_id)).status
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    third = client.show_image_job(ShowImageJobRequest(job_id=job_id))
+    assert {first, listed.items[0].status} <= {"WAITING", "RUNNING"}
+    assert third.status == "FAILED"
+    assert (
+        third.sub_jobs[0].job_execute_info.error_code,
+        third.sub_jobs[0].job_execute_info.error_message,
+    ) == ("WKS.0042", "no")
+
+
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, completion="duration", duration=0.3)
+    for _ in range(5):
+        client.create_image_server(create_server_request())
+    cloud.reset(tenant)
+    # The runner's steps end after the reset: their results must not bring rows back.
+    tasks = cloud.operator(
+        "GET", "/_imagejobs/engine/tasks", query=f"project_id={tenant.project_id}"
+    )
+    assert tasks == {"tasks": []}
+    cloud.steer(tenant, completion="duration", duration=0.3)  # and then wait past it:
+    job_id = client.create_image_server(create_server_request()).job_id
+    while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
+        pass
+    listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    servers = client.list_image_servers(ListImageServersRequest())
+    assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
+
+
+def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    with httpx.Client(base_url=cloud.endpoint) as http:
+        health = http.get("/_imagejobs/health")
+        assert (health.status_code, health.json()) == (
+            200,
+            {"status": "ok", "version": __version__},
+        )
+        assert http.post("/_imagejobs/reset").status_code == 401
+        assert http.post("/_imagejobs/tenants", json={}).status_code == 401
+        operator = {"X-Imagejobs-Operator-Token": cloud.settings.operator_token}
+        created = http.post("/_imagejobs/tenants", headers=operator)  # no body: all generated
+        assert created.status_code == 200
+        assert set(created.json()) >= {"access_key", "secret_key", "project_id", "password"}
+        bad = http.post("/_imagejobs/reset", headers=operator, json={"project": "x"})
+        assert bad.status_code == 400
+        assert bad.json()["error_code"] == "WKS.00211102"
+    with pytest.raises(OperatorError) as caught:
+        cloud.tenant(account=tenant.account)  # taken
+    assert caught.value.status == 409
+    with pytest.raises(ClientRequestException):  # a reset project keeps enforcing IAM
+        cloud.client(tenant).list_image_jobs(ListImageJobsRequest(job_type="BAD"))
+
+
+def fixture_state(project_id: str, first_id: int) -> dict[str, Any]:
+    """A fixture file: a server, the job that created it, and a job still running."""
+    server, job, sub, live, live_sub = (str(first_id + n) for n in range(5))
+    return {
+        "project_id": project_id,
+        "servers": [
+            {
+                "id": server,
+                "name": "golden",
+                "status": "ACTIVE",
+                "image_ref": {"id": "da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", "image_type": "public"},
+                "create_time": 1_700_000_000_000,
+                "update_time": 1_700_000_000_000,
+            }
+        ],
+        "jobs": [
+            {
+                "id": job,
+                "job_type": "CREATE_SERVER",
+                "status": "SUCCESS",
+                "begin_time": 1_700_000_000_000,
+                "end_time": 1_700_000_060_000,
+                "sub_jobs": [
+                    {
+                        "id": sub,
+                        "status": "SUCCESS",
+                        "begin_time": 1_700_000_000_000,
+                        "end_time": 1_700_000_060_000,
+                        "resource_id": server,
+                        "resource_name": "golden",
+                    }
+                ],
+            },
+            {
+                "id": live,
+                "job_type": "DELETE_SERVER",
+                "status": "RUNNING",
+                "begin_time": 1_700_000_100_000,
+                "sub_jobs": [
+                    {
+                        "id": live_sub,
+                        "status": "RUNNING",
+                        "begin_time": 1_700_000_100_000,
+                        "resource_id": server,
+                        "resource_name": "golden",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def test_a_loaded_state_is_consistent_and_its_live_jobs_run(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    client = cloud.client(tenant)
+    cloud.steer(tenant, "DELETE_SERVER", completion="reads", reads=2)
+    state = fixture_state(tenant.project_id, 710_000_000_000_000_000)
+    cloud.load(state)
+
+    dumped = cloud.dump(tenant)
+    assert [j["status"] for j in dumped["jobs"]] == ["SUCCESS", "RUNNING"]
+    assert dumped["jobs"][1]["sub_jobs"][0]["payload"]["server_id"] == state["servers"][0]["id"]
+    counted = client.count_image_sub_jobs(
+        CountImageSubJobsRequest(job_type="CREATE_SERVER,DELETE_SERVER")
+    )
+    assert counted.count == 2
+    live_id = state["jobs"][1]["id"]
+    assert client.show_image_job(ShowImageJobRequest(job_id=live_id)).status == "RUNNING"
+    # The imported job is a real engine task: steered, it ends, and deletes its server.
+    assert client.show_image_job(ShowImageJobRequest(job_id=live_id)).status == "SUCCESS"
+    assert client.list_image_servers(ListImageServersRequest()).count == 0
+
+
+def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    good = fixture_state(tenant.project_id, 720_000_000_000_000_000)
+    cloud.load(good)
+    before = cloud.dump(tenant)
+
+    bad = fixture_state(tenant.project_id, 730_000_000_000_000_000)
+    bad["jobs"][0]["sub_jobs"][0]["status"] = "RUNNING"  # under a SUCCESS job
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(bad)
+    assert (caught.value.status, caught.value.error_code) == (400, "WKS.00211102")
+    assert "jobs[0].status" in caught.value.error_msg
+    duplicate = fixture_state(tenant.project_id, 740_000_000_000_000_000)
+    duplicate["jobs"][1]["id"] = duplicate["jobs"][0]["id"]
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(duplicate)
+    assert "jobs[1].id" in caught.value.error_msg
+    with pytest.raises(OperatorError) as caught:
+        cloud.load({**good, "jobz": []})
+    assert caught.value.status == 400
+    assert cloud.dump(tenant) == before
+
+
+def test_init_dir_files_are_loaded_on_start(tmp_path: Path) -> None:
+    project_id = "0123456789abcdef0123456789abcdef"
+    state = fixture_state(project_id, 750_000_000_000_000_000)
+    (tmp_path / "10-project.json").write_text(json.dumps(state))
+    rules = [{"project_id": project_id, "job_type": "DELETE_SERVER", "completion": "reads"}]
+    (tmp_path / "00-steering.rules.json").write_text(json.dumps(rules))
+    with imagejobs.testing.serve(init_dir=tmp_path) as started:
+        assert [j["id"] for j in started.dump(project_id)["jobs"]] == [
+            j["id"] for j in state["jobs"]
+        ]
+        rule = started.operator("GET", f"/_imagejobs/engine/rules/{project_id}/DELETE_SERVER")
+        assert rule["completion"] == "reads"
+
+
+@pytest.mark.postgres
+def test_load_dump_and_reset_on_postgresql(postgres_url: str) -> None:
+    with imagejobs.testing.serve(database_url=postgres_url) as on_postgres:
+        tenant = on_postgres.tenant()
+        state = fixture_state(tenant.project_id, 760_000_000_000_000_000)
+        on_postgres.load(state)
+        with pytest.raises(OperatorError) as caught:  # the same ids in another project
+            on_postgres.load({**state, "project_id": on_postgres.tenant().project_id})
+        assert caught.value.status == 409
+        assert [j["id"] for j in on_postgres.dump(tenant)["jobs"]] == [
+            j["id"] for j in state["jobs"]
+        ]
+        on_postgres.reset(tenant)
+        assert on_postgres.dump(tenant) == {
+            "project_id": tenant.project_id,
+            "servers": [],
+            "jobs": [],
+        }
