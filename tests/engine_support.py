@@ -77,7 +77,10 @@ _COUNTS = (
     "SELECT project_id, 'sub_job', job_type, status, COUNT(*) FROM sub_jobs"
     " GROUP BY project_id, job_type, status",
 )
-_COUNTERS = "SELECT project_id, scope, job_type, status, n FROM job_counters WHERE n <> 0"
+_COUNTERS = (
+    "SELECT project_id, scope, job_type, status, SUM(n) FROM job_counters"
+    " GROUP BY project_id, scope, job_type, status HAVING SUM(n) <> 0"
+)
 
 
 def _compare(rows: list[Any], counters: list[Any]) -> list[str]:

@@ -58,3 +58,11 @@ def test_time_format_agrees_with_the_standard_library_everywhere() -> None:
         moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
         expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
         assert format_time(epoch_ms) == expected
+
+
+def test_times_stay_right_when_reused_and_past_the_wire_cache() -> None:
+    # A page's times come from a bounded cache: reused, and after it is emptied when full.
+    first = [format_time(1_700_000_000_000 + 997 * i) for i in range(50_000)]
+    again = [format_time(1_700_000_000_000 + 997 * i) for i in range(50_000)]
+    assert first == again
+    assert again[1] == "2023-11-14T22:13:20.997Z"

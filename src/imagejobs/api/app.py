@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from imagejobs.api.auth import make_authenticator
 from imagejobs.api.console import console_routes
+from imagejobs.api.dispatch import ImageJobsApp
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
 from imagejobs.api.endpoint import make_endpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
@@ -44,10 +45,11 @@ def create_app(
 
     access = access or OpenAccess()
     authenticate = make_authenticator(access)
-    routes: list[BaseRoute] = [
+    operations = [
         Route(op.path, make_endpoint(op, services, authenticate, access), methods=[op.method])
         for op in ALL_OPERATIONS
     ]
+    routes: list[BaseRoute] = [*operations]
     routes += iam_api.routes() if iam_api else []
     routes += extra_routes or []
     routes += [
@@ -65,7 +67,8 @@ def create_app(
         if on_shutdown is not None:
             await on_shutdown()
 
-    app = Starlette(
+    app = ImageJobsApp(
+        operations,
         routes=routes,
         exception_handlers={
             HTTPException: http_exception_handler,

@@ -113,9 +113,12 @@ class Wakeups:
         if self._listener is None or not isinstance(self._db, PostgresDatabase):
             return
         connection, self._listener = self._listener, None
-        with contextlib.suppress(Exception):
+        try:
             connection.remove_termination_listener(self._on_lost)
             await connection.remove_listener(CHANNEL, self._on_notify)
+        except Exception:
+            # Maybe still listening: pooled connections are not reset (database.py).
+            connection.terminate()
         with contextlib.suppress(Exception):
             await self._db.pool.release(connection)
 

@@ -1,9 +1,9 @@
 """The job store: every SQL statement that reads or writes jobs, sub-jobs and counters.
 
 Each list answers with one statement, so its ``count`` and its page come from one
-snapshot. Counts come from ``job_counters`` (kept in the same transaction as every row
-change), and pages are a deferred join over a covering index: the page's ids are found in
-the index alone, then only those rows are read.
+snapshot. Counts come from ``job_counters`` (summed over a counter's stripes, kept in the
+same transaction as every row change), and pages are a deferred join over a covering
+index: the page's ids are found in the index alone, then only those rows are read.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ INSERT_SUB_JOB = Statement(
     " :resource_id, :resource_name, :error_code, :error_message)"
 )
 ADD_TO_COUNTER = Statement(
-    "INSERT INTO job_counters (project_id, scope, job_type, status, n)"
-    " VALUES (:project_id, :scope, :job_type, :status, :delta)"
-    " ON CONFLICT (project_id, scope, job_type, status)"
+    "INSERT INTO job_counters (project_id, scope, job_type, status, stripe, n)"
+    " VALUES (:project_id, :scope, :job_type, :status, :stripe, :delta)"
+    " ON CONFLICT (project_id, scope, job_type, status, stripe)"
     " DO UPDATE SET n = job_counters.n + excluded.n"
 )
 SUBTRACT_SUB_JOBS_TOTAL = Statement(
@@ -183,8 +183,9 @@ CounterKey = tuple[str, str, str, str]  # project_id, scope, job_type, status
 
 async def apply_counter_deltas(tx: Transaction, deltas: Counter[CounterKey]) -> None:
     """Apply counter changes in key order, so concurrent writers never deadlock."""
+    stripe = tx.counter_stripe  # one stripe for all: the key order still holds
     rows = [
-        {"project_id": p, "scope": s, "job_type": t, "status": st, "delta": d}
+        {"project_id": p, "scope": s, "job_type": t, "status": st, "stripe": stripe, "delta": d}
         for (p, s, t, st), d in sorted(deltas.items())
         if d
     ]

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -65,6 +66,8 @@ sub_jobs = Table(
 
 # Row counts per (project, scope, type, status), maintained in the same transaction as
 # every insert, status change and delete, so `count` never scans (ARCHITECTURE.md #4).
+# A count is the sum over a few stripes: concurrent writers add to different rows, so one
+# project's creates do not queue on one row lock (storage/database.py COUNTER_STRIPES).
 job_counters = Table(
     "job_counters",
     metadata,
@@ -72,6 +75,7 @@ job_counters = Table(
     Column("scope", String(8), primary_key=True),  # "job" or "sub_job"
     Column("job_type", String(32), primary_key=True),
     Column("status", String(16), primary_key=True),
+    Column("stripe", SmallInteger, primary_key=True, autoincrement=False),
     Column("n", BigInteger, nullable=False),
 )
 
