@@ -15,6 +15,7 @@ from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJob
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import Job, JobDetail, SubJob
 from imagejobs.domain.servers import AccountInfo, ImageRef, ImageServer
+from imagejobs.services.servers import creation_payload, deletion_payload, image_payload
 from imagejobs.services.testkit import ProjectState
 
 LIVE_JOBS = 6  # the newest jobs, still WAITING or RUNNING when the demo starts
@@ -108,12 +109,7 @@ def _create(world: _World, n: int, begin: int, live: bool) -> None:
         instance_id=str(uuid.UUID(int=world.rng.getrandbits(128), version=4)) if made else "",
     )
     world.servers[server_id] = server
-    payload = {
-        "server_id": str(server_id),
-        "name": name,
-        "server_group_id": server.server_group_id,
-        "spec": {},
-    }
+    payload = creation_payload(server)
     _record(world, JobType.CREATE_SERVER, begin, status, (str(server_id), name), payload)
 
 
@@ -121,17 +117,7 @@ def _image(world: _World, server: ImageServer, n: int, begin: int, live: bool) -
     status = _outcome(world, live)
     image_id = str(uuid.UUID(int=world.rng.getrandbits(128), version=4))
     name = f"demo-image-{n}"
-    payload = {
-        "server_id": str(server.id),
-        "server_name": server.name,
-        "aps_server_id": server.server_id,
-        "instance_id": server.instance_id,
-        "image_id": image_id,
-        "name": name,
-        "description": "",
-        "execute_sysprep": False,
-        "previous_status": server.status.value,
-    }
+    payload = image_payload(server, image_id, name, description="", execute_sysprep=False)
     if status is SubJobStatus.SUCCESS:
         server = replace(server, status=ImageServerStatus.BUILT, image_id=image_id)
     elif status is not SubJobStatus.FAILED:
@@ -142,13 +128,7 @@ def _image(world: _World, server: ImageServer, n: int, begin: int, live: bool) -
 
 def _delete(world: _World, server: ImageServer, begin: int, live: bool) -> None:
     status = _outcome(world, live)
-    payload = {
-        "server_id": str(server.id),
-        "name": server.name,
-        "aps_server_id": server.server_id,
-        "instance_id": server.instance_id,
-        "recursive": False,
-    }
+    payload = deletion_payload(server, recursive=False)
     if status is SubJobStatus.SUCCESS:
         del world.servers[server.id]  # deleted servers are gone from the lists
     elif status is not SubJobStatus.FAILED:

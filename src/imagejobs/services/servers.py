@@ -132,13 +132,7 @@ class ServerService:
             enterprise_project_id=request.enterprise_project_id,
             spec=request.spec,
         )
-        payload = {
-            "server_id": str(server.id),
-            "name": server.name,
-            "server_group_id": server.server_group_id,
-            "spec": dict(request.spec),
-        }
-        work = [(str(server.id), server.name, payload)]
+        work = [(str(server.id), server.name, creation_payload(server))]
         plan = await self._plan(project_id, JobType.CREATE_SERVER, work, now)
         await self._store.create(server, plan, now)
         return str(plan[0].job.id)
@@ -179,7 +173,7 @@ class ServerService:
         behaviour = await self._steering.behaviour(project_id, JobType.DELETE_SERVER)
 
         def plan(servers: Sequence[ImageServer]) -> JobPlan:
-            work = [(str(s.id), s.name, _deletion(s, recursive)) for s in servers]
+            work = [(str(s.id), s.name, deletion_payload(s, recursive)) for s in servers]
             return self._plan_with(
                 project_id, JobType.DELETE_SERVER, work, now, behaviour.queue_seconds
             )
@@ -203,17 +197,9 @@ class ServerService:
         image_id = str(uuid.uuid4())
 
         def plan(server: ImageServer) -> JobPlan:
-            payload = {
-                "server_id": str(server.id),
-                "server_name": server.name,
-                "aps_server_id": server.server_id,
-                "instance_id": server.instance_id,
-                "image_id": image_id,
-                "name": request.name,
-                "description": request.description,
-                "execute_sysprep": request.execute_sysprep,
-                "previous_status": server.status.value,
-            }
+            payload = image_payload(
+                server, image_id, request.name, request.description, request.execute_sysprep
+            )
             work = [(image_id, request.name, payload)]
             return self._plan_with(
                 project_id, JobType.CREATE_SERVER_IMAGE, work, now, behaviour.queue_seconds
@@ -331,7 +317,36 @@ class ServerService:
         return JobDetail(job=job, sub_jobs=sub_jobs), tasks
 
 
-def _deletion(server: ImageServer, recursive: bool) -> dict[str, Any]:
+# What each job type's step needs from its server (services/engine.py reads it back); the
+# demo world builds its live jobs with the same functions.
+
+
+def creation_payload(server: ImageServer) -> dict[str, Any]:
+    return {
+        "server_id": str(server.id),
+        "name": server.name,
+        "server_group_id": server.server_group_id,
+        "spec": dict(server.spec),
+    }
+
+
+def image_payload(
+    server: ImageServer, image_id: str, name: str, description: str, execute_sysprep: bool
+) -> dict[str, Any]:
+    return {
+        "server_id": str(server.id),
+        "server_name": server.name,
+        "aps_server_id": server.server_id,
+        "instance_id": server.instance_id,
+        "image_id": image_id,
+        "name": name,
+        "description": description,
+        "execute_sysprep": execute_sysprep,
+        "previous_status": server.status.value,
+    }
+
+
+def deletion_payload(server: ImageServer, recursive: bool) -> dict[str, Any]:
     return {
         "server_id": str(server.id),
         "name": server.name,
