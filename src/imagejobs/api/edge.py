@@ -77,11 +77,11 @@ class Edge:
         # A request is in flight once it has fully arrived: one still sending its body
         # holds no place (else a few dozen slow bodies would shed everyone else with 503;
         # the input guard's body timeout bounds how long they may take).
-        arriving = _has_body(scope)
+        head_bytes, arriving = _read_head(scope)
         refusal: ImageJobsError | None = None
         if bounded and not arriving and self.in_flight >= self._max_in_flight:
             refusal = ServiceUnavailable()
-        elif sum(len(k) + len(v) for k, v in scope["headers"]) > self._max_header_bytes:
+        elif head_bytes > self._max_header_bytes:
             refusal = HeadersTooLarge()
         if refusal is not None:
             await self._refuse(scope, send, refusal, started)
@@ -252,14 +252,18 @@ class _Place:
             self._held = False
 
 
-def _has_body(scope: Scope) -> bool:
-    """Whether the request announces a body still to be read."""
+def _read_head(scope: Scope) -> tuple[int, bool]:
+    """The request head's size (header names and values), and whether it announces a body
+    still to be read: one pass over the headers, as every request pays for it."""
+    size = 0
+    sized_body = chunked = False
     for name, value in scope["headers"]:
+        size += len(name) + len(value)
         if name == b"content-length":
-            return value.strip() not in (b"", b"0")
-        if name == b"transfer-encoding":
-            return True
-    return False
+            sized_body = value.strip() not in (b"", b"0")
+        elif name == b"transfer-encoding":
+            chunked = True
+    return size, sized_body or chunked
 
 
 async def _no_body() -> Message:
