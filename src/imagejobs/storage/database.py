@@ -106,6 +106,12 @@ class Database(ABC):
         """A write transaction: committed when the block ends, rolled back on error."""
 
     @abstractmethod
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        """Run one statement that writes as a transaction of its own, and return its rows
+        (on PostgreSQL one round trip: a single statement is atomic without BEGIN and
+        COMMIT of its own)."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
@@ -230,6 +236,10 @@ class SqliteDatabase(Database):
                 self._rollback()
                 raise
 
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        async with self.transaction() as tx:
+            return await tx.fetch(statement, params)
+
     def _rollback(self) -> None:
         # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR).
         if self._writer.in_transaction:
@@ -346,6 +356,9 @@ class PostgresDatabase(Database):
                 yield _PostgresTransaction(connection)
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
+
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        return await self.fetch(statement, params)  # a pooled connection autocommits
 
     async def close(self) -> None:
         await self._pool.close()
