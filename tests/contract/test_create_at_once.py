@@ -1,18 +1,22 @@
 """A create as one statement (PostgreSQL) and in steps (SQLite) answers alike: a name
-taken by a concurrent create is refused exactly once per loser, and the steering rules'
-queue delay applies (issue 12)."""
+taken by a concurrent create is refused exactly once per loser, the steering rules'
+queue delay applies, and audit events written together are all stored (issue 12)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
 from imagejobs.domain.enums import JobType
+from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.servers import ServerNameTaken
 from imagejobs.domain.steering import ANY, Completion, Rule
+from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
 from imagejobs.storage.database import Database
+from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 from tests.engine_support import counter_mismatches_async, new_server, services_for
 from tests.factories import new_project
 
@@ -75,3 +79,30 @@ async def test_a_create_is_due_when_the_most_specific_rule_says(services: Servic
     assert await delay_ms(unruled_type) == 30_000
     await steering.delete_rule(ANY, ANY)
     assert await delay_ms(other) == 0  # the process default (IMAGEJOBS_SIMULATED_QUEUE_SECONDS)
+
+
+class ScriptedIds(IdGenerator):
+    """Ids from a list: the first ones collide on purpose."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(node=1)
+        self._script: Iterator[int] = iter(ids)
+
+    def next_id(self) -> int:
+        return next(self._script)
+
+
+def _event(request_id: str) -> AuditEvent:
+    return AuditEvent(0, now_ms(), request_id, "a/u", "a", "POST", "/v1/p/x", "Op", "p", 200, "")
+
+
+async def test_audit_events_stored_together_are_all_stored(database: Database) -> None:
+    await SqlOpsStore(database, ScriptedIds([5])).add_audit_event(_event("first"))
+    # Id 5 is taken: that event is written again with the next id, the others stay.
+    ops = SqlOpsStore(database, ScriptedIds([5, 6, 7, 8]))
+    await ops.add_audit_events([_event("a"), _event("b"), _event("c")])
+    stored = {e.id: e.request_id for e in await ops.audit_events(10)}
+    assert stored == {8: "a", 7: "c", 6: "b", 5: "first"}
+    many = [_event(f"r{n}") for n in range(300)]
+    await SqlOpsStore(database).add_audit_events(many)
+    assert len(await ops.audit_events(1000)) == 304

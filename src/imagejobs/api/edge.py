@@ -9,12 +9,12 @@ is read from the route Starlette matched (``scope["route"]``): names stay bounde
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagejobs.api.audit_trail import AuditTrail
 from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
 from imagejobs.api.routes import ALL_OPERATIONS
 from imagejobs.domain.errors import HeadersTooLarge, ImageJobsError, ServiceUnavailable
@@ -28,7 +28,6 @@ from imagejobs.observability import (
 )
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
-logger = logging.getLogger("imagejobs.api")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
 # still alive and ready, and its metrics matter most then.
@@ -42,7 +41,6 @@ class _ErrorCode(msgspec.Struct):
 
 
 _error_code = msgspec.json.Decoder(_ErrorCode)
-_encode_event = msgspec.json.Encoder().encode
 
 
 class Edge:
@@ -59,12 +57,11 @@ class Edge:
         self.app = app
         self._metrics = metrics
         self._access_log = access_log
-        self._audit = audit
         self._max_in_flight = max_in_flight or 1 << 62
         self._max_header_bytes = max_header_bytes
         self.in_flight = 0
         self._names: dict[tuple[int, str], str] = {}
-        self._audit_tasks: set[asyncio.Task[None]] = set()
+        self._audit_trail = AuditTrail(audit) if audit is not None else None
         if metrics is not None:
             metrics.in_flight.set_function(lambda: self.in_flight)
 
@@ -176,7 +173,7 @@ class Edge:
                     round(seconds * 1000, 2),
                 )
             )
-        if error_body is not None and self._audit is not None:
+        if error_body is not None and self._audit_trail is not None:
             event = AuditEvent(
                 id=0,
                 at=now_ms(),
@@ -193,23 +190,12 @@ class Edge:
                 error_code=_code_of(error_body) if status >= 400 else "",
             )
             # Written beside the answer, not before it: the caller never waits for it.
-            task = asyncio.get_running_loop().create_task(self._write_audit(event))
-            self._audit_tasks.add(task)
-            task.add_done_callback(self._audit_tasks.discard)
-
-    async def _write_audit(self, event: AuditEvent) -> None:
-        assert self._audit is not None
-        try:
-            await self._audit.add_audit_event(event)
-        except ImageJobsError:  # the database is away: the log keeps the event instead
-            logger.warning("audit event not stored: %s", _encode_event(event).decode())
-        except Exception:
-            logger.exception("audit event not stored: %s", _encode_event(event).decode())
+            self._audit_trail.add(event)
 
     async def drain(self) -> None:
         """Wait for audit events still being written, flush the access log (at shutdown)."""
-        if self._audit_tasks:
-            await asyncio.wait(set(self._audit_tasks), timeout=5)
+        if self._audit_trail is not None:
+            await self._audit_trail.drain(timeout=5)
         if self._access_log is not None:
             self._access_log.flush()
 
