@@ -220,7 +220,28 @@ def reference_rows(ids: IdGenerator, project_id: str, now: int) -> list[tuple[st
     ]
 
 
-async def drive_reference(dsn: str, clients: int, seconds: float, projects: int) -> int:
+async def backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to ``dsn``'s database
+    (from /proc: the cluster is local)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return {row["pid"]: lj.cpu_seconds([row["pid"]]) for row in rows}
+
+
+def cpu_since(start: dict[int, float], end: dict[int, float]) -> float:
+    return sum(used - start.get(pid, 0.0) for pid, used in end.items())
+
+
+async def drive_reference(
+    dsn: str, clients: int, seconds: float, projects: int, cpu: dict[int, float] | None = None
+) -> int:
+    """The reference's loop; ``cpu`` gets its backends' CPU seconds before they close."""
     done = 0
     numbers = itertools.count()
     ids = IdGenerator(node=255)
@@ -244,6 +265,8 @@ async def drive_reference(dsn: str, clients: int, seconds: float, projects: int)
 
     try:
         await asyncio.gather(*(client() for _ in range(clients)))
+        if cpu is not None:
+            cpu.update(await backend_cpu(dsn))
     finally:
         await pool.close()
     return done
@@ -296,6 +319,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         driver_ms: dict[str, dict[str, list[float]]] = {
             shape: {"imagejobs": [], "reference": []} for shape in SHAPES
         }
+        # The CPU of the PostgreSQL backends serving each side, per create.
+        postgres_ms: dict[str, dict[str, list[float]]] = {
+            shape: {"imagejobs": [], "reference": []} for shape in SHAPES
+        }
         with server:
             base_url = f"http://{lj.HOST}:{port}"
             asyncio.run(drive_imagejobs(base_url, args.clients, 1.0, 1, args.driver))  # warm-up
@@ -309,6 +336,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     )
                     for name in order:
                         own_cpu = time.process_time()
+                        backends_at_start = asyncio.run(backend_cpu(dsn))
+                        backends: dict[int, float] = {}
                         if name == "imagejobs":
                             cpu = server.cpu_seconds()
                             n = asyncio.run(
@@ -318,10 +347,15 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             )
                             used = server.cpu_seconds() - cpu
                             cpu_ms[shape].append(round(used / n * 1000, 2))
+                            backends = asyncio.run(backend_cpu(dsn))
                         else:
-                            n = asyncio.run(drive_reference(dsn, args.clients, args.duration, size))
+                            n = asyncio.run(
+                                drive_reference(dsn, args.clients, args.duration, size, backends)
+                            )
                         own = (time.process_time() - own_cpu) / n * 1000
                         driver_ms[shape][name].append(round(own, 3))
+                        pg = cpu_since(backends_at_start, backends) / n * 1000
+                        postgres_ms[shape][name].append(round(pg, 3))
                         rates[name].append(round(n / args.duration, 1))
                         lj.log(f"{shape} {name} round {number + 1}: {rates[name][-1]} creates/s")
                 ratios = [
@@ -335,6 +369,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     "ratio": round(statistics.median(ratios), 3),
                     "imagejobs_server_cpu_ms_per_create": cpu_ms[shape],
                     "driver_cpu_ms_per_create": driver_ms[shape],
+                    "postgres_backend_cpu_ms_per_create": postgres_ms[shape],
                 }
         result["driver"] = args.driver
         result["load_average_at_start"] = load

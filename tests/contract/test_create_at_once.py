@@ -1,12 +1,14 @@
 """A create as one statement (PostgreSQL) and in steps (SQLite) answers alike: a name
 taken by a concurrent create is refused exactly once per loser, the steering rules'
-queue delay applies, and audit events written together are all stored (issue 12)."""
+queue delay applies, runners elsewhere are notified after the commit, and audit events
+written together are all stored (issue 12)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from imagejobs.domain.enums import JobType
@@ -15,7 +17,8 @@ from imagejobs.domain.servers import ServerNameTaken
 from imagejobs.domain.steering import ANY, Completion, Rule
 from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
-from imagejobs.storage.database import Database
+from imagejobs.storage.database import Database, database_for, postgres_dsn
+from imagejobs.storage.engine_wakeups import CHANNEL
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 from tests.engine_support import counter_mismatches_async, new_server, services_for
 from tests.factories import new_project
@@ -106,3 +109,26 @@ async def test_audit_events_stored_together_are_all_stored(database: Database) -
     many = [_event(f"r{n}") for n in range(300)]
     await SqlOpsStore(database).add_audit_events(many)
     assert len(await ops.audit_events(1000)) == 304
+
+
+@pytest.mark.postgres
+async def test_runners_elsewhere_are_notified_before_a_create_answers(
+    postgres_url: str,
+) -> None:
+    database = database_for(postgres_url)
+    await database.open()
+    listener = await asyncpg.connect(postgres_dsn(postgres_url))
+    notified = asyncio.Event()
+    await listener.add_listener(CHANNEL, lambda *_: notified.set())
+    try:
+        services = services_for(database, postgres_url)
+        project = new_project()
+        await asyncio.gather(*(services.servers.create(project, new_server()) for _ in range(8)))
+        # Sent after the commits and before the answers: delivered, not lost with the loop.
+        await asyncio.wait_for(notified.wait(), 30)
+        notified.clear()
+        await services.servers.create(project, new_server())
+        await asyncio.wait_for(notified.wait(), 30)
+    finally:
+        await listener.close()
+        await database.close()

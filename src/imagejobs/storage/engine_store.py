@@ -10,10 +10,10 @@ Claims: on PostgreSQL ``UPDATE ... WHERE sub_job_id IN (SELECT ... FOR UPDATE SK
 LOCKED)``, so concurrent runners never claim the same task and never wait on each other;
 on SQLite the same statement runs under ``BEGIN IMMEDIATE``, one writer at a time.
 
-Wake-ups: a process rings its own doorbell when it adds due work; on PostgreSQL the
-transaction also sends ``NOTIFY imagejobs_engine`` to runners in other processes, and on
-SQLite those notice other processes' commits through ``PRAGMA data_version``
-(engine_wakeups.py).
+Wake-ups: a process rings its own doorbell when it adds due work; on PostgreSQL runners
+in other processes get ``NOTIFY imagejobs_engine`` (sent inside a transaction that
+changes tasks, or after the commit of new tasks), and on SQLite those notice other
+processes' commits through ``PRAGMA data_version`` (engine_wakeups.py).
 """
 
 from __future__ import annotations
@@ -289,8 +289,8 @@ class SqlEngineStore:
     # --- writing tasks, within the transaction that creates their jobs -----------------
 
     async def add_tasks(self, tx: Transaction, tasks: Sequence[NewTask], now: int) -> None:
+        """Write ``tasks`` in ``tx``; call ``announce()`` once it has committed."""
         await tx.execute_many(INSERT_TASK, [task_row(t, now) for t in tasks])
-        await self._notify(tx)
 
     async def _notify(self, tx: Transaction) -> None:
         await notify(tx, self._dialect)
@@ -298,6 +298,12 @@ class SqlEngineStore:
     def ring(self) -> None:
         """Wake this process's runner: due work was just committed."""
         self._wakeups.ring()
+
+    async def announce(self) -> None:
+        """Wake the runners of this process and of the others: new tasks were committed
+        (engine_wakeups.py: the NOTIFY goes after the commit, not inside it)."""
+        self._wakeups.ring()
+        await self._wakeups.announce()
 
     # --- claims and leases -----------------------------------------------------------------
 
