@@ -1,20 +1,25 @@
 """CreateImageServer on PostgreSQL against a raw asyncpg reference writing the same rows.
 
-One fresh PostgreSQL database (``imagejobs_create_bench``, dropped at the end), migrated.
+One fresh PostgreSQL database (``--database``, dropped at the end), migrated.
 ``imagejobs serve`` (one Granian worker on CPU 0, no embedded runner, IMAGEJOBS_AUTH=none
 so that the load driver need not sign, per-project quotas off so that they do not cap the
-rate) takes CreateImageServer requests from ``--clients`` concurrent HTTP clients; the
+rate) takes CreateImageServer requests from ``--clients`` concurrent HTTP clients (raw
+keep-alive sockets sending a prepared request: httpx, ``--driver httpx``, costs the
+driver's CPU, which the reference shares, several times as much per request); the
 reference is those clients' own loop of raw asyncpg transactions, one per create, writing
 what a create writes: the name check, the server, the job, its sub-job, the two counters
 (same upsert) and the engine task, with the same statements and the same kind of values.
 Both run in two shapes, every client in one project and each create in one of 100
 projects, in alternating rounds (imagejobs, reference; then reference, imagejobs). The
-driver and the reference run on CPU 1; PostgreSQL is not pinned.
+driver and the reference run on CPU 1; PostgreSQL is not pinned. Recorded per create
+beside the rates: the imagejobs worker's CPU, each side's driver CPU (this process), and
+the CPU of the PostgreSQL backends serving each side.
 
 Target (issue 12): imagejobs creates/s >= 0.5 x the reference, in both shapes.
 
     .venv/bin/python bench/create_servers.py [--clients 8] [--rounds 4] [--duration 6]
-        [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--driver raw|httpx]
+        [--database imagejobs_create_bench]
 
 Prints a table, writes JSON to bench/results/, exits 0.
 """

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
+from imagejobs.api.audit_trail import AuditTrail
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.servers import ServerNameTaken
@@ -131,4 +133,20 @@ async def test_runners_elsewhere_are_notified_before_a_create_answers(
         await asyncio.wait_for(notified.wait(), 30)
     finally:
         await listener.close()
+        await database.close()
+
+
+@pytest.mark.postgres
+async def test_an_event_the_database_refuses_costs_only_itself(postgres_url: str) -> None:
+    database = database_for(postgres_url)
+    await database.open()
+    try:
+        ops = SqlOpsStore(database)
+        trail = AuditTrail(ops)
+        refused = replace(_event("refused"), principal="a\x00b")  # PostgreSQL text has no NUL
+        for event in (_event("before"), refused, _event("after")):
+            trail.add(event)  # queued together: one batch
+        await trail.drain(timeout=30)
+        assert sorted(e.request_id for e in await ops.audit_events(10)) == ["after", "before"]
+    finally:
         await database.close()

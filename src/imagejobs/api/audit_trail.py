@@ -34,18 +34,22 @@ class AuditTrail:
             while self._queued:
                 batch = self._queued[:MAX_BATCH]
                 del self._queued[:MAX_BATCH]
-                try:
-                    await self._ops.add_audit_events(batch)
-                except ImageJobsError:  # the database is away: the log keeps the events
-                    for event in batch:
-                        logger.warning("audit event not stored: %s", _encode_event(event).decode())
-                except Exception:
-                    for event in batch:
-                        logger.exception(
-                            "audit event not stored: %s", _encode_event(event).decode()
-                        )
+                await self._store(batch)
         finally:
             self._writer = None
+
+    async def _store(self, batch: list[AuditEvent]) -> None:
+        try:
+            await self._ops.add_audit_events(batch)
+        except ImageJobsError:  # the database is away: the log keeps the events
+            for event in batch:
+                logger.warning("audit event not stored: %s", _encode_event(event).decode())
+        except Exception:
+            if len(batch) > 1:  # one event the database refuses: store the others
+                for event in batch:
+                    await self._store([event])
+                return
+            logger.exception("audit event not stored: %s", _encode_event(batch[0]).decode())
 
     async def drain(self, timeout: float) -> None:
         """Wait for the queued events to be written (at shutdown)."""

@@ -185,7 +185,7 @@ class Edge:
                 # PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
                 path=scope["path"][:512].replace("\x00", "\ufffd"),
                 operation=operation,
-                project_id=(project or "")[:128],
+                project_id=(project or "")[:128].replace("\x00", "\ufffd"),
                 status=status,
                 error_code=_code_of(error_body) if status >= 400 else "",
             )
