@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import cache
@@ -41,9 +42,10 @@ from imagejobs.domain.lifecycle import (
     Transition,
     job_status_after,
 )
-from imagejobs.storage.database import Database, Row, Statement, Transaction
+from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
 from imagejobs.storage.engine_wakeups import Wakeups, notify
 from imagejobs.storage.job_store import CounterKey, apply_counter_deltas
+from imagejobs.storage.rows_statement import RowsStatement
 from imagejobs.storage.server_changes import apply_server_changes
 
 logger = logging.getLogger("imagejobs.engine")
@@ -97,7 +99,44 @@ def _claim(dialect: str) -> Statement:
     )
 
 
-CLAIM = {"sqlite": _claim("sqlite"), "postgresql": _claim("postgresql")}
+# PostgreSQL: the claim, the first start of its sub-jobs (and of their jobs still
+# WAITING) and the counters' moves in one statement, committed on its own: one round
+# trip per batch instead of seven (the send and the wake-up of each round trip were a
+# quarter of a worker's CPU). A sub-job starts when the claim finds it WAITING; the
+# counters move by what the statement changed, in the usual lock order (tasks, sub-jobs,
+# jobs, counters by key). `= ANY(ARRAY(...))`, not `IN (SELECT ...)`: the few rows are
+# looked up by key instead of a hash join over a scan of the whole table.
+CLAIM_POSTGRES = Statement(
+    "WITH claimed AS (UPDATE engine_tasks SET lease_owner = :owner, due_at = :lease_until,"
+    " fencing_token = fencing_token + 1, attempts = attempts + 1,"
+    " started_at = COALESCE(started_at, CAST(:now AS BIGINT))"
+    f" WHERE sub_job_id IN ({_DUE_PROJECTS} SELECT sub_job_id FROM (SELECT c.sub_job_id,"
+    " c.due_at, ROW_NUMBER() OVER (PARTITION BY p.project_id ORDER BY c.due_at) AS turn"
+    f"{_PER_PROJECT['postgresql']}) AS fair ORDER BY turn, due_at LIMIT :limit)"
+    f" RETURNING {_CLAIMED_COLUMNS}),"
+    " started AS (UPDATE sub_jobs SET status = 'RUNNING', begin_time = CAST(:now AS BIGINT)"
+    " WHERE id = ANY(ARRAY(SELECT sub_job_id FROM claimed)) AND status = 'WAITING'"
+    " RETURNING job_id, project_id, job_type),"
+    " started_jobs AS (UPDATE jobs SET status = 'RUNNING'"
+    " WHERE id = ANY(ARRAY(SELECT job_id FROM started)) AND status = 'WAITING'"
+    " RETURNING project_id, job_type),"
+    " moves (project_id, scope, job_type, status, n) AS ("
+    "SELECT project_id, 'sub_job', job_type, 'WAITING', -COUNT(*) FROM started"
+    " GROUP BY project_id, job_type"
+    " UNION ALL SELECT project_id, 'sub_job', job_type, 'RUNNING', COUNT(*) FROM started"
+    " GROUP BY project_id, job_type"
+    " UNION ALL SELECT project_id, 'job', job_type, 'WAITING', -COUNT(*) FROM started_jobs"
+    " GROUP BY project_id, job_type"
+    " UNION ALL SELECT project_id, 'job', job_type, 'RUNNING', COUNT(*) FROM started_jobs"
+    " GROUP BY project_id, job_type),"
+    " counted AS (INSERT INTO job_counters (project_id, scope, job_type, status, stripe, n)"
+    " SELECT project_id, scope, job_type, status, CAST(:stripe AS SMALLINT), n FROM moves"
+    " ORDER BY project_id, scope, job_type, status"
+    " ON CONFLICT (project_id, scope, job_type, status, stripe)"
+    " DO UPDATE SET n = job_counters.n + excluded.n)"
+    f" SELECT {_CLAIMED_COLUMNS} FROM claimed ORDER BY sub_job_id"
+)
+CLAIM_SQLITE = _claim("sqlite")
 MARK_STARTED = Statement("UPDATE engine_tasks SET started_at = :now WHERE sub_job_id = :id")
 START_SUB_JOB = Statement(
     "UPDATE sub_jobs SET status = 'RUNNING', begin_time = :now"
@@ -170,6 +209,29 @@ LIST_PROJECT_TASKS = Statement(
 )
 
 
+SET_SUB_JOB_STATUSES = RowsStatement(
+    SET_SUB_JOB_STATUS.text,
+    "UPDATE sub_jobs SET status = v.status, end_time = v.end_time, error_code = v.code,"
+    " error_message = v.message FROM unnest({id}, {status}, {old}, {end_time}, {code},"
+    " {message}) AS v (id, status, old, end_time, code, message)"
+    " WHERE sub_jobs.id = v.id AND sub_jobs.status = v.old",
+    {
+        "id": "BIGINT",
+        "status": "TEXT",
+        "old": "TEXT",
+        "end_time": "BIGINT",
+        "code": "TEXT",
+        "message": "TEXT",
+    },
+)
+END_JOBS = RowsStatement(
+    END_JOB.text,
+    "UPDATE jobs SET status = v.status, end_time = :now FROM unnest({id}, {status})"
+    " AS v (id, status) WHERE jobs.id = v.id",
+    {"id": "BIGINT", "status": "TEXT"},
+)
+
+
 def _in_list(size: int) -> str:
     return ", ".join(f":id{i}" for i in range(size))
 
@@ -201,11 +263,9 @@ def finish_tasks_statement(size: int) -> Statement:
 
 
 @cache
-def lock_jobs_statement(dialect: str, size: int) -> Statement:
-    lock = " FOR UPDATE" if dialect == "postgresql" else ""
-    return Statement(
-        f"SELECT id, status FROM jobs WHERE id IN ({_in_list(size)}) ORDER BY id{lock}"
-    )
+def lock_jobs_statement(size: int) -> Statement:
+    """SQLite's (one writer at a time: no row locks); PostgreSQL's is LOCK_JOBS_PG."""
+    return Statement(f"SELECT id, status FROM jobs WHERE id IN ({_in_list(size)}) ORDER BY id")
 
 
 @cache
@@ -216,6 +276,34 @@ def sub_job_statuses_statement(size: int) -> Statement:
         f" UNION ALL SELECT job_id, '{_FAILED_EARLIER}', 1 FROM engine_job_failures"
         f" WHERE job_id IN ({_in_list(size)})"
     )
+
+
+# PostgreSQL: the same reads and writes over one array parameter (one prepared statement
+# for every batch size, no padding).
+_IDS = "ANY(CAST(:ids AS BIGINT[]))"
+FINISH_TASKS_PG = Statement(
+    "DELETE FROM engine_tasks AS t USING unnest(CAST(:ids AS BIGINT[]),"
+    " CAST(:tokens AS BIGINT[])) AS v (id, token)"
+    " WHERE t.sub_job_id = v.id AND t.fencing_token = v.token"
+    " RETURNING t.sub_job_id, t.fencing_token"
+)
+LOCK_JOBS_PG = Statement(f"SELECT id, status FROM jobs WHERE id = {_IDS} ORDER BY id FOR UPDATE")
+SUB_JOB_STATUSES_PG = Statement(
+    f"SELECT job_id, status, COUNT(*) FROM sub_jobs WHERE job_id = {_IDS}"
+    f" GROUP BY job_id, status UNION ALL SELECT job_id, '{_FAILED_EARLIER}', 1"
+    f" FROM engine_job_failures WHERE job_id = {_IDS}"
+)
+
+
+def _by_ids(
+    dialect: str, postgres: Statement, padded_statement: Callable[[int], Statement], ids: list[int]
+) -> tuple[Statement, dict[str, Any]]:
+    """A statement over ``ids`` and its parameters: one array on PostgreSQL, a padded IN
+    list on SQLite."""
+    if dialect == "postgresql":
+        return postgres, {"ids": ids}
+    values = padded(ids)
+    return padded_statement(len(values)), {f"id{i}": v for i, v in enumerate(values)}
 
 
 _encoder = msgspec.json.Encoder()
@@ -305,9 +393,14 @@ class SqlEngineStore:
         """Lease up to ``limit`` due tasks (new ones, retries, and expired leases), fairly
         across projects."""
 
+        params = {"owner": owner, "lease_until": now + lease_ms, "now": now, "limit": limit}
+        if self._dialect == "postgresql":
+            params["stripe"] = random.randrange(COUNTER_STRIPES)  # noqa: S311 - not secret
+            rows = await retrying(lambda: self._db.fetch(CLAIM_POSTGRES, params))
+            return [_claimed(row, row[8]) for row in rows]
+
         async def run(tx: Transaction) -> list[ClaimedTask]:
-            params = {"owner": owner, "lease_until": now + lease_ms, "now": now, "limit": limit}
-            rows = await tx.fetch(CLAIM[self._dialect], params)
+            rows = await tx.fetch(CLAIM_SQLITE, params)
             rows.sort(key=lambda row: row[0])
             tasks = [_claimed(row, row[8] if row[8] is not None else now) for row in rows]
             started = [t for t, row in zip(tasks, rows, strict=True) if row[8] is None]
@@ -318,7 +411,7 @@ class SqlEngineStore:
         return await self._transaction(run)
 
     async def _start(self, tx: Transaction, started: Sequence[ClaimedTask], now: int) -> None:
-        """First claim of a sub-job: it and (if still WAITING) its job go RUNNING."""
+        """First claim of a sub-job (SQLite): it and (if still WAITING) its job go RUNNING."""
         ids = [{"id": t.sub_job_id, "now": now} for t in started]
         await tx.execute_many(MARK_STARTED, ids)
         await tx.execute_many(START_SUB_JOB, ids)
@@ -369,13 +462,12 @@ class SqlEngineStore:
                     applied[i] = await self._fence(tx, transition, now)
                 if applied[i] and not isinstance(transition, Reschedule):
                     sub_jobs.append(_sub_job_change(transition, now, counters))
-            if sub_jobs:
-                await tx.execute_many(SET_SUB_JOB_STATUS, sub_jobs)
+            await SET_SUB_JOB_STATUSES.run(tx, self._dialect, sub_jobs)
             finished = [
                 t for t, a in zip(transitions, applied, strict=True) if a and isinstance(t, Finish)
             ]
             await apply_server_changes(
-                tx, [f.server for f in finished if f.server is not None], now
+                tx, [f.server for f in finished if f.server is not None], now, self._dialect
             )
             await self._end_jobs(tx, finished, now, counters)
             await apply_counter_deltas(tx, counters)
@@ -413,11 +505,16 @@ class SqlEngineStore:
         }
         return bool(await tx.fetch(START_ROLLBACK_TASK, params))
 
-    @staticmethod
     async def _finish_tasks(
-        tx: Transaction, finishing: Sequence[Transition]
+        self, tx: Transaction, finishing: Sequence[Transition]
     ) -> set[tuple[int, int]]:
         """Delete the tasks of these results whose fencing tokens hold: (id, token) pairs."""
+        if self._dialect == "postgresql":
+            arrays = {
+                "ids": [t.task.sub_job_id for t in finishing],
+                "tokens": [t.task.fencing_token for t in finishing],
+            }
+            return {(row[0], row[1]) for row in await tx.fetch(FINISH_TASKS_PG, arrays)}
         pairs = padded([(t.task.sub_job_id, t.task.fencing_token) for t in finishing])
         params: dict[str, Any] = {}
         for i, (sub_job_id, token) in enumerate(pairs):
@@ -438,9 +535,9 @@ class SqlEngineStore:
         if not finished:
             return
         scopes = {f.task.job_id: (f.task.project_id, f.task.job_type.value) for f in finished}
-        job_ids = padded(sorted(scopes))
-        params = {f"id{i}": job_id for i, job_id in enumerate(job_ids)}
-        locked = await tx.fetch(lock_jobs_statement(self._dialect, len(job_ids)), params)
+        job_ids = sorted(scopes)
+        lock, params = _by_ids(self._dialect, LOCK_JOBS_PG, lock_jobs_statement, job_ids)
+        locked = await tx.fetch(lock, params)
         open_jobs = {
             job_id: JobStatus(status)
             for job_id, status in locked
@@ -448,7 +545,10 @@ class SqlEngineStore:
         }
         if not open_jobs:
             return
-        rows = await tx.fetch(sub_job_statuses_statement(len(job_ids)), params)
+        statuses, params = _by_ids(
+            self._dialect, SUB_JOB_STATUSES_PG, sub_job_statuses_statement, job_ids
+        )
+        rows = await tx.fetch(statuses, params)
         counts, failed_earlier = _sub_job_counts(rows, open_jobs)
         failing = {f.task.job_id for f in finished if f.status is SubJobStatus.FAILED}
         ended: list[dict[str, Any]] = []
@@ -471,8 +571,7 @@ class SqlEngineStore:
             await tx.execute_many(REMEMBER_FAILURE, remembered)
         if forgotten:
             await tx.execute_many(FORGET_FAILURE, forgotten)
-        if ended:
-            await tx.execute_many(END_JOB, ended)
+        await END_JOBS.run(tx, self._dialect, ended)
 
     async def release(self, tasks: Sequence[ClaimedTask], now: int) -> None:
         """Give tasks back unfinished (shutdown): due at once, the claim not counted, and
@@ -574,6 +673,20 @@ class SqlEngineStore:
 
     async def _transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         return await retrying_transaction(self._db, work)
+
+
+async def retrying(statement: Callable[[], Awaitable[T]]) -> T:
+    """Run one statement committed on its own; retry it when PostgreSQL aborts it to
+    break a deadlock or a serialization conflict."""
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return await statement()
+        except asyncpg.TransactionRollbackError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+            logger.info("statement aborted by the database; retrying", exc_info=True)
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def retrying_transaction(
