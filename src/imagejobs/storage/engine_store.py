@@ -36,6 +36,7 @@ from imagejobs.domain.lifecycle import (
     NewTask,
     Phase,
     Reschedule,
+    ServerChange,
     StartRollback,
     TaskSummary,
     TaskView,
@@ -45,8 +46,7 @@ from imagejobs.domain.lifecycle import (
 from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
 from imagejobs.storage.engine_wakeups import Wakeups, notify
 from imagejobs.storage.job_store import CounterKey, apply_counter_deltas
-from imagejobs.storage.rows_statement import RowsStatement
-from imagejobs.storage.server_changes import apply_server_changes
+from imagejobs.storage.server_changes import apply_server_changes, server_rows
 
 logger = logging.getLogger("imagejobs.engine")
 T = TypeVar("T")
@@ -209,26 +209,44 @@ LIST_PROJECT_TASKS = Statement(
 )
 
 
-SET_SUB_JOB_STATUSES = RowsStatement(
-    SET_SUB_JOB_STATUS.text,
-    "UPDATE sub_jobs SET status = v.status, end_time = v.end_time, error_code = v.code,"
-    " error_message = v.message FROM unnest({id}, {status}, {old}, {end_time}, {code},"
-    " {message}) AS v (id, status, old, end_time, code, message)"
-    " WHERE sub_jobs.id = v.id AND sub_jobs.status = v.old",
-    {
-        "id": "BIGINT",
-        "status": "TEXT",
-        "old": "TEXT",
-        "end_time": "BIGINT",
-        "code": "TEXT",
-        "message": "TEXT",
-    },
+# PostgreSQL: a batch of results in two writes besides the tasks' delete, each one
+# statement over arrays (unnest) whatever the batch's size. First the sub-jobs' and the
+# servers' changes, then the jobs locked in id order: the InitPlan filter runs the
+# changes before the scan of jobs, so the lock order stays tasks, sub-jobs, servers,
+# jobs. Then, after the sub-jobs' statuses are read under those locks, the jobs that
+# ended and every counter's move. Counter rows are added to in the order given (sorted
+# by key, as every writer does), not sorted again in the database's collation.
+CHANGE_AND_LOCK_PG = Statement(
+    "WITH s AS (UPDATE sub_jobs SET status = v.status, end_time = v.end_time,"
+    " error_code = v.code, error_message = v.message"
+    " FROM unnest(CAST(:sj_id AS BIGINT[]), CAST(:sj_status AS TEXT[]),"
+    " CAST(:sj_old AS TEXT[]), CAST(:sj_end AS BIGINT[]), CAST(:sj_code AS TEXT[]),"
+    " CAST(:sj_message AS TEXT[])) AS v (id, status, old, end_time, code, message)"
+    " WHERE sub_jobs.id = v.id AND sub_jobs.status = v.old RETURNING 1),"
+    " c AS (UPDATE image_servers SET status = w.status,"
+    " aps_server_id = COALESCE(w.aps_server_id, image_servers.aps_server_id),"
+    " instance_id = COALESCE(w.instance_id, image_servers.instance_id),"
+    " image_id = COALESCE(w.image_id, image_servers.image_id), update_time = :now"
+    " FROM unnest(CAST(:sv_id AS BIGINT[]), CAST(:sv_status AS TEXT[]),"
+    " CAST(:sv_aps AS TEXT[]), CAST(:sv_instance AS TEXT[]), CAST(:sv_image AS TEXT[]))"
+    " AS w (id, status, aps_server_id, instance_id, image_id)"
+    " WHERE image_servers.id = w.id RETURNING 1),"
+    " d AS (DELETE FROM image_servers WHERE id = ANY(CAST(:deleted AS BIGINT[])) RETURNING 1)"
+    " SELECT id, status FROM jobs WHERE id = ANY(CAST(:ids AS BIGINT[]))"
+    " AND (SELECT COUNT(*) FROM s) + (SELECT COUNT(*) FROM c) + (SELECT COUNT(*) FROM d) >= 0"
+    " ORDER BY id FOR UPDATE"
 )
-END_JOBS = RowsStatement(
-    END_JOB.text,
-    "UPDATE jobs SET status = v.status, end_time = :now FROM unnest({id}, {status})"
-    " AS v (id, status) WHERE jobs.id = v.id",
-    {"id": "BIGINT", "status": "TEXT"},
+END_AND_COUNT_PG = Statement(
+    "WITH e AS (UPDATE jobs SET status = v.status, end_time = :now"
+    " FROM unnest(CAST(:job_id AS BIGINT[]), CAST(:job_status AS TEXT[])) AS v (id, status)"
+    " WHERE jobs.id = v.id RETURNING 1)"
+    " INSERT INTO job_counters (project_id, scope, job_type, status, stripe, n)"
+    " SELECT project_id, scope, job_type, status, CAST(:stripe AS SMALLINT), n"
+    " FROM unnest(CAST(:c_project AS TEXT[]), CAST(:c_scope AS TEXT[]),"
+    " CAST(:c_type AS TEXT[]), CAST(:c_status AS TEXT[]), CAST(:c_n AS BIGINT[]))"
+    " WITH ORDINALITY AS k (project_id, scope, job_type, status, n, turn) ORDER BY turn"
+    " ON CONFLICT (project_id, scope, job_type, status, stripe)"
+    " DO UPDATE SET n = job_counters.n + excluded.n"
 )
 
 
@@ -263,8 +281,8 @@ def finish_tasks_statement(size: int) -> Statement:
 
 
 @cache
-def lock_jobs_statement(size: int) -> Statement:
-    """SQLite's (one writer at a time: no row locks); PostgreSQL's is LOCK_JOBS_PG."""
+def jobs_statement(size: int) -> Statement:
+    """SQLite's jobs of a batch (one writer at a time: no row locks to take)."""
     return Statement(f"SELECT id, status FROM jobs WHERE id IN ({_in_list(size)}) ORDER BY id")
 
 
@@ -287,7 +305,6 @@ FINISH_TASKS_PG = Statement(
     " WHERE t.sub_job_id = v.id AND t.fencing_token = v.token"
     " RETURNING t.sub_job_id, t.fencing_token"
 )
-LOCK_JOBS_PG = Statement(f"SELECT id, status FROM jobs WHERE id = {_IDS} ORDER BY id FOR UPDATE")
 SUB_JOB_STATUSES_PG = Statement(
     f"SELECT job_id, status, COUNT(*) FROM sub_jobs WHERE job_id = {_IDS}"
     f" GROUP BY job_id, status UNION ALL SELECT job_id, '{_FAILED_EARLIER}', 1"
@@ -364,6 +381,34 @@ def _sub_job_change(
         "code": transition.error_code,
         "message": transition.error_message[:1024],
     }
+
+
+async def _change_and_lock(
+    tx: Transaction,
+    sub_jobs: Sequence[dict[str, Any]],
+    servers: Sequence[ServerChange],
+    job_ids: list[int],
+    now: int,
+) -> list[Row]:
+    """PostgreSQL: the sub-jobs' and servers' changes, then the jobs' rows locked."""
+    changed, deleted = server_rows(servers, now)
+    params = {
+        "now": now,
+        "sj_id": [row["id"] for row in sub_jobs],
+        "sj_status": [row["status"] for row in sub_jobs],
+        "sj_old": [row["old"] for row in sub_jobs],
+        "sj_end": [row["end_time"] for row in sub_jobs],
+        "sj_code": [row["code"] for row in sub_jobs],
+        "sj_message": [row["message"] for row in sub_jobs],
+        "sv_id": [row["id"] for row in changed],
+        "sv_status": [row["status"] for row in changed],
+        "sv_aps": [row["aps_server_id"] for row in changed],
+        "sv_instance": [row["instance_id"] for row in changed],
+        "sv_image": [row["image_id"] for row in changed],
+        "deleted": [row["id"] for row in deleted],
+        "ids": job_ids,
+    }
+    return await tx.fetch(CHANGE_AND_LOCK_PG, params)
 
 
 class SqlEngineStore:
@@ -462,15 +507,24 @@ class SqlEngineStore:
                     applied[i] = await self._fence(tx, transition, now)
                 if applied[i] and not isinstance(transition, Reschedule):
                     sub_jobs.append(_sub_job_change(transition, now, counters))
-            await SET_SUB_JOB_STATUSES.run(tx, self._dialect, sub_jobs)
             finished = [
                 t for t, a in zip(transitions, applied, strict=True) if a and isinstance(t, Finish)
             ]
-            await apply_server_changes(
-                tx, [f.server for f in finished if f.server is not None], now, self._dialect
-            )
-            await self._end_jobs(tx, finished, now, counters)
-            await apply_counter_deltas(tx, counters)
+            servers = [f.server for f in finished if f.server is not None]
+            job_ids = sorted({f.task.job_id for f in finished})
+            if self._dialect == "postgresql":
+                locked = await _change_and_lock(tx, sub_jobs, servers, job_ids, now)
+            else:  # one writer at a time: no row locks
+                if sub_jobs:
+                    await tx.execute_many(SET_SUB_JOB_STATUS, sub_jobs)
+                await apply_server_changes(tx, servers, now)
+                locked = []
+                if job_ids:
+                    values = padded(job_ids)
+                    ids = {f"id{i}": v for i, v in enumerate(values)}
+                    locked = await tx.fetch(jobs_statement(len(values)), ids)
+            ended = await self._end_jobs(tx, finished, locked, now, counters)
+            await self._end_and_count(tx, ended, counters, now)
             if any(a and _due_now(t, now) for a, t in zip(applied, transitions, strict=True)):
                 await self._notify(tx)
             return applied
@@ -527,24 +581,24 @@ class SqlEngineStore:
         self,
         tx: Transaction,
         finished: Sequence[Finish],
+        locked: Sequence[Row],
         now: int,
         counters: Counter[CounterKey],
-    ) -> None:
-        """Give each job whose sub-jobs have all ended its final status (its row locked
-        first, so that two runners ending its last sub-jobs see each other's results)."""
+    ) -> list[dict[str, Any]]:
+        """The jobs whose sub-jobs have all ended, with their final status. Their rows
+        were ``locked`` first (PostgreSQL), so that two runners ending a job's last
+        sub-jobs see each other's results in the read that follows."""
         if not finished:
-            return
+            return []
         scopes = {f.task.job_id: (f.task.project_id, f.task.job_type.value) for f in finished}
         job_ids = sorted(scopes)
-        lock, params = _by_ids(self._dialect, LOCK_JOBS_PG, lock_jobs_statement, job_ids)
-        locked = await tx.fetch(lock, params)
         open_jobs = {
             job_id: JobStatus(status)
             for job_id, status in locked
             if status not in (JobStatus.SUCCESS.value, JobStatus.FAILED.value)
         }
         if not open_jobs:
-            return
+            return []
         statuses, params = _by_ids(
             self._dialect, SUB_JOB_STATUSES_PG, sub_job_statuses_statement, job_ids
         )
@@ -571,7 +625,36 @@ class SqlEngineStore:
             await tx.execute_many(REMEMBER_FAILURE, remembered)
         if forgotten:
             await tx.execute_many(FORGET_FAILURE, forgotten)
-        await END_JOBS.run(tx, self._dialect, ended)
+        return ended
+
+    async def _end_and_count(
+        self,
+        tx: Transaction,
+        ended: Sequence[dict[str, Any]],
+        counters: Counter[CounterKey],
+        now: int,
+    ) -> None:
+        """End these jobs and move the counters (PostgreSQL: in one statement)."""
+        if self._dialect != "postgresql":
+            if ended:
+                await tx.execute_many(END_JOB, ended)
+            await apply_counter_deltas(tx, counters)
+            return
+        moves = [(key, n) for key, n in sorted(counters.items()) if n]
+        if not ended and not moves:
+            return
+        params = {
+            "now": now,
+            "job_id": [row["id"] for row in ended],
+            "job_status": [row["status"] for row in ended],
+            "stripe": tx.counter_stripe,
+            "c_project": [key[0] for key, _ in moves],
+            "c_scope": [key[1] for key, _ in moves],
+            "c_type": [key[2] for key, _ in moves],
+            "c_status": [key[3] for key, _ in moves],
+            "c_n": [n for _, n in moves],
+        }
+        await tx.execute(END_AND_COUNT_PG, params)
 
     async def release(self, tasks: Sequence[ClaimedTask], now: int) -> None:
         """Give tasks back unfinished (shutdown): due at once, the claim not counted, and

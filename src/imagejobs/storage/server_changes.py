@@ -8,33 +8,15 @@ from typing import Any
 
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.lifecycle import ServerChange
-from imagejobs.storage.database import Transaction
-from imagejobs.storage.rows_statement import RowsStatement
+from imagejobs.storage.database import Statement, Transaction
 
-CHANGE_SERVERS = RowsStatement(
+CHANGE_SERVER = Statement(
     "UPDATE image_servers SET status = :status,"
     " aps_server_id = COALESCE(:aps_server_id, aps_server_id),"
     " instance_id = COALESCE(:instance_id, instance_id),"
-    " image_id = COALESCE(:image_id, image_id), update_time = :now WHERE id = :id",
-    "UPDATE image_servers SET status = v.status,"
-    " aps_server_id = COALESCE(v.aps_server_id, image_servers.aps_server_id),"
-    " instance_id = COALESCE(v.instance_id, image_servers.instance_id),"
-    " image_id = COALESCE(v.image_id, image_servers.image_id), update_time = :now"
-    " FROM unnest({id}, {status}, {aps_server_id}, {instance_id}, {image_id})"
-    " AS v (id, status, aps_server_id, instance_id, image_id) WHERE image_servers.id = v.id",
-    {
-        "id": "BIGINT",
-        "status": "TEXT",
-        "aps_server_id": "TEXT",
-        "instance_id": "TEXT",
-        "image_id": "TEXT",
-    },
+    " image_id = COALESCE(:image_id, image_id), update_time = :now WHERE id = :id"
 )
-DELETE_SERVERS = RowsStatement(
-    "DELETE FROM image_servers WHERE id = :id",
-    "DELETE FROM image_servers WHERE id = ANY({id})",
-    {"id": "BIGINT"},
-)
+DELETE_SERVER = Statement("DELETE FROM image_servers WHERE id = :id")
 _FIELD_COLUMNS = {
     "server_id": "aps_server_id",
     "instance_id": "instance_id",
@@ -42,10 +24,10 @@ _FIELD_COLUMNS = {
 }
 
 
-async def apply_server_changes(
-    tx: Transaction, changes: Sequence[ServerChange], now: int, dialect: str
-) -> None:
-    """Make each server follow its sub-job's result (in that result's transaction)."""
+def server_rows(
+    changes: Sequence[ServerChange], now: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The parameters of CHANGE_SERVER and of DELETE_SERVER for these changes, by id."""
     deleted: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     for change in sorted(changes, key=lambda c: c.server_id):
@@ -57,5 +39,13 @@ async def apply_server_changes(
         status = change.status or ImageServerStatus.NULL
         params.update({"id": change.server_id, "status": status.value, "now": now})
         changed.append(params)
-    await CHANGE_SERVERS.run(tx, dialect, changed)
-    await DELETE_SERVERS.run(tx, dialect, deleted)
+    return changed, deleted
+
+
+async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
+    """Make each server follow its sub-job's result (in that result's transaction)."""
+    changed, deleted = server_rows(changes, now)
+    if changed:
+        await tx.execute_many(CHANGE_SERVER, changed)
+    if deleted:
+        await tx.execute_many(DELETE_SERVER, deleted)
