@@ -190,10 +190,11 @@ class Edge:
                 account_id=note.account_id or "",
                 method=scope["method"],
                 # NUL is refused at the edge, yet such a request is still audited, and
-                # PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
+                # PostgreSQL text cannot hold NUL: in the path and the project it is stored
+                # as U+FFFD (hypothesis found the project one: a PATCH with NUL in its path).
                 path=scope["path"][:512].replace("\x00", "\ufffd"),
                 operation=operation,
-                project_id=(project or "")[:128],
+                project_id=(project or "")[:128].replace("\x00", "\ufffd"),
                 status=status,
                 error_code=_code_of(error_body) if status >= 400 else "",
             )
