@@ -5,11 +5,18 @@ The same SDK-HMAC-SHA256-signed request as ``list_limit.py`` (verified in full e
 time), the app built as ``imagejobs serve`` builds each worker's (IAM, metrics and the
 access log on, no embedded runner), on a seeded SQLite file (``list_limit.py --workdir``'s
 or ``imagejobs seed``'s). Rounds alternate between the two apps; medians over rounds.
-Under Granian both cost about 2.2x their in-process time, so the in-process ratio predicts
-the served one without the noise of wrk and of the other processes on the machine.
+It leaves out Granian and concurrency, so it ranks designs rather than predicting the
+served ratio (see bench/README.md, list_limit.py).
 
     .venv/bin/python bench/list_inprocess.py --workdir DIR [--requests 3000] [--rounds 5]
         [--profile imagejobs|lean] [--query QUERY]
+
+Instructions per request (immune to the machine's other load), each app counted from
+zero over ``--instructions N`` calls:
+
+    CALLGRIND_OUT_DIR=DIR/cg valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file=DIR/cg/cg.%p .venv/bin/python bench/list_inprocess.py \
+        --workdir DIR --requests 50 --rounds 1 --instructions 300
 
 Needs orjson (the lean reference's encoder).
 """
