@@ -182,7 +182,7 @@ def counts_check(url: str) -> dict[str, Any]:
         "counter_keys": keys,
         "counter_keys_wrong": wrong,
         "exact": wrong == 0,
-        "jobs": jobs,
+        "jobs": int(jobs),
         "engine_tasks": tasks,
         "live_jobs": live,
         "checked_in_s": round(time.perf_counter() - start, 1),
@@ -340,7 +340,6 @@ async def _compact_layout(url: str, sample: int) -> dict[str, Any]:
 
 def plan_queries(counts: dict[str, int]) -> dict[str, tuple[str, list[Any]]]:
     """The statements imagejobs runs for the mix, as the store builds them."""
-    sys.path.insert(0, str(lj.ROOT / "src"))
     from imagejobs.storage.job_store import (
         GET_JOB_WITH_SUB_JOBS,
         count_sub_jobs_statement,
@@ -643,7 +642,7 @@ def measure(
                     timeout=60,
                 )
                 response.raise_for_status()
-                answers[size] = (response.json()["count"], len(response.json()["jobs"]))
+                answers[size] = (response.json()["count"], len(response.json()["items"]))
             log(f"{name}: (count, items) {answers}")
         with bench_lock(args.lock, "measuring") as waited:
             results["measure_lock_wait_s"] = round(waited, 1)
