@@ -182,6 +182,12 @@ def test_a_loaded_state_is_consistent_and_its_live_jobs_run(cloud: Cloud) -> Non
     # The imported job is a real engine task: steered, it ends, and deletes its server.
     assert client.show_image_job(ShowImageJobRequest(job_id=live_id)).status == "SUCCESS"
     assert client.list_image_servers(ListImageServersRequest()).count == 0
+    # The imported RUNNING sub-job was never WAITING here: its counters moved only once.
+    by_status = {
+        status: client.count_image_sub_jobs(CountImageSubJobsRequest(status=status)).count
+        for status in ("WAITING", "RUNNING", "SUCCESS")
+    }
+    assert by_status == {"WAITING": 0, "RUNNING": 0, "SUCCESS": 2}
 
 
 def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> None:

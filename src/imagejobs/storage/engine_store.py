@@ -140,7 +140,7 @@ CLAIM_SQLITE = _claim("sqlite")
 MARK_STARTED = Statement("UPDATE engine_tasks SET started_at = :now WHERE sub_job_id = :id")
 START_SUB_JOB = Statement(
     "UPDATE sub_jobs SET status = 'RUNNING', begin_time = :now"
-    " WHERE id = :id AND status = 'WAITING'"
+    " WHERE id = :id AND status = 'WAITING' RETURNING id"
 )
 START_JOB = Statement(
     "UPDATE jobs SET status = 'RUNNING' WHERE id = :id AND status = 'WAITING'"
@@ -465,10 +465,12 @@ class SqlEngineStore:
         """First claim of a sub-job (SQLite): it and (if still WAITING) its job go RUNNING."""
         ids = [{"id": t.sub_job_id, "now": now} for t in started]
         await tx.execute_many(MARK_STARTED, ids)
-        await tx.execute_many(START_SUB_JOB, ids)
         counters: Counter[CounterKey] = Counter()
-        for task in started:
-            _sub_job_moves(counters, task, SubJobStatus.WAITING, SubJobStatus.RUNNING)
+        for task, row in zip(started, ids, strict=True):
+            # Only a sub-job that really was WAITING moves its counters: one imported as
+            # RUNNING (a state file, the demo world) has a task that was never started.
+            if await tx.fetch(START_SUB_JOB, row):
+                _sub_job_moves(counters, task, SubJobStatus.WAITING, SubJobStatus.RUNNING)
         job_ids = padded(sorted({t.job_id for t in started}))
         params = {f"id{i}": job_id for i, job_id in enumerate(job_ids)}
         for project_id, job_type in await tx.fetch(start_jobs_statement(len(job_ids)), params):
