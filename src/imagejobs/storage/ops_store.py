@@ -86,7 +86,7 @@ class SqlOpsStore:
 
     async def add_audit_event(self, event: AuditEvent) -> None:
         """Store ``event`` (its id is assigned here; ``event.id`` is ignored)."""
-        values = {name: getattr(event, name) for name in AuditEvent.__slots__}
+        values = {name: _storable(getattr(event, name)) for name in AuditEvent.__slots__}
         for _ in range(_ID_COLLISIONS):  # another process may have made the same id
             values["id"] = self._ids.next_id()
             async with self._db.transaction() as tx:
@@ -106,3 +106,9 @@ class SqlOpsStore:
 
 def _event(row: Sequence[object]) -> AuditEvent:
     return AuditEvent(*row)  # type: ignore[arg-type]
+
+
+def _storable(value: object) -> object:
+    """A hostile request's NUL (in its path, say) as U+FFFD: PostgreSQL's text holds no
+    NUL, and the event must be stored the same on both databases."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
