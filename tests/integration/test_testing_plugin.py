@@ -7,7 +7,9 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkworkspaceapp.v1 import (
     ListImageJobsRequest,
+    ListImageServersRequest,
     ShowImageJobRequest,
+    ShowImageServerRequest,
     WorkspaceAppClient,
 )
 
@@ -56,6 +58,22 @@ def test_the_mock_serves_clients_made_before_and_inside_it_and_checks_signatures
         with pytest.raises(ClientRequestException) as unknown:  # made before the mock
             early.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
         assert unknown.value.status_code == 401
+
+
+def test_the_mock_sends_text_and_queries_as_the_network_does() -> None:
+    # The mock prepares the SDK's requests itself: a body beyond ASCII and a query that
+    # needs quoting arrive, and verify, as they do over HTTP.
+    with imagejobs.testing.mock_workspaceapp() as cloud:
+        client = cloud.client()
+        request = create_server_request("金色镜像-golden")
+        request.body.description = "镜像 für Tests"
+        job_id = client.create_image_server(request).job_id
+        job = client.show_image_job(ShowImageJobRequest(job_id=job_id))
+        server_id = job.sub_jobs[0].job_resource_info.resource_id
+        shown = client.show_image_server(ShowImageServerRequest(server_id=server_id))
+        assert shown.description == "镜像 für Tests"
+        listed = client.list_image_servers(ListImageServersRequest(server_name="金色镜像-golden"))
+        assert [item.id for item in listed.items] == [server_id]
 
 
 @imagejobs.testing.mock_workspaceapp()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,10 +38,12 @@ def create_app(
     on_shutdown: Callable[[], Awaitable[Any]] | None = None,
     body_read_timeout: float = 30.0,
 ) -> Starlette:
-    openapi_document = build_openapi(ALL_OPERATIONS, IAM_ROUTE_DOCS if iam_api else ())
+    with_iam = iam_api is not None
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document)
+        # Built on the first request, not with the app: a test suite's many short-lived
+        # apps never ask for it (a third of building one).
+        return JSONResponse(_openapi_document(with_iam))
 
     access = access or OpenAccess()
     operations = [
@@ -83,3 +86,8 @@ def create_app(
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
     return app
+
+
+@functools.cache
+def _openapi_document(with_iam: bool) -> dict[str, Any]:
+    return build_openapi(ALL_OPERATIONS, IAM_ROUTE_DOCS if with_iam else ())

@@ -191,9 +191,11 @@ def operator_routes(
     )
     if testkit is not None:
         table += _testkit_routes(testkit)
-    document = operator_openapi(table)
+    document: dict[str, Any] = {}
 
     async def openapi(request: Request) -> Response:
+        if not document:  # built on the first request, not with every app
+            document.update(operator_openapi(table))
         return JSONResponse(document)
 
     health_body = encoder.encode(HealthResponse(version=__version__))

@@ -99,7 +99,9 @@ class SqlOpsStore:
 
     async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
         """Store ``events`` together, as one transaction (their ids are assigned here)."""
-        pending = [{name: getattr(e, name) for name in AuditEvent.__slots__} for e in events]
+        pending = [
+            {name: _storable(getattr(e, name)) for name in AuditEvent.__slots__} for e in events
+        ]
         for _ in range(_ID_COLLISIONS):  # another process may have made the same id
             if not pending:
                 return
@@ -129,3 +131,9 @@ class SqlOpsStore:
 
 def _event(row: Sequence[object]) -> AuditEvent:
     return AuditEvent(*row)  # type: ignore[arg-type]
+
+
+def _storable(value: object) -> object:
+    """A hostile request's NUL (in its path, say) as U+FFFD: PostgreSQL's text holds no
+    NUL, and the event must be stored the same on both databases."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value

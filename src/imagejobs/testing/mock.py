@@ -16,14 +16,15 @@ from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 
 from imagejobs.testing.cloud import Cloud, cloud_settings
-from imagejobs.testing.loop_thread import asgi_request
+from imagejobs.testing.loop_thread import Headers, asgi_request
 
 F = TypeVar("F", bound=Callable[..., Any])
 # The endpoint mocked clients are given: the real one of cn-north-4 (every endpoint
@@ -46,6 +47,17 @@ class InProcessAdapter(BaseAdapter):
         if "host" not in request.headers:
             headers.append((b"host", url.netloc.encode()))
         body = request.body or b""
+        return self.answer(
+            request,
+            url,
+            headers,
+            body.encode() if isinstance(body, str) else bytes(body),  # type: ignore[arg-type]
+        )
+
+    def answer(
+        self, request: PreparedRequest, url: SplitResult, headers: Headers, body: bytes
+    ) -> Response:
+        """``request`` (``url``, ``headers`` and ``body`` as sent) answered by the app."""
         status, answer_headers, content = self.cloud.run(
             asgi_request(
                 self.cloud.app,
@@ -54,7 +66,7 @@ class InProcessAdapter(BaseAdapter):
                 raw_path=(url.path or "/").encode(),
                 query=url.query.encode(),
                 headers=headers,
-                body=body.encode() if isinstance(body, str) else bytes(body),  # type: ignore[arg-type]
+                body=body,
                 scheme=url.scheme or "https",
                 server=(url.hostname or "localhost", url.port or 443),
             )
@@ -141,23 +153,52 @@ class _Patch:
 
 
 def _send_sync(client: Any, adapter: InProcessAdapter, request: Any) -> Response:
-    """``HttpClient.do_request_sync`` without ``Session.request``: the request is prepared
-    by ``requests`` as the session would (its headers under the SDK's, URL and body
-    encoded the same way) and handed to the adapter. The session's merging of proxies,
-    environment, cookies and hooks, which a mocked session has none of, cost twice the
-    SDK's own work per call."""
+    """``HttpClient.do_request_sync`` without ``Session.request``. The session's merging
+    of proxies, environment, cookies and hooks, which a mocked session has none of, cost
+    twice the SDK's own work per call; preparing the request with ``requests`` as well.
+    The usual request, a text body (JSON) or none, is prepared here as ``requests``
+    would send it: the URL requoted, the session's headers under the SDK's, the body's
+    length; any other body (a form, a stream) goes through ``PreparedRequest``."""
     if client._http_handler is not None:
         client._http_handler.process_request(request=request, logger=client._logger)
-    prepared = PreparedRequest()
-    prepared.prepare(
-        method=request.method.upper(),
-        url=request.url,
-        headers={**client._session.headers, **request.header_params},
-        data=request.body,
-    )
-    response = adapter.send(prepared)
+    session = client._session
+    body = request.body
+    if isinstance(body, str | bytes | None) and not session.cookies:
+        response = _send_text(adapter, session, request, body)
+    else:
+        prepared = PreparedRequest()
+        prepared.prepare(
+            method=request.method.upper(),
+            url=request.url,
+            headers={**session.headers, **request.header_params},
+            data=body,
+        )
+        response = adapter.send(prepared)
     client.response_error_hook_factory()(response)
     return response
+
+
+def _send_text(
+    adapter: InProcessAdapter, session: Any, request: Any, body: str | bytes | None
+) -> Response:
+    method = request.method.upper()
+    merged: dict[str, tuple[str, Any]] = {}  # by lower-case name: the SDK's over the session's
+    for headers in (session.headers, request.header_params):
+        for name, value in headers.items():
+            merged[name.lower()] = (name, value)
+    encoded = body.encode() if isinstance(body, str) else body
+    if encoded:
+        merged["content-length"] = ("Content-Length", str(len(encoded)))
+    elif method not in ("GET", "HEAD") and "content-length" not in merged:
+        merged["content-length"] = ("Content-Length", "0")
+    merged.setdefault("host", ("Host", request.host))
+    sent = {name: value for name, value in merged.values() if value is not None}
+    url = f"{request.schema}://{request.host}{requote_uri(request.uri)}"
+    prepared = PreparedRequest()  # what the SDK's error handling reads: not prepared again
+    prepared.method, prepared.url, prepared.body = method, url, body
+    prepared.headers = CaseInsensitiveDict(sent)
+    headers = [(name.lower().encode("latin-1"), _latin1(value)) for name, value in sent.items()]
+    return adapter.answer(prepared, urlsplit(url), headers, encoded or b"")
 
 
 def active_cloud() -> Cloud:
