@@ -20,9 +20,12 @@ Prints a table, writes JSON to bench/results/, exits 0.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +35,13 @@ from typing import Any
 import httpx
 
 import list_jobs as lj
+import load
 
-APPS = {"floor": ["shed_apps:floor"], "edge": ["--factory", "shed_apps:edge"]}
+APPS = {
+    "floor": ["shed_apps:floor"],
+    "edge": ["--factory", "shed_apps:edge"],
+    "service": ["--factory", "shed_apps:service"],
+}
 VARIANTS = {
     "default": [],
     "st": ["--runtime-mode", "st"],
@@ -59,19 +67,50 @@ class AnyAnswer(lj.Server):
 
 
 def server(app: str, variant: str, workdir: Path) -> AnyAnswer:
+    if app == "service":
+        database = f"sqlite:///{workdir / 'service.db'}"
+        subprocess.run(
+            [lj.tool("imagejobs"), "migrate", "--database-url", database],
+            check=True,
+            capture_output=True,
+        )
     port = lj.free_port()
     argv = [lj.tool("granian"), "--interface", "asgi", "--http", "1", "--host", lj.HOST]
     argv += ["--port", str(port), "--workers", "1", "--working-dir", str(lj.BENCH)]
     argv += ["--backlog", "2048", "--backpressure", "4096", *VARIANTS[variant], *APPS[app]]
     name = f"{app}-{variant}"
-    env = lj.clean_env(PYTHONPATH=str(lj.ROOT / "src"))
+    env = lj.clean_env(
+        PYTHONPATH=str(lj.ROOT / "src"),
+        IMAGEJOBS_DATABASE_URL=f"sqlite:///{workdir / 'service.db'}",
+        IMAGEJOBS_DATA_DIR=str(workdir),
+        IMAGEJOBS_MAX_IN_FLIGHT="1",
+        IMAGEJOBS_EMBEDDED_RUNNER="false",
+        IMAGEJOBS_ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+    )
     return AnyAnswer(name, argv, env, port, workdir / f"{name}.log")
 
 
-def measure(srv: AnyAnswer, duration: int, connections: int) -> dict[str, Any]:
+def measure(
+    srv: AnyAnswer, duration: int, connections: int, generator: list[str] | None, rate: float
+) -> dict[str, Any]:
+    """wrk's closed loop, or (with ``generator``) an open loop offering ``rate`` per second."""
     cpu = srv.cpu_seconds()
-    run = lj.wrk(f"http://{lj.HOST}:{srv.port}{PATH}", duration, connections, 1, {})
-    run["server_cpu_us"] = round((srv.cpu_seconds() - cpu) / run["requests"] * 1e6, 1)
+    if generator is None:
+        run = lj.wrk(f"http://{lj.HOST}:{srv.port}{PATH}", duration, connections, 1, {})
+    else:
+        argv = [*lj.pinned(lj.WRK_CPU), *generator, "--port", str(srv.port), "--token", "-"]
+        argv += ["--rate", str(rate), "--duration", str(duration), "--create-every", "0"]
+        out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        answered = sum(out["statuses"].values())
+        run = {
+            "requests": answered,
+            "requests_per_s": round(answered / duration, 1),
+            "non_2xx": answered - sum(n for k, n in out["statuses"].items() if " 200" in k),
+            "unanswered": out["unanswered"],
+            "late_sends": out["late_sends"],
+            "max_backlog": out["max_backlog"],
+        }
+    run["server_cpu_us"] = round((srv.cpu_seconds() - cpu) / max(run["requests"], 1) * 1e6, 1)
     return run
 
 
@@ -82,6 +121,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--apps", default="floor,edge")
     parser.add_argument("--variants", default="default")
+    parser.add_argument(
+        "--open-loop", type=float, default=0, help="offer this many requests/s (bench/open_loop.c)"
+    )
     args = parser.parse_args()
     names = [(a, v) for v in args.variants.split(",") for a in args.apps.split(",")]
     results: dict[str, Any] = {"benchmark": "refusal", "settings": vars(args).copy()}
@@ -90,12 +132,13 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="bench-refusal-") as tmp,
         contextlib.ExitStack() as stack,
     ):
+        generator = load.build_generator("c", Path(tmp)) if args.open_loop else None
         servers = {f"{a}-{v}": stack.enter_context(server(a, v, Path(tmp))) for a, v in names}
         for srv in servers.values():
             lj.wrk(f"http://{lj.HOST}:{srv.port}{PATH}", 1, args.connections, 1, {})  # warm-up
         for k in range(args.rounds):
             for name, srv in servers.items():
-                run = measure(srv, args.duration, args.connections)
+                run = measure(srv, args.duration, args.connections, generator, args.open_loop)
                 rounds[name].append(run)
                 lj.log(
                     f"round {k}: {name}: {run['requests_per_s']:,.0f} req/s,"

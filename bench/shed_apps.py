@@ -5,9 +5,13 @@ answers every request with a constant 503 body (two ``send`` calls, nothing else
 ``edge``: imagejobs' own edge (``imagejobs.api.edge.Edge``, metrics and access log on, as
 shipped) held at its in-flight bound, so that it refuses every request as it would under
 overload; the app behind it is never reached.
+``service``: the whole service as `imagejobs serve` builds it (settings from the
+environment, its database opened, its heap as large), held at its in-flight bound.
 
     granian --interface asgi --working-dir bench shed_apps:floor
     granian --interface asgi --factory --working-dir bench shed_apps:edge
+    IMAGEJOBS_DATABASE_URL=... granian --interface asgi --factory --working-dir bench \
+        shed_apps:service
 """
 
 from __future__ import annotations
@@ -53,4 +57,14 @@ def edge() -> Any:
 
     app = Edge(never, metrics=Metrics(), access_log=AccessLog(), max_in_flight=1)
     app.in_flight = 1
+    return app
+
+
+def service() -> Any:
+    """The service as served, its edge full (``IMAGEJOBS_MAX_IN_FLIGHT`` requests held)."""
+    from imagejobs.bootstrap import asgi_app
+    from imagejobs.settings import load_settings
+
+    app = asgi_app()
+    app.in_flight = load_settings().max_in_flight
     return app
