@@ -403,7 +403,8 @@ def main() -> int:
     )
     print(
         f"  server CPU per answer: admitted ListImageJobs {list_cpu_us:.0f} us"
-        f" (capacity run), refusal {shed_cpu_us:.0f} us"
+        f" (capacity run), refusal at most {shed_cpu_us:.0f} us (every admitted answer"
+        " priced as a list: creates cost more; bench/refusal.py prices a refusal alone)"
     )
     timeline = [mb for _, mb in rss.samples]
     print(f"  worker RSS (MB, every 10 s): {timeline[::10]}; peak {max(timeline)}")

@@ -94,12 +94,14 @@ class Edge:
             and scope["type"] == "http"
             and scope["path"] not in UNBOUNDED_PATHS
         ):
-            if not _announces_body(scope):
+            length = _announced_body(scope)
+            if not length:
                 await self._refuse_busy(send)
                 return
-            # A body counts once it has fully arrived; if it is all here, refuse now.
+            # A body counts once it has fully arrived; if it is all here, refuse now
+            # (Granian may give the whole body with more_body set, then an empty end).
             first = await receive()
-            if not first.get("more_body", False):
+            if not first.get("more_body", False) or 0 < length <= len(first.get("body", b"")):
                 await self._refuse_busy(send)
                 return
             receive = _replaying(first, receive)
@@ -331,15 +333,17 @@ def _read_head(scope: Scope) -> tuple[int, bool]:
     return size, sized_body or chunked
 
 
-def _announces_body(scope: Scope) -> bool:
-    """Whether the request announces a body (``_read_head``'s test, without the size)."""
+def _announced_body(scope: Scope) -> int:
+    """The body the request announces: its Content-Length, -1 if chunked (or a length that
+    is not a number), 0 if none (``_read_head``'s test)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            if value.strip() not in (b"", b"0"):
-                return True
+            text = value.strip()
+            if text not in (b"", b"0"):
+                return int(text) if text.isdigit() else -1
         elif name == b"transfer-encoding":
-            return True
-    return False
+            return -1
+    return 0
 
 
 def _replaying(first: Message, receive: Receive) -> Receive:
