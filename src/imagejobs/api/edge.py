@@ -51,8 +51,6 @@ _BUSY_LENGTH = (b"content-length", str(len(_BUSY_BODY)).encode())
 _BUSY_TYPE = (b"content-type", b"application/json")
 _BUSY_BODY_MESSAGE: Message = {"type": "http.response.body", "body": _BUSY_BODY}
 REFUSAL_LOG_SECONDS = 1.0  # refusals at the bound are logged as one line this often
-QUEUE_TARGET_SECONDS = 0.05  # an admitted request waiting longer for its turn: shed
-SHED_SECONDS = 0.1  # for this long
 
 
 class _ErrorCode(msgspec.Struct):
@@ -82,9 +80,6 @@ class Edge:
         self._max_header_bytes = max_header_bytes
         self.in_flight = 0
         self.refusals = metrics.refusals if metrics is not None else Refusals()
-        # Until when every new request is refused because admitted ones waited too long
-        # for their turn on the event loop (0: not now); see _Place.take.
-        self._shed_until = 0.0
         self._busy_logged = 0  # refusals at the bound already in a refusal line
         self._busy_log_due = False
         self._names: dict[tuple[int, str], str] = {}
@@ -94,11 +89,11 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The shed path first, and as short as it can be: one comparison while not full.
-        full = self.in_flight >= self._max_in_flight
-        if self._shed_until and not full:  # requests have queued too long in the process
-            full = time.perf_counter() < self._shed_until
-            self._shed_until = self._shed_until if full else 0.0
-        if full and scope["type"] == "http" and scope["path"] not in UNBOUNDED_PATHS:
+        if (
+            self.in_flight >= self._max_in_flight
+            and scope["type"] == "http"
+            and scope["path"] not in UNBOUNDED_PATHS
+        ):
             length = _announced_body(scope)
             if not length:
                 await self._refuse_busy(send)
@@ -307,15 +302,7 @@ class _Place:
         # Let every request that has arrived be counted before this one runs: a request on
         # SQLite never waits for I/O, so without this turn the requests queued behind it
         # would not count as in flight and the bound would not act.
-        queued = time.perf_counter()
         await asyncio.sleep(0)
-        # How long that turn took is how long the queue in the process is. Past
-        # QUEUE_TARGET_SECONDS, new requests are refused for SHED_SECONDS (as CoDel drops
-        # once packets have queued too long): the bound counts requests, this counts time,
-        # so that what is admitted stays fast even when refusals fill the queue.
-        now = time.perf_counter()
-        if now - queued > QUEUE_TARGET_SECONDS:
-            edge._shed_until = now + SHED_SECONDS
 
     def taken_on_arrival(self, receive: Receive) -> Receive:
         async def receive_and_take() -> Message:
