@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import json
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from typing import Any
 import httpx
 
 import list_jobs as lj
+import report
 from imagejobs.iam.signing import SigningAlgorithm, sign_request
 
 TARGET_MIN_RATIO = 0.85
@@ -210,57 +210,27 @@ def main() -> int:
             lj.tool("callgrind_control")
             client_headers = {name: headers for name, (_, headers) in clients.items()}
             counted = count_instructions(url, workdir, client_headers, args.instructions)
-    table: dict[str, Any] = {}
-    for name, rounds in runs.items():
-        errors = sum(r["non_2xx"] for r in rounds)
-        table[name] = {
-            "requests_per_s": round(statistics.median(r["requests_per_s"] for r in rounds), 1),
-            "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 2),
-            "server_cpu_us_per_request": round(
-                statistics.median(r["server_cpu_us_per_request"] for r in rounds), 1
-            ),
-            "errors": errors,
-            "rounds": rounds,
-        }
-    baseline = runs["none"]
-    print(
-        f"\n{'client':<8} {'req/s':>9} {'p50 ms':>8} {'CPU us/req':>11} "
-        f"{'vs none (median)':>17} {'by CPU':>7} {'instructions/req':>17} {'ratio':>6}"
-    )
+    table = report.compare(runs, "none")
+    print()
+    print(report.comparison_table("client", table))
     for name, row in table.items():
-        # Each round's ratio against the baseline measured at the same time.
-        ratios = [
-            r["requests_per_s"] / b["requests_per_s"]
-            for r, b in zip(runs[name], baseline, strict=True)
-        ]
-        cpu_ratios = [
-            b["server_cpu_us_per_request"] / r["server_cpu_us_per_request"]
-            for r, b in zip(runs[name], baseline, strict=True)
-        ]
-        row["ratio"] = round(statistics.median(ratios), 3)
-        row["cpu_ratio"] = round(statistics.median(cpu_ratios), 3)
-        row["round_ratios"] = [round(ratio, 3) for ratio in ratios]
-        counts = ""
         if counted:
             row["instructions_per_request"] = round(counted[name])
             row["instruction_ratio"] = round(counted["none"] / counted[name], 4)
-            counts = f" {row['instructions_per_request']:>17,} {row['instruction_ratio']:>6.3f}"
-        print(
-            f"{name:<8} {row['requests_per_s']:>9} {row['p50_ms']:>8} "
-            f"{row['server_cpu_us_per_request']:>11} {row['ratio']:>17.3f} {row['cpu_ratio']:>7.3f}"
-            + counts
-        )
+            print(
+                f"{name}: {row['instructions_per_request']:,} instructions/request,"
+                f" ratio {row['instruction_ratio']}"
+            )
     for name in ("token", "aksk"):
         row = table[name]
-        verdicts = f"req/s {lj.verdict(row['ratio'] >= TARGET_MIN_RATIO)}"
+        verdicts = f"req/s {report.verdict(row['ratio'] >= TARGET_MIN_RATIO)}"
+        verdicts += f" ({report.ratio_range(row)})"
         if counted:
-            verdicts += f", instructions {lj.verdict(row['instruction_ratio'] >= TARGET_MIN_RATIO)}"
+            ok = row["instruction_ratio"] >= TARGET_MIN_RATIO
+            verdicts += f", instructions {report.verdict(ok)}"
         print(f"target: {name} keeps >= {TARGET_MIN_RATIO:.0%} of none: {verdicts}")
     results["clients"] = table
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"auth_overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1))
-    print(f"results: {out}")
+    report.save("auth_overhead", results)
     return 0
 
 

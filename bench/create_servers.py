@@ -1,20 +1,25 @@
 """CreateImageServer on PostgreSQL against a raw asyncpg reference writing the same rows.
 
-One fresh PostgreSQL database (``imagejobs_create_bench``, dropped at the end), migrated.
+One fresh PostgreSQL database (``--database``, dropped at the end), migrated.
 ``imagejobs serve`` (one Granian worker on CPU 0, no embedded runner, IMAGEJOBS_AUTH=none
 so that the load driver need not sign, per-project quotas off so that they do not cap the
-rate) takes CreateImageServer requests from ``--clients`` concurrent HTTP clients; the
+rate) takes CreateImageServer requests from ``--clients`` concurrent HTTP clients (raw
+keep-alive sockets sending a prepared request: httpx, ``--driver httpx``, costs the
+driver's CPU, which the reference shares, several times as much per request); the
 reference is those clients' own loop of raw asyncpg transactions, one per create, writing
 what a create writes: the name check, the server, the job, its sub-job, the two counters
 (same upsert) and the engine task, with the same statements and the same kind of values.
 Both run in two shapes, every client in one project and each create in one of 100
 projects, in alternating rounds (imagejobs, reference; then reference, imagejobs). The
-driver and the reference run on CPU 1; PostgreSQL is not pinned.
+driver and the reference run on CPU 1; PostgreSQL is not pinned. Recorded per create
+beside the rates: the imagejobs worker's CPU, each side's driver CPU (this process), and
+the CPU of the PostgreSQL backends serving each side.
 
 Target (issue 12): imagejobs creates/s >= 0.5 x the reference, in both shapes.
 
     .venv/bin/python bench/create_servers.py [--clients 8] [--rounds 4] [--duration 6]
-        [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--driver raw|httpx]
+        [--database imagejobs_create_bench]
 
 Prints a table, writes JSON to bench/results/, exits 0.
 """
@@ -63,7 +68,70 @@ def project(shape_size: int, n: int) -> str:
     return f"{n % shape_size:032x}"
 
 
-async def drive_imagejobs(base_url: str, clients: int, seconds: float, projects: int) -> int:
+class RawClient:
+    """One keep-alive HTTP/1.1 connection that sends a prepared request and reads only what
+    it needs of the answer (status, Content-Length, body): a driver that costs the load
+    generator ~10x less CPU per request than httpx, so that it never limits imagejobs."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer, self._host = reader, writer, ""
+
+    @classmethod
+    async def open(cls, base_url: str) -> RawClient:
+        host, port = base_url.removeprefix("http://").split(":")
+        client = cls(*await asyncio.open_connection(host, int(port)))
+        client._host = f"{host}:{port}"
+        return client
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self._writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
+
+
+async def drive_imagejobs(
+    base_url: str, clients: int, seconds: float, projects: int, driver: str = "raw"
+) -> int:
+    if driver == "httpx":
+        return await drive_imagejobs_httpx(base_url, clients, seconds, projects)
+    done = 0
+    numbers = itertools.count()
+    deadline = time.monotonic() + seconds
+    body_head = json.dumps(BODY)[:-1].encode()
+
+    async def client() -> None:
+        nonlocal done
+        http = await RawClient.open(base_url)
+        try:
+            while time.monotonic() < deadline:
+                n = next(numbers)
+                body = body_head + f', "name": "s-{uuid.uuid4().hex[:16]}"}}'.encode()
+                path = f"/v1/{project(projects, n)}/image-servers"
+                status, answer = await http.post(path, body)
+                if status != 200:
+                    raise RuntimeError(f"create failed: {status} {answer!r}")
+                done += 1
+        finally:
+            await http.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return done
+
+
+async def drive_imagejobs_httpx(base_url: str, clients: int, seconds: float, projects: int) -> int:
     done = 0
     numbers = itertools.count()
     deadline = time.monotonic() + seconds
@@ -157,7 +225,28 @@ def reference_rows(ids: IdGenerator, project_id: str, now: int) -> list[tuple[st
     ]
 
 
-async def drive_reference(dsn: str, clients: int, seconds: float, projects: int) -> int:
+async def backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to ``dsn``'s database
+    (from /proc: the cluster is local)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return {row["pid"]: lj.cpu_seconds([row["pid"]]) for row in rows}
+
+
+def cpu_since(start: dict[int, float], end: dict[int, float]) -> float:
+    return sum(used - start.get(pid, 0.0) for pid, used in end.items())
+
+
+async def drive_reference(
+    dsn: str, clients: int, seconds: float, projects: int, cpu: dict[int, float] | None = None
+) -> int:
+    """The reference's loop; ``cpu`` gets its backends' CPU seconds before they close."""
     done = 0
     numbers = itertools.count()
     ids = IdGenerator(node=255)
@@ -181,6 +270,8 @@ async def drive_reference(dsn: str, clients: int, seconds: float, projects: int)
 
     try:
         await asyncio.gather(*(client() for _ in range(clients)))
+        if cpu is not None:
+            cpu.update(await backend_cpu(dsn))
     finally:
         await pool.close()
     return done
@@ -192,14 +283,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per round")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--driver",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="imagejobs' HTTP clients: raw keep-alive sockets, or httpx (4x the client CPU)",
+    )
+    parser.add_argument("--database", default=DATABASE, help="created and dropped by the run")
     return parser.parse_args()
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     admin = lj._dsn(args.postgres_url)
-    dsn = admin.rsplit("/", 1)[0] + f"/{DATABASE}"
+    database = args.database
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    dsn = admin.rsplit("/", 1)[0] + f"/{database}"
     asyncio.run(
-        lj._admin(admin, f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}")
+        lj._admin(admin, f"DROP DATABASE IF EXISTS {database}", f"CREATE DATABASE {database}")
     )
     try:
         env = lj.clean_env()
@@ -219,9 +319,18 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         os.sched_setaffinity(0, {lj.WRK_CPU})  # the driver and the reference on CPU 1
         result: dict[str, Any] = {}
         cpu_ms: dict[str, list[float]] = {shape: [] for shape in SHAPES}
+        # The driver's own CPU per create (this process: the HTTP clients, or the
+        # reference's whole work), to show which side the load generator limits.
+        driver_ms: dict[str, dict[str, list[float]]] = {
+            shape: {"imagejobs": [], "reference": []} for shape in SHAPES
+        }
+        # The CPU of the PostgreSQL backends serving each side, per create.
+        postgres_ms: dict[str, dict[str, list[float]]] = {
+            shape: {"imagejobs": [], "reference": []} for shape in SHAPES
+        }
         with server:
             base_url = f"http://{lj.HOST}:{port}"
-            asyncio.run(drive_imagejobs(base_url, args.clients, 1.0, 1))  # warm-up
+            asyncio.run(drive_imagejobs(base_url, args.clients, 1.0, 1, args.driver))  # warm-up
             for shape, size in SHAPES.items():
                 rates: dict[str, list[float]] = {"imagejobs": [], "reference": []}
                 for number in range(args.rounds):
@@ -231,15 +340,27 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         else ("reference", "imagejobs")
                     )
                     for name in order:
+                        own_cpu = time.process_time()
+                        backends_at_start = asyncio.run(backend_cpu(dsn))
+                        backends: dict[int, float] = {}
                         if name == "imagejobs":
                             cpu = server.cpu_seconds()
                             n = asyncio.run(
-                                drive_imagejobs(base_url, args.clients, args.duration, size)
+                                drive_imagejobs(
+                                    base_url, args.clients, args.duration, size, args.driver
+                                )
                             )
                             used = server.cpu_seconds() - cpu
                             cpu_ms[shape].append(round(used / n * 1000, 2))
+                            backends = asyncio.run(backend_cpu(dsn))
                         else:
-                            n = asyncio.run(drive_reference(dsn, args.clients, args.duration, size))
+                            n = asyncio.run(
+                                drive_reference(dsn, args.clients, args.duration, size, backends)
+                            )
+                        own = (time.process_time() - own_cpu) / n * 1000
+                        driver_ms[shape][name].append(round(own, 3))
+                        pg = cpu_since(backends_at_start, backends) / n * 1000
+                        postgres_ms[shape][name].append(round(pg, 3))
                         rates[name].append(round(n / args.duration, 1))
                         lj.log(f"{shape} {name} round {number + 1}: {rates[name][-1]} creates/s")
                 ratios = [
@@ -252,10 +373,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     "ratio_rounds": [round(r, 3) for r in ratios],
                     "ratio": round(statistics.median(ratios), 3),
                     "imagejobs_server_cpu_ms_per_create": cpu_ms[shape],
+                    "driver_cpu_ms_per_create": driver_ms[shape],
+                    "postgres_backend_cpu_ms_per_create": postgres_ms[shape],
                 }
+        result["driver"] = args.driver
+        result["load_average_at_start"] = load
         return result
     finally:
-        asyncio.run(lj._admin(admin, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        asyncio.run(lj._admin(admin, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
 
 
 def main() -> int:

@@ -52,9 +52,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+import report
+from report import RESULTS, verdict  # noqa: F401 - other benchmarks use them from here
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-RESULTS = BENCH / "results"
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 # The demo project: the demo account imagejobs bootstraps on its first start owns it.
@@ -593,10 +595,6 @@ def bench_size(
 # --- report ------------------------------------------------------------------------------
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("MET" if ok else "MISSED")
-
-
 def _ratio(measured: dict[str, Any], key: str, app: str = "imagejobs") -> float:
     """``app`` relative to the reference: > 1 is better, for req/s and for CPU per request."""
     mine, ref = measured[app]["wrk"][key], measured["reference"]["wrk"][key]
@@ -895,10 +893,8 @@ def main() -> int:
     results["quiet_wait_used_s"] = round(args.quiet_wait - budget["quiet_wait_left_s"], 1)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     print_report(results, small, large)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"list_jobs-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nTotal {results['elapsed_s']} s. Results: {path.relative_to(ROOT)}")
+    print(f"\nTotal {results['elapsed_s']} s.")
+    report.save("list_jobs", results)
     return 0
 
 

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 import list_jobs as lj
+import report
 from auth_overhead import signed_headers
 
 TARGET_MIN_RATIO = 0.5
 NAMES = ("imagejobs", "lean")
+COLUMNS = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_request")
 
 
 def imagejobs_server(url: str, workdir: Path) -> lj.Server:
@@ -108,10 +108,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 )
         for name, server in servers.items():
             result[name] = {**lj.combine(rounds[name]), **server.memory()}
-    ratios = [
-        a["requests_per_s"] / b["requests_per_s"]
-        for a, b in zip(rounds["imagejobs"], rounds["lean"], strict=True)
-    ]
+    ratios = report.round_ratios(rounds["imagejobs"], rounds["lean"])["requests_per_s"]
     result["ratio_rounds"] = [round(r, 3) for r in ratios]
     result["ratio"] = round(statistics.median(ratios), 3)
     result["cpu_ratio"] = round(
@@ -133,24 +130,22 @@ def main() -> int:
         result = measure(args, workdir)
     result["source"] = lj.working_tree_source()
     print()
-    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | max VmRSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in NAMES:
-        m = result[name]
-        print(
-            f"| {name} | {m['requests_per_s']:,.0f} | {m['p50_ms']} | {m['p99_ms']}"
-            f" | {m['server_cpu_us_per_request']} | {m['max_worker_rss_mb']} |"
+    print(
+        report.markdown_table(
+            ["server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "max VmRSS MB"],
+            (
+                [name, *(result[name][key] for key in COLUMNS), result[name]["max_worker_rss_mb"]]
+                for name in NAMES
+            ),
         )
+    )
     ok = result["ratio"] >= TARGET_MIN_RATIO
     print(
         f"\nreq/s imagejobs/lean: {result['ratio']} (rounds {result['ratio_rounds']});"
         f" by CPU/request {result['cpu_ratio']}; bodies identical: {result['bodies_identical']};"
-        f" target >= {TARGET_MIN_RATIO}: {'MET' if ok else 'MISSED'}"
+        f" target >= {TARGET_MIN_RATIO}: {report.verdict(ok)}"
     )
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"list_limit-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"results: {out}")
+    report.save("list_limit", result)
     return 0
 
 

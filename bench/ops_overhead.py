@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 import list_jobs as lj
+import report
 from auth_overhead import simultaneous_round
 
 TARGET_MIN_RATIO = 0.95
@@ -83,43 +81,18 @@ def main() -> int:
             for name, run in simultaneous_round(clients, args).items():
                 runs[name].append(run)
         log_lines = sum(1 for _ in (workdir / "all.log").open(errors="replace"))
-    table: dict[str, Any] = {}
-    baseline = runs["off"]
-    print(f"\n{'server':<8} {'req/s':>9} {'p50 ms':>8} {'CPU us/req':>11} {'vs off':>7} {'CPU':>6}")
-    for name, rounds in runs.items():
-        ratios = [
-            r["requests_per_s"] / b["requests_per_s"] for r, b in zip(rounds, baseline, strict=True)
-        ]
-        cpu_ratios = [
-            b["server_cpu_us_per_request"] / r["server_cpu_us_per_request"]
-            for r, b in zip(rounds, baseline, strict=True)
-        ]
-        row = table[name] = {
-            "requests_per_s": round(statistics.median(r["requests_per_s"] for r in rounds), 1),
-            "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 2),
-            "server_cpu_us_per_request": round(
-                statistics.median(r["server_cpu_us_per_request"] for r in rounds), 1
-            ),
-            "errors": sum(r["non_2xx"] for r in rounds),
-            "ratio": round(statistics.median(ratios), 3),
-            "cpu_ratio": round(statistics.median(cpu_ratios), 3),
-            "round_ratios": [round(ratio, 3) for ratio in ratios],
-            "rounds": rounds,
-        }
-        print(
-            f"{name:<8} {row['requests_per_s']:>9} {row['p50_ms']:>8} "
-            f"{row['server_cpu_us_per_request']:>11} {row['ratio']:>7.3f} {row['cpu_ratio']:>6.3f}"
-        )
+    table = report.compare(runs, "off")
+    print()
+    print(report.comparison_table("server", table))
     for name in ("metrics", "all"):
-        ok = table[name]["ratio"] >= TARGET_MIN_RATIO
-        print(f"target: {name} keeps >= {TARGET_MIN_RATIO:.0%} of off: {lj.verdict(ok)}")
+        row = table[name]
+        ok = row["ratio"] >= TARGET_MIN_RATIO
+        target = f"{name} keeps >= {TARGET_MIN_RATIO:.0%} of off"
+        print(f"target: {target}: {report.verdict(ok)} ({report.ratio_range(row)})")
     print(f"access lines written by `all`: {log_lines}")
     results["servers"] = table
     results["access_log_lines"] = log_lines
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"ops_overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1))
-    print(f"results: {out}")
+    report.save("ops_overhead", results)
     return 0
 
 

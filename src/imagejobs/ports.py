@@ -9,6 +9,7 @@ from imagejobs.domain.records import (
     Job,
     JobDetail,
     JobFilter,
+    JobRow,
     Page,
     PageRequest,
     SubJob,
@@ -22,6 +23,12 @@ class JobStore(Protocol):
     async def list_jobs(
         self, project_id: str, job_filter: JobFilter, page: PageRequest
     ) -> Page[Job]: ...
+
+    async def list_job_rows(
+        self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
+    ) -> Page[JobRow]:
+        """``list_jobs`` as rows, enum values as stored (the list API's hot path)."""
+        ...
 
     async def get_job(self, project_id: str, job_id: int) -> JobDetail | None: ...
 

@@ -363,3 +363,46 @@ async def test_a_stale_and_a_fresh_result_in_one_batch_count_once(
     assert applied == [False, True]
     assert (await services.jobs.show_job(project, job_id)).job.status is JobStatus.SUCCESS
     assert await counter_mismatches_async(database_url) == []
+
+
+async def test_a_batch_across_projects_starts_and_ends_each_once(
+    services: Services, database_url: str
+) -> None:
+    """Claims and results are set statements over the whole batch (PostgreSQL: one
+    statement per table): every row of a batch moves once, and its counters with it."""
+    store = store_of(services)
+    projects = [new_project() for _ in range(3)]
+    servers: dict[str, list[str]] = {p: [] for p in projects}
+    for project in projects:
+        for _ in range(4):
+            created = await services.servers.create(project, new_server())
+            detail = await services.jobs.show_job(project, created)
+            servers[project].append(detail.sub_jobs[0].resource_id)
+    now = now_ms()
+    tasks = await store.claim("runner-a", 100, now, LEASE)
+    assert len(tasks) == 12
+    assert {t.started_at for t in tasks} == {now}
+    assert await counter_mismatches_async(database_url) == []
+    done = Done({"server_id": "wksapp-y", "instance_id": "ecs-y"})
+    assert await store.record([outcome(t, done, now) for t in tasks], now + 1) == [True] * 12
+    for project in projects:
+        for server_id in servers[project]:
+            server = await services.servers.show(project, server_id)
+            assert (server.status, server.server_id) == (ImageServerStatus.ACTIVE, "wksapp-y")
+    assert await counter_mismatches_async(database_url) == []
+
+    # One job, three sub-jobs, claimed in two batches: the job starts once.
+    project = projects[0]
+    delete_job = await services.servers.batch_delete(project, servers[project][:3])
+    now = now_ms()
+    first = await store.claim("runner-a", 1, now, LEASE)
+    assert (await services.jobs.show_job(project, delete_job)).job.status is JobStatus.RUNNING
+    rest = await store.claim("runner-b", 10, now + 1, LEASE)
+    assert len(first) + len(rest) == 3
+    assert await counter_mismatches_async(database_url) == []
+    applied = await store.record([outcome(t, Done(), now + 2) for t in first + rest], now + 2)
+    assert applied == [True] * 3
+    job = await services.jobs.show_job(project, delete_job)
+    assert job.job.status is JobStatus.SUCCESS
+    assert [s.status for s in job.sub_jobs] == [SubJobStatus.SUCCESS] * 3
+    assert await counter_mismatches_async(database_url) == []

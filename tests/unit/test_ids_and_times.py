@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imagejobs.domain.ids import IdGenerator, id_for, parse_id, time_of
-from imagejobs.domain.times import format_time
+from imagejobs.domain.times import format_now, format_time, now_ms
 
 
 def test_ids_are_18_digits_unique_and_increasing() -> None:
@@ -66,3 +66,10 @@ def test_times_stay_right_when_reused_and_past_the_wire_cache() -> None:
     again = [format_time(1_700_000_000_000 + 997 * i) for i in range(50_000)]
     assert first == again
     assert again[1] == "2023-11-14T22:13:20.997Z"
+
+
+def test_the_access_logs_clock_is_format_time_of_now() -> None:
+    before = now_ms()
+    text = format_now()
+    after = now_ms()
+    assert text in {format_time(ms) for ms in range(before, after + 1)}

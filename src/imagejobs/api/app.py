@@ -14,11 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
-from imagejobs.api.auth import make_authenticator
 from imagejobs.api.console import console_routes
 from imagejobs.api.dispatch import ImageJobsApp
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
-from imagejobs.api.endpoint import make_endpoint
+from imagejobs.api.endpoint import OperationEndpoint
 from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
 from imagejobs.api.iam_routes import IAM_ROUTE_DOCS, IamApi
 from imagejobs.api.input_guard import EdgeGuard
@@ -44,9 +43,12 @@ def create_app(
         return JSONResponse(openapi_document)
 
     access = access or OpenAccess()
-    authenticate = make_authenticator(access)
     operations = [
-        Route(op.path, make_endpoint(op, services, authenticate, access), methods=[op.method])
+        Route(
+            op.path,
+            OperationEndpoint(op, services, access, body_read_timeout),
+            methods=[op.method],
+        )
         for op in ALL_OPERATIONS
     ]
     routes: list[BaseRoute] = [*operations]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from imagejobs.domain.errors import RequestTooLarge
 from imagejobs.iam.signing import ReceivedRequest
@@ -17,23 +18,41 @@ MAX_BODY_BYTES = 1 << 20
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    body: bytes | None = getattr(request, "_body", None)  # read before (authentication)
+    if body is not None:
+        if len(body) > limit:
             raise RequestTooLarge()
-        chunks.append(chunk)
-    body = b"".join(chunks)
+        return body
+    body = await read_asgi_body(request.scope, request.receive, limit)
     request._body = body  # later readers (request.body()) get the same bytes
     return body
 
 
+async def read_asgi_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """``read_body`` from the ASGI scope and receive channel."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise RequestTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # a disconnect: nothing more will come
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 def received_request(request: Request, body: bytes) -> ReceivedRequest:
-    scope = request.scope
+    return received_asgi_request(request.scope, body)
+
+
+def received_asgi_request(scope: Scope, body: bytes) -> ReceivedRequest:
     # The path exactly as sent (percent-encoding intact), without any query string.
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     raw_path = raw_path.split(b"?", 1)[0]

@@ -64,29 +64,31 @@ class EdgeGuard:
         if problem is not None:
             await error_response(problem, new_request_id())(scope, receive, send)
             return
-        await self._app(scope, self._body_reader(receive), send)
+        await self._app(scope, guarded_receive(receive, self._body_read_timeout), send)
 
-    def _body_reader(self, receive: Receive) -> Receive:
-        deadline = time.monotonic() + self._body_read_timeout
-        complete = False
 
-        async def receive_body() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"Request timeout: the body did not arrive within "
-                    f"{self._body_read_timeout:g} seconds."
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise InvalidParameter(
-                    "body", "was cut short (the client closed it or its chunked encoding broke)"
-                )
-            complete = not message.get("more_body", False)
-            return message
+def guarded_receive(receive: Receive, body_read_timeout: float) -> Receive:
+    """``receive`` for reading a body that must be complete ``body_read_timeout`` seconds
+    from now (else RequestTimeout) and must not be cut short (else InvalidParameter)."""
+    deadline = time.monotonic() + body_read_timeout
+    complete = False
 
-        return receive_body
+    async def receive_body() -> Message:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"Request timeout: the body did not arrive within {body_read_timeout:g} seconds."
+            ) from None
+        if message["type"] == "http.disconnect":
+            raise InvalidParameter(
+                "body", "was cut short (the client closed it or its chunked encoding broke)"
+            )
+        complete = not message.get("more_body", False)
+        return message
+
+    return receive_body

@@ -3,13 +3,14 @@ the source of the OpenAPI schemas. Field names and enum spellings follow spec §
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta, Struct
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
-from imagejobs.domain.records import Job, JobDetail, SubJob
+from imagejobs.domain.records import Job, JobDetail, JobRow, SubJob
 from imagejobs.domain.times import format_optional_time, format_time
 
 DateTime = Annotated[
@@ -95,6 +96,43 @@ def job_info(job: Job) -> ImageJobInfo:
         status=job.status,
         sub_jobs_total=job.sub_jobs_total,
     )
+
+
+# Enum values as stored -> the same text; a lookup that refuses a value the wire does not
+# know (KeyError, a 500), as JobType(value) would.
+_JOB_TYPES = {t.value: t.value for t in JobType}
+_JOB_STATUSES = {s.value: s.value for s in JobStatus}
+# Each distinct job row's JSON text. The key is the whole row, so an entry is never
+# stale; lists are read again and again (consoles refresh, SDKs poll their jobs) and a
+# finished job's row never changes, so most rows were sent before, and a lookup costs a
+# fifth of formatting one. Emptied when full, so it stays small (~3 MB).
+_ROW_JSON: dict[JobRow, str] = {}
+_ROW_JSON_MAX = 8192
+
+
+def job_page_json(count: int, rows: Sequence[JobRow]) -> bytes:
+    """``encoder.encode(ListImageJobsResponse(count, [job_info(...) ...]))``, byte for
+    byte, straight from the rows: ListImageJobs is the hot path, and building a ``Job``
+    and an ``ImageJobInfo`` per row cost a fifth of its request."""
+    cached = _ROW_JSON.get
+    items = ",".join([cached(row) or _job_row_json(row) for row in rows])
+    return f'{{"count":{count},"items":[{items}]}}'.encode()
+
+
+def _job_row_json(row: JobRow) -> str:
+    # Nothing needs JSON escaping: ids and totals are integers (INTEGER columns), types
+    # and statuses checked enum values, times formatted digits.
+    job_id, job_type, status, begin_time, end_time, sub_jobs_total = row
+    end = "null" if end_time is None else f'"{format_time(end_time)}"'
+    text = (
+        f'{{"id":"{job_id}","job_type":"{_JOB_TYPES[job_type]}",'
+        f'"begin_time":"{format_time(begin_time)}","end_time":{end},'
+        f'"status":"{_JOB_STATUSES[status]}","sub_jobs_total":{sub_jobs_total}}}'
+    )
+    if len(_ROW_JSON) >= _ROW_JSON_MAX:
+        _ROW_JSON.clear()
+    _ROW_JSON[row] = text
+    return text
 
 
 def sub_job_info(sub_job: SubJob) -> ImageJobDetailInfo:

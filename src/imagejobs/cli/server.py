@@ -9,6 +9,7 @@ import os
 import resource
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,9 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
 @database_url_option
 @data_dir_option
 @click.option("--project-id", required=True, help="Project to fill (1 to 128 characters).")
-@click.option("--jobs", "job_count", type=click.IntRange(1, 50_000_000), required=True)
+@click.option(
+    "--jobs", "job_count", type=click.IntRange(1, 50_000_000), required=True, help="Jobs in all."
+)
 @click.option(
     "--sub-jobs", type=click.IntRange(0, 20), default=1, show_default=True, help="Sub-jobs per job."
 )
@@ -260,6 +263,14 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
     show_default=True,
     help="Spread the jobs' begin times over this many days before now.",
 )
+@click.option(
+    "--projects",
+    type=click.IntRange(1, 100_000),
+    default=1,
+    show_default=True,
+    help="Spread the jobs evenly over --project-id and this many minus one more projects"
+    " (ids derived from it), taking turns.",
+)
 def seed(
     database_url: str | None,
     data_dir: Path | None,
@@ -268,15 +279,21 @@ def seed(
     sub_jobs: int,
     random_seed: int | None,
     days: int,
+    projects: int,
 ) -> None:
-    """Fill a project with realistic jobs of every type and status, for demos and benchmarks."""
+    """Fill a project with realistic jobs of every type and status, for demos and benchmarks.
+
+    The newest jobs are still in progress: a running engine finishes them. On PostgreSQL a
+    seed that at least doubles the jobs table builds its indexes once at the end and holds
+    the job tables until it is done.
+    """
     from imagejobs.storage.migrate import migrate as run_migrations
     from imagejobs.storage.seed import SeedPlan
 
     if not 1 <= len(project_id) <= 128:
         raise click.BadParameter("must be 1 to 128 characters", param_hint="--project-id")
     settings = load(database_url=database_url, data_dir=data_dir)
-    plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days)
+    plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days, projects)
     try:
         asyncio.run(run_migrations(settings.database_url))
         asyncio.run(_seed(settings, plan))
@@ -286,15 +303,63 @@ def seed(
 
 async def _seed(settings: Settings, plan: Any) -> None:
     from imagejobs.bootstrap import open_database
-    from imagejobs.storage.seed import seed as run_seed
+    from imagejobs.services.seeding import seed as run_seed
 
     database = open_database(settings)
     await database.open()
+    start = time.monotonic()
     try:
-        with click.progressbar(
-            length=plan.jobs, label="Seeding jobs", file=sys.stderr, show_pos=True
-        ) as bar:
-            await run_seed(database, plan, progress=bar.update)
+        with _SeedOutput(plan.jobs) as output:
+            await run_seed(database, plan, progress=output.rows, phase=output.phase)
     finally:
         await database.close()
-    click.echo(f"Seeded {plan.jobs} jobs into project {plan.project_id}.", err=True)
+    where = f"project {plan.project_id}"
+    if plan.projects > 1:
+        where = f"{plan.projects} projects ({plan.project_id} first)"
+    seconds = time.monotonic() - start
+    click.echo(f"Seeded {plan.jobs} jobs into {where} in {seconds:.1f} s.", err=True)
+
+
+class _SeedOutput:
+    """A progress bar while rows are written (into a file or pipe: a line each tenth),
+    then a line per phase (index builds, VACUUM) on standard error."""
+
+    def __init__(self, jobs: int) -> None:
+        self._bar = click.progressbar(
+            length=jobs, label="Seeding jobs", file=sys.stderr, show_pos=True
+        )
+        self._open = False
+        self._jobs = jobs
+        self._done = 0
+        self._tenths = 0
+        self._start = time.monotonic()
+        self._lines = not sys.stderr.isatty()
+
+    def __enter__(self) -> _SeedOutput:
+        self._bar.__enter__()
+        self._open = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close_bar()
+
+    def rows(self, count: int) -> None:
+        self._bar.update(count)
+        self._done += count
+        tenths = self._done * 10 // self._jobs
+        if self._lines and tenths > self._tenths:
+            self._tenths = tenths
+            seconds = time.monotonic() - self._start
+            click.echo(f"{self._done} of {self._jobs} jobs written ({seconds:.1f} s)", err=True)
+
+    def phase(self, label: str, seconds: float | None) -> None:
+        self._close_bar()
+        if seconds is None:
+            click.echo(f"{label}…", err=True, nl=False)
+        else:
+            click.echo(f" {seconds:.1f} s", err=True)
+
+    def _close_bar(self) -> None:
+        if self._open:
+            self._open = False
+            self._bar.__exit__(None, None, None)

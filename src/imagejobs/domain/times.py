@@ -45,5 +45,25 @@ def _format_time(epoch_ms: int) -> str:
     return f"{_date(day)}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
+class _ThisSecond:
+    """The current second in wire form without its milliseconds."""
+
+    at = -1
+    text = ""
+
+
+_MILLIS = tuple(f"{millis:03d}Z" for millis in range(1000))
+
+
+def format_now() -> str:
+    """``format_time(now_ms())``, for the access log: the second is formatted once, not
+    each millisecond put into (and crowding out of) the cache of stored times."""
+    second, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    if second != _ThisSecond.at:
+        _ThisSecond.text = _format_time(second * 1000)[:-4]
+        _ThisSecond.at = second
+    return _ThisSecond.text + _MILLIS[millis]
+
+
 def format_optional_time(epoch_ms: int | None) -> str | None:
     return None if epoch_ms is None else format_time(epoch_ms)

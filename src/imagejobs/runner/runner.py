@@ -58,6 +58,9 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._clock_synced = False
+        # The last claim filled every slot it asked for: more is likely due, so the next
+        # claim goes ahead without asking the queue first (one round trip less per batch).
+        self._backlog = False
         # Read by readiness and the metrics (observability.py): the last heartbeat that
         # reached the database, steps rescheduled after a transient failure, and results
         # dropped because another runner had taken the lease over.
@@ -98,21 +101,23 @@ class Runner:
             await self._slot_freed.wait()
             self._slot_freed.clear()
             return
-        try:
-            if not self._clock_synced:  # no decision on this machine's own clock
-                await self.engine.sync_clock()
-                self._clock_synced = True
-            until_due = await self.engine.seconds_until_due()
-        except Exception:
-            logger.warning("cannot read the queue now; retrying", exc_info=True)
-            await self._pause(_ERROR_PAUSE_SECONDS)
-            return
-        if until_due is None or until_due > 0:
-            # Work due in a moment is left to gather too: claims come in batches.
-            soon = None if until_due is None else max(until_due, GATHER_SECONDS)
-            await self._wait_for_work(self._poll if soon is None else min(self._poll, soon))
-            return
-        if not await self._claim_some():
+        if not self._backlog:
+            try:
+                if not self._clock_synced:  # no decision on this machine's own clock
+                    await self.engine.sync_clock()
+                    self._clock_synced = True
+                until_due = await self.engine.seconds_until_due()
+            except Exception:
+                logger.warning("cannot read the queue now; retrying", exc_info=True)
+                await self._pause(_ERROR_PAUSE_SECONDS)
+                return
+            if until_due is None or until_due > 0:
+                # Work due in a moment is left to gather too: claims come in batches.
+                soon = None if until_due is None else max(until_due, GATHER_SECONDS)
+                await self._wait_for_work(self._poll if soon is None else min(self._poll, soon))
+                return
+        self._backlog = await self._claim_some()
+        if not self._backlog:
             # Fewer were due than there are free slots: let the next ones gather for a
             # moment, so that a trickle of work is claimed in batches, not one by one.
             await self._pause(GATHER_SECONDS)

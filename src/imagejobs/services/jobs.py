@@ -11,6 +11,7 @@ from imagejobs.domain.records import (
     Job,
     JobDetail,
     JobFilter,
+    JobRow,
     Page,
     PageRequest,
     SubJob,
@@ -37,6 +38,13 @@ class JobService:
         page: PageRequest = FIRST_PAGE,
     ) -> Page[Job]:
         return await self._store.list_jobs(project_id, JobFilter(job_type, status), page)
+
+    async def list_job_rows(
+        self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
+    ) -> Page[JobRow]:
+        """``list_jobs`` as rows (ListImageJobs encodes them without per-row objects);
+        ``job_type`` and ``status`` are values the API has validated."""
+        return await self._store.list_job_rows(project_id, job_type, status, offset, limit)
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:
         numeric_id = parse_id(job_id)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.domain.errors import NotFound
-from imagejobs.domain.records import Job, JobDetail, Page, PageRequest
+from imagejobs.domain.records import Job, JobDetail, JobRow, Page, PageRequest, job_of_row
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
@@ -33,6 +33,7 @@ READS_FLAG_SECONDS = 1.0
 # How long the read that completes a job may wait for the engine to end it.
 SETTLE_SECONDS = 10.0
 _UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
+_UNFINISHED_VALUES = frozenset(status.value for status in _UNFINISHED)
 
 
 class SteeringStore(Protocol):
@@ -190,6 +191,17 @@ class SteeredJobService(JobService):
         unfinished = [j for j in result.items if j.status in _UNFINISHED]
         if await self._count(unfinished, project_id):
             result = await super().list_jobs(project_id, job_type, status, page)
+        return result
+
+    async def list_job_rows(
+        self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
+    ) -> Page[JobRow]:
+        result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+        unfinished = [
+            job_of_row(project_id, row) for row in result.items if row[2] in _UNFINISHED_VALUES
+        ]
+        if unfinished and await self._count(unfinished, project_id):
+            result = await super().list_job_rows(project_id, job_type, status, offset, limit)
         return result
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:

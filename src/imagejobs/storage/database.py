@@ -102,8 +102,19 @@ class Database(ABC):
         """Run one read statement (its own snapshot) and return all rows."""
 
     @abstractmethod
+    async def fetch_args(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        """``fetch`` with the parameters given positionally, in ``statement.names`` order
+        (for hot reads: no mapping built and taken apart per call)."""
+
+    @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A write transaction: committed when the block ends, rolled back on error."""
+
+    @abstractmethod
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        """Run one statement that writes as a transaction of its own, and return its rows
+        (on PostgreSQL one round trip: a single statement is atomic without BEGIN and
+        COMMIT of its own)."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -199,8 +210,14 @@ class SqliteDatabase(Database):
             self._writer.execute(f"PRAGMA max_page_count={max(1, self._max_bytes // page_size)}")
 
     async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        return self._read(statement, statement.args(params))
+
+    async def fetch_args(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        return self._read(statement, args)
+
+    def _read(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
         try:
-            return self._reader.execute(statement.sqlite, statement.args(params)).fetchall()
+            return self._reader.execute(statement.sqlite, args).fetchall()
         except sqlite3.OperationalError as exc:
             if _unavailable(exc):
                 self.unavailable_errors += 1
@@ -229,6 +246,10 @@ class SqliteDatabase(Database):
             except BaseException:
                 self._rollback()
                 raise
+
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        async with self.transaction() as tx:
+            return await tx.fetch(statement, params)
 
     def _rollback(self) -> None:
         # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR).
@@ -330,8 +351,11 @@ class PostgresDatabase(Database):
         return self._pool
 
     async def fetch(self, statement: Statement, params: Params) -> list[Row]:
+        return await self.fetch_args(statement, statement.args(params))
+
+    async def fetch_args(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
         try:
-            rows: list[Row] = await self._pool.fetch(statement.postgres, *statement.args(params))
+            rows: list[Row] = await self._pool.fetch(statement.postgres, *args)
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
         return rows
@@ -346,6 +370,9 @@ class PostgresDatabase(Database):
                 yield _PostgresTransaction(connection)
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
+
+    async def write(self, statement: Statement, params: Params) -> list[Row]:
+        return await self.fetch(statement, params)  # a pooled connection autocommits
 
     async def close(self) -> None:
         await self._pool.close()

@@ -1,8 +1,12 @@
 """Waking idle runners when work becomes due, instead of only polling.
 
 - In one process: a doorbell (an asyncio.Event) rung after a commit that added due work.
-- Across processes on PostgreSQL: the writing transaction sends ``NOTIFY
-  imagejobs_engine`` (delivered at commit), and idle runners ``LISTEN`` on a connection
+- Across processes on PostgreSQL: ``NOTIFY imagejobs_engine``, sent by a transaction
+  that changes tasks (delivered at its commit), or on its own after the commit of new
+  tasks, before the answer (a create: one NOTIFY for all the commits that end while one
+  is being sent, so that creates do not hold PostgreSQL's notify lock through their
+  commits; a process that dies in between leaves the others to find that work when they
+  next poll). Idle runners ``LISTEN`` on a connection
   of their own. When that connection drops (a restart, a failover, a killed backend) the
   runner looks for work at once (it may have missed a NOTIFY) and listens again on a new
   connection, retrying on each wait until the database answers.
@@ -40,9 +44,41 @@ class Wakeups:
         self._listener: Any = None
         self._listening = False  # wanted: listen() was called and unlisten() was not
         self._lost = False  # the LISTEN connection dropped (the pool has let go of it)
+        self._notifier: asyncio.Task[None] | None = None
+        self._next_notify: asyncio.Future[None] | None = None  # the NOTIFY not yet begun
 
     def ring(self) -> None:
         self._doorbell.set()
+
+    async def announce(self) -> None:
+        """NOTIFY runners in other processes (PostgreSQL) that work was just committed.
+
+        Commits that end while a NOTIFY is being sent share the next one (a NOTIFY that
+        began before a commit may be delivered before it, too early to show its work)."""
+        if not isinstance(self._db, PostgresDatabase):
+            return
+        if self._next_notify is None:
+            self._next_notify = asyncio.get_running_loop().create_future()
+            if self._notifier is None:
+                self._notifier = asyncio.get_running_loop().create_task(self._send_notifies())
+        await asyncio.shield(self._next_notify)
+
+    async def _send_notifies(self) -> None:
+        sent: asyncio.Future[None] | None = None
+        try:
+            while (sent := self._next_notify) is not None:
+                self._next_notify = None
+                try:
+                    await self._db.write(NOTIFY, {})
+                except Exception:  # the work is committed: runners elsewhere poll for it
+                    logger.warning("cannot NOTIFY runners elsewhere now", exc_info=True)
+                sent.set_result(None)
+        finally:  # also when cancelled (shutdown): no caller waits forever
+            self._notifier = None
+            for waiting in (sent, self._next_notify):
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(None)
+            self._next_notify = None
 
     async def wait(self, timeout: float) -> None:
         """Return when work may have become due, or after ``timeout`` seconds."""

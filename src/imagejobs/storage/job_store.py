@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from imagejobs.domain.enums import QUERYABLE_JOB_TYPES, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.records import (
     Job,
     JobDetail,
     JobFilter,
+    JobRow,
     Page,
     PageRequest,
     SubJob,
@@ -214,6 +215,19 @@ class SqlJobStore:
         rows = await self._db.fetch(statement, params)
         items = [_job(project_id, row, 1) for row in rows if row[1] is not None]
         return Page(count=rows[0][0], items=items)
+
+    async def list_job_rows(
+        self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
+    ) -> Page[JobRow]:
+        """``list_jobs`` as rows, for the ListImageJobs hot path (no per-row objects)."""
+        if status is None:
+            args: tuple[Any, ...] = (project_id, job_type, limit, offset)
+        else:
+            args = (project_id, job_type, status, limit, offset)
+        statement = list_jobs_statement(status is not None, self._db.dialect)
+        rows = await self._db.fetch_args(statement, args)
+        items = cast("list[JobRow]", [row[1:] for row in rows if row[1] is not None])
+        return Page(rows[0][0], items)
 
     async def get_job(self, project_id: str, job_id: int) -> JobDetail | None:
         rows = await self._db.fetch(

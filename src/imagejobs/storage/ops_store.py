@@ -32,6 +32,15 @@ INSERT_AUDIT = Statement(
     " :account_id, :method, :path, :operation, :project_id, :status, :error_code)"
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+# Many events in one statement (PostgreSQL): one array per column.
+INSERT_AUDIT_MANY = Statement(
+    f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) SELECT * FROM unnest("
+    "CAST(:id AS BIGINT[]), CAST(:at AS BIGINT[]), CAST(:request_id AS TEXT[]),"
+    " CAST(:principal AS TEXT[]), CAST(:account_id AS TEXT[]), CAST(:method AS TEXT[]),"
+    " CAST(:path AS TEXT[]), CAST(:operation AS TEXT[]), CAST(:project_id AS TEXT[]),"
+    " CAST(:status AS INTEGER[]), CAST(:error_code AS TEXT[]))"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 LIST_AUDIT = Statement(
     f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE id < :before ORDER BY id DESC LIMIT :limit"
 )
@@ -86,12 +95,26 @@ class SqlOpsStore:
 
     async def add_audit_event(self, event: AuditEvent) -> None:
         """Store ``event`` (its id is assigned here; ``event.id`` is ignored)."""
-        values = {name: getattr(event, name) for name in AuditEvent.__slots__}
+        await self.add_audit_events([event])
+
+    async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
+        """Store ``events`` together, as one transaction (their ids are assigned here)."""
+        pending = [{name: getattr(e, name) for name in AuditEvent.__slots__} for e in events]
         for _ in range(_ID_COLLISIONS):  # another process may have made the same id
-            values["id"] = self._ids.next_id()
-            async with self._db.transaction() as tx:
-                if await tx.fetch(INSERT_AUDIT, values):
-                    return
+            if not pending:
+                return
+            for values in pending:
+                values["id"] = self._ids.next_id()
+            stored = await self._insert_audit(pending)
+            pending = [values for values in pending if values["id"] not in stored]
+
+    async def _insert_audit(self, rows: Sequence[dict[str, object]]) -> set[object]:
+        """The ids stored (an id taken already is not)."""
+        if self._db.dialect == "postgresql":
+            columns = {name: [row[name] for row in rows] for name in AuditEvent.__slots__}
+            return {row[0] for row in await self._db.write(INSERT_AUDIT_MANY, columns)}
+        async with self._db.transaction() as tx:
+            return {row[0] for values in rows for row in await tx.fetch(INSERT_AUDIT, values)}
 
     async def audit_events(
         self, limit: int, before: int | None = None, account_id: str | None = None

@@ -25,13 +25,22 @@ metadata = MetaData()
 # and every secondary index carries it for free.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def Key(length: int) -> String:
+    """A text column the job indexes sort by, compared byte by byte on PostgreSQL
+    (COLLATE "C", as SQLite always does): the answers only compare them for equality,
+    and an index build over 10M rows sorts 1.7x faster than with the database's
+    locale (migration 0008)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 jobs = Table(
     "jobs",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=False),
-    Column("project_id", String(128), nullable=False),
-    Column("job_type", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("project_id", Key(128), nullable=False),
+    Column("job_type", Key(32), nullable=False),
+    Column("status", Key(16), nullable=False),
     Column("begin_time", BigInteger, nullable=False),  # epoch milliseconds, UTC
     Column("end_time", BigInteger, nullable=True),
     Column("sub_jobs_total", Integer, nullable=False, server_default=text("0")),
@@ -50,9 +59,9 @@ sub_jobs = Table(
         ForeignKey("jobs.id", ondelete="CASCADE", name="fk_sub_jobs_job_id"),
         nullable=False,
     ),
-    Column("project_id", String(128), nullable=False),
-    Column("job_type", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("project_id", Key(128), nullable=False),
+    Column("job_type", Key(32), nullable=False),
+    Column("status", Key(16), nullable=False),
     Column("begin_time", BigInteger, nullable=False),
     Column("end_time", BigInteger, nullable=True),
     Column("resource_id", String(128), nullable=False, server_default=text("''")),

@@ -24,8 +24,10 @@ _FIELD_COLUMNS = {
 }
 
 
-async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
-    """Make each server follow its sub-job's result (in that result's transaction)."""
+def server_rows(
+    changes: Sequence[ServerChange], now: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The parameters of CHANGE_SERVER and of DELETE_SERVER for these changes, by id."""
     deleted: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     for change in sorted(changes, key=lambda c: c.server_id):
@@ -37,6 +39,12 @@ async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange],
         status = change.status or ImageServerStatus.NULL
         params.update({"id": change.server_id, "status": status.value, "now": now})
         changed.append(params)
+    return changed, deleted
+
+
+async def apply_server_changes(tx: Transaction, changes: Sequence[ServerChange], now: int) -> None:
+    """Make each server follow its sub-job's result (in that result's transaction)."""
+    changed, deleted = server_rows(changes, now)
     if changed:
         await tx.execute_many(CHANGE_SERVER, changed)
     if deleted:

@@ -2,12 +2,13 @@
 
 A request that starts a job (create, batch delete, recreate image) writes the server
 row(s), the job, its sub-jobs, the counters and the engine's tasks in one transaction,
-so an acknowledged ``job_id`` always has its work queued; the local runner is woken
-after the commit (and, on PostgreSQL, the others by the NOTIFY sent inside it).
+so an acknowledged ``job_id`` always has its work queued; the runners are woken after
+the commit (the local one at once, the others on PostgreSQL by a NOTIFY).
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
@@ -34,8 +35,9 @@ from imagejobs.domain.servers import (
     ServerNotFound,
     ServerUpdate,
 )
-from imagejobs.storage.database import Database, Row, Statement, Transaction
+from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
 from imagejobs.storage.job_store import insert_jobs
+from imagejobs.storage.steering_store import RULED_DUE_AT_SQL
 
 # A job and its tasks, planned from the servers the transaction found.
 JobPlan = tuple[JobDetail, Sequence[NewTask]]
@@ -68,6 +70,43 @@ UPDATE_SERVER = Statement(
     "UPDATE image_servers SET name = COALESCE(:name, name),"
     " description = COALESCE(:description, description), update_time = :now"
     " WHERE project_id = :project_id AND id = :id RETURNING id"
+)
+# A create on PostgreSQL, all in one statement (one round trip, atomic on its own: no
+# BEGIN and COMMIT round trips): the server, unless its name is taken (the unique
+# constraint decides, waiting for a concurrent create of the same name to end), and only
+# then its job, sub-job, the two counters (one stripe, in key order), the engine task
+# (due when the steering rules say, else as planned from the defaults). No row back: the
+# name was taken. The NOTIFY for runners elsewhere follows the commit (announce()): inside
+# it, it would take PostgreSQL's cluster-wide notify lock through the commit's WAL flush,
+# one create at a time (~120 creates/s here, against ~620/s without it).
+CREATE_SERVER_AT_ONCE = Statement(
+    "WITH server AS ("
+    f" INSERT INTO image_servers ({_COLUMNS}) VALUES (:id, :project_id, :name, :description,"
+    " :status, :image_ref, :authorize_accounts, :server_group_id, :app_group_id,"
+    " :aps_server_id, :instance_id, :image_id, :enterprise_project_id, :spec,"
+    " :create_time, :update_time)"
+    " ON CONFLICT (project_id, name) DO NOTHING RETURNING id),"
+    " job AS (INSERT INTO jobs"
+    " (id, project_id, job_type, status, begin_time, end_time, sub_jobs_total)"
+    " SELECT :job_id, :project_id, :job_type, :job_status, :job_begin_time, :job_end_time,"
+    " :sub_jobs_total FROM server RETURNING id),"
+    " sub_job AS (INSERT INTO sub_jobs (id, job_id, project_id, job_type, status, begin_time,"
+    " end_time, resource_id, resource_name, error_code, error_message)"
+    " SELECT :sub_job_id, job.id, :project_id, :job_type, :sub_job_status,"
+    " :sub_job_begin_time, :sub_job_end_time, :resource_id, :resource_name, :error_code,"
+    " :error_message FROM job RETURNING id),"
+    " counters AS (INSERT INTO job_counters (project_id, scope, job_type, status, stripe, n)"
+    " SELECT :project_id, c.scope, :job_type, c.status, :stripe, 1 FROM server"
+    " CROSS JOIN (VALUES ('job', CAST(:job_status AS TEXT)),"
+    " ('sub_job', CAST(:sub_job_status AS TEXT))) AS c (scope, status) ORDER BY c.scope"
+    " ON CONFLICT (project_id, scope, job_type, status, stripe)"
+    " DO UPDATE SET n = job_counters.n + excluded.n),"
+    " task AS (INSERT INTO engine_tasks (sub_job_id, job_id, project_id, job_type, position,"
+    " phase, due_at, payload, created_at)"
+    " SELECT sub_job.id, :job_id, :project_id, :job_type, :position, 'run',"
+    f" COALESCE({RULED_DUE_AT_SQL}, :due_at), :payload, :now FROM sub_job"
+    " RETURNING sub_job_id)"
+    " SELECT sub_job_id FROM task"
 )
 _encoder = msgspec.json.Encoder()
 _NAME_CONSTRAINT = "uq_image_servers_project_name"
@@ -127,6 +166,36 @@ def server_row(server: ImageServer) -> dict[str, Any]:
     }
 
 
+def create_params(server: ImageServer, plan: JobPlan, now: int) -> dict[str, Any]:
+    """CREATE_SERVER_AT_ONCE's parameters: the rows a create writes in steps."""
+    detail, (task,) = plan
+    (sub_job,) = detail.sub_jobs
+    job = detail.job
+    params = server_row(server)
+    params.update(
+        job_id=job.id,
+        job_type=job.job_type.value,
+        job_status=job.status.value,
+        job_begin_time=job.begin_time,
+        job_end_time=job.end_time,
+        sub_jobs_total=job.sub_jobs_total,
+        sub_job_id=sub_job.id,
+        sub_job_status=sub_job.status.value,
+        sub_job_begin_time=sub_job.begin_time,
+        sub_job_end_time=sub_job.end_time,
+        resource_id=sub_job.resource_id,
+        resource_name=sub_job.resource_name,
+        error_code=sub_job.error_code,
+        error_message=sub_job.error_message,
+        stripe=random.randrange(COUNTER_STRIPES),  # noqa: S311 - spreads writers, not secret
+        position=task.position,
+        due_at=task.due_at,
+        payload=_encoder.encode(dict(task.payload)).decode(),
+    )
+    params["now"] = now
+    return params
+
+
 def _server(row: Row, offset: int = 0) -> ImageServer:
     r = row[offset:]
     return ImageServer(
@@ -169,7 +238,8 @@ class TaskQueue(Protocol):
 
     async def add_tasks(self, tx: Transaction, tasks: Sequence[NewTask], now: int) -> None: ...
 
-    def ring(self) -> None: ...
+    async def announce(self) -> None:
+        """Wake the runners, here and in other processes: the tasks have committed."""
 
 
 class SqlServerStore:
@@ -179,23 +249,33 @@ class SqlServerStore:
         self._db = database
         self._engine = engine
         self._dialect = database.dialect
+        # On PostgreSQL a create is one statement, which also finds the queue delay.
+        self.resolves_queue_delay = self._dialect == "postgresql"
 
     async def create(self, server: ImageServer, plan: JobPlan, now: int) -> None:
         """Insert the server, its CREATE_SERVER job and the job's tasks, atomically."""
         try:
-            async with self._db.transaction() as tx:
-                taken = {"project_id": server.project_id, "name": server.name}
-                if await tx.fetch(NAME_TAKEN, taken):
+            if self.resolves_queue_delay:
+                params = create_params(server, plan, now)
+                if not await self._db.write(CREATE_SERVER_AT_ONCE, params):
                     raise _name_taken(server.name)
-                await tx.execute(INSERT_SERVER, server_row(server))
-                await self._start_job(tx, plan, now)
+            else:
+                await self._create_in_steps(server, plan, now)
         except Exception as exc:
             if _is_unique_violation(exc):
                 if _name_collided(exc):  # a concurrent create of the same name won
                     raise _name_taken(server.name) from exc
                 raise _id_collision() from exc
             raise
-        self._engine.ring()
+        await self._engine.announce()
+
+    async def _create_in_steps(self, server: ImageServer, plan: JobPlan, now: int) -> None:
+        async with self._db.transaction() as tx:
+            taken = {"project_id": server.project_id, "name": server.name}
+            if await tx.fetch(NAME_TAKEN, taken):
+                raise _name_taken(server.name)
+            await tx.execute(INSERT_SERVER, server_row(server))
+            await self._start_job(tx, plan, now)
 
     async def _start_job(self, tx: Transaction, plan: JobPlan, now: int) -> None:
         job, tasks = plan
@@ -315,7 +395,7 @@ class SqlServerStore:
             if _is_unique_violation(exc):
                 raise _id_collision() from exc
             raise
-        self._engine.ring()
+        await self._engine.announce()
         return job_plan[0]
 
     async def _start_image_build(

@@ -152,4 +152,4 @@ class SqlStateStore:
                 raise Conflict("An id of the state is already used by another project.") from exc
             raise
         if tasks:
-            self._engine.ring()
+            await self._engine.announce()

@@ -28,6 +28,16 @@ DELETE_RULE = Statement(
     " RETURNING project_id"
 )
 DELETE_ALL = Statement("DELETE FROM engine_rules RETURNING project_id")
+# Inside a statement that writes a new task (PostgreSQL): its due time under the most
+# specific rule that sets a queue delay for (:project_id, :job_type), from :now, as
+# domain/steering.py resolve() picks it; NULL when no rule sets one.
+_QUEUE_SECONDS = "CAST(CAST(r.rule AS JSONB) ->> 'queue_seconds' AS DOUBLE PRECISION)"
+RULED_DUE_AT_SQL = (
+    f"(SELECT CAST(:now AS BIGINT) + CAST(round({_QUEUE_SECONDS} * 1000) AS BIGINT)"
+    f" FROM engine_rules AS r WHERE r.project_id IN ('{ANY}', :project_id)"
+    f" AND r.job_type IN ('{ANY}', :job_type) AND {_QUEUE_SECONDS} IS NOT NULL"
+    f" ORDER BY r.project_id <> '{ANY}' DESC, r.job_type <> '{ANY}' DESC LIMIT 1)"
+)
 _encoder = msgspec.json.Encoder()
 
 

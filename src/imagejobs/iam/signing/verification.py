@@ -46,6 +46,9 @@ def _epoch_seconds(moment: datetime | float) -> float:
     return moment if isinstance(moment, int | float) else as_utc(moment).timestamp()
 
 
+_DEFAULT_SKEW_SECONDS = DEFAULT_MAX_SKEW.total_seconds()
+
+
 def _check_sdk_date(
     headers: Mapping[str, str], signed_headers: Sequence[str], now: float, max_skew: float
 ) -> str:
@@ -132,7 +135,10 @@ def verify(
         authorization = parse_authorization(header_value)
     algorithm, _, signed_headers, signature = authorization
     sdk_date = _check_sdk_date(
-        headers, signed_headers, _epoch_seconds(now), max_skew.total_seconds()
+        headers,
+        signed_headers,
+        now if type(now) is float else _epoch_seconds(now),
+        _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds(),
     )
     _check_host(signed_headers)
     if security_token is not None:
