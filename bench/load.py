@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -54,7 +55,7 @@ import list_jobs as lj
 MAX_IN_FLIGHT = 64
 LATENCY_TARGET_S = 1.0
 MEMORY_GROWTH_LIMIT = 1.10  # peak RSS of the second half over the first half's
-GENERATOR = lj.BENCH / "open_loop.py"
+GENERATORS = {"c": lj.BENCH / "open_loop.c", "python": lj.BENCH / "open_loop.py"}
 QUOTA_CODE = "WKS.00081105"
 
 # --haproxy: the overload goes through HAProxy, which holds at most MAXCONN requests on the
@@ -133,10 +134,25 @@ def server(url: str, workdir: Path, name: str, **env: str) -> lj.Server:
     return lj.Server(name, argv, environ, port, workdir / f"{name}.log")
 
 
-def overload(port: int, token: str, rate: float, duration: int, generators: int) -> dict[str, Any]:
+def build_generator(kind: str, workdir: Path) -> list[str]:
+    """The open-loop generator's command: bench/open_loop.c compiled with Debian's cc
+    (gcc), or bench/open_loop.py run by this Python."""
+    if kind == "python":
+        return [sys.executable, str(GENERATORS["python"])]
+    binary = workdir / "open_loop"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("cc not found: apt-get install gcc (or use --generator python)")
+    subprocess.run([compiler, "-O2", "-o", str(binary), str(GENERATORS["c"])], check=True)
+    return [str(binary)]
+
+
+def overload(
+    command: list[str], port: int, token: str, rate: float, duration: int, generators: int
+) -> dict[str, Any]:
     """``generators`` open-loop processes on the load CPU, each offering rate/generators;
     their results merged."""
-    argv = [*lj.pinned(lj.WRK_CPU), sys.executable, str(GENERATOR), "--port", str(port)]
+    argv = [*lj.pinned(lj.WRK_CPU), *command, "--port", str(port)]
     argv += ["--token", token, "--rate", str(rate / generators), "--duration", str(duration)]
     procs = [
         subprocess.Popen([*argv, "--index", str(k)], stdout=subprocess.PIPE, text=True)
@@ -262,7 +278,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=60, help="seconds of overload")
     parser.add_argument("--capacity-seconds", type=int, default=10)
     parser.add_argument("--factor", type=float, default=4.0, help="offered rate, x capacity")
-    parser.add_argument("--generators", type=int, default=2, help="load processes")
+    parser.add_argument("--generators", type=int, default=1, help="load processes")
+    parser.add_argument(
+        "--generator", choices=sorted(GENERATORS), default="c", help="open loop in C or Python"
+    )
     parser.add_argument("--haproxy", action="store_true", help="offer the overload through HAProxy")
     parser.add_argument(
         "--max-in-flight", type=int, default=MAX_IN_FLIGHT, help="IMAGEJOBS_MAX_IN_FLIGHT"
@@ -277,6 +296,7 @@ def main() -> int:
     results: dict[str, Any] = {"benchmark": "load", "settings": vars(args).copy()}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         workdir = Path(tmp)
+        generator = build_generator(args.generator, workdir)
         database = workdir / "imagejobs.db"
         url = f"sqlite:///{database}"
         with server(url, workdir, "capacity") as srv:
@@ -307,7 +327,7 @@ def main() -> int:
             with contextlib.ExitStack() as stack:
                 port = stack.enter_context(haproxy(workdir, srv.port)) if args.haproxy else srv.port
                 rss = stack.enter_context(RssTimeline(srv))
-                run = overload(port, token, target, args.duration, args.generators)
+                run = overload(generator, port, token, target, args.duration, args.generators)
             server_cpu = srv.cpu_seconds() - cpu_before
             wall = time.monotonic() - started
             after = scrape(srv)
@@ -383,7 +403,8 @@ def main() -> int:
     )
     print(
         f"  server CPU per answer: admitted ListImageJobs {list_cpu_us:.0f} us"
-        f" (capacity run), refusal {shed_cpu_us:.0f} us"
+        f" (capacity run), refusal at most {shed_cpu_us:.0f} us (every admitted answer"
+        " priced as a list: creates cost more; bench/refusal.py prices a refusal alone)"
     )
     timeline = [mb for _, mb in rss.samples]
     print(f"  worker RSS (MB, every 10 s): {timeline[::10]}; peak {max(timeline)}")

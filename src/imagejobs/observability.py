@@ -50,6 +50,27 @@ class RequestNote:
     account_id: str | None = None
 
 
+class Refusals:
+    """Requests refused to protect the service, counted in plain ints by the edge and read
+    when scraped: a refusal under overload must cost next to nothing, so it updates no
+    metric object (a prometheus ``Counter`` takes a lock and a label lookup)."""
+
+    __slots__ = ("busy", "busy_routed", "headers", "throttled")
+
+    def __init__(self) -> None:
+        self.busy = 0  # 503 at the in-flight bound, answered before any routing
+        self.busy_routed = 0  # 503 at the bound once a body had arrived (its route answered)
+        self.headers = 0  # 431, a request head over the limit
+        self.throttled = 0  # 429, an account over its rate limit
+
+    def by_reason(self) -> dict[str, int]:
+        return {
+            "in_flight": self.busy + self.busy_routed,
+            "rate_limit": self.throttled,
+            "headers": self.headers,
+        }
+
+
 # The note of the request being served (set by the edge, filled by authentication).
 CURRENT_REQUEST: ContextVar[RequestNote | None] = ContextVar("imagejobs_request", default=None)
 
@@ -82,10 +103,13 @@ class _RequestCounts(Collector):
     and turned into metric families only when scraped: counting a request is then two
     dict updates, not two lock round-trips (this runs on every request)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: Refusals) -> None:
         self.counts: dict[tuple[str, int], int] = {}
         # operation -> [count per bucket (the last: above every bound), sum of seconds]
         self.latency: dict[str, tuple[list[int], list[float]]] = {}
+        # Refused at the in-flight bound before any routing: counted here as operation
+        # "refused", status 503, but not timed (they take microseconds in the process).
+        self.refusals = refusals
 
     def observe(self, operation: str, status: int, seconds: float) -> None:
         key = (operation, status)
@@ -102,9 +126,21 @@ class _RequestCounts(Collector):
             "HTTP requests answered, by operation and status code.",
             labels=["operation", "status"],
         )
-        for (operation, status), n in sorted(self.counts.items()):
+        answered = dict(self.counts)
+        if self.refusals.busy:
+            key = ("refused", 503)
+            answered[key] = answered.get(key, 0) + self.refusals.busy
+        for (operation, status), n in sorted(answered.items()):
             requests.add_metric([operation, str(status)], n)
         yield requests
+        shed = CounterMetricFamily(
+            "imagejobs_requests_shed",
+            "Requests refused to protect the service (in_flight, rate_limit, headers).",
+            labels=["reason"],
+        )
+        for reason, n in self.refusals.by_reason().items():
+            shed.add_metric([reason], n)
+        yield shed
         latency = HistogramMetricFamily(
             "imagejobs_request_duration_seconds",
             "Time to answer a request, by operation.",
@@ -125,16 +161,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.requests = _RequestCounts()
+        self.refusals = Refusals()
+        self.requests = _RequestCounts(self.refusals)
         r.register(self.requests)
         self.in_flight = Gauge(
             "imagejobs_requests_in_flight", "Requests being served by this process.", registry=r
-        )
-        self.shed = Counter(
-            "imagejobs_requests_shed",
-            "Requests refused to protect the service (in_flight, rate_limit, headers).",
-            ["reason"],
-            registry=r,
         )
         self.auth_failures = Counter(
             "imagejobs_auth_failures",
@@ -260,6 +291,21 @@ class AccessLine(msgspec.Struct):
 
 
 ACCESS_FIELDS = AccessLine.__struct_fields__
+
+
+class RefusalLine(msgspec.Struct):
+    """Requests refused at the in-flight bound are logged together, one line a second
+    while it lasts, not one access line each (under overload a line per refusal would cost
+    more than the refusal): how many, in how long. Their request ids are not logged."""
+
+    time: str
+    operation: str  # "refused"
+    status: int
+    error_code: str
+    count: int
+    seconds: float
+
+
 # Lines wait at most this long in the buffer (one write per batch, not per request).
 FLUSH_SECONDS = 0.2
 _FLUSH_BYTES = 64 * 1024
@@ -276,9 +322,10 @@ class AccessLog:
         self._buffer = bytearray()
         self._flush_pending = False
 
-    def write(self, line: AccessLine) -> None:
+    def write(self, line: AccessLine | RefusalLine) -> None:
         if not self._json:
-            text = " ".join(f"{key}={_plain(getattr(line, key))}" for key in ACCESS_FIELDS)
+            fields = line.__struct_fields__
+            text = " ".join(f"{key}={_plain(getattr(line, key))}" for key in fields)
             self._stream.write(text + "\n")
             return
         self._buffer += self._encode(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -73,11 +74,35 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     process.stop()
 
 
+BUSY_BODY = (
+    b'{"error_code":"WKS.00050902",'
+    b'"error_msg":"The service is now unavailable to process the request."}'
+)
+
+
+def json_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
+
+
+def refusal_lines(server: ServerProcess, count: int) -> list[dict[str, Any]]:
+    """The refusal lines (one a second while requests are refused at the in-flight bound),
+    once they count ``count`` refusals."""
+    for _ in range(200):
+        lines = [line for line in json_lines(server) if line.get("operation") == "refused"]
+        if sum(line["count"] for line in lines) >= count:
+            assert sum(line["count"] for line in lines) == count
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"refusal lines missing: {lines}")
+
+
 def log_lines(server: ServerProcess, request_ids: set[str]) -> dict[str, dict[str, object]]:
     """The access lines of ``request_ids``, once they are all written (lines are batched)."""
     for _ in range(100):
-        lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
-        found = {line["request_id"]: line for line in lines if line["request_id"] in request_ids}
+        lines = json_lines(server)
+        found = {
+            line["request_id"]: line for line in lines if line.get("request_id") in request_ids
+        }
         if len(found) == len(request_ids):
             return found
         time.sleep(0.05)
@@ -271,19 +296,51 @@ def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
                 timeout=30,
             )
             locker.wait_for_a_waiter()  # the create has arrived and waits on the lock
-            shed = client.get(jobs_path(tenant))
-            assert shed.status_code == 503
-            assert shed.json() == {
-                "error_code": "WKS.00050902",
-                "error_msg": "The service is now unavailable to process the request.",
-            }
-            assert shed.headers["x-request-id"]
+            # Refused before any routing: a read, and a create whose body has arrived.
+            shed = [client.get(jobs_path(tenant)) for _ in range(3)]
+            shed.append(client.post(f"/v1/{tenant.project_id}/image-servers", json=server_body()))
+            for answer in shed:
+                assert answer.status_code == 503
+                assert answer.content == BUSY_BODY
+                assert answer.headers["content-type"] == "application/json"
+                assert answer.headers["content-length"] == str(len(BUSY_BODY))
+                assert re.fullmatch("[0-9a-f]{32}", answer.headers["x-request-id"])
+            assert len({answer.headers["x-request-id"] for answer in shed}) == len(shed)
             # Probes still answer: a busy process is alive and ready.
             assert httpx.get(server.base_url + "/_imagejobs/ready").status_code == 200
             samples = metric_samples(server.base_url)
-            assert samples[("imagejobs_requests_shed_total", (("reason", "in_flight"),))] >= 1
+            assert samples[("imagejobs_requests_shed_total", (("reason", "in_flight"),))] == 4
+            # The create is refused at the edge if its body came with its head, else by its
+            # route once the body has arrived (then counted under its operation).
+            counted = {
+                labels: n
+                for (name, labels), n in samples.items()
+                if name == "imagejobs_requests_total" and ("status", "503") in labels
+            }
+            refused = (("operation", "refused"), ("status", "503"))
+            routed = (("operation", "CreateImageServer"), ("status", "503"))
+            assert counted.keys() <= {refused, routed}
+            assert counted[refused] >= 3
+            assert sum(counted.values()) == 4
             # The held create, and the scrape itself.
             assert samples[("imagejobs_requests_in_flight", ())] == 2
+            # Logged together, not one access line each.
+            lines = refusal_lines(server, int(counted[refused]))
+            assert {
+                (line["operation"], line["status"], line["error_code"], line["seconds"])
+                for line in lines
+            } == {("refused", 503, "WKS.00050902", 1.0)}
+            assert set(lines[0]) == {
+                "time",
+                "operation",
+                "status",
+                "error_code",
+                "count",
+                "seconds",
+            }
+            logged = {line.get("request_id") for line in json_lines(server)}
+            shed_ids = {answer.headers["x-request-id"] for answer in shed}
+            assert len(logged & shed_ids) == counted.get(routed, 0)  # routed: an access line
         finally:
             locker.release()
             creating.shutdown(wait=True)

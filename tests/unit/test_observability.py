@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch, Throttled
-from imagejobs.observability import AccessLine, AccessLog, Metrics
+from imagejobs.observability import AccessLine, AccessLog, Metrics, RefusalLine
 from imagejobs.services.protection import RateLimiter, failure_reason
 
 
@@ -61,6 +61,29 @@ def test_access_lines_as_key_value_for_a_person() -> None:
     assert stream.getvalue() == (
         'time=t request_id=abc method=GET path="/v1/p/x y" operation=Op project=- '
         "principal=acme/bob status=200 duration_ms=1.5\n"
+    )
+
+
+def test_refusals_are_counted_in_plain_ints_and_exposed_when_scraped() -> None:
+    metrics = Metrics()
+    metrics.refusals.busy += 3  # refused at the edge: no operation, not timed
+    metrics.refusals.busy_routed += 1  # refused by its route: also counted under it
+    metrics.observe_request("CreateImageServer", 503, 0.001)
+    metrics.refusals.throttled += 2
+    got = samples(metrics)
+    assert got[("imagejobs_requests_total", (("operation", "refused"), ("status", "503")))] == 3
+    shed = {labels[0][1]: n for (name, labels), n in got.items() if name.endswith("shed_total")}
+    assert shed == {"in_flight": 4, "rate_limit": 2, "headers": 0}
+    assert not any("refused" in str(labels) for name, labels in got if "duration" in name)
+
+
+def test_refusal_lines_as_key_value_for_a_person() -> None:
+    stream = io.StringIO()
+    AccessLog(stream, as_json=False).write(
+        RefusalLine("t", "refused", 503, "WKS.00050902", 1200, 1.0)
+    )
+    assert stream.getvalue() == (
+        "time=t operation=refused status=503 error_code=WKS.00050902 count=1200 seconds=1.0\n"
     )
 
 

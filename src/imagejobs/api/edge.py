@@ -4,6 +4,11 @@ mutating calls the audit trail).
 
 It wraps the whole ASGI app, so routing stays unaware of it. The operation a request ran
 is read from the route Starlette matched (``scope["route"]``): names stay bounded.
+
+Under overload most requests are refused, so a refusal must cost next to nothing: it is
+decided by the first lines of Python a request reaches, answered from bytes built once
+(only the request id is new), counted in a plain int, and logged one line a second for all
+of them (bench/README.md, "refusal.py").
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from imagejobs.api.audit_trail import AuditTrail
 from imagejobs.api.errors import REQUEST_ID, error_response, new_request_id
 from imagejobs.api.routes import ALL_OPERATIONS
+from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.errors import HeadersTooLarge, ImageJobsError, ServiceUnavailable
 from imagejobs.domain.times import format_now, now_ms
 from imagejobs.observability import (
@@ -24,6 +30,8 @@ from imagejobs.observability import (
     AccessLine,
     AccessLog,
     Metrics,
+    RefusalLine,
+    Refusals,
     RequestNote,
 )
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
@@ -34,6 +42,14 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}
+# A refusal at the in-flight bound, as error_response would build it, built once: the 503
+# WKS.00050902 body; its headers with the request id, the one part made per refusal.
+_BUSY = ServiceUnavailable()
+_BUSY_BODY = encoder.encode(ErrorResponse(error_code=_BUSY.code, error_msg=_BUSY.message))
+_BUSY_LENGTH = (b"content-length", str(len(_BUSY_BODY)).encode())
+_BUSY_TYPE = (b"content-type", b"application/json")
+_BUSY_BODY_MESSAGE: Message = {"type": "http.response.body", "body": _BUSY_BODY}
+REFUSAL_LOG_SECONDS = 1.0  # refusals at the bound are logged as one line this often
 _NO_PARAMS: dict[str, str] = {}
 
 
@@ -61,12 +77,32 @@ class Edge:
         self._max_in_flight = max_in_flight or 1 << 62
         self._max_header_bytes = max_header_bytes
         self.in_flight = 0
+        self.refusals = metrics.refusals if metrics is not None else Refusals()
+        self._busy_logged = 0  # refusals at the bound already in a refusal line
+        self._busy_log_due = False
         self._names: dict[tuple[int, str], str] = {}
         self._audit_trail = AuditTrail(audit) if audit is not None else None
         if metrics is not None:
             metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The shed path first, and as short as it can be: one comparison while not full.
+        if (
+            self.in_flight >= self._max_in_flight
+            and scope["type"] == "http"
+            and scope["path"] not in UNBOUNDED_PATHS
+        ):
+            length = _announced_body(scope)
+            if not length:
+                await self._refuse_busy(send)
+                return
+            # A body counts once it has fully arrived; if it is all here, refuse now
+            # (Granian may give the whole body with more_body set, then an empty end).
+            first = await receive()
+            if not first.get("more_body", False) or 0 < length <= len(first.get("body", b"")):
+                await self._refuse_busy(send)
+                return
+            receive = _replaying(first, receive)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -75,14 +111,10 @@ class Edge:
         # A request is in flight once it has fully arrived: one still sending its body
         # holds no place (else a few dozen slow bodies would shed everyone else with 503;
         # the input guard's body timeout bounds how long they may take).
+        # (One that has arrived and finds the bound reached was refused above.)
         head_bytes, arriving = _read_head(scope)
-        refusal: ImageJobsError | None = None
-        if bounded and not arriving and self.in_flight >= self._max_in_flight:
-            refusal = ServiceUnavailable()
-        elif head_bytes > self._max_header_bytes:
-            refusal = HeadersTooLarge()
-        if refusal is not None:
-            await self._refuse(scope, send, refusal, started)
+        if head_bytes > self._max_header_bytes:
+            await self._refuse(scope, send, HeadersTooLarge(), started)
             return
         status = 500
         request_id = "-"
@@ -116,15 +148,50 @@ class Edge:
             CURRENT_REQUEST.reset(token)
             self._record(scope, status, request_id, note, started, error_body if audited else None)
 
+    async def _refuse_busy(self, send: Send) -> None:
+        """503 WKS.00050902 at the in-flight bound: the documented body and a fresh request
+        id, sent from bytes built once; counted, and logged once a second with the others."""
+        self.refusals.busy += 1
+        if not self._busy_log_due and self._access_log is not None:
+            self._busy_log_due = True
+            asyncio.get_running_loop().call_later(REFUSAL_LOG_SECONDS, self._log_busy)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (_REQUEST_ID_HEADER, new_request_id().encode()),
+                    _BUSY_LENGTH,
+                    _BUSY_TYPE,
+                ],
+            }
+        )
+        await send(_BUSY_BODY_MESSAGE)
+
+    def _log_busy(self) -> None:
+        """One line for the refusals at the bound since the last one."""
+        self._busy_log_due = False
+        count = self.refusals.busy - self._busy_logged
+        if count and self._access_log is not None:
+            self._busy_logged += count
+            self._access_log.write(
+                RefusalLine(
+                    format_now(),
+                    "refused",
+                    _BUSY.status,
+                    _BUSY.code,
+                    count,
+                    REFUSAL_LOG_SECONDS,
+                )
+            )
+
     async def _refuse(
         self, scope: Scope, send: Send, error: ImageJobsError, started: float
     ) -> None:
         """Answer at once, before any routing, parsing or database call."""
         request_id = new_request_id()
         response = error_response(error, request_id)
-        if self._metrics is not None:
-            reason = "in_flight" if isinstance(error, ServiceUnavailable) else "headers"
-            self._metrics.shed.labels(reason).inc()
+        self.refusals.headers += 1
         await response({"type": "http"}, _no_body, send)
         self._record(scope, error.status, request_id, RequestNote(), started, None, "refused")
 
@@ -160,8 +227,8 @@ class Edge:
         project = scope.get("path_params", _NO_PARAMS).get("project_id")
         if self._metrics is not None:
             self._metrics.observe_request(operation, status, seconds)
-            if status == 429:
-                self._metrics.shed.labels("rate_limit").inc()
+        if status == 429:
+            self.refusals.throttled += 1
         if self._access_log is not None:
             self._access_log.write(
                 AccessLine(
@@ -203,6 +270,7 @@ class Edge:
         if self._audit_trail is not None:
             await self._audit_trail.drain(timeout=5)
         if self._access_log is not None:
+            self._log_busy()
             self._access_log.flush()
 
 
@@ -219,8 +287,7 @@ class _Place:
     async def take(self) -> None:
         edge = self._edge
         if self._bounded and edge.in_flight >= edge._max_in_flight:
-            if edge._metrics is not None:
-                edge._metrics.shed.labels("in_flight").inc()
+            edge.refusals.busy_routed += 1
             raise ServiceUnavailable()  # a body's reader answers it: the route maps errors
         edge.in_flight += 1
         self._held = True
@@ -256,6 +323,29 @@ def _read_head(scope: Scope) -> tuple[int, bool]:
         elif name == b"transfer-encoding":
             chunked = True
     return size, sized_body or chunked
+
+
+def _announced_body(scope: Scope) -> int:
+    """The body the request announces: its Content-Length, -1 if chunked (or a length that
+    is not a number), 0 if none (``_read_head``'s test)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            text = value.strip()
+            if text not in (b"", b"0"):
+                return int(text) if text.isdigit() else -1
+        elif name == b"transfer-encoding":
+            return -1
+    return 0
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """``receive`` with ``first``, already received, given back first."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 async def _no_body() -> Message:
