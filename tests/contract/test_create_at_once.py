@@ -113,6 +113,20 @@ async def test_audit_events_stored_together_are_all_stored(database: Database) -
     assert len(await ops.audit_events(1000)) == 304
 
 
+async def test_an_audited_nul_is_stored_as_a_replacement_character(database: Database) -> None:
+    # A hostile request's NUL (refused at the edge, audited all the same): PostgreSQL text
+    # holds none, and both databases must keep the same event.
+    ops = SqlOpsStore(database)
+    hostile = replace(_event("nul"), principal="a\x00u", path="/v1/p\x00/x", project_id="p\x00")
+    await ops.add_audit_event(hostile)
+    (stored,) = await ops.audit_events(10)
+    assert (stored.principal, stored.path, stored.project_id) == (
+        "a\ufffdu",
+        "/v1/p\ufffd/x",
+        "p\ufffd",
+    )
+
+
 @pytest.mark.postgres
 async def test_runners_elsewhere_are_notified_before_a_create_answers(
     postgres_url: str,

@@ -253,12 +253,11 @@ class Edge:
                 principal=note.principal,
                 account_id=note.account_id or "",
                 method=scope["method"],
-                # NUL is refused at the edge, yet such a request is still audited, and
-                # PostgreSQL text cannot hold NUL: in the path and the project it is stored
-                # as U+FFFD (hypothesis found the project one: a PATCH with NUL in its path).
-                path=scope["path"][:512].replace("\x00", "\ufffd"),
+                # A refused request with NUL in its path is still audited: the store
+                # keeps every field's NUL as U+FFFD (ops_store._storable).
+                path=scope["path"][:512],
                 operation=operation,
-                project_id=(project or "")[:128].replace("\x00", "\ufffd"),
+                project_id=(project or "")[:128],
                 status=status,
                 error_code=_code_of(error_body) if status >= 400 else "",
             )
