@@ -89,7 +89,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def processes(commands: list[list[str]], env: dict[str, str], logs: Path) -> Iterator[None]:
+def processes(commands: list[list[str]], env: dict[str, str], logs: Path) -> Iterator[list[int]]:
+    """Start ``commands`` (output in ``logs``), yield their pids, stop them on exit."""
     started = [
         subprocess.Popen(
             command,
@@ -100,7 +101,7 @@ def processes(commands: list[list[str]], env: dict[str, str], logs: Path) -> Ite
         for i, command in enumerate(commands)
     ]
     try:
-        yield
+        yield [p.pid for p in started]
     finally:
         for process in started:
             process.terminate()

@@ -43,8 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +64,7 @@ TARGET_RATIO = 0.75
 TICKS = os.sysconf("SC_CLK_TCK")
 
 sys.path.insert(0, str(BENCH))
-from engine import ENGINE_ENV, PROJECT  # noqa: E402
+from engine import ENGINE_ENV, PROJECT, processes  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -190,29 +188,6 @@ def settled_backends(url: str, database: str) -> list[int]:
     raise RuntimeError("the workers did not start")
 
 
-@contextmanager
-def workers(commands: list[list[str]], env: dict[str, str], logs: Path) -> Iterator[list[int]]:
-    started = [
-        subprocess.Popen(
-            command,
-            stdout=(logs / f"worker-{i}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-        )
-        for i, command in enumerate(commands)
-    ]
-    try:
-        yield [p.pid for p in started]
-    finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 def measure(
     url: str,
     database: str,
@@ -226,7 +201,7 @@ def measure(
     """Start the workers, release the jobs, wait for the last; rate and CPU split."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-vs-") as tmp,
-        workers(commands, env, Path(tmp)) as pids,
+        processes(commands, env, Path(tmp)) as pids,
     ):
         backends = settled_backends(url, database)
         before = {pid: cpu_seconds(pid) for pid in [*pids, *backends]}
