@@ -360,9 +360,10 @@ class DemoCredentials:
     secret_key: str
 
 
-async def prepare_identity(settings: Settings) -> DemoCredentials | None:
+async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] | None:
     """Before serving: the operator key, the system policies and, on the very first start
-    of an empty identity store, the demo account (returned once, written 0600)."""
+    of an empty identity store, the demo account (returned once with the file it was
+    written to, 0600)."""
     box = load_secret_box(settings, create=True)
     database = open_database(settings)
     await database.open()
@@ -381,8 +382,22 @@ async def prepare_identity(settings: Settings) -> DemoCredentials | None:
     finally:
         await database.close()
     credentials = _demo_credentials(created)
-    write_private_json(demo_credentials_path(settings), credentials.__dict__)
-    return credentials
+    path = _unused_credentials_path(settings)
+    write_private_json(path, credentials.__dict__)
+    return credentials, path
+
+
+def _unused_credentials_path(settings: Settings) -> Path:
+    """DATA_DIR/demo-credentials.json, or, when that file exists (another database's demo
+    account, bootstrapped with the same data directory: README's SQLite demo, then its
+    PostgreSQL section), the first free demo-credentials-N.json: credentials are shown
+    once, so a file holding some is never overwritten."""
+    path = demo_credentials_path(settings)
+    number = 1
+    while path.exists():
+        number += 1
+        path = path.with_name(f"{Path(DEMO_CREDENTIALS_FILE).stem}-{number}.json")
+    return path
 
 
 def _demo_credentials(created: NewAccount) -> DemoCredentials:

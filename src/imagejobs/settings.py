@@ -83,7 +83,8 @@ class Settings:
         default=True,
         metadata=_doc(
             "On the first start with no accounts, create the demo account and write its "
-            "credentials to DATA_DIR/demo-credentials.json (mode 0600)."
+            "credentials to DATA_DIR/demo-credentials.json (mode 0600), or to "
+            "demo-credentials-2.json, ... when that file already holds another database's."
         ),
     )
     # --- the job engine (docs/engine.md) ---

@@ -61,3 +61,48 @@ def test_first_start_bootstraps_a_demo_account(sqlite_url: str, tmp_path: Path) 
         )
     finally:
         again.stop()
+
+
+def _demo_tenant(saved: dict[str, str]) -> Tenant:
+    return Tenant(
+        saved["account"],
+        saved["project_id"],
+        saved["region"],
+        saved["password"],
+        saved["access_key"],
+        saved["secret_key"],
+    )
+
+
+def test_a_second_database_never_overwrites_the_first_ones_demo_credentials(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The README's path: the SQLite demo, then its PostgreSQL section with the same data
+    # directory. Each first start creates a demo account, shown once: the second file used
+    # to replace the first, and the SQLite demo's credentials were lost.
+    data_dir = tmp_path / "data"
+    env = {"IMAGEJOBS_ENCRYPTION_KEY": "", "IMAGEJOBS_BOOTSTRAP_DEMO_ACCOUNT": "true"}
+    sqlite_url = f"sqlite:///{tmp_path / 'demo.db'}"  # serve migrates a SQLite database
+    first = ServerProcess(sqlite_url, data_dir, "--demo", extra_env=env)
+    first.stop()
+    first_file = data_dir / "demo-credentials.json"
+    saved_first = json.loads(first_file.read_text())
+
+    second = ServerProcess(database_url, data_dir, extra_env=env)
+    try:
+        second_file = data_dir / "demo-credentials-2.json"
+        assert json.loads(first_file.read_text()) == saved_first
+        assert stat.S_IMODE(second_file.stat().st_mode) == 0o600
+        saved_second = json.loads(second_file.read_text())
+        assert saved_second["secret_key"] != saved_first["secret_key"]
+        assert f"also saved to {second_file}" in second.log_path.read_text()
+        client = sdk_client(second.base_url, _demo_tenant(saved_second))
+        assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count == 0
+    finally:
+        second.stop()
+    again = ServerProcess(sqlite_url, data_dir, extra_env=env)
+    try:
+        client = sdk_client(again.base_url, _demo_tenant(saved_first))
+        assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count > 0
+    finally:
+        again.stop()

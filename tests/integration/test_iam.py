@@ -463,6 +463,33 @@ def test_temporary_keys_are_narrowed_by_their_policy(
     _refused(lambda: client.list_image_jobs(LIST), 403, "WKS.00081102")
 
 
+def test_a_session_policy_is_bounded(live_server: ServerProcess, live_database_url: str) -> None:
+    # The caller's own text, evaluated on every request its key makes on the event loop
+    # every tenant shares: 400 statements of long patterns cost 25 ms a request.
+    tenant = new_tenant(live_database_url)
+    token = password_token(live_server.base_url, tenant)
+    url = live_server.base_url + "/v3.0/OS-CREDENTIAL/securitytokens"
+
+    def request(statements: list[dict[str, Any]]) -> httpx.Response:
+        policy = {"Version": "1.1", "Statement": statements}
+        identity = {"methods": ["token"], "token": {"id": token}, "policy": policy}
+        return httpx.post(url, json={"auth": {"identity": identity}})
+
+    allow = {"Effect": "Allow", "Action": ["workspace:*:list*"]}
+    assert request([allow] * 8).status_code == 201
+    too_many = request([allow] * 9)
+    assert too_many.status_code == 400, too_many.text
+    assert too_many.json()["error_msg"] == (
+        "The parameter is invalid: policy.Statement must hold at most 8 statements"
+    )
+    long_patterns = {"Effect": "Allow", "Action": [f"workspace:*:list{i:04}*" for i in range(400)]}
+    too_long = request([long_patterns])
+    assert too_long.status_code == 400, too_long.text
+    assert too_long.json()["error_msg"] == (
+        "The parameter is invalid: policy must be at most 6144 characters of JSON"
+    )
+
+
 def test_the_sdk_discovers_its_project_through_v3_projects(
     live_server: ServerProcess, live_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

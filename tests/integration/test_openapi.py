@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Any
 
@@ -243,6 +245,14 @@ def test_docs_page_and_its_assets_are_served_locally(live_server: ServerProcess)
     assets = re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', page.text)
     assert len(assets) == 2
     assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page.text))
+    # Not framable (clickjacking of "Try it out"), and no script runs but the bundle and the
+    # page's own inline one, allowed by its hash.
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    [inline] = re.findall(r"<script>(.*?)</script>", page.text, re.S)
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}';" in policy
     for asset in assets:
         response = httpx.get(live_server.base_url + asset)
         assert response.status_code == 200

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -178,6 +180,85 @@ def test_a_signature_that_leaves_host_out_is_refused(
     )
     response = httpx.get(f"{server.base_url}{path}?job_type=CREATE_SERVER", headers=headers)
     _refused_401(response, "host must be listed in SignedHeaders")
+
+
+def _signed_get(server: ServerProcess, tenant: Tenant, path: str, signed_query: str) -> bytes:
+    """The head of a GET the SDK signed for ``signed_query`` (its canonical query), without
+    the request line: a replay may put any query on the wire."""
+    host = server.base_url.removeprefix("http://")
+    headers = {"Host": host}
+    pairs = [tuple(part.split("=", 1)) for part in signed_query.split("&")]
+    headers |= sign_request(
+        "GET",
+        path,
+        [(unquote(k), unquote(v)) for k, v in pairs],
+        headers,
+        b"",
+        ak=tenant.access_key,
+        sk=tenant.secret_key,
+        algorithm=SHA256,
+        now=datetime.now(UTC),
+    )
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
+
+
+def _get_raw(server: ServerProcess, target: bytes, head: bytes) -> tuple[int, Any]:
+    request = b"GET " + target + b" HTTP/1.1\r\n" + head + b"Connection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_a_signed_query_means_one_thing_however_it_is_put_on_the_wire(
+    server: ServerProcess, database_url: str
+) -> None:
+    # The signature sorts a query's pairs and decodes each once ("+" stays a plus sign), so
+    # the wire forms below all verify as the request signed. The answer must then be the
+    # one the signer asked for, or a 400: never another (a replay could pick the last of
+    # repeated keys, or turn percent-escapes into raw bytes the app once read as Latin-1).
+    tenant = new_tenant(database_url)
+    auth = AkSkAuth(tenant.access_key, tenant.secret_key)
+    servers_path = f"/v1/{tenant.project_id}/image-servers"
+    body = {
+        "name": "镜像",
+        "root_volume": {"type": "SAS", "size": 80},
+        "image_ref": {"id": "img-1", "image_type": "public"},
+        "vpc_id": "vpc-1",
+        "subnet_id": "subnet-1",
+        "product_id": "workspace.x86.a.b",
+        "authorize_accounts": [{"account": "alice", "account_type": "USER"}],
+    }
+    created = httpx.post(server.base_url + servers_path, json=body, auth=auth)
+    assert created.status_code == 200, created.text
+
+    signed_query = "server_name=%E9%95%9C%E5%83%8F"  # as the SDK sends "镜像"
+    head = _signed_get(server, tenant, servers_path, signed_query)
+    for wire_query in (signed_query, "server_name=镜像"):
+        target = f"{servers_path}?{wire_query}".encode()
+        status, answer = _get_raw(server, target, head)
+        assert (status, answer["count"]) == (200, 1), (wire_query, answer)
+
+    jobs_path = f"/v1/{tenant.project_id}/image-server-jobs"
+    signed_query = "job_type=CREATE_SERVER&job_type=DELETE_SERVER"
+    head = _signed_get(server, tenant, jobs_path, signed_query)
+    for wire_query in (signed_query, "job_type=DELETE_SERVER&job_type=CREATE_SERVER"):
+        status, answer = _get_raw(server, f"{jobs_path}?{wire_query}".encode(), head)
+        assert status == 400, answer
+        assert answer == {
+            "error_code": "WKS.00211102",
+            "error_msg": "The parameter is invalid: job_type must not be given more than once",
+        }
+
+    # Not UTF-8 once decoded: refused by name, never guessed at.
+    token = password_token(server.base_url, tenant)
+    head = f"Host: x\r\nX-Auth-Token: {token}\r\n".encode()
+    status, answer = _get_raw(server, f"{servers_path}?server_name=%FF".encode(), head)
+    assert (status, answer["error_code"]) == (400, "WKS.00211102"), answer
+    assert "query must be UTF-8" in answer["error_msg"]
 
 
 # --- item 10: no error message contains a credential ---------------------------------------

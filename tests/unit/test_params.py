@@ -65,21 +65,28 @@ def test_project_id_length() -> None:
         p.PROJECT_ID.parse("a" * 129)
 
 
-def test_query_parsing_matches_parse_qsl() -> None:
-    from urllib.parse import parse_qsl
-
+def test_query_parsing_reads_what_the_signature_covers() -> None:
+    # Split on "&" and the first "=", percent-decoded once as UTF-8, "+" a plus sign: the
+    # signature's canonical query (shared/spec/huaweicloud-auth.md §1.4), not a form's.
     from imagejobs.api.endpoint import parse_query
 
-    for raw in (
-        b"",
-        b"a=1&b=2",
-        b"a=1&a=2",
-        b"a&b=",
-        b"&&a=1&",
-        b"job_type=CREATE%5FSERVER",
-        b"x=a+b",
-        b"k=v=w",
-        b"%E4%B8%AD=%E6%96%87",
+    for raw, expected in (
+        (b"", {}),
+        (b"a=1&b=2", {"a": "1", "b": "2"}),
+        (b"a&b=", {"a": "", "b": ""}),
+        (b"&&a=1&", {"a": "1"}),
+        (b"job_type=CREATE%5FSERVER", {"job_type": "CREATE_SERVER"}),
+        (b"x=a+b&y=a%2Bb&z=a%20b", {"x": "a+b", "y": "a+b", "z": "a b"}),
+        (b"k=v=w", {"k": "v=w"}),
+        (b"%E4%B8%AD=%E6%96%87", {"中": "文"}),
+        ("中=文".encode(), {"中": "文"}),
     ):
-        expected = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
         assert parse_query(raw) == expected, raw
+    for raw, message in (
+        (b"a=1&a=2", "a must not be given more than once"),
+        (b"a=1&a=1", "a must not be given more than once"),
+        (b"a=%FF", "query must be UTF-8 once percent-decoded"),
+        (b"\xff=1", "query must be UTF-8 once percent-decoded"),
+    ):
+        with pytest.raises(InvalidParameter, match=message):
+            parse_query(raw)

@@ -32,6 +32,8 @@ from imagejobs.iam.signing import (
     string_to_sign,
     verify,
 )
+from imagejobs.iam.signing.canonical import _cached_query_variants
+from imagejobs.iam.signing.canonical import _canonical_uri as _cached_canonical_uri
 from imagejobs.iam.signing.parsing import _cached_parse_head
 from imagejobs.iam.sm3 import SM3
 
@@ -627,6 +629,24 @@ def test_oversized_authorization_heads_are_refused_or_not_kept() -> None:
     )
     assert len(parsed.signed_headers) == 300
     assert _cached_parse_head.cache_info().currsize == before
+
+
+def test_long_paths_and_queries_verify_but_are_not_kept() -> None:
+    # Anyone who knows an access key (it is not a secret) gets any request canonicalized,
+    # bad signatures included: 4,096 cached 16 KiB heads held ~150 MB per worker.
+    path = "/v1/p/items/" + "%7E" * 3000
+    query = "a=" + "%21" * 3000 + "&b=2&b=1"
+    before = (_cached_query_variants.cache_info(), _cached_canonical_uri.cache_info())
+    request = signed("GET", path, "a=" + "%21" * 3000 + "&b=1&b=2", raw_query=query)
+    verify(request, "SKTEST", NOW)
+    fails_with(replace(request, raw_query=query + "&c=3"), "verify aksk signature fail")
+    after = (_cached_query_variants.cache_info(), _cached_canonical_uri.cache_info())
+    assert [info.currsize for info in after] == [info.currsize for info in before]
+    assert [info.misses for info in after] == [info.misses for info in before]
+    # What SDKs send stays cached.
+    verify(wire_request(BY_NAME["V1"]), "SKTEST", NOW)
+    verify(wire_request(BY_NAME["V1"]), "SKTEST", NOW)
+    assert _cached_query_variants.cache_info().hits > after[0].hits
 
 
 @pytest.mark.parametrize("key_length", [0, 1, 40, 63, 64, 65, 200])

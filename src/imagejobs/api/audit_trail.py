@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 
@@ -14,6 +15,14 @@ from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
 logger = logging.getLogger("imagejobs.api")
 MAX_BATCH = 500  # events per write: a statement of bounded size
+# Events of callers that did not authenticate, stored per process: at most this many a
+# second, in bursts of up to UNAUTHENTICATED_BURST. Anyone who reaches the port can send
+# such requests (a mutating call without credentials still answers 401), and each stored
+# one is a row kept for good: unbounded, an outsider grew the database by ~1 KB a request.
+# The access log still has a line for every request.
+UNAUTHENTICATED_PER_SECOND = 10.0
+UNAUTHENTICATED_BURST = 100.0
+UNAUTHENTICATED = "-"
 _encode_event = msgspec.json.Encoder().encode
 
 
@@ -22,12 +31,29 @@ class AuditTrail:
         self._ops = ops
         self._queued: list[AuditEvent] = []
         self._writer: asyncio.Task[None] | None = None
+        self._unauthenticated_budget = UNAUTHENTICATED_BURST
+        self._budget_at = time.monotonic()
 
     def add(self, event: AuditEvent) -> None:
-        """Queue ``event``; the caller never waits for it to be stored."""
+        """Queue ``event``; the caller never waits for it to be stored. Events of callers
+        that did not authenticate are kept within a budget (UNAUTHENTICATED_PER_SECOND)."""
+        if event.principal == UNAUTHENTICATED and not self._within_budget():
+            return
         self._queued.append(event)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def _within_budget(self) -> bool:
+        now = time.monotonic()
+        refill = (now - self._budget_at) * UNAUTHENTICATED_PER_SECOND
+        self._budget_at = now
+        self._unauthenticated_budget = min(
+            UNAUTHENTICATED_BURST, self._unauthenticated_budget + refill
+        )
+        if self._unauthenticated_budget < 1:
+            return False
+        self._unauthenticated_budget -= 1
+        return True
 
     async def _write(self) -> None:
         try:

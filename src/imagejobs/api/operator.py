@@ -291,8 +291,10 @@ async def _check(
     """The operator may do anything; others only what names a project they may steer."""
     if principal.is_operator:
         return
+    if route.project_in is None:  # reset, tenants, loading a state: the operator's alone
+        raise PermissionDenied(f"Only the operator may use {route.method} {route.path}.")
     source = request.path_params if route.project_in == "path" else request.query_params
-    project_id = source.get("project_id") if route.project_in else None
+    project_id = source.get("project_id")
     if not project_id or project_id == ANY:
         raise PermissionDenied(
             "Only the operator may act on every project; name one of your projects."

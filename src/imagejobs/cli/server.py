@@ -94,9 +94,9 @@ def serve(
             raise click.ClickException(
                 "the database schema is not up to date: run `imagejobs migrate` first"
             )
-        credentials = None
+        demo_account = None
         if settings.auth == "iam":
-            credentials = asyncio.run(prepare_identity(settings))
+            demo_account = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
         for name in asyncio.run(load_init_dir(settings)):
@@ -108,10 +108,12 @@ def serve(
             "WARNING: IMAGEJOBS_AUTH=none: no authentication, any caller sees any project.",
             err=True,
         )
-    if credentials is not None:
-        click.echo(_credentials_banner(credentials, demo_credentials_path(settings)), err=True)
+    credentials_file = demo_credentials_path(settings)
+    if demo_account is not None:
+        credentials, credentials_file = demo_account
+        click.echo(_credentials_banner(credentials, credentials_file), err=True)
     if demo:
-        click.echo(_demo_instructions(settings, DEMO_PROJECT_ID), err=True)
+        click.echo(_demo_instructions(settings, DEMO_PROJECT_ID, credentials_file), err=True)
     click.echo(f"imagejobs listening on http://{settings.host}:{settings.port}", err=True)
     if port_file is not None:
         port_file.write_text(f"{settings.port}\n")
@@ -212,13 +214,13 @@ Created the demo account (shown once; also saved to {path}, mode 0600):
 """
 
 
-def _demo_instructions(settings: Settings, project_id: str) -> str:
+def _demo_instructions(settings: Settings, project_id: str, credentials_file: Path) -> str:
     base = f"http://{settings.host}:{settings.port}"
     return f"""
 imagejobs is starting on {base}
   API explorer:  {base}/docs
   Web console:   {base}/console (account and user demo, password in the file below)
-  Credentials:   {settings.data_dir / "demo-credentials.json"} (AK/SK, password)
+  Credentials:   {credentials_file} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
   A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
     '{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"demo",

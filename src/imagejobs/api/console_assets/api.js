@@ -40,7 +40,9 @@ function urlOf(operationId, path = {}, query = {}) {
   for (const [name, value] of Object.entries(query)) {
     if (value !== undefined && value !== null && value !== "") params.set(name, value);
   }
-  const search = params.toString();
+  // A form's "+" for a space would reach the API as a plus sign: it reads queries as the
+  // signature does (docs/security.md), so spaces go as %20.
+  const search = params.toString().replace(/\+/g, "%20");
   return { method: operation.method, url: search ? `${filled}?${search}` : filled };
 }
 
