@@ -28,7 +28,32 @@ class LoopThread:
         self.loop.run_forever()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+        """``coroutine``'s result (or exception), run as a task on the loop; the caller
+        waits. The handoff is one lock the loop's task releases when done, not
+        ``run_coroutine_threadsafe``'s pair of chained futures and condition: a mocked
+        SDK call makes one, so its bookkeeping is a share of every call."""
+        done = threading.Lock()
+        done.acquire()
+        finished: list[asyncio.Future[T]] = []
+
+        def release(task: asyncio.Future[T]) -> None:
+            finished.append(task)
+            done.release()
+
+        def start() -> None:
+            task: asyncio.Future[T]
+            try:
+                task = self.loop.create_task(coroutine)
+            except BaseException as exc:  # not a coroutine: the caller gets the error
+                failed: asyncio.Future[T] = self.loop.create_future()
+                failed.set_exception(exc)
+                task = failed
+            task.add_done_callback(release)
+
+        self.loop.call_soon_threadsafe(start)
+        if not done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"the coroutine did not end within {timeout} s")
+        return finished[0].result()
 
     def close(self, collect: bool = False) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
