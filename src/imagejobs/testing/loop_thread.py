@@ -15,11 +15,22 @@ T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (a dependency, except on Windows), as Granian
+    runs ``imagejobs serve``'s workers on it: the app in a test process runs on the loop
+    it runs on in production, and a mocked call's turn of the loop costs less."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LoopThread:
     """Runs coroutines on its own loop, for callers on any other thread."""
 
     def __init__(self, name: str = "imagejobs") -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
