@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkcore.auth.credentials import BasicCredentials, Credentials
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, SdkException
 from huaweicloudsdkworkspaceapp.v1 import (
     ListImageJobsRequest,
     ListImageServersRequest,
@@ -83,3 +86,28 @@ def test_the_decorator_gives_each_call_a_fresh_store() -> None:
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     assert listed.count == 0
     client.create_image_server(create_server_request())
+
+
+def test_the_mock_signs_on_the_calling_thread_and_gives_the_sdk_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK signs on its thread pool; under the mock, with its own code, on the caller's
+    # thread (no round trip between threads), and a signing error still reaches the caller.
+    original = Credentials.process_auth_request
+    signed_on: list[threading.Thread] = []
+    sign = BasicCredentials.sign_request
+
+    def recording(credentials: BasicCredentials, request: Any) -> Any:
+        signed_on.append(threading.current_thread())
+        if request.resource_path.endswith("/image-servers"):
+            raise SdkException("signing failed")
+        return sign(credentials, request)
+
+    monkeypatch.setattr(BasicCredentials, "sign_request", recording)
+    with imagejobs.testing.mock_workspaceapp() as cloud:
+        client = cloud.client()
+        assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count == 0
+        with pytest.raises(SdkException, match="signing failed"):
+            client.list_image_servers(ListImageServersRequest())
+    assert signed_on == [threading.current_thread()] * 2
+    assert Credentials.process_auth_request is original

@@ -87,6 +87,38 @@ def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Clo
     assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
 
 
+def test_reset_of_the_only_project_with_rows_empties_whole_tables_and_nothing_comes_back() -> None:
+    # A cloud of its own: the tenant's rows are the only ones, so SQLite's reset empties
+    # each table whole (its fast path) while the runner is in the middle of steps.
+    with imagejobs.testing.serve() as own:
+        tenant, bystander = own.tenant(), own.tenant()
+        client = own.client(tenant)
+        own.steer(tenant, completion="duration", duration=0.3)
+        own.steer(bystander, completion="immediate")  # a rule of another project stays
+        for _ in range(5):
+            client.create_image_server(create_server_request())
+        own.reset(tenant)
+        assert own.dump(tenant) == {"project_id": tenant.project_id, "servers": [], "jobs": []}
+        tasks = own.operator(
+            "GET", "/_imagejobs/engine/tasks", query=f"project_id={tenant.project_id}"
+        )
+        assert tasks == {"tasks": []}
+        assert own.operator("GET", f"/_imagejobs/engine/rules/{bystander.project_id}/*")
+        own.steer(tenant, completion="duration", duration=0.3)
+        job_id = client.create_image_server(create_server_request()).job_id
+        while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
+            pass
+        listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+        counted = client.count_image_sub_jobs(CountImageSubJobsRequest(job_type="CREATE_SERVER"))
+        servers = client.list_image_servers(ListImageServersRequest())
+        assert (listed.count, [j.id for j in listed.items], counted.count, servers.count) == (
+            1,
+            [job_id],
+            1,
+            1,
+        )
+
+
 def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud) -> None:
     tenant = cloud.tenant()
     with httpx.Client(base_url=cloud.endpoint) as http:

@@ -18,7 +18,7 @@ from imagejobs.domain.errors import Conflict
 from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import JobDetail, SubJob
 from imagejobs.domain.servers import ImageServer
-from imagejobs.storage.database import Database, Statement, Transaction
+from imagejobs.storage.database import Database, SqliteDatabase, Statement, Transaction
 from imagejobs.storage.engine_store import SqlEngineStore, retrying_transaction
 from imagejobs.storage.iam_store import BUMP_GENERATION, failure_subject
 from imagejobs.storage.job_store import _JOB_COLUMNS, _SUB_JOB_COLUMNS, _job, _sub_job, insert_jobs
@@ -39,6 +39,17 @@ RESET_PROJECT = tuple(
 )
 RESET_PROJECT_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :project_id")
 RESET_ALL = tuple(Statement(f"DELETE FROM {table}") for table in (*_PROJECT_TABLES, "engine_rules"))
+RESET_ALL_RULES = RESET_ALL[-1]
+_EMPTY = {table: Statement(f"DELETE FROM {table}") for table in _PROJECT_TABLES}
+# Whether a table holds another project's rows: two probes of the index leading with
+# project_id (each table has one), whatever the table's size.
+_OTHER_PROJECTS = {
+    table: Statement(
+        f"SELECT EXISTS (SELECT 1 FROM {table} WHERE project_id < :project_id)"
+        f" OR EXISTS (SELECT 1 FROM {table} WHERE project_id > :project_id)"
+    )
+    for table in _PROJECT_TABLES
+}
 # Lockouts: every failure count (all projects), or the password-login counts of the
 # project's account's users (signature failures are per address and never refuse a valid
 # signature, so a test suite never needs them cleared).
@@ -73,32 +84,19 @@ class SqlStateStore:
 
     async def reset(self, project_id: str | None) -> None:
         """Forget one project's jobs, servers and rules (None: every project's)."""
+        if isinstance(self._db, SqliteDatabase):
+            async with self._db.transaction_without_foreign_keys() as tx:
+                await _reset_sqlite(tx, project_id)
+            return
 
         async def run(tx: Transaction) -> None:
-            if self._db.dialect != "sqlite":
-                await delete(tx)
-                return
-            [(secure_delete,)] = await tx.fetch(SQLITE_SECURE_DELETE, {})
-            await tx.fetch(SQLITE_SECURE_DELETE_FAST, {})
-            try:
-                await delete(tx)
-            finally:  # the pages are freed by now: the connection's usual setting again
-                await tx.fetch(Statement(f"PRAGMA secure_delete = {int(secure_delete)}"), {})
-
-        async def delete(tx: Transaction) -> None:
             if project_id is None:
                 for statement in RESET_ALL:
                     await tx.execute(statement, {})
-                await tx.execute(CLEAR_ALL_FAILURES, {})
             else:
-                params = {"project_id": project_id}
                 for statement in (*RESET_PROJECT, RESET_PROJECT_RULES):
-                    await tx.execute(statement, params)
-                for account, user in await tx.fetch(PROJECT_USER_NAMES, params):
-                    subject = failure_subject("login-user", account, user)
-                    await tx.execute(CLEAR_FAILURE, {"subject": subject})
-            # Processes drop their cached keys (and so their lockouts) at once.
-            await tx.execute(BUMP_GENERATION, {})
+                    await tx.execute(statement, {"project_id": project_id})
+            await _forget_lockouts(tx, project_id)
 
         await retrying_transaction(self._db, run)
 
@@ -153,3 +151,38 @@ class SqlStateStore:
             raise
         if tasks:
             await self._engine.announce()
+
+
+async def _reset_sqlite(tx: Transaction, project_id: str | None) -> None:
+    """Reset on SQLite, foreign keys off (children are deleted before their parents
+    here): a table none of whose rows belong to another project is emptied whole, which
+    SQLite does by freeing its pages without visiting a row (the usual case of a test
+    suite resetting the one project it wrote to); the others row by row."""
+    [(secure_delete,)] = await tx.fetch(SQLITE_SECURE_DELETE, {})
+    await tx.fetch(SQLITE_SECURE_DELETE_FAST, {})
+    try:
+        params = {"project_id": project_id}
+        for table, delete_project in zip(_PROJECT_TABLES, RESET_PROJECT, strict=True):
+            if project_id is None or not (await tx.fetch(_OTHER_PROJECTS[table], params))[0][0]:
+                await tx.execute(_EMPTY[table], {})
+            else:
+                await tx.execute(delete_project, params)
+        if project_id is None:
+            await tx.execute(RESET_ALL_RULES, {})
+        else:
+            await tx.execute(RESET_PROJECT_RULES, params)
+    finally:  # the pages are freed by now: the connection's usual setting again
+        await tx.fetch(Statement(f"PRAGMA secure_delete = {int(secure_delete)}"), {})
+    await _forget_lockouts(tx, project_id)
+
+
+async def _forget_lockouts(tx: Transaction, project_id: str | None) -> None:
+    """Clear the lockouts reset clears, and make every process drop its cached keys (and
+    so their lockouts) at once."""
+    if project_id is None:
+        await tx.execute(CLEAR_ALL_FAILURES, {})
+    else:
+        for account, user in await tx.fetch(PROJECT_USER_NAMES, {"project_id": project_id}):
+            subject = failure_subject("login-user", account, user)
+            await tx.execute(CLEAR_FAILURE, {"subject": subject})
+    await tx.execute(BUMP_GENERATION, {})
