@@ -246,6 +246,15 @@ class Settings:
             "(capped by net.core.somaxconn)."
         ),
     )
+    batch_scheduling: bool = field(
+        default=True,
+        metadata=_doc(
+            "Linux: `serve` runs its workers' threads as SCHED_BATCH, so that a woken "
+            "thread (Granian's I/O thread, the event loop) takes the CPU when the running "
+            "one yields instead of at once: under load each takes its work in batches, "
+            "not a context switch per request (false: the default policy)."
+        ),
+    )
     header_read_timeout_seconds: float = field(
         default=10.0,
         metadata=_doc(
