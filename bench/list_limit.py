@@ -45,9 +45,12 @@ def imagejobs_server(url: str, workdir: Path) -> lj.Server:
     return server
 
 
-def lean_server(path: Path, workdir: Path) -> lj.Server:
+def lean_server(path: Path, workdir: Path, batch: bool = False) -> lj.Server:
+    """The lean reference under Granian's defaults; ``batch``: as SCHED_BATCH threads, as
+    ``imagejobs serve`` runs its workers (IMAGEJOBS_BATCH_SCHEDULING)."""
     port = lj.free_port()
-    argv = [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
+    argv = ["chrt", "--batch", "0"] if batch else []
+    argv += [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
     argv += ["--workers", "1", "--working-dir", str(lj.BENCH), "lean_reference:app"]
     env = lj.clean_env(LEAN_DATABASE=str(path))
     return lj.Server("lean", argv, env, port, workdir / "lean.log")
@@ -63,13 +66,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet-wait", type=float, default=60.0)
     parser.add_argument("--workdir", type=Path, help="reuse a seeded data directory")
+    parser.add_argument(
+        "--lean-batch",
+        action="store_true",
+        help="run the lean reference as SCHED_BATCH too (chrt), as serve runs imagejobs",
+    )
     return parser.parse_args()
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     path = workdir / "imagejobs.db"
     url = f"sqlite:///{path}"
-    result: dict[str, Any] = {"jobs": args.jobs}
+    result: dict[str, Any] = {"jobs": args.jobs, "lean_batch": args.lean_batch}
     if not path.exists():
         lj.log(f"seeding {args.jobs} jobs…")
         result["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
@@ -79,7 +87,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # imagejobs starts first: on a new database it bootstraps the demo account.
         servers = {
             "imagejobs": stack.enter_context(imagejobs_server(url, workdir)),
-            "lean": stack.enter_context(lean_server(path, workdir)),
+            "lean": stack.enter_context(lean_server(path, workdir, args.lean_batch)),
         }
         servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir)
         bodies = {}
