@@ -148,14 +148,15 @@ def serve(
 
 def batch_scheduling() -> None:
     """Run this process, and the workers and threads it starts (they inherit the policy),
-    as SCHED_BATCH where the OS has it.
+    as SCHED_BATCH where the OS has it (IMAGEJOBS_BATCH_SCHEDULING, off by default).
 
     A worker's event loop and Granian's I/O thread share the CPUs. With the default policy
     each response the loop hands over wakes the I/O thread, which preempts the loop at once:
     at ListImageJobs' cost per request that is a context switch per request and caches
     refilled after each (bench/README.md, list_probe.py). A SCHED_BATCH thread woken does
     not preempt: it runs when the running thread blocks or its time slice ends, and takes
-    every response and request waiting then. An idle CPU still runs it at once.
+    every response and request waiting then. The price: woken while another program runs,
+    it waits for that one's slice too, so on a busy host one request at a time is slower.
     """
     set_policy = getattr(os, "sched_setscheduler", None)
     if set_policy is not None:
