@@ -18,7 +18,7 @@ CPU 1. During the load it reads, for the worker process, per request:
 
     .venv/bin/python bench/list_probe.py --workdir DIR [--duration 8] [--rounds 1]
         [--connections 32] [--record] [--syscalls] [--only imagejobs|lean]
-        [--lean-args "--http 1 ..."] [--imagejobs-env K=V,...]
+        [--lean-args "--http 1 ..."] [--lean-spin-us 100] [--imagejobs-env K=V,...]
 
 ``--workdir`` is a seeded ``list_limit.py --workdir``. Prints one JSON line per server and
 round; writes nothing else. Needs wrk, perf and orjson.
@@ -155,6 +155,9 @@ def main() -> int:
     parser.add_argument("--syscalls", action="store_true", help="system calls by name")
     parser.add_argument("--only", choices=("imagejobs", "lean"))
     parser.add_argument("--lean-args", default="", help="more Granian options for lean")
+    parser.add_argument(
+        "--lean-spin-us", type=int, default=0, help="busy loop per lean request (lean_spin.py)"
+    )
     parser.add_argument("--imagejobs-env", default="", help="K=V,... for imagejobs serve")
     args = parser.parse_args()
     path = args.workdir / "imagejobs.db"
@@ -170,6 +173,9 @@ def main() -> int:
         if args.only != "imagejobs":
             lean = lean_server(path, args.workdir)
             lean.argv[-1:-1] = args.lean_args.split()
+            if args.lean_spin_us:
+                lean.argv[-1] = "lean_spin:app"
+                lean.env["SPIN_US"] = str(args.lean_spin_us)
             servers["lean"] = stack.enter_context(lean)
         for server in servers.values():
             url = server.url(lj.PROJECT, lj.QUERY)
