@@ -37,17 +37,23 @@ NAMES = ("imagejobs", "lean")
 COLUMNS = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_request")
 
 
-def imagejobs_server(url: str, workdir: Path) -> lj.Server:
+def imagejobs_server(url: str, workdir: Path, batch: bool = False) -> lj.Server:
     """``imagejobs serve`` with IAM, without the embedded runner: the seeded jobs still
-    WAITING or RUNNING would otherwise be run meanwhile, work the reference does not do."""
+    WAITING or RUNNING would otherwise be run meanwhile, work the reference does not do.
+    ``batch``: with IMAGEJOBS_BATCH_SCHEDULING=true."""
     server = lj.imagejobs_server(url, workdir, 1, "iam")
     server.argv.insert(server.argv.index("serve") + 1, "--no-runner")
+    if batch:
+        server.env["IMAGEJOBS_BATCH_SCHEDULING"] = "true"
     return server
 
 
-def lean_server(path: Path, workdir: Path) -> lj.Server:
+def lean_server(path: Path, workdir: Path, batch: bool = False) -> lj.Server:
+    """The lean reference under Granian's defaults; ``batch``: as SCHED_BATCH threads, as
+    ``imagejobs serve`` runs its workers with IMAGEJOBS_BATCH_SCHEDULING=true."""
     port = lj.free_port()
-    argv = [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
+    argv = ["chrt", "--batch", "0"] if batch else []
+    argv += [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
     argv += ["--workers", "1", "--working-dir", str(lj.BENCH), "lean_reference:app"]
     env = lj.clean_env(LEAN_DATABASE=str(path))
     return lj.Server("lean", argv, env, port, workdir / "lean.log")
@@ -63,13 +69,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet-wait", type=float, default=60.0)
     parser.add_argument("--workdir", type=Path, help="reuse a seeded data directory")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="both servers as SCHED_BATCH threads (IMAGEJOBS_BATCH_SCHEDULING=true; chrt)",
+    )
     return parser.parse_args()
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     path = workdir / "imagejobs.db"
     url = f"sqlite:///{path}"
-    result: dict[str, Any] = {"jobs": args.jobs}
+    result: dict[str, Any] = {"jobs": args.jobs, "batch": args.batch}
     if not path.exists():
         lj.log(f"seeding {args.jobs} jobs…")
         result["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
@@ -78,8 +89,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         # imagejobs starts first: on a new database it bootstraps the demo account.
         servers = {
-            "imagejobs": stack.enter_context(imagejobs_server(url, workdir)),
-            "lean": stack.enter_context(lean_server(path, workdir)),
+            "imagejobs": stack.enter_context(imagejobs_server(url, workdir, args.batch)),
+            "lean": stack.enter_context(lean_server(path, workdir, args.batch)),
         }
         servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir)
         bodies = {}

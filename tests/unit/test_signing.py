@@ -603,6 +603,30 @@ def test_raw_headers_are_decoded_trimmed_and_joined_like_the_gateway() -> None:
     assert odd.header("X-A") == "1\n2"
 
 
+_HEADER_NAMES = st.sampled_from(
+    [b"host", b"Host", b"x-sdk-date", b"X-Sdk-Date", b"x-a", b"x-\xc0", b"x-\xe0", b"1", b"-"]
+)
+_HEADER_VALUES = st.binary(max_size=12).filter(lambda v: b"\n" not in v)
+
+
+@given(st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_raw_headers_make_the_request_the_constructor_makes(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    # from_raw builds the header map in its decoding pass when the names are lower case
+    # and unique (what ASGI servers hand over); whatever the names, the request must be
+    # the one the constructor (and its __post_init__ map) makes of the same headers.
+    received = ReceivedRequest.from_raw("GET", b"/p", b"q=1", raw, b"body")
+    decoded = tuple(
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in raw
+    )
+    built = ReceivedRequest("GET", b"/p", b"q=1", decoded, b"body")
+    assert received == built
+    assert received.header_map == built.header_map
+    assert type(received.header_map) is type(built.header_map)
+
+
 def test_a_non_ascii_header_name_never_stands_in_for_an_ascii_one() -> None:
     # As UTF-8, "x-sd\u212a-date" (Kelvin sign) would lower-case to "x-sdk-date".
     kelvin = "\u212a".encode()

@@ -20,7 +20,6 @@ from imagejobs.iam.signing.canonical import (
     canonical_headers,
     canonical_uri,
     payload_hash,
-    string_to_sign,
 )
 from imagejobs.iam.signing.parsing import ParsedAuthorization, ReceivedRequest, parse_authorization
 from imagejobs.iam.signing.schemes import SCHEMES, UNSIGNED_PAYLOAD, Scheme, SigningKey, encode
@@ -66,13 +65,6 @@ def _check_sdk_date(
             f"server time:{time.strftime(SDK_DATE_FORMAT, time.gmtime(now))}"
         )
     return sdk_date
-
-
-def _check_host(signed_headers: Sequence[str]) -> None:
-    # Unsigned, a captured request could be replayed to another endpoint that trusts the
-    # same keys (another region's deployment); every SDK signs it.
-    if "host" not in signed_headers:
-        raise AuthenticationFailed("host must be listed in SignedHeaders")
 
 
 def _content_hash(
@@ -140,28 +132,44 @@ def verify(
         now if type(now) is float else _epoch_seconds(now),
         _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds(),
     )
-    _check_host(signed_headers)
+    if "host" not in signed_headers:
+        # Unsigned, a captured request could be replayed to another endpoint that trusts
+        # the same keys (another region's deployment); every SDK signs it.
+        raise AuthenticationFailed("host must be listed in SignedHeaders")
     if security_token is not None:
         _check_security_token(headers, signed_headers, security_token)
 
+    # Every signed request is checked in full here: the usual one (no body, no content-hash
+    # header) goes from headers to HMAC without the general form's helper calls.
     scheme = SCHEMES[algorithm]
     key = SigningKey(secret_key) if isinstance(secret_key, str) else secret_key
     raw_path, raw_query = request.raw_path, request.raw_query
+    try:
+        # Header values in header_map are already trimmed (ReceivedRequest's rule).
+        header_block = "".join([f"{name}:{headers[name]}\n" for name in signed_headers])
+    except KeyError as missing:
+        raise AuthenticationFailed(
+            f"signed header {missing.args[0]} not found in the request"
+        ) from None
     prefix = f"{request.method.upper()}\n{canonical_uri(raw_path)}\n"
-    suffix = f"\n{canonical_headers(headers, signed_headers)}\n{';'.join(signed_headers)}\n"
+    suffix = f"\n{header_block}\n{';'.join(signed_headers)}\n"
     body = request.body
-    content_hash = _content_hash(headers, signed_headers, scheme, body)
-    payload_hashes = [payload_hash(algorithm, body, content_hash)]
-    # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
-    if not body and content_hash and content_hash != scheme.empty_hash:
-        payload_hashes.append(content_hash)
+    if body or scheme.content_key in headers:
+        content_hash = _content_hash(headers, signed_headers, scheme, body)
+        payload_hashes = [payload_hash(algorithm, body, content_hash)]
+        # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
+        if not body and content_hash and content_hash != scheme.empty_hash:
+            payload_hashes.append(content_hash)
+    else:
+        payload_hashes = [scheme.empty_hash]
 
     queries = cached_query_variants(raw_query.encode() if isinstance(raw_query, str) else raw_query)
+    new_hash, token = scheme.new_hash, scheme.token
     for query in queries:
         for hashed_payload in payload_hashes:
-            canonical = f"{prefix}{query}{suffix}{hashed_payload}"
-            to_sign = string_to_sign(algorithm, sdk_date, canonical).encode()
-            if hmac.compare_digest(key.hmac_hex(algorithm, to_sign), signature):
+            canonical = encode(f"{prefix}{query}{suffix}{hashed_payload}")
+            to_sign = f"{token}\n{sdk_date}\n{new_hash(canonical).hexdigest()}"
+            if hmac.compare_digest(key.hmac_hex(algorithm, to_sign.encode()), signature):
                 return
     shown = {name: _shown_value(name, headers[name]) for name in signed_headers}
     echoed_headers = canonical_headers(shown, signed_headers)
