@@ -351,6 +351,9 @@ def main() -> int:
     )
     p50 = admitted_quantile(before, after, "ListImageJobs", 0.50)
     p99 = admitted_quantile(before, after, "ListImageJobs", 0.99)
+    # 503s the processes gave themselves at their in-flight bound (the rest: HAProxy's).
+    shed_key = ("imagejobs_requests_shed_total", (("reason", "in_flight"),))
+    process_503 = round(after.get(shed_key, 0) - before.get(shed_key, 0))
     first_half_mb, second_half_mb = rss.halves()
     admitted = run["admitted_ms"]
     results |= {
@@ -360,6 +363,7 @@ def main() -> int:
         "by_status": by_status,
         "server_list_p50_le_s": p50,
         "server_list_p99_le_s": p99,
+        "process_503": process_503,
         "server_cpu_share": round(server_cpu / wall, 2),
         "load_cpu": load_cpu,
         "server_cpu_us": {"list": round(list_cpu_us), "refusal": round(shed_cpu_us)},
@@ -398,6 +402,10 @@ def main() -> int:
             f" p99 {a['p99']} ms max {a['p100']} ms"
         )
     print(f"  admitted ListImageJobs, server histogram: p50 <= {p50} s, p99 <= {p99} s")
+    print(
+        f"  503s given by the processes at their in-flight bound: {process_503:,}"
+        f" (HAProxy's: {by_status.get(503, 0) - process_503:,})"
+    )
     print(
         f"  slowest refusal: {run['shed_ms_max']} ms;"
         f" server CPU share during the overload: {server_cpu / wall:.0%} of its core"
