@@ -23,10 +23,12 @@ request answered; RSS of the second half <= 1.1 x the first half's; still ready;
 consistent.
 
     .venv/bin/python bench/load.py [--jobs 10000] [--duration 60] [--factor 4]
-        [--generators 2] [--rate-factor 2] [--max-in-flight 64] [--haproxy]
+        [--generators 1] [--rate-factor 2] [--max-in-flight 64] [--haproxy [--servers 2]]
 
-With --haproxy the overload goes through HAProxy (on the load CPU), which caps the
-requests on the server and answers 503 itself to those that waited too long.
+With --haproxy, C and the overload both go through the documented API tier: HAProxy with
+docs/haproxy.cfg as it is (pinned to the load CPU, beside the generator) in front of
+`--servers` serve processes (on the server CPU), which holds at most `maxconn` requests
+on each and answers the documented 503 itself, at once, to the rest.
 
 Prints a table, writes JSON to bench/results/, exits 0.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -58,60 +61,30 @@ MEMORY_GROWTH_LIMIT = 1.10  # peak RSS of the second half over the first half's
 GENERATORS = {"c": lj.BENCH / "open_loop.c", "python": lj.BENCH / "open_loop.py"}
 QUOTA_CODE = "WKS.00081105"
 
-# --haproxy: the overload goes through HAProxy, which holds at most MAXCONN requests on the
-# server and answers the documented 503 itself to any request that waited QUEUE_TIMEOUT
-# for a place, so that refusals cost no Python.
-HAPROXY_MAXCONN = 32
-HAPROXY_QUEUE_TIMEOUT = "250ms"
-HAPROXY_CONFIG = """
-global
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout queue {queue_timeout}
-    errorfile 503 {errorfile}
-frontend api
-    bind {host}:{port}
-    default_backend imagejobs
-backend imagejobs
-    server a {host}:{server_port} maxconn {maxconn}
-"""
-BUSY_BODY = (
-    b'{"error_code":"WKS.00050902",'
-    b'"error_msg":"The service is now unavailable to process the request."}'
-)
+# --haproxy: the documented API tier, docs/haproxy.cfg as it is: HAProxy holds at most
+# `maxconn` requests on each server and answers the documented 503 itself, at once, to any
+# request that would have to wait for a place, so that refusals cost no Python.
+HAPROXY_CONFIG = lj.ROOT / "docs" / "haproxy.cfg"
 
 
 @contextlib.contextmanager
-def haproxy(workdir: Path, server_port: int) -> Iterator[int]:
-    """HAProxy on the load CPU in front of ``server_port``; yields its port."""
-    port, errorfile, config = lj.free_port(), workdir / "503.http", workdir / "haproxy.cfg"
-    head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    head += f"Content-Length: {len(BUSY_BODY)}\r\n\r\n"
-    errorfile.write_bytes(head.encode() + BUSY_BODY)
-    config.write_text(
-        HAPROXY_CONFIG.format(
-            queue_timeout=HAPROXY_QUEUE_TIMEOUT,
-            errorfile=errorfile,
-            host=lj.HOST,
-            port=port,
-            server_port=server_port,
-            maxconn=HAPROXY_MAXCONN,
-        )
-    )
-    argv = [*lj.pinned(lj.WRK_CPU), lj.tool("haproxy"), "-db", "-f", str(config)]
-    proxy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def tier(servers: list[lj.Server]) -> Iterator[tuple[int, int]]:
+    """HAProxy (docs/haproxy.cfg) on the load CPU in front of ``servers``; yields its
+    port and pid once it passes requests."""
+    server_ports = [srv.port for srv in servers]
+    port = lj.free_port()
+    env = {**os.environ, "IMAGEJOBS_LB_BIND": f"{lj.HOST}:{port}"}
+    env |= {f"IMAGEJOBS_SERVER_{'AB'[k]}": f"{lj.HOST}:{p}" for k, p in enumerate(server_ports)}
+    argv = [*lj.pinned(lj.WRK_CPU), lj.tool("haproxy"), "-db", "-f", str(HAPROXY_CONFIG)]
+    proxy = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://{lj.HOST}:{port}/_imagejobs/health", timeout=1)
-                break
+                if httpx.get(f"http://{lj.HOST}:{port}/_imagejobs/ready", timeout=1).is_success:
+                    break
             time.sleep(0.1)
-        yield port
+        yield port, proxy.pid
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
@@ -193,8 +166,8 @@ def quantile(values: list[float], q: float) -> float | None:
 class RssTimeline:
     """The server workers' RSS, sampled every second while the overload runs."""
 
-    def __init__(self, srv: lj.Server) -> None:
-        self.srv = srv
+    def __init__(self, servers: list[lj.Server]) -> None:
+        self.servers = servers
         self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -210,7 +183,7 @@ class RssTimeline:
     def _sample(self) -> None:
         start = time.monotonic()
         while not self._stop.is_set():
-            kb = max(lj.rss_kb(pid) or 0 for pid in self.srv.workers)
+            kb = max(lj.rss_kb(pid) or 0 for srv in self.servers for pid in srv.workers)
             self.samples.append((round(time.monotonic() - start, 1), round(kb / 1024, 1)))
             self._stop.wait(1.0)
 
@@ -222,13 +195,16 @@ class RssTimeline:
         return first, second
 
 
-def scrape(srv: lj.Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"http://{lj.HOST}:{srv.port}/metrics", timeout=30).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+def scrape(servers: list[lj.Server]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every server's metrics, summed."""
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for srv in servers:
+        text = httpx.get(f"http://{lj.HOST}:{srv.port}/metrics", timeout=30).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                metrics[key] = metrics.get(key, 0) + sample.value
+    return metrics
 
 
 def admitted_quantile(
@@ -282,7 +258,12 @@ def main() -> int:
     parser.add_argument(
         "--generator", choices=sorted(GENERATORS), default="c", help="open loop in C or Python"
     )
-    parser.add_argument("--haproxy", action="store_true", help="offer the overload through HAProxy")
+    parser.add_argument(
+        "--haproxy", action="store_true", help="through HAProxy (docs/haproxy.cfg), C too"
+    )
+    parser.add_argument(
+        "--servers", type=int, default=1, choices=(1, 2), help="serve processes behind HAProxy"
+    )
     parser.add_argument(
         "--max-in-flight", type=int, default=MAX_IN_FLIGHT, help="IMAGEJOBS_MAX_IN_FLIGHT"
     )
@@ -294,44 +275,63 @@ def main() -> int:
     if args.haproxy:
         lj.tool("haproxy")
     results: dict[str, Any] = {"benchmark": "load", "settings": vars(args).copy()}
+    count = args.servers if args.haproxy else 1
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         workdir = Path(tmp)
         generator = build_generator(args.generator, workdir)
         database = workdir / "imagejobs.db"
         url = f"sqlite:///{database}"
-        with server(url, workdir, "capacity") as srv:
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(server(url, workdir, f"capacity-{k}")) for k in range(count)
+            ]
             lj.log(f"seeding {args.jobs} jobs…")
             results["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
-            token = lj.demo_token(srv, workdir)
-            list_url = srv.url(lj.PROJECT, lj.QUERY)
+            token = lj.demo_token(servers[0], workdir)
+            port = stack.enter_context(tier(servers))[0] if args.haproxy else servers[0].port
+            list_url = f"http://{lj.HOST}:{port}/v1/{lj.PROJECT}/image-server-jobs?{lj.QUERY}"
             lj.wrk(list_url, 2, 16, 1, {"X-Auth-Token": token})  # warm-up
             lj.log(f"capacity: {args.capacity_seconds} s of ListImageJobs, 16 connections…")
-            cpu_before = srv.cpu_seconds()
+            cpu_before = sum(srv.cpu_seconds() for srv in servers)
             capacity = lj.wrk(list_url, args.capacity_seconds, 16, 1, {"X-Auth-Token": token})
-            capacity["server_cpu_s"] = srv.cpu_seconds() - cpu_before
+            capacity["server_cpu_s"] = sum(srv.cpu_seconds() for srv in servers) - cpu_before
             capacity["server_cpu_share"] = round(
                 capacity["server_cpu_s"] / args.capacity_seconds, 2
             )
         rate = capacity["requests_per_s"]
         target = rate * args.factor
         results["capacity"] = capacity
-        limit = {"IMAGEJOBS_RATE_LIMIT": str(round(rate * args.rate_factor, 1))}
+        # The account's rate limit is kept by each process: share it out among them.
+        limit = {"IMAGEJOBS_RATE_LIMIT": str(round(rate * args.rate_factor / count, 1))}
         env = {"IMAGEJOBS_MAX_IN_FLIGHT": str(args.max_in_flight)}
         env |= limit if args.rate_factor else {}
-        with server(url, workdir, "overload", **env) as srv:
-            token = lj.demo_token(srv, workdir)
-            lj.wrk(srv.url(lj.PROJECT, lj.QUERY), 2, 16, 1, {"X-Auth-Token": token})
-            before = scrape(srv)
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(server(url, workdir, f"overload-{k}", **env))
+                for k in range(count)
+            ]
+            token = lj.demo_token(servers[0], workdir)
+            port, proxy = (
+                stack.enter_context(tier(servers)) if args.haproxy else (servers[0].port, 0)
+            )
+            list_url = f"http://{lj.HOST}:{port}/v1/{lj.PROJECT}/image-server-jobs?{lj.QUERY}"
+            lj.wrk(list_url, 2, 16, 1, {"X-Auth-Token": token})  # warm-up
+            before = scrape(servers)
             lj.log(f"overload: {target:,.0f} req/s open loop for {args.duration} s…")
-            cpu_before, started = srv.cpu_seconds(), time.monotonic()
-            with contextlib.ExitStack() as stack:
-                port = stack.enter_context(haproxy(workdir, srv.port)) if args.haproxy else srv.port
-                rss = stack.enter_context(RssTimeline(srv))
+            cpu_before = sum(srv.cpu_seconds() for srv in servers)
+            proxy_before, generator_before = lj.cpu_seconds([proxy]), lj._children_cpu()
+            started = time.monotonic()
+            with RssTimeline(servers) as rss:
                 run = overload(generator, port, token, target, args.duration, args.generators)
-            server_cpu = srv.cpu_seconds() - cpu_before
+            server_cpu = sum(srv.cpu_seconds() for srv in servers) - cpu_before
+            # The load CPU's work: the generator's and HAProxy's CPU seconds.
+            load_cpu = {
+                "generator_s": round(lj._children_cpu() - generator_before, 1),
+                "haproxy_s": round(lj.cpu_seconds([proxy]) - proxy_before, 1) if proxy else 0,
+            }
             wall = time.monotonic() - started
-            after = scrape(srv)
-            ready = httpx.get(f"http://{lj.HOST}:{srv.port}/_imagejobs/ready", timeout=30)
+            after = scrape(servers)
+            ready = httpx.get(f"http://{lj.HOST}:{servers[0].port}/_imagejobs/ready", timeout=30)
         mismatches = counter_mismatches(database)
     statuses = run["statuses"]
     by_status: dict[int, int] = {}
@@ -351,6 +351,9 @@ def main() -> int:
     )
     p50 = admitted_quantile(before, after, "ListImageJobs", 0.50)
     p99 = admitted_quantile(before, after, "ListImageJobs", 0.99)
+    # 503s the processes gave themselves at their in-flight bound (the rest: HAProxy's).
+    shed_key = ("imagejobs_requests_shed_total", (("reason", "in_flight"),))
+    process_503 = round(after.get(shed_key, 0) - before.get(shed_key, 0))
     first_half_mb, second_half_mb = rss.halves()
     admitted = run["admitted_ms"]
     results |= {
@@ -360,7 +363,9 @@ def main() -> int:
         "by_status": by_status,
         "server_list_p50_le_s": p50,
         "server_list_p99_le_s": p99,
+        "process_503": process_503,
         "server_cpu_share": round(server_cpu / wall, 2),
+        "load_cpu": load_cpu,
         "server_cpu_us": {"list": round(list_cpu_us), "refusal": round(shed_cpu_us)},
         "ready_after": ready.status_code,
         "rss_mb": rss.samples,
@@ -398,6 +403,10 @@ def main() -> int:
         )
     print(f"  admitted ListImageJobs, server histogram: p50 <= {p50} s, p99 <= {p99} s")
     print(
+        f"  503s given by the processes at their in-flight bound: {process_503:,}"
+        f" (HAProxy's: {by_status.get(503, 0) - process_503:,})"
+    )
+    print(
         f"  slowest refusal: {run['shed_ms_max']} ms;"
         f" server CPU share during the overload: {server_cpu / wall:.0%} of its core"
     )
@@ -405,6 +414,10 @@ def main() -> int:
         f"  server CPU per answer: admitted ListImageJobs {list_cpu_us:.0f} us"
         f" (capacity run), refusal at most {shed_cpu_us:.0f} us (every admitted answer"
         " priced as a list: creates cost more; bench/refusal.py prices a refusal alone)"
+    )
+    print(
+        f"  load CPU: generator {load_cpu['generator_s']} s, HAProxy {load_cpu['haproxy_s']} s"
+        f" in {wall:.0f} s"
     )
     timeline = [mb for _, mb in rss.samples]
     print(f"  worker RSS (MB, every 10 s): {timeline[::10]}; peak {max(timeline)}")

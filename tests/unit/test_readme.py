@@ -22,3 +22,11 @@ def test_the_two_commands_exist_and_are_executable() -> None:
         assert f"./{script}" in readme
         assert os.access(ROOT / script, os.X_OK)
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_operations_shows_the_haproxy_config_the_tests_run() -> None:
+    """docs/operations.md shows docs/haproxy.cfg as it is: the file tests/ha and
+    bench/load.py run (a copy in the text would drift from the tested one)."""
+    config = (ROOT / "docs" / "haproxy.cfg").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert f"```haproxy\n{config}```" in operations
