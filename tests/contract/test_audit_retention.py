@@ -9,11 +9,11 @@ import itertools
 
 import pytest
 
-from imagejobs.domain.ids import IdGenerator
+from imagejobs.domain.ids import IdGenerator, id_for
 from imagejobs.domain.times import now_ms
 from imagejobs.services.audit_retention import DAY_MS, AuditRetention
-from imagejobs.storage.database import Database, database_for
-from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
+from imagejobs.storage.database import Database, Statement, database_for
+from imagejobs.storage.ops_store import PURGE_AUDIT, AuditEvent, SqlOpsStore
 
 pytestmark = pytest.mark.anyio
 RETENTION_DAYS = 30
@@ -134,3 +134,24 @@ async def test_processes_purging_at_once_delete_each_event_once(database_url: st
     finally:
         for database in databases:
             await database.close()
+
+
+async def test_the_purge_reads_a_range_of_the_primary_key(database: Database) -> None:
+    """No index on ``at`` is needed: the batch is found by a range scan of the primary key
+    (ids are time-ordered), so its cost does not grow with the table."""
+    await _store(database, 100, 5000, "old")
+    await _store(database, 0, 5000, "today")
+    if database.dialect == "postgresql":
+        async with database.transaction() as tx:
+            await tx.execute(Statement("ANALYZE audit_events"), {})
+    below = id_for(now_ms() - RETENTION_DAYS * DAY_MS, 0, 0)
+    text = PURGE_AUDIT[database.dialect].text.replace(":below", str(below))
+    explain = "EXPLAIN QUERY PLAN " if database.dialect == "sqlite" else "EXPLAIN "
+    rows = await database.fetch(Statement(explain + text.replace(":batch", "1000")), {})
+    plan = "\n".join(str(row[-1]) for row in rows)
+    if database.dialect == "sqlite":
+        assert "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid<?)" in plan, plan
+    else:
+        assert "Index Cond: (id < " in plan, plan
+        assert "Index Cond: (id = ANY " in plan, plan
+        assert "Seq Scan" not in plan, plan
