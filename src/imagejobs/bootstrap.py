@@ -34,12 +34,19 @@ from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
 from imagejobs.keys import load_secret_box
-from imagejobs.observability import AccessLog, Metrics, database_metrics, runner_metrics
+from imagejobs.observability import (
+    AccessLog,
+    Metrics,
+    audit_retention_metrics,
+    database_metrics,
+    runner_metrics,
+)
 from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
 from imagejobs.runner.runner import Runner
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl, IamAccess, OpenAccess
 from imagejobs.services.accounts import CredentialLimits
+from imagejobs.services.audit_retention import AuditRetention
 from imagejobs.services.credential_purge import CredentialPurge
 from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
@@ -226,6 +233,8 @@ def build_app(settings: Settings) -> Edge:
         else CredentialPurge(iam_api.identity, settings.credential_purge_seconds)
     )
     ops = SqlOpsStore(database)
+    # Every serving process deletes audit events past retention (docs/operations.md, Logs).
+    retention = audit_retention(settings, ops)
     runner = None
     if embedded is not None:
         runner = runner_state(embedded.heartbeat_at, settings.lease_seconds)
@@ -233,6 +242,7 @@ def build_app(settings: Settings) -> Edge:
         metrics.sample(lambda: database_metrics(database))
         if embedded is not None:
             metrics.sample(lambda: runner_metrics(embedded.runner))
+        metrics.sample(lambda: audit_retention_metrics(retention))
 
     async def startup() -> None:
         await database.open()
@@ -242,6 +252,7 @@ def build_app(settings: Settings) -> Edge:
             embedded.start()
         if purge is not None:
             purge.start()
+        retention.start(settings.audit_purge_seconds)
         logger.info(
             "imagejobs %s ready on http://%s:%d (pid %d)",
             __version__,
@@ -254,6 +265,7 @@ def build_app(settings: Settings) -> Edge:
         await edge.drain()
         if purge is not None:
             await purge.stop()
+        await retention.stop()
         if embedded is not None:
             await embedded.stop()
         await services.engine.driver.close()
@@ -285,6 +297,10 @@ def build_app(settings: Settings) -> Edge:
         max_header_bytes=settings.max_header_bytes,
     )
     return edge
+
+
+def audit_retention(settings: Settings, ops: SqlOpsStore) -> AuditRetention:
+    return AuditRetention(ops, settings.audit_retention_days, settings.audit_purge_batch)
 
 
 def build_testkit(settings: Settings, database: Database, services: Services) -> TestKitService:

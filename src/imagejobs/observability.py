@@ -272,6 +272,18 @@ def runner_metrics(runner: _Runner) -> Iterable[Metric]:
     )
 
 
+class _AuditRetention(Protocol):
+    purged: int
+
+
+def audit_retention_metrics(retention: _AuditRetention) -> Iterable[Metric]:
+    yield counter(
+        "imagejobs_audit_events_purged",
+        "Audit events this process deleted because they were older than the retention.",
+        retention.purged,
+    )
+
+
 # --- the access log -------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from imagejobs.domain.errors import InvalidSettings
 
 ENV_PREFIX = "IMAGEJOBS_"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+MAX_AUDIT_RETENTION_DAYS = 36_500  # a century: longer is a typo (or 0, keep for good)
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -231,6 +232,26 @@ class Settings:
         ),
     )
 
+    # --- the audit trail's retention (docs/operations.md, Logs) ---
+    audit_retention_days: int = field(
+        default=90,
+        metadata=_doc(
+            "Days an audit event is kept; older ones are deleted by every serving process, "
+            "in batches (0: keep every event for good)."
+        ),
+    )
+    audit_purge_seconds: float = field(
+        default=3600.0,
+        metadata=_doc("How often each serving process deletes audit events past retention."),
+    )
+    audit_purge_batch: int = field(
+        default=1000,
+        metadata=_doc(
+            "Audit events deleted per transaction, so that a purge never holds the "
+            "database's write lock for long (SQLite has one writer)."
+        ),
+    )
+
     # --- the HTTP edge: what one client may hold (docs/security.md) ---
     max_connections: int = field(
         default=4096,
@@ -441,6 +462,27 @@ def _check_credentials(settings: Settings) -> None:
         ("credential_purge_seconds", 0.1, 86_400),
     )
     _check_ranges(settings, ranges)
+    _check_audit(settings)
+
+
+def _check_audit(settings: Settings) -> None:
+    """Named by their variables: these are set in a deployment's environment, not flags."""
+    if not 0 <= settings.audit_retention_days <= MAX_AUDIT_RETENTION_DAYS:
+        raise InvalidSettings(
+            env_name("audit_retention_days"),
+            f"must be a whole number of days from 0 (keep every event) to "
+            f"{MAX_AUDIT_RETENTION_DAYS}, not {settings.audit_retention_days}",
+        )
+    if not 0.1 <= settings.audit_purge_seconds <= 86_400:
+        raise InvalidSettings(
+            env_name("audit_purge_seconds"),
+            f"must be from 0.1 to 86400 seconds, not {settings.audit_purge_seconds:g}",
+        )
+    if not 1 <= settings.audit_purge_batch <= 100_000:
+        raise InvalidSettings(
+            env_name("audit_purge_batch"),
+            f"must be from 1 to 100000 events, not {settings.audit_purge_batch}",
+        )
 
 
 def _check_edge(settings: Settings) -> None:
@@ -497,10 +539,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 def _convert(name: str, annotation: Any, raw: str) -> Any:
     if annotation in (int, "int", float, "float"):
+        whole = annotation in (int, "int")
         try:
-            return int(raw) if annotation in (int, "int") else float(raw)
+            return int(raw) if whole else float(raw)
         except ValueError:
-            raise InvalidSettings(env_name(name), "must be a number") from None
+            kind = "a whole number" if whole else "a number"
+            raise InvalidSettings(env_name(name), f"must be {kind}, not {raw!r}") from None
     if annotation in (bool, "bool"):
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise InvalidSettings(env_name(name), "must be true or false")

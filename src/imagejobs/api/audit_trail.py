@@ -18,7 +18,8 @@ MAX_BATCH = 500  # events per write: a statement of bounded size
 # Events of callers that did not authenticate, stored per process: at most this many a
 # second, in bursts of up to UNAUTHENTICATED_BURST. Anyone who reaches the port can send
 # such requests (a mutating call without credentials still answers 401), and each stored
-# one is a row kept for good: unbounded, an outsider grew the database by ~1 KB a request.
+# one is a row kept for the retention (90 days by default): unbounded, an outsider grew the
+# database by ~1 KB a request.
 # The access log still has a line for every request.
 UNAUTHENTICATED_PER_SECOND = 10.0
 UNAUTHENTICATED_BURST = 100.0

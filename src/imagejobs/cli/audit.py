@@ -1,12 +1,14 @@
-"""``imagejobs audit``: the audit trail of mutating API calls, newest first.
+"""``imagejobs audit``: the audit trail of mutating API calls, newest first, and
+``imagejobs audit purge``: deleting events past retention now.
 
-Like ``imagejobs engine`` it reads the database directly: whoever may open the database
-is an operator. Over HTTP the same is at ``/_imagejobs/audit``.
+Like ``imagejobs engine`` it uses the database directly: whoever may open the database
+is an operator. Over HTTP the trail is at ``/_imagejobs/audit``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -14,16 +16,19 @@ import msgspec
 
 from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
 from imagejobs.domain.errors import ImageJobsError
+from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
 
 
-@click.command(epilog=settings_epilog())
+@click.group(invoke_without_command=True, epilog=settings_epilog())
 @database_url_option
 @data_dir_option
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--before", type=int, default=None, help="Only events older than this event id.")
 @click.option("--account-id", default=None, help="Only this account's events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
 def audit(
+    ctx: click.Context,
     database_url: str | None,
     data_dir: Path | None,
     limit: int,
@@ -31,7 +36,11 @@ def audit(
     account_id: str | None,
     as_json: bool,
 ) -> None:
-    """Show who called which mutating API, when, and with what result."""
+    """Show who called which mutating API, when, and with what result.
+
+    `imagejobs audit purge` deletes events past retention now."""
+    if ctx.invoked_subcommand is not None:
+        return
     from imagejobs.api.audit import audit_info
     from imagejobs.bootstrap import open_database
     from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
@@ -60,3 +69,43 @@ def audit(
                 f"{info.time} {info.id} {info.principal} {info.method} {info.path} "
                 f"{info.operation} -> {info.status}{error} (request {info.request_id})"
             )
+
+
+@audit.command()
+@database_url_option
+@data_dir_option
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(1, MAX_AUDIT_RETENTION_DAYS),
+    default=None,
+    help="Delete events older than this many days. Default: IMAGEJOBS_AUDIT_RETENTION_DAYS.",
+)
+def purge(database_url: str | None, data_dir: Path | None, older_than_days: int | None) -> None:
+    """Delete audit events past retention now, in batches of IMAGEJOBS_AUDIT_PURGE_BATCH
+    (serving processes also do it every IMAGEJOBS_AUDIT_PURGE_SECONDS)."""
+    from imagejobs.bootstrap import audit_retention, open_database
+    from imagejobs.storage.ops_store import SqlOpsStore
+
+    settings = load(database_url=database_url, data_dir=data_dir)
+    if older_than_days is not None:
+        settings = replace(settings, audit_retention_days=older_than_days)
+    if settings.audit_retention_days == 0:
+        click.echo(
+            "IMAGEJOBS_AUDIT_RETENTION_DAYS is 0 (keep every event): nothing deleted; "
+            "--older-than-days N deletes events older than N days."
+        )
+        return
+
+    async def run() -> int:
+        database = open_database(settings)
+        await database.open()
+        try:
+            return await audit_retention(settings, SqlOpsStore(database)).purge()
+        finally:
+            await database.close()
+
+    try:
+        deleted = asyncio.run(run())
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot purge the audit trail: {exc}") from exc
+    click.echo(f"deleted {deleted} audit events older than {settings.audit_retention_days} days")

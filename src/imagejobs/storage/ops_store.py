@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imagejobs.domain.ids import IdGenerator
+from imagejobs.domain.ids import IdGenerator, id_for
 from imagejobs.observability import EngineCounts
 from imagejobs.storage.database import Database, Statement
 
@@ -48,6 +48,20 @@ LIST_ACCOUNT_AUDIT = Statement(
     f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE account_id = :account_id AND id < :before"
     " ORDER BY id DESC LIMIT :limit"
 )
+# Retention: the oldest events first, a bounded batch per statement. Ids are time-ordered
+# (domain/ids.py), so "stored before T" is "id below the first id of T": a range of the
+# primary key, no index on ``at`` needed. On PostgreSQL, processes purging at once skip
+# each other's locked rows and delete disjoint batches instead of waiting on one another;
+# the batch is an array there, so that the delete is index lookups whatever the planner
+# thinks of the table's size (with ``IN (SELECT …)`` it chose a scan of the whole table).
+_OLDEST_AUDIT = "SELECT id FROM audit_events WHERE id < :below ORDER BY id LIMIT :batch"
+PURGE_AUDIT = {
+    "sqlite": Statement(f"DELETE FROM audit_events WHERE id IN ({_OLDEST_AUDIT}) RETURNING id"),
+    "postgresql": Statement(
+        f"DELETE FROM audit_events WHERE id = ANY(ARRAY({_OLDEST_AUDIT} FOR UPDATE SKIP LOCKED))"
+        " RETURNING id"
+    ),
+}
 _ID_COLLISIONS = 3
 
 
@@ -127,6 +141,13 @@ class SqlOpsStore:
         if account_id is not None:
             statement, params["account_id"] = LIST_ACCOUNT_AUDIT, account_id
         return [_event(row) for row in await self._db.fetch(statement, params)]
+
+    async def purge_audit_events(self, stored_before: int, batch: int) -> int:
+        """Delete up to ``batch`` of the oldest events stored before ``stored_before``
+        (epoch milliseconds), in one short transaction; the number deleted."""
+        below = id_for(stored_before, 0, 0)
+        rows = await self._db.write(PURGE_AUDIT[self._db.dialect], {"below": below, "batch": batch})
+        return len(rows)
 
 
 def _event(row: Sequence[object]) -> AuditEvent:
