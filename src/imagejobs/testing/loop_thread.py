@@ -7,7 +7,7 @@ import asyncio
 import gc
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.types import ASGIApp, Message
 
@@ -40,31 +40,30 @@ class LoopThread:
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """``coroutine``'s result (or exception), run as a task on the loop; the caller
-        waits. The handoff is one lock the loop's task releases when done, not
-        ``run_coroutine_threadsafe``'s pair of chained futures and condition: a mocked
-        SDK call makes one, so its bookkeeping is a share of every call."""
+        waits. The handoff is one lock the task itself releases as it ends, not
+        ``run_coroutine_threadsafe``'s pair of chained futures and condition, nor a
+        done-callback (which the loop runs one turn after the task ends: a second
+        ``epoll`` round before the caller can wake): a mocked SDK call makes one, so its
+        bookkeeping is a share of every call."""
         done = threading.Lock()
         done.acquire()
-        finished: list[asyncio.Future[T]] = []
+        outcome: list[Any] = []  # [True, result] or [False, exception]
 
-        def release(task: asyncio.Future[T]) -> None:
-            finished.append(task)
-            done.release()
-
-        def start() -> None:
-            task: asyncio.Future[T]
+        async def finishing() -> None:
             try:
-                task = self.loop.create_task(coroutine)
-            except BaseException as exc:  # not a coroutine: the caller gets the error
-                failed: asyncio.Future[T] = self.loop.create_future()
-                failed.set_exception(exc)
-                task = failed
-            task.add_done_callback(release)
+                outcome[:] = (True, await coroutine)
+            except BaseException as exc:  # the caller's to handle, as from the coroutine
+                outcome[:] = (False, exc)
+            finally:
+                done.release()
 
-        self.loop.call_soon_threadsafe(start)
+        self.loop.call_soon_threadsafe(self.loop.create_task, finishing())
         if not done.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError(f"the coroutine did not end within {timeout} s")
-        return finished[0].result()
+        succeeded, value = outcome
+        if not succeeded:
+            raise value
+        return cast(T, value)
 
     def close(self, collect: bool = False) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -71,15 +71,16 @@ class InProcessAdapter(BaseAdapter):
                 headers=headers,
                 body=body,
                 scheme=url.scheme or "https",
-                server=(url.hostname or "localhost", url.port or 443),
+                server=_server(url),
             )
         )
-        response = _Answer()
+        response = _Answer(
+            CaseInsensitiveDict(
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in answer_headers}
+            )
+        )
         response.status_code = status
         response.reason = _REASONS.get(status, "")
-        response.headers = CaseInsensitiveDict(
-            {k.decode("latin-1"): v.decode("latin-1") for k, v in answer_headers}
-        )
         response._content = content
         response.raw = io.BytesIO(content)
         response.url = request.url or ""
@@ -101,12 +102,12 @@ class _Answer(Response):
     ``Response()`` makes (a lock and a policy object) was a tenth of the transport's own
     work per call."""
 
-    def __init__(self) -> None:  # Response.__init__'s fields, but the jar
+    def __init__(self, headers: CaseInsensitiveDict[str]) -> None:  # Response's, but the jar
         self._content = False
         self._content_consumed = False
         self._next = None
         self.status_code = 0
-        self.headers = CaseInsensitiveDict()
+        self.headers = headers
         self.raw = None
         self.url = ""
         self.encoding = None
@@ -129,6 +130,13 @@ class _Answer(Response):
 
 # requests requotes every URL it sends; a test polling one URL asks for the same answer.
 _requoted = functools.lru_cache(maxsize=1024)(requote_uri)
+
+
+@functools.lru_cache(maxsize=64)
+def _server(url: SplitResult) -> tuple[str, int]:
+    """The ASGI ``server`` of ``url``: its host and port (``SplitResult`` parses both
+    again on every access, and a test talks to one or two endpoints)."""
+    return (url.hostname or "localhost", url.port or 443)
 
 
 def _latin1(value: str | bytes) -> bytes:
@@ -246,8 +254,8 @@ def _send_text(
 ) -> Response:
     method = request.method.upper()
     merged: dict[str, tuple[str, Any]] = {}  # by lower-case name: the SDK's over the session's
-    for headers in (session.headers, request.header_params):
-        for name, value in headers.items():
+    for given in (session.headers, request.header_params):
+        for name, value in given.items():
             merged[name.lower()] = (name, value)
     encoded = body.encode() if isinstance(body, str) else body
     if encoded:
@@ -255,12 +263,17 @@ def _send_text(
     elif method not in ("GET", "HEAD") and "content-length" not in merged:
         merged["content-length"] = ("Content-Length", "0")
     merged.setdefault("host", ("Host", request.host))
-    sent = {name: value for name, value in merged.values() if value is not None}
+    sent: dict[str, Any] = {}
+    headers: Headers = []
+    for lower, (name, value) in merged.items():
+        if value is not None:
+            sent[name] = value
+            encoded_value = value.encode("latin-1") if isinstance(value, str) else value
+            headers.append((lower.encode("latin-1"), encoded_value))
     url = f"{request.schema}://{request.host}{_requoted(request.uri)}"
     prepared = PreparedRequest()  # what the SDK's error handling reads: not prepared again
     prepared.method, prepared.url, prepared.body = method, url, body
     prepared.headers = CaseInsensitiveDict(sent)
-    headers = [(name.lower().encode("latin-1"), _latin1(value)) for name, value in sent.items()]
     return adapter.answer(prepared, urlsplit(url), headers, encoded or b"")
 
 
