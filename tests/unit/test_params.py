@@ -6,6 +6,7 @@ import pytest
 
 from imagejobs.domain import params as p
 from imagejobs.domain.errors import InvalidParameter
+from imagejobs.domain.ids import MAX_ID
 
 
 @pytest.mark.parametrize("raw", ["0", "101", "-1", "abc", "1.5", "", " 5", "+5", "1e2", "9" * 30])
@@ -19,6 +20,17 @@ def test_limit_rejects_everything_but_1_to_100(raw: str) -> None:
 @pytest.mark.parametrize(("raw", "value"), [(None, 10), ("1", 1), ("100", 100), ("007", 7)])
 def test_limit_accepts_its_range_and_defaults_to_10(raw: str | None, value: int) -> None:
     assert p.LIMIT.parse(raw) == value
+
+
+def test_an_id_sized_parameter_takes_any_18_digit_id() -> None:
+    # The audit trail pages with before=<event id>: ids have 18 digits (domain/ids.py), and
+    # a 10-digit cap on the text refused every such page.
+    before = p.IntegerParam("before", 1, MAX_ID, MAX_ID, "Older than this event id.")
+    assert before.parse("154489131132252841") == 154489131132252841
+    assert before.parse(str(MAX_ID)) == MAX_ID
+    for raw in (str(MAX_ID + 1), "9" * 30, "-154489131132252841", "0"):
+        with pytest.raises(InvalidParameter):
+            before.parse(raw)
 
 
 @pytest.mark.parametrize(

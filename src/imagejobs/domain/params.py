@@ -14,7 +14,9 @@ from imagejobs.domain.enums import QUERYABLE_JOB_TYPES, JobStatus, JobType, SubJ
 from imagejobs.domain.errors import InvalidParameter
 
 Location = Literal["query", "path"]
-_DIGITS = re.compile(r"[0-9]{1,10}")
+# Plain decimal digits, at most 20 (ids have 18): enough for every maximum, and int() never
+# sees a caller's megabyte of digits; the range check decides the rest.
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
