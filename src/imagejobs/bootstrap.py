@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +96,17 @@ def open_database(settings: Settings) -> Database:
         statement_timeout=settings.database_statement_timeout_seconds,
         sqlite_max_bytes=settings.sqlite_max_bytes,
     )
+
+
+@contextlib.asynccontextmanager
+async def opened_database(settings: Settings) -> AsyncIterator[Database]:
+    """The settings' database, open for the block and closed after it (the CLI's commands)."""
+    database = open_database(settings)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 def build_services(

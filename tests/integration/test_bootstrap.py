@@ -30,14 +30,7 @@ def test_first_start_bootstraps_a_demo_account(sqlite_url: str, tmp_path: Path) 
         assert saved["project_id"] == "a4da8115c9d8464ead3a38309130523f"
         log = server.log_path.read_text()
         assert saved["secret_key"] in log  # printed once, at creation
-        tenant = Tenant(
-            saved["account"],
-            saved["project_id"],
-            saved["region"],
-            saved["password"],
-            saved["access_key"],
-            saved["secret_key"],
-        )
+        tenant = _demo_tenant(saved)
         response = sdk_client(server.base_url, tenant).list_image_jobs(
             ListImageJobsRequest(job_type="CREATE_SERVER")
         )

@@ -42,18 +42,14 @@ def audit(
     if ctx.invoked_subcommand is not None:
         return
     from imagejobs.api.audit import audit_info
-    from imagejobs.bootstrap import open_database
+    from imagejobs.bootstrap import opened_database
     from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
     settings = load(database_url=database_url, data_dir=data_dir)
 
     async def read() -> list[AuditEvent]:
-        database = open_database(settings)
-        await database.open()
-        try:
+        async with opened_database(settings) as database:
             return await SqlOpsStore(database).audit_events(limit, before, account_id)
-        finally:
-            await database.close()
 
     try:
         events = asyncio.run(read())
@@ -83,7 +79,7 @@ def audit(
 def purge(database_url: str | None, data_dir: Path | None, older_than_days: int | None) -> None:
     """Delete audit events past retention now, in batches of IMAGEJOBS_AUDIT_PURGE_BATCH
     (serving processes also do it every IMAGEJOBS_AUDIT_PURGE_SECONDS)."""
-    from imagejobs.bootstrap import audit_retention, open_database
+    from imagejobs.bootstrap import audit_retention, opened_database
     from imagejobs.storage.ops_store import SqlOpsStore
 
     settings = load(database_url=database_url, data_dir=data_dir)
@@ -97,12 +93,8 @@ def purge(database_url: str | None, data_dir: Path | None, older_than_days: int 
         return
 
     async def run() -> int:
-        database = open_database(settings)
-        await database.open()
-        try:
+        async with opened_database(settings) as database:
             return await audit_retention(settings, SqlOpsStore(database)).purge()
-        finally:
-            await database.close()
 
     try:
         deleted = asyncio.run(run())

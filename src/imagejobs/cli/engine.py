@@ -26,17 +26,13 @@ _COMPLETIONS = click.Choice(["immediate", "duration", "reads"])
 def _run(
     database_url: str | None, data_dir: Path | None, action: Callable[[Services], Awaitable[T]]
 ) -> T:
-    from imagejobs.bootstrap import build_services, open_database
+    from imagejobs.bootstrap import build_services, opened_database
 
     settings = load(database_url=database_url, data_dir=data_dir)
 
     async def run() -> T:
-        database = open_database(settings)
-        await database.open()
-        try:
+        async with opened_database(settings) as database:
             return await action(build_services(database, settings))
-        finally:
-            await database.close()
 
     try:
         return asyncio.run(run())

@@ -56,7 +56,7 @@ def _emit(result: Any, as_json: bool) -> None:
 
 
 def _run(action: Action, database_url: str | None, data_dir: Path | None, as_json: bool) -> None:
-    from imagejobs.bootstrap import open_database
+    from imagejobs.bootstrap import opened_database
     from imagejobs.keys import load_secret_box
     from imagejobs.storage.iam_store import SqlIamStore
     from imagejobs.storage.migrate import migrate
@@ -66,14 +66,10 @@ def _run(action: Action, database_url: str | None, data_dir: Path | None, as_jso
     async def run() -> Any:
         await migrate(settings.database_url)
         box = load_secret_box(settings, create=True)
-        database = open_database(settings)
-        await database.open()
-        try:
+        async with opened_database(settings) as database:
             identity = IdentityService(SqlIamStore(database), box)
             await identity.ensure_system_policies()
             return await action(identity)
-        finally:
-            await database.close()
 
     try:
         result = asyncio.run(run())
