@@ -248,6 +248,36 @@ def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> Non
     assert cloud.dump(tenant) == before
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # An id the API cannot find: ShowImageJob and the sub-job filters take 18 digits.
+        (lambda s: s["jobs"][0].update(id="1"), "jobs[0].id"),
+        (lambda s: s["jobs"][0]["sub_jobs"][0].update(id="12"), "jobs[0].sub_jobs[0].id"),
+        (lambda s: s["servers"][0].update(id="7"), "servers[0].id"),
+        # A time no database column holds (was a 500), or no answer can show (year > 9999).
+        (lambda s: s["jobs"][0].update(begin_time=2**63), "jobs[0].begin_time"),
+        (lambda s: s["servers"][0].update(create_time=10**17), "servers[0].create_time"),
+        (lambda s: s["jobs"][0].update(end_time=1_600_000_000_000), "jobs[0].end_time"),
+        (
+            lambda s: s["jobs"][0]["sub_jobs"][0].update(end_time=1),
+            "jobs[0].sub_jobs[0].end_time",
+        ),
+    ],
+)
+def test_a_state_the_api_could_not_serve_is_refused_by_name(
+    cloud: Cloud, change: Any, field: str
+) -> None:
+    tenant = cloud.tenant()
+    state = fixture_state(tenant.project_id, 770_000_000_000_000_000)
+    change(state)
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(state)
+    assert (caught.value.status, caught.value.error_code) == (400, "WKS.00211102")
+    assert field in caught.value.error_msg
+    assert cloud.dump(tenant)["jobs"] == []
+
+
 def test_init_dir_files_are_loaded_on_start(tmp_path: Path) -> None:
     project_id = "0123456789abcdef0123456789abcdef"
     state = fixture_state(project_id, 750_000_000_000_000_000)
