@@ -8,6 +8,7 @@ so that two apps in one process, such as tests, never share counts.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from bisect import bisect_left
@@ -361,7 +362,11 @@ class AccessLog:
 
 def _plain(value: Any) -> str:
     text = "-" if value is None else str(value)
-    return f'"{text}"' if " " in text or not text else text
+    if text and text.isprintable() and not any(c in text for c in ' "\\='):
+        return text
+    # Quoted and escaped as JSON (ASCII only): a client's path can start no line of its
+    # own, nor send an escape sequence (C0, C1, DEL) to the terminal that shows the log.
+    return json.dumps(text).replace("\x7f", "\\u007f")
 
 
 def _is_terminal(stream: IO[str]) -> bool:
