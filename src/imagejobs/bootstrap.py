@@ -326,18 +326,19 @@ def build_testkit(settings: Settings, database: Database, services: Services) ->
 
 
 async def load_init_dir(settings: Settings) -> list[str]:
-    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names."""
+    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names.
+    InvalidSettings names the file (or the directory) that could not be loaded."""
     if settings.init_dir is None:
         return []
+    if not settings.init_dir.is_dir():  # a typo would otherwise serve an empty service
+        raise InvalidSettings("init_dir", f"{settings.init_dir}: is not a directory")
     files = sorted(settings.init_dir.glob("*.json"))
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         services = build_services(database, settings)
         testkit = build_testkit(settings, database, services)
         for path in files:
-            raw = path.read_bytes()
             try:
+                raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
                         await services.steering.put_rule(
@@ -345,10 +346,11 @@ async def load_init_dir(settings: Settings) -> list[str]:
                         )
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
-            except ImageJobsError as exc:
-                raise InvalidSettings("init_dir", f"{path.name}: {exc}") from exc
-    finally:
-        await database.close()
+            except (ImageJobsError, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else exc
+                raise InvalidSettings(
+                    "init_dir", f"{settings.init_dir}: {path.name}: {reason}"
+                ) from exc
     return [path.name for path in files]
 
 

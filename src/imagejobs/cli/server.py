@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
-from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError, InvalidSettings
 from imagejobs.settings import Settings
 
 # File descriptors a worker keeps for itself beyond its connections: database pools, logs,
@@ -69,7 +69,6 @@ def serve(
         DEMO_PROJECT_ID,
         configure_logging,
         demo_credentials_path,
-        load_init_dir,
         prepare_identity,
         seed_demo,
     )
@@ -100,10 +99,9 @@ def serve(
             demo_account = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
-        for name in asyncio.run(load_init_dir(settings)):
-            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
+    _load_init_dir(settings)
     if settings.auth == "none":
         click.echo(
             "WARNING: IMAGEJOBS_AUTH=none: no authentication, any caller sees any project.",
@@ -146,6 +144,19 @@ def serve(
             1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
         ),
     ).serve()
+
+
+def _load_init_dir(settings: Settings) -> None:
+    from imagejobs.bootstrap import load_init_dir
+
+    try:
+        for name in asyncio.run(load_init_dir(settings)):
+            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
+    except InvalidSettings as exc:  # a file, or the directory itself, named in the reason
+        reason = str(exc).removeprefix(f"{exc.name} ")
+        raise click.ClickException(f"cannot load IMAGEJOBS_INIT_DIR {reason}") from exc
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot use the database: {exc}") from exc
 
 
 def batch_scheduling() -> None:
