@@ -159,14 +159,10 @@ def build_runner(settings: Settings, services: Services, concurrency: int | None
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
     """``imagejobs worker``: runners alone, until SIGTERM or SIGINT."""
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         services = build_services(database, settings)
         await run_until_signalled(build_runner(settings, services, concurrency))
         await services.engine.driver.close()
-    finally:
-        await database.close()
 
 
 def build_access(
@@ -369,9 +365,7 @@ def asgi_app() -> Edge:
 
 async def seed_demo(settings: Settings) -> bool:
     """Seed the demo project unless it already has jobs; True when it seeded."""
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         store = SqlJobStore(database)
         for job_type in (JobType.CREATE_SERVER, JobType.CREATE_SERVER_IMAGE, JobType.DELETE_SERVER):
             page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
@@ -381,8 +375,6 @@ async def seed_demo(settings: Settings) -> bool:
         testkit = build_testkit(settings, database, build_services(database, settings))
         await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
-    finally:
-        await database.close()
 
 
 @dataclass(frozen=True)
@@ -401,9 +393,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
     of an empty identity store, the demo account (returned once with the file it was
     written to, 0600)."""
     box = load_secret_box(settings, create=True)
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         store = SqlIamStore(database)
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
@@ -415,8 +405,6 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
             )
         except Conflict:  # another process bootstrapped it a moment ago
             return None
-    finally:
-        await database.close()
     credentials = _demo_credentials(created)
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)

@@ -337,17 +337,13 @@ def seed(
 
 
 async def _seed(settings: Settings, plan: Any) -> None:
-    from imagejobs.bootstrap import open_database
+    from imagejobs.bootstrap import opened_database
     from imagejobs.services.seeding import seed as run_seed
 
-    database = open_database(settings)
-    await database.open()
-    start = time.monotonic()
-    try:
+    async with opened_database(settings) as database:
+        start = time.monotonic()  # from the open database to its close (a last checkpoint)
         with _SeedOutput(plan.jobs) as output:
             await run_seed(database, plan, progress=output.rows, phase=output.phase)
-    finally:
-        await database.close()
     where = f"project {plan.project_id}"
     if plan.projects > 1:
         where = f"{plan.projects} projects ({plan.project_id} first)"
