@@ -30,3 +30,25 @@ def test_operations_shows_the_haproxy_config_the_tests_run() -> None:
     config = (ROOT / "docs" / "haproxy.cfg").read_text()
     operations = (ROOT / "docs" / "operations.md").read_text()
     assert f"```haproxy\n{config}```" in operations
+
+
+def test_nothing_installs_imagejobs_from_a_package_index() -> None:
+    """imagejobs is not on PyPI, where the name could be anyone's package: the example's
+    dependencies must not name it (``pip install '.[test]'`` would fetch that package),
+    nor any text tell a newcomer to ``pip install imagejobs``."""
+    import re
+    import tomllib
+
+    for pyproject in (ROOT / "examples").glob("*/pyproject.toml"):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        requirements = list(project.get("dependencies", []))
+        for extra in project.get("optional-dependencies", {}).values():
+            requirements += extra
+        named = [r for r in requirements if re.match(r"imagejobs\b", r) and "@" not in r]
+        assert named == [], pyproject
+    texts = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("examples/**/*.*")]
+    for path in texts:
+        for line in path.read_text().splitlines():
+            if "never as `pip install imagejobs`" in line:  # the README's warning
+                continue
+            assert not re.search(r"pip install (-\S+ )*imagejobs(?![-\w./])", line), (path, line)
