@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,3 +43,41 @@ def test_the_separate_server_block_works_as_pasted(tmp_path: Path) -> None:
     # Granian's own lines share stdout with curl's answer (which ends in no newline).
     tenant, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index('{"account"') :])
     assert {"access_key", "secret_key", "project_id", "password"} <= tenant.keys()
+
+
+def test_the_iam_block_runs_in_order_on_a_fresh_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `imagejobs iam` line of the README, in order (the AK placeholder replaced by
+    the key the block created): a newcomer following it meets no error."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from imagejobs.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("Operators manage identities with `imagejobs iam`", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    (tmp_path / "policy.json").write_text(
+        json.dumps(
+            {
+                "Version": "1.1",
+                "Statement": [{"Effect": "Deny", "Action": ["workspace:imageServer:batchDelete*"]}],
+            }
+        )
+    )
+    env = {"IMAGEJOBS_DATA_DIR": str(tmp_path / "data"), "IMAGEJOBS_PASSWORD_HASH_COST": "4"}
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'data' / 'imagejobs.db'}"
+    assert runner.invoke(main, ["migrate", "--database-url", url], env=env).exit_code == 0
+    keys: list[str] = []
+    monkeypatch.chdir(tmp_path)  # --file policy.json
+    for line in block.group(1).splitlines():
+        args = shlex.split(line, comments=True)
+        assert args[:2] == ["imagejobs", "iam"]
+        args = [keys[-1] if a == "AKXXXXXXXXXXXXXXXXXX" else a for a in args[1:]]
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 0, (line, result.output, result.stderr)
+        keys += re.findall(r"access_key=(\w+)", result.output)
