@@ -338,7 +338,7 @@ class AccessLog:
     def write(self, line: AccessLine | RefusalLine) -> None:
         if not self._json:
             fields = line.__struct_fields__
-            text = " ".join(f"{key}={_plain(getattr(line, key))}" for key in fields)
+            text = " ".join(f"{key}={plain(getattr(line, key))}" for key in fields)
             self._stream.write(text + "\n")
             return
         self._buffer += self._encode(line)
@@ -360,7 +360,9 @@ class AccessLog:
             self._buffer.clear()
 
 
-def _plain(value: Any) -> str:
+def plain(value: Any) -> str:
+    """``value`` as one word of a line a person reads: as it is when that is safe, else
+    quoted and escaped as JSON."""
     text = "-" if value is None else str(value)
     if text and text.isprintable() and not any(c in text for c in ' "\\='):
         return text
