@@ -52,3 +52,25 @@ def test_nothing_installs_imagejobs_from_a_package_index() -> None:
             if "never as `pip install imagejobs`" in line:  # the README's warning
                 continue
             assert not re.search(r"pip install (-\S+ )*imagejobs(?![-\w./])", line), (path, line)
+
+
+def test_every_settings_default_in_the_readme_is_the_codes() -> None:
+    import dataclasses
+    import re
+
+    from imagejobs.settings import Settings, env_name
+
+    readme = (ROOT / "README.md").read_text()
+    documented = dict(re.findall(r"^\| `(IMAGEJOBS_\w+)` \| ([^|]*) \|", readme, re.MULTILINE))
+    wrong = {}
+    for setting in dataclasses.fields(Settings):
+        shown = documented[env_name(setting.name)].strip()
+        value = setting.default
+        if value in ("", None):  # none, or one derived from DATA_DIR
+            ok = shown == "\N{EN DASH}" or ("DATA_DIR" in shown and shown.startswith("`"))
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            ok = shown == f"`{text}`"
+        if not ok:
+            wrong[setting.name] = (shown, value)
+    assert wrong == {}
