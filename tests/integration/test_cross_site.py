@@ -68,3 +68,22 @@ def test_the_services_own_pages_and_other_clients_still_may(open_cloud: Cloud) -
     typed = {"Sec-Fetch-Site": "none"}  # typed into the address bar, a bookmark
     answer = httpx.get(f"{open_cloud.endpoint}/v1/{PROJECT}/image-servers", headers=typed)
     assert answer.status_code == 200
+
+
+def test_a_page_of_another_site_cannot_lock_a_user_out() -> None:
+    """Five wrong passwords lock a user's password logins for 15 minutes; a page must not
+    be able to spend them from its visitor's browser (a service on 127.0.0.1 is otherwise
+    out of an outsider's reach)."""
+    with imagejobs.testing.serve() as cloud:
+        tenant = cloud.tenant()
+
+        def login(password: str, **headers: str) -> httpx.Response:
+            user = {"name": tenant.user, "password": password, "domain": {"name": tenant.account}}
+            body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}}
+            return _post(cloud, "/v3/auth/tokens", json.dumps(body), **headers)
+
+        for _ in range(6):
+            refused = login("wrong-password", **{"Sec-Fetch-Site": "cross-site"})
+            assert refused.status_code == 403
+            assert "another site" in refused.text
+        assert login(tenant.password).status_code == 201

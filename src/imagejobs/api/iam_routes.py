@@ -21,6 +21,7 @@ from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
 from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
+from imagejobs.services.access import from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
@@ -170,6 +171,12 @@ class IamApi:
         ]
 
     async def create_token(self, request: Request) -> Response:
+        if from_another_site(request.headers):
+            # No page may log in from its visitor's browser (a text/plain POST needs no
+            # preflight): it could only spend the user's failed-login budget and lock them out.
+            raise PermissionDenied(
+                "POST /v3/auth/tokens answers no browser request sent by a page of another site"
+            )
         auth = _decode(await read_body(request)).auth
         if "password" not in auth.identity.methods or auth.identity.password is None:
             raise InvalidIamRequest("auth.identity", "must use the password method")
