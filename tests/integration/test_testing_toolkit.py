@@ -136,6 +136,13 @@ def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud
         bad = http.post("/_imagejobs/reset", headers=operator, json={"project": "x"})
         assert bad.status_code == 400
         assert bad.json()["error_code"] == "WKS.00211102"
+        # "*" answers for "every project" ({"reset": "*"}), so it names no one project: as
+        # a project id it reset nothing but a project called "*", and answered as if all.
+        star = http.post("/_imagejobs/reset", headers=operator, json={"project_id": "*"})
+        assert star.status_code == 400
+        assert "project_id" in star.json()["error_msg"]
+        state = {"project_id": "*", "servers": [], "jobs": []}
+        assert http.post("/_imagejobs/state", headers=operator, json=state).status_code == 400
     with pytest.raises(OperatorError) as caught:
         cloud.tenant(account=tenant.account)  # taken
     assert caught.value.status == 409

@@ -226,7 +226,10 @@ def task_info(task: TaskView) -> TaskInfo:
 
 # --- the test kit: reset, tenants, health (imagejobs.testing) --------------------------------
 
-ProjectId = Annotated[str, Meta(min_length=1, max_length=128)]
+# Not "*", which answers for every project (ResetResponse) and matches any in a rule.
+ProjectId = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^(?!\*$)", description="A project ID.")
+]
 
 
 class ResetBody(Struct, kw_only=True, forbid_unknown_fields=True):
