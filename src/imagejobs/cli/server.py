@@ -255,10 +255,11 @@ imagejobs is starting on {base}
   Web console:   {base}/console (account and user demo, password in the file below)
   Credentials:   {credentials_file} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
-  A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
+  A token:       TOKEN=$(curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
     '{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"demo",
        "password":"<password>","domain":{{"name":"demo"}}}}}}}},
-       "scope":{{"project":{{"name":"cn-north-4"}}}}}}}}' | grep -i x-subject-token
+       "scope":{{"project":{{"name":"cn-north-4"}}}}}}}}' \\
+    | sed -n 's/^x-subject-token: //Ip' | tr -d '\\r')
   List jobs:     curl -H "X-Auth-Token: $TOKEN" \\
     '{base}/v1/{project_id}/image-server-jobs?job_type=CREATE_SERVER&limit=3'
 """
