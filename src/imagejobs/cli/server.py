@@ -110,7 +110,8 @@ def serve(
     credentials_file = demo_credentials_path(settings)
     if demo_account is not None:
         credentials, credentials_file = demo_account
-        click.echo(_credentials_banner(credentials, credentials_file), err=True)
+        shown = sys.stderr.isatty()  # a person reads it: not a log, kept and shared
+        click.echo(_credentials_banner(credentials, credentials_file, shown), err=True)
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID, credentials_file), err=True)
     click.echo(f"imagejobs listening on http://{settings.host}:{settings.port}", err=True)
@@ -236,7 +237,12 @@ def _check_port_free(host: str, port: int) -> None:
         raise click.ClickException(f"port {port} is already in use on {host}")
 
 
-def _credentials_banner(credentials: Any, path: Path) -> str:
+def _credentials_banner(credentials: Any, path: Path, shown: bool) -> str:
+    if not shown:
+        return (
+            f"Created the demo account: its credentials are in {path} (mode 0600; account and"
+            f" user {credentials.account}, project {credentials.project_id})."
+        )
     return f"""
 Created the demo account (shown once; also saved to {path}, mode 0600):
   account / root user:  {credentials.account} / {credentials.user}
