@@ -182,16 +182,15 @@ def build_access(
         limits=credential_limits(settings),
         hashing=password_hashing(settings),
     )
-    access = guard(
-        IamAccess(
-            store,
-            identity,
-            box,
-            cache_seconds=settings.iam_cache_seconds,
-            operator_token=settings.operator_token or None,
-        )
+    iam_access = IamAccess(
+        store,
+        identity,
+        box,
+        cache_seconds=settings.iam_cache_seconds,
+        operator_token=settings.operator_token or None,
     )
-    return access, IamApi(identity, make_authenticator(access))
+    access = guard(iam_access)
+    return access, IamApi(identity, make_authenticator(access), iam_access.invalidate)
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:

@@ -8,6 +8,7 @@ tokens, and temporary AK/SK from a token.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from msgspec import Struct
@@ -153,9 +154,16 @@ def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> s.TokenR
 class IamApi:
     """The /v3 handlers, over the identity service."""
 
-    def __init__(self, identity: IdentityService, authenticate: Authenticator) -> None:
+    def __init__(
+        self,
+        identity: IdentityService,
+        authenticate: Authenticator,
+        revoked: Callable[[], None] = lambda: None,
+    ) -> None:
         self.identity = identity  # bootstrap also runs its periodic purge
         self._authenticate = authenticate
+        # Tells this process's access control at once (others within their cache time).
+        self._revoked = revoked
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -227,6 +235,7 @@ class IamApi:
             raise PermissionDenied("Only the token's user or the account root may check it.")
         if request.method == "DELETE":
             await self.identity.revoke_token(subject_token)
+            self._revoked()
             return Response(status_code=204)
         headers = {SUBJECT_TOKEN: subject_token}
         if request.method == "HEAD":
