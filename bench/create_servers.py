@@ -45,6 +45,7 @@ import asyncpg
 import httpx
 
 import list_jobs as lj
+import report
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.storage.database import COUNTER_STRIPES
 from imagejobs.storage.engine_store import INSERT_TASK
@@ -398,10 +399,7 @@ def main() -> int:
         )
     met = all(result[s]["ratio"] >= TARGET_MIN_RATIO for s in SHAPES)
     print(f"\ntarget >= {TARGET_MIN_RATIO} in both shapes: {'MET' if met else 'MISSED'}")
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"create_servers-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"results: {out}")
+    report.save("create_servers", result)
     return 0
 
 

@@ -54,8 +54,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from report import save as save_results
+
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
 PROJECT = "a4da8115c9d8464ead3a38309130523f"
 PG_DATABASE = "imagejobs_bench_engine"
 TARGETS = {"sub_jobs_per_second_min": 500.0, "list_ratio_min": 0.70}
@@ -390,11 +391,8 @@ def main() -> None:
                 url = postgres_database(args.postgres_url, args.pg_database)
             log(f"{name}: {url}")
             report["results"].append(run_deployment(name, url, args, workdir))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"engine-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    log(f"written to {path}")
+    save_results("engine", report)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ from typing import Any
 import asyncpg
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
 PGQ_VENV = BENCH / ".venv-pgqueuer"
 PGQ_PYTHON = PGQ_VENV / "bin" / "python"
 PGQ_REQUIREMENTS = ["pgqueuer==1.6.0", "asyncpg"]
@@ -65,6 +64,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 sys.path.insert(0, str(BENCH))
 from engine import ENGINE_ENV, PROJECT, processes  # noqa: E402
+from report import save as save_results  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -369,11 +369,8 @@ def main() -> None:
         report["median_round_ratio"] = round(statistics.median(paired), 3)
         report["target_ratio"] = TARGET_RATIO
         report["target_met"] = ratio >= TARGET_RATIO
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"engine-vs-pgqueuer-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "rounds"}, indent=2))
-    log(f"written to {path}")
+    save_results("engine-vs-pgqueuer", report)
 
 
 if __name__ == "__main__":

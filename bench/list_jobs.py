@@ -346,6 +346,11 @@ def wrk(
     out = subprocess.run(
         argv, capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """wrk --latency's report: rate, percentiles, requests, non-2xx answers, socket errors."""
     percentiles = {
         f"p{m.group(1)}_ms": round(float(m.group(2)) * _UNITS[m.group(3)], 3)
         for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)

@@ -54,6 +54,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 import list_jobs as lj
+import report
 
 MAX_IN_FLIGHT = 64
 LATENCY_TARGET_S = 1.0
@@ -440,10 +441,7 @@ def main() -> int:
     for name, ok in checks.items():
         print(f"target: {name}: {lj.verdict(ok)}")
     results["targets"] = checks
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1, default=str))
-    print(f"results: {out}")
+    report.save("load", results)
     return 0
 
 

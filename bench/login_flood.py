@@ -32,13 +32,13 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 import list_jobs as lj
+import report
 
 TARGET_MAX_RATIO = 2.0
 TIMEOUT_S = 10.0  # a tenant request slower than this counts as an error
@@ -198,11 +198,7 @@ def main() -> int:
         f"median {median_ratio:.2f} (target ≤ {TARGET_MAX_RATIO:g}): "
         f"{'met' if results['met'] else 'NOT met'}"
     )
-    lj.RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = lj.RESULTS / f"login_flood-{stamp}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    lj.log(f"wrote {out}")
+    report.save("login_flood", results)
     return 0
 
 

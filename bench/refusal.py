@@ -36,6 +36,7 @@ import httpx
 
 import list_jobs as lj
 import load
+import report
 
 APPS = {
     "floor": ["shed_apps:floor"],
@@ -159,10 +160,7 @@ def main() -> int:
         shown = f"{ratio:.2f}" if ratio else "-"
         print(f"{name:<16} {rps:>8,.0f} {cpu:>21.1f} {shown:>8}")
     results |= {"summary": summary, "rounds": rounds}
-    lj.RESULTS.mkdir(exist_ok=True)
-    out = lj.RESULTS / f"refusal-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1, default=str))
-    print(f"results: {out}")
+    report.save("refusal", results)
     return 0
 
 

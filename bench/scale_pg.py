@@ -46,6 +46,7 @@ import asyncpg
 import httpx
 
 import list_jobs as lj
+import report
 
 PROJECT = lj.PROJECT
 TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
@@ -473,22 +474,7 @@ def wrk_run(
     argv += ["-H", f"X-Auth-Token: {token}", "-s", str(script), "--latency"]
     argv += [f"http://{lj.HOST}:{port}"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    stdout = out.stdout
-    percentiles = {
-        f"p{m.group(1)}_ms": round(float(m.group(2)) * lj._UNITS[m.group(3)], 3)
-        for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", stdout, re.MULTILINE)
-    }
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", stdout)
-    total = re.search(r"(\d+) requests in", stdout)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", stdout)
-    if rps is None or total is None or "p50_ms" not in percentiles:
-        raise RuntimeError(f"cannot parse wrk output:\n{stdout}")
-    return {
-        "requests_per_s": round(float(rps.group(1)), 1),
-        **percentiles,
-        "requests": int(total.group(1)),
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-    }
+    return lj.parse_wrk(out.stdout)
 
 
 def measured(server: lj.Server, db: str, *wrk_args: Any) -> dict[str, Any]:
@@ -601,10 +587,8 @@ def main() -> int:
     results["checks"] = summarize(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     print_report(results)
-    lj.RESULTS.mkdir(exist_ok=True)
-    path = lj.RESULTS / f"scale_pg-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"\nTotal {results['elapsed_s']} s. Results: {path.relative_to(lj.ROOT)}")
+    print(f"\nTotal {results['elapsed_s']} s.")
+    report.save("scale_pg", results)
     return 0
 
 

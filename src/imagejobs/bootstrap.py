@@ -159,14 +159,10 @@ def build_runner(settings: Settings, services: Services, concurrency: int | None
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
     """``imagejobs worker``: runners alone, until SIGTERM or SIGINT."""
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         services = build_services(database, settings)
         await run_until_signalled(build_runner(settings, services, concurrency))
         await services.engine.driver.close()
-    finally:
-        await database.close()
 
 
 def build_access(
@@ -186,16 +182,15 @@ def build_access(
         limits=credential_limits(settings),
         hashing=password_hashing(settings),
     )
-    access = guard(
-        IamAccess(
-            store,
-            identity,
-            box,
-            cache_seconds=settings.iam_cache_seconds,
-            operator_token=settings.operator_token or None,
-        )
+    iam_access = IamAccess(
+        store,
+        identity,
+        box,
+        cache_seconds=settings.iam_cache_seconds,
+        operator_token=settings.operator_token or None,
     )
-    return access, IamApi(identity, make_authenticator(access))
+    access = guard(iam_access)
+    return access, IamApi(identity, make_authenticator(access), iam_access.invalidate)
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:
@@ -326,18 +321,19 @@ def build_testkit(settings: Settings, database: Database, services: Services) ->
 
 
 async def load_init_dir(settings: Settings) -> list[str]:
-    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names."""
+    """Apply IMAGEJOBS_INIT_DIR's rule and state files (in name order); their names.
+    InvalidSettings names the file (or the directory) that could not be loaded."""
     if settings.init_dir is None:
         return []
+    if not settings.init_dir.is_dir():  # a typo would otherwise serve an empty service
+        raise InvalidSettings("init_dir", f"{settings.init_dir}: is not a directory")
     files = sorted(settings.init_dir.glob("*.json"))
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         services = build_services(database, settings)
         testkit = build_testkit(settings, database, services)
         for path in files:
-            raw = path.read_bytes()
             try:
+                raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
                         await services.steering.put_rule(
@@ -345,10 +341,11 @@ async def load_init_dir(settings: Settings) -> list[str]:
                         )
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
-            except ImageJobsError as exc:
-                raise InvalidSettings("init_dir", f"{path.name}: {exc}") from exc
-    finally:
-        await database.close()
+            except (ImageJobsError, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else exc
+                raise InvalidSettings(
+                    "init_dir", f"{settings.init_dir}: {path.name}: {reason}"
+                ) from exc
     return [path.name for path in files]
 
 
@@ -367,9 +364,7 @@ def asgi_app() -> Edge:
 
 async def seed_demo(settings: Settings) -> bool:
     """Seed the demo project unless it already has jobs; True when it seeded."""
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         store = SqlJobStore(database)
         for job_type in (JobType.CREATE_SERVER, JobType.CREATE_SERVER_IMAGE, JobType.DELETE_SERVER):
             page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
@@ -379,8 +374,6 @@ async def seed_demo(settings: Settings) -> bool:
         testkit = build_testkit(settings, database, build_services(database, settings))
         await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
-    finally:
-        await database.close()
 
 
 @dataclass(frozen=True)
@@ -399,9 +392,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
     of an empty identity store, the demo account (returned once with the file it was
     written to, 0600)."""
     box = load_secret_box(settings, create=True)
-    database = open_database(settings)
-    await database.open()
-    try:
+    async with opened_database(settings) as database:
         store = SqlIamStore(database)
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
@@ -413,8 +404,6 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
             )
         except Conflict:  # another process bootstrapped it a moment ago
             return None
-    finally:
-        await database.close()
     credentials = _demo_credentials(created)
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)

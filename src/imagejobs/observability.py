@@ -8,6 +8,7 @@ so that two apps in one process, such as tests, never share counts.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from bisect import bisect_left
@@ -337,7 +338,7 @@ class AccessLog:
     def write(self, line: AccessLine | RefusalLine) -> None:
         if not self._json:
             fields = line.__struct_fields__
-            text = " ".join(f"{key}={_plain(getattr(line, key))}" for key in fields)
+            text = " ".join(f"{key}={plain(getattr(line, key))}" for key in fields)
             self._stream.write(text + "\n")
             return
         self._buffer += self._encode(line)
@@ -359,9 +360,15 @@ class AccessLog:
             self._buffer.clear()
 
 
-def _plain(value: Any) -> str:
+def plain(value: Any) -> str:
+    """``value`` as one word of a line a person reads: as it is when that is safe, else
+    quoted and escaped as JSON."""
     text = "-" if value is None else str(value)
-    return f'"{text}"' if " " in text or not text else text
+    if text and text.isprintable() and not any(c in text for c in ' "\\='):
+        return text
+    # Quoted and escaped as JSON (ASCII only): a client's path can start no line of its
+    # own, nor send an escape sequence (C0, C1, DEL) to the terminal that shows the log.
+    return json.dumps(text).replace("\x7f", "\\u007f")
 
 
 def _is_terminal(stream: IO[str]) -> bool:

@@ -292,3 +292,23 @@ def test_a_server_error_exits_5_with_its_request_id(postgres_url: str, tmp_path:
         assert "Traceback" not in line
     finally:
         server.stop()
+
+
+def test_a_profile_others_may_read_is_used_with_a_warning(
+    server: ServerProcess, tenant: Tenant, tmp_path: Path
+) -> None:
+    """Like ssh with a private key: a secret key in a file other local users can read is
+    no longer secret. The command still runs (the warning names the fix)."""
+    profile = tmp_path / "profile.json"
+    keys = {"project_id": tenant.project_id, "access_key": tenant.access_key}
+    profile.write_text(json.dumps(keys | {"secret_key": tenant.secret_key}))
+    args = ("jobs", "count", "--job-type", "DELETE_SERVER", "--profile", str(profile))
+    profile.chmod(0o644)
+    shared = run(server, None, *args)
+    ok(shared)
+    assert shared.stderr.splitlines() == [
+        f"Warning: {profile} holds a secret and is readable by other users (mode 644):"
+        f" chmod 600 {profile}"
+    ]
+    profile.chmod(0o600)
+    assert run(server, None, *args).stderr == ""

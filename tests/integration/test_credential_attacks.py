@@ -323,3 +323,32 @@ def test_a_temporary_key_dies_with_its_token_and_the_password(
     # The permanent AK/SK is not a token's child: it keeps working.
     auth = AkSkAuth(tenant.access_key, tenant.secret_key)
     assert _list_jobs(guarded_server, tenant.project_id, auth).status_code == 200
+
+
+def test_a_revoked_token_is_refused_at_once_by_the_process_that_revoked_it() -> None:
+    """Other processes see a revocation within IMAGEJOBS_IAM_CACHE_SECONDS; the process
+    that revoked the token knows at once (it went on accepting it for up to that long: a
+    leaked token, revoked by its owner, still worked)."""
+    import imagejobs.testing
+    from tests.integration.http import password_token
+
+    with imagejobs.testing.serve(iam_cache_seconds=60) as cloud:
+        made = cloud.tenant()
+        tenant = Tenant(
+            made.account,
+            made.project_id,
+            made.region,
+            made.password,
+            made.access_key,
+            made.secret_key,
+        )
+        token = password_token(cloud.endpoint, tenant)
+        jobs = f"{cloud.endpoint}/v1/{tenant.project_id}/image-server-jobs"
+        headers = {"X-Auth-Token": token}
+        params = {"job_type": "CREATE_SERVER"}
+        assert httpx.get(jobs, params=params, headers=headers).status_code == 200  # cached
+        revoked = httpx.delete(
+            f"{cloud.endpoint}/v3/auth/tokens", headers={**headers, "X-Subject-Token": token}
+        )
+        assert revoked.status_code == 204
+        assert httpx.get(jobs, params=params, headers=headers).status_code == 401

@@ -4,6 +4,10 @@ accounts; every refusal says what the caller may do instead."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+
 import httpx
 import pytest
 
@@ -67,3 +71,62 @@ def test_what_spans_accounts_is_the_operators_alone(
         method, live_server.base_url + path, json=body, headers=OPERATOR_HEADERS
     )
     assert operator.status_code == 200, operator.text
+
+
+def _answer_to_a_body_never_sent(base_url: str, headers: dict[str, str]) -> int:
+    """The status of a POST /_imagejobs/state announcing 200 MiB, of which only 2 MiB are
+    sent: an answer now (the body still incomplete), or the body timeout's 408."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=90) as connection:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        connection.sendall(
+            f"POST /_imagejobs/state HTTP/1.1\r\nHost: {host}\r\nContent-Length: {200 << 20}\r\n"
+            f"Content-Type: application/json\r\n{head}\r\n".encode()
+        )
+        with contextlib.suppress(OSError):  # the server may close as soon as it answers
+            connection.sendall(b" " * (2 << 20))
+        answer = connection.recv(64).decode()
+    return int(answer.split(" ", 2)[1])
+
+
+def test_no_one_but_the_operator_makes_the_server_hold_a_large_body(
+    live_server: ServerProcess, live_tenant: Tenant
+) -> None:
+    """A state may be 256 MiB, so its body was read (into memory) before the caller was
+    known: four unauthenticated 200 MiB posts took one worker from 90 MB to 1 GB. Whoever
+    is not the operator is refused before the body is read."""
+    assert _answer_to_a_body_never_sent(live_server.base_url, {}) == 401
+    wrong = {"X-Imagejobs-Operator-Token": "not-the-token"}
+    assert _answer_to_a_body_never_sent(live_server.base_url, wrong) == 401
+    token = {"X-Auth-Token": "a" * 40}
+    assert _answer_to_a_body_never_sent(live_server.base_url, token) == 401
+    # The operator still loads a state larger than the usual 1 MiB bound.
+    jobs = [
+        {
+            "id": str(810_000_000_000_000_000 + 2 * n),
+            "job_type": "CREATE_SERVER",
+            "status": "SUCCESS",
+            "begin_time": 1_700_000_000_000,
+            "end_time": 1_700_000_000_001,
+            "sub_jobs": [
+                {
+                    "id": str(810_000_000_000_000_001 + 2 * n),
+                    "status": "SUCCESS",
+                    "begin_time": 1_700_000_000_000,
+                    "end_time": 1_700_000_000_001,
+                    "resource_name": "x" * 200,
+                }
+            ],
+        }
+        for n in range(5_000)
+    ]
+    state = json.dumps({"project_id": live_tenant.project_id, "jobs": jobs})
+    assert len(state) > 1 << 20
+    loaded = httpx.post(
+        live_server.base_url + "/_imagejobs/state",
+        content=state,
+        headers=OPERATOR_HEADERS,
+        timeout=120,
+    )
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["jobs"] == 5_000

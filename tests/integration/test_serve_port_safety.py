@@ -55,3 +55,32 @@ def test_port_zero_then_a_second_server_on_that_port_fails_at_once(tmp_path: Pat
         first.terminate()
         _, logged = first.communicate(timeout=30)
     assert f"imagejobs listening on http://127.0.0.1:{port}" in logged.decode()
+
+
+def test_an_init_dir_that_cannot_be_loaded_stops_serve_with_one_line(tmp_path: Path) -> None:
+    """A mistyped IMAGEJOBS_INIT_DIR served an empty service as if all was well; a bad file
+    was blamed on the database."""
+    env = {**os.environ, "IMAGEJOBS_ENCRYPTION_KEY": TEST_KEY_BASE64}
+    command = [sys.executable, "-m", "imagejobs", "serve", "--profile", "test", "--port", "0"]
+    command += ["--data-dir", str(tmp_path / "data")]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "10-project.json").write_text('{"project_id": "p", "jobs": [{"id": "1"}]}')
+    for init_dir, expected in (
+        (tmp_path / "no-such-dir", "is not a directory"),
+        (broken, "10-project.json: "),
+    ):
+        done = subprocess.run(
+            command,
+            env={**env, "IMAGEJOBS_INIT_DIR": str(init_dir)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,  # before the fix, the first one served on and on
+            check=False,
+        )
+        assert done.returncode == 1
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1, done.stderr
+        assert errors[0].startswith(f"Error: cannot load IMAGEJOBS_INIT_DIR {init_dir}: ")
+        assert expected in errors[0]

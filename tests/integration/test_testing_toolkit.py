@@ -136,6 +136,13 @@ def test_operator_endpoints_are_the_operators_and_check_their_input(cloud: Cloud
         bad = http.post("/_imagejobs/reset", headers=operator, json={"project": "x"})
         assert bad.status_code == 400
         assert bad.json()["error_code"] == "WKS.00211102"
+        # "*" answers for "every project" ({"reset": "*"}), so it names no one project: as
+        # a project id it reset nothing but a project called "*", and answered as if all.
+        star = http.post("/_imagejobs/reset", headers=operator, json={"project_id": "*"})
+        assert star.status_code == 400
+        assert "project_id" in star.json()["error_msg"]
+        state = {"project_id": "*", "servers": [], "jobs": []}
+        assert http.post("/_imagejobs/state", headers=operator, json=state).status_code == 400
     with pytest.raises(OperatorError) as caught:
         cloud.tenant(account=tenant.account)  # taken
     assert caught.value.status == 409
@@ -246,6 +253,36 @@ def test_a_bad_state_is_refused_by_name_and_changes_nothing(cloud: Cloud) -> Non
         cloud.load({**good, "jobz": []})
     assert caught.value.status == 400
     assert cloud.dump(tenant) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # An id the API cannot find: ShowImageJob and the sub-job filters take 18 digits.
+        (lambda s: s["jobs"][0].update(id="1"), "jobs[0].id"),
+        (lambda s: s["jobs"][0]["sub_jobs"][0].update(id="12"), "jobs[0].sub_jobs[0].id"),
+        (lambda s: s["servers"][0].update(id="7"), "servers[0].id"),
+        # A time no database column holds (was a 500), or no answer can show (year > 9999).
+        (lambda s: s["jobs"][0].update(begin_time=2**63), "jobs[0].begin_time"),
+        (lambda s: s["servers"][0].update(create_time=10**17), "servers[0].create_time"),
+        (lambda s: s["jobs"][0].update(end_time=1_600_000_000_000), "jobs[0].end_time"),
+        (
+            lambda s: s["jobs"][0]["sub_jobs"][0].update(end_time=1),
+            "jobs[0].sub_jobs[0].end_time",
+        ),
+    ],
+)
+def test_a_state_the_api_could_not_serve_is_refused_by_name(
+    cloud: Cloud, change: Any, field: str
+) -> None:
+    tenant = cloud.tenant()
+    state = fixture_state(tenant.project_id, 770_000_000_000_000_000)
+    change(state)
+    with pytest.raises(OperatorError) as caught:
+        cloud.load(state)
+    assert (caught.value.status, caught.value.error_code) == (400, "WKS.00211102")
+    assert field in caught.value.error_msg
+    assert cloud.dump(tenant)["jobs"] == []
 
 
 def test_init_dir_files_are_loaded_on_start(tmp_path: Path) -> None:

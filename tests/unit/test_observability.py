@@ -64,6 +64,23 @@ def test_access_lines_as_key_value_for_a_person() -> None:
     )
 
 
+def test_a_key_value_line_cannot_be_forged_from_the_path() -> None:
+    """The path is the client's (percent-decoded): a newline in it must not start a line
+    of its own, nor an escape sequence reach the operator's terminal."""
+    stream = io.StringIO()
+    log = AccessLog(stream, as_json=False)
+    path = '/v1/a\ntime=t request_id=forged status=200\x1b[2J\x9b\x7f"\\'
+    log.write(AccessLine("t", "abc", "GET", path, "unmatched", None, "-", 404, 0.1))
+    line = stream.getvalue()
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
+    assert line.isascii()
+    assert all(c.isprintable() for c in line[:-1])
+    assert (
+        'path="/v1/a\\ntime=t request_id=forged status=200\\u001b[2J\\u009b\\u007f\\"\\\\"' in line
+    )
+
+
 def test_refusals_are_counted_in_plain_ints_and_exposed_when_scraped() -> None:
     metrics = Metrics()
     metrics.refusals.busy += 3  # refused at the edge: no operation, not timed

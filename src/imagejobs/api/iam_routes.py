@@ -8,6 +8,7 @@ tokens, and temporary AK/SK from a token.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from msgspec import Struct
@@ -21,6 +22,7 @@ from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
 from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
+from imagejobs.services.access import from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
@@ -152,9 +154,16 @@ def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> s.TokenR
 class IamApi:
     """The /v3 handlers, over the identity service."""
 
-    def __init__(self, identity: IdentityService, authenticate: Authenticator) -> None:
+    def __init__(
+        self,
+        identity: IdentityService,
+        authenticate: Authenticator,
+        revoked: Callable[[], None] = lambda: None,
+    ) -> None:
         self.identity = identity  # bootstrap also runs its periodic purge
         self._authenticate = authenticate
+        # Tells this process's access control at once (others within their cache time).
+        self._revoked = revoked
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -170,6 +179,12 @@ class IamApi:
         ]
 
     async def create_token(self, request: Request) -> Response:
+        if from_another_site(request.headers):
+            # No page may log in from its visitor's browser (a text/plain POST needs no
+            # preflight): it could only spend the user's failed-login budget and lock them out.
+            raise PermissionDenied(
+                "POST /v3/auth/tokens answers no browser request sent by a page of another site"
+            )
         auth = _decode(await read_body(request)).auth
         if "password" not in auth.identity.methods or auth.identity.password is None:
             raise InvalidIamRequest("auth.identity", "must use the password method")
@@ -220,6 +235,7 @@ class IamApi:
             raise PermissionDenied("Only the token's user or the account root may check it.")
         if request.method == "DELETE":
             await self.identity.revoke_token(subject_token)
+            self._revoked()
             return Response(status_code=204)
         headers = {SUBJECT_TOKEN: subject_token}
         if request.method == "HEAD":

@@ -27,6 +27,7 @@ behaviour, ``tasks?project_id=``). Routes that span every project are the operat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs import __version__
-from imagejobs.api.auth import MAX_BODY_BYTES, make_authenticator, read_body
+from imagejobs.api.auth import MAX_BODY_BYTES, make_authenticator, read_body, received_request
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.openapi import parameter_schema
@@ -71,7 +72,7 @@ from imagejobs.domain.errors import InvalidParameter, PermissionDenied
 from imagejobs.domain.params import IntegerParam, StringParam
 from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
-from imagejobs.services.access import AccessControl
+from imagejobs.services.access import OPERATOR_HEADER, AccessControl
 from imagejobs.services.authorization import Principal
 from imagejobs.services.testkit import TestKitService
 
@@ -285,6 +286,22 @@ def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
     )
 
 
+async def _before_the_body(
+    route: OperatorRoute, access: AccessControl, request: Request
+) -> Principal:
+    """The caller of a route whose body may be far larger than any other's (a state, up to
+    STATE_MAX_BYTES), known from the headers alone: reading the body first would let anyone
+    make the process hold hundreds of MiB per request. Only the operator may use such a
+    route, and the operator's token is a header; a signature, which covers the body, is
+    not verified: whatever key made it, it is not the operator's."""
+    assert route.project_in is None  # the operator's alone (see _check)
+    headers = request.headers
+    if OPERATOR_HEADER not in headers and "authorization" in headers:
+        raise PermissionDenied(f"Only the operator may use {route.method} {route.path}.")
+    client = request.scope.get("client")
+    return await access.authenticate(received_request(request, b""), client[0] if client else "")
+
+
 async def _check(
     route: OperatorRoute, principal: Principal, access: AccessControl, request: Request
 ) -> None:
@@ -306,6 +323,8 @@ def _endpoint(
     route: OperatorRoute, services: Services, access: AccessControl
 ) -> Callable[[Request], Awaitable[Response]]:
     authenticate = make_authenticator(access, route.max_body_bytes)
+    if route.max_body_bytes > MAX_BODY_BYTES:
+        authenticate = functools.partial(_before_the_body, route, access)
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)

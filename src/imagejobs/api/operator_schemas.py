@@ -226,7 +226,10 @@ def task_info(task: TaskView) -> TaskInfo:
 
 # --- the test kit: reset, tenants, health (imagejobs.testing) --------------------------------
 
-ProjectId = Annotated[str, Meta(min_length=1, max_length=128)]
+# Not "*", which answers for every project (ResetResponse) and matches any in a rule.
+ProjectId = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^(?!\*$)", description="A project ID.")
+]
 
 
 class ResetBody(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -275,8 +278,13 @@ class HealthResponse(Struct, kw_only=True):
 
 # --- a project's state (GET/POST /_imagejobs/state): times are epoch milliseconds, UTC ------
 
-Id = Annotated[str, Meta(pattern="^[1-9][0-9]{0,17}$", description="An 18-digit id.")]
-EpochMs = Annotated[int, Meta(ge=0, description="Epoch milliseconds, UTC.")]
+# Exactly 18 digits, as the service mints them: the API looks up no other id (parse_id),
+# so a shorter one would load, list, and then be "not found" by ShowImageJob.
+Id = Annotated[str, Meta(pattern="^[1-9][0-9]{17}$", description="An 18-digit id.")]
+# Up to 9999-12-31T23:59:59.999Z: a later time fits no answer's date format (nor, past
+# 2**63, any database column).
+MAX_EPOCH_MS = 253_402_300_799_999
+EpochMs = Annotated[int, Meta(ge=0, le=MAX_EPOCH_MS, description="Epoch milliseconds, UTC.")]
 StateJobType = Literal["CREATE_SERVER", "DELETE_SERVER", "CREATE_SERVER_IMAGE"]
 
 

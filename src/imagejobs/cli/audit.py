@@ -16,6 +16,7 @@ import msgspec
 
 from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
 from imagejobs.domain.errors import ImageJobsError
+from imagejobs.observability import plain
 from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
 
 
@@ -62,7 +63,8 @@ def audit(
         else:
             error = f" {info.error_code}" if info.error_code else ""
             click.echo(
-                f"{info.time} {info.id} {info.principal} {info.method} {info.path} "
+                # The path is any caller's (unauthenticated calls are audited too).
+                f"{info.time} {info.id} {plain(info.principal)} {info.method} {plain(info.path)} "
                 f"{info.operation} -> {info.status}{error} (request {info.request_id})"
             )
 

@@ -55,9 +55,18 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option("--endpoint", help="API URL [default: http://127.0.0.1:8080]."),
             click.option("--ak", "access_key", help="Access key (AK)."),
-            click.option("--sk", "secret_key", help="Secret key (SK)."),
+            click.option(
+                "--sk",
+                "secret_key",
+                help="Secret key (SK); other local users see flags in the process list:"
+                " prefer HUAWEICLOUD_SDK_SK or a profile.",
+            ),
             click.option("--project-id", help="Project ID."),
-            click.option("--token", help="An IAM token (X-Auth-Token) instead of AK/SK."),
+            click.option(
+                "--token",
+                help="An IAM token (X-Auth-Token) instead of AK/SK; as --sk, prefer"
+                " IMAGEJOBS_TOKEN or a profile.",
+            ),
             click.option(
                 "--profile",
                 type=click.Path(dir_okay=False, path_type=Path),
@@ -101,7 +110,10 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
         flags |= {name: kwargs.pop(name) for name in ("project_id", "token")}
         profile, output = kwargs.pop("profile"), kwargs.pop("output")
         try:
-            client = ApiClient(resolve_credentials(flags, os.environ, profile))
+            credentials = resolve_credentials(flags, os.environ, profile)
+            for warning in credentials.warnings:
+                click.echo(f"Warning: {warning}", err=True)
+            client = ApiClient(credentials)
             return function(Context(client, output), **kwargs)
         except CredentialsProblem as exc:
             raise ClientExit(str(exc), EXIT_AUTH) from None

@@ -3,8 +3,10 @@ reachable) as one line saying what is wrong and what to do, never a traceback.""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import sys
 from typing import Any
 
 import asyncpg
@@ -49,6 +51,11 @@ class GuardedGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader stopped early (`| head`): nothing is wrong, and nothing more can be
+            # written; stdout goes to /dev/null so that its flush at exit fails no more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             message = database_problem(exc)
             if message is None:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
-from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError, InvalidSettings
 from imagejobs.settings import Settings
 
 # File descriptors a worker keeps for itself beyond its connections: database pools, logs,
@@ -69,7 +69,6 @@ def serve(
         DEMO_PROJECT_ID,
         configure_logging,
         demo_credentials_path,
-        load_init_dir,
         prepare_identity,
         seed_demo,
     )
@@ -100,10 +99,9 @@ def serve(
             demo_account = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
-        for name in asyncio.run(load_init_dir(settings)):
-            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
+    _load_init_dir(settings)
     if settings.auth == "none":
         click.echo(
             "WARNING: IMAGEJOBS_AUTH=none: no authentication, any caller sees any project.",
@@ -112,7 +110,8 @@ def serve(
     credentials_file = demo_credentials_path(settings)
     if demo_account is not None:
         credentials, credentials_file = demo_account
-        click.echo(_credentials_banner(credentials, credentials_file), err=True)
+        shown = sys.stderr.isatty()  # a person reads it: not a log, kept and shared
+        click.echo(_credentials_banner(credentials, credentials_file, shown), err=True)
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID, credentials_file), err=True)
     click.echo(f"imagejobs listening on http://{settings.host}:{settings.port}", err=True)
@@ -146,6 +145,19 @@ def serve(
             1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
         ),
     ).serve()
+
+
+def _load_init_dir(settings: Settings) -> None:
+    from imagejobs.bootstrap import load_init_dir
+
+    try:
+        for name in asyncio.run(load_init_dir(settings)):
+            click.echo(f"Loaded {settings.init_dir}/{name}.", err=True)
+    except InvalidSettings as exc:  # a file, or the directory itself, named in the reason
+        reason = str(exc).removeprefix(f"{exc.name} ")
+        raise click.ClickException(f"cannot load IMAGEJOBS_INIT_DIR {reason}") from exc
+    except (ImageJobsError, OSError) as exc:
+        raise click.ClickException(f"cannot use the database: {exc}") from exc
 
 
 def batch_scheduling() -> None:
@@ -225,7 +237,12 @@ def _check_port_free(host: str, port: int) -> None:
         raise click.ClickException(f"port {port} is already in use on {host}")
 
 
-def _credentials_banner(credentials: Any, path: Path) -> str:
+def _credentials_banner(credentials: Any, path: Path, shown: bool) -> str:
+    if not shown:
+        return (
+            f"Created the demo account: its credentials are in {path} (mode 0600; account and"
+            f" user {credentials.account}, project {credentials.project_id})."
+        )
     return f"""
 Created the demo account (shown once; also saved to {path}, mode 0600):
   account / root user:  {credentials.account} / {credentials.user}
@@ -244,10 +261,11 @@ imagejobs is starting on {base}
   Web console:   {base}/console (account and user demo, password in the file below)
   Credentials:   {credentials_file} (AK/SK, password)
   Official SDK:  see README.md, "Using the official SDK" (endpoint {base}, project {project_id})
-  A token:       curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
+  A token:       TOKEN=$(curl -si {base}/v3/auth/tokens -H 'Content-Type: application/json' -d \\
     '{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"demo",
        "password":"<password>","domain":{{"name":"demo"}}}}}}}},
-       "scope":{{"project":{{"name":"cn-north-4"}}}}}}}}' | grep -i x-subject-token
+       "scope":{{"project":{{"name":"cn-north-4"}}}}}}}}' \\
+    | sed -n 's/^x-subject-token: //Ip' | tr -d '\\r')
   List jobs:     curl -H "X-Auth-Token: $TOKEN" \\
     '{base}/v1/{project_id}/image-server-jobs?job_type=CREATE_SERVER&limit=3'
 """
@@ -326,17 +344,13 @@ def seed(
 
 
 async def _seed(settings: Settings, plan: Any) -> None:
-    from imagejobs.bootstrap import open_database
+    from imagejobs.bootstrap import opened_database
     from imagejobs.services.seeding import seed as run_seed
 
-    database = open_database(settings)
-    await database.open()
-    start = time.monotonic()
-    try:
+    async with opened_database(settings) as database:
+        start = time.monotonic()  # from the open database to its close (a last checkpoint)
         with _SeedOutput(plan.jobs) as output:
             await run_seed(database, plan, progress=output.rows, phase=output.phase)
-    finally:
-        await database.close()
     where = f"project {plan.project_id}"
     if plan.projects > 1:
         where = f"{plan.projects} projects ({plan.project_id} first)"

@@ -4,6 +4,7 @@ profile file (JSON; the demo's ``demo-credentials.json`` is one)."""
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,18 @@ class Credentials:
     access_key: str = ""
     secret_key: str = ""
     token: str = ""
+    # What the caller should tell the user (a profile other users may read).
+    warnings: tuple[str, ...] = ()
+
+
+def _exposed(path: Path, found: Mapping[str, str]) -> str | None:
+    """A warning when the profile holds a secret and others may read it, as ssh does."""
+    if not (found.get("secret_key") or found.get("token")):
+        return None
+    mode = stat.S_IMODE(path.expanduser().stat().st_mode)
+    if not mode & 0o077:
+        return None
+    return f"{path} holds a secret and is readable by other users (mode {mode:o}): chmod 600 {path}"
 
 
 def _read_profile(path: Path) -> dict[str, str]:
@@ -74,6 +87,7 @@ def resolve_credentials(
     if profile_path is None and DEFAULT_PROFILE.expanduser().is_file():
         profile_path = DEFAULT_PROFILE
     from_profile = _read_profile(profile_path) if profile_path else {}
+    exposed = _exposed(profile_path, from_profile) if profile_path else None
     values = {
         name: flags.get(name) or environ.get(variable) or from_profile.get(name) or ""
         for name, variable in ENVIRONMENT.items()
@@ -93,4 +107,5 @@ def resolve_credentials(
         access_key=values["access_key"],
         secret_key=values["secret_key"],
         token=values["token"],
+        warnings=(exposed,) if exposed else (),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -55,13 +55,34 @@ def _remember(cache: dict[K, V], key: K, value: V) -> None:
 
 
 class OpenAccess:
-    """No authentication (IMAGEJOBS_AUTH=none): every caller is LOCAL, on any project."""
+    """No authentication (IMAGEJOBS_AUTH=none): every caller is LOCAL, on any project,
+    except a browser sent there by a page of another site (see ``from_another_site``)."""
 
     async def authenticate(self, request: ReceivedRequest, source: str = "") -> Principal:
+        if from_another_site(request.header_map):
+            raise PermissionDenied(
+                "IMAGEJOBS_AUTH=none answers no browser request sent by a page of another"
+                " site (Origin, Sec-Fetch-Site)"
+            )
         return LOCAL
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         return None
+
+
+def from_another_site(headers: Mapping[str, str]) -> bool:
+    """Whether a browser sent this request for a page of another origin. Without
+    credentials to check, any page could otherwise make its visitor's browser reset or
+    change a local service: a POST with a text/plain body needs no CORS preflight.
+    Browsers name the page's site (``Sec-Fetch-Site``) and, on every POST and cross-origin
+    request, its origin; other clients (the SDK, curl) send neither."""
+    if headers.get("sec-fetch-site", "") in ("cross-site", "same-site"):
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    # "null": a sandboxed frame or a file:// page, whatever the host it talks to.
+    return origin == "null" or origin.partition("://")[2] != headers.get("host", "")
 
 
 @dataclass(frozen=True, slots=True)

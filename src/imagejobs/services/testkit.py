@@ -147,6 +147,7 @@ def _tasks_of(state: ProjectState, now: int) -> list[NewTask]:
     for i, detail in enumerate(state.jobs):
         job, where = detail.job, f"jobs[{i}]"
         _unique(job.id, seen, f"{where}.id")
+        _ends_after_it_begins(job.begin_time, job.end_time, where)
         if job.sub_jobs_total != len(detail.sub_jobs):
             raise InvalidParameter(f"{where}.sub_jobs", "sub_jobs_total must be their number")
         counts = Counter(sub.status for sub in detail.sub_jobs)
@@ -160,6 +161,7 @@ def _tasks_of(state: ProjectState, now: int) -> list[NewTask]:
         for k, sub in enumerate(detail.sub_jobs):
             sub_where = f"{where}.sub_jobs[{k}]"
             _unique(sub.id, seen, f"{sub_where}.id")
+            _ends_after_it_begins(sub.begin_time, sub.end_time, sub_where)
             if sub.status not in (*_UNFINISHED_SUB_JOBS, SubJobStatus.SUCCESS, SubJobStatus.FAILED):
                 raise InvalidParameter(
                     f"{sub_where}.status", "must be WAITING, RUNNING, SUCCESS or FAILED"
@@ -176,6 +178,11 @@ def _unique(value: int, seen: set[int], where: str) -> None:
     if value in seen:
         raise InvalidParameter(where, f"{value} is used twice")
     seen.add(value)
+
+
+def _ends_after_it_begins(begin_time: int, end_time: int | None, where: str) -> None:
+    if end_time is not None and end_time < begin_time:
+        raise InvalidParameter(f"{where}.end_time", "is before begin_time")
 
 
 def _payload(
