@@ -322,6 +322,21 @@ class Settings:
         default=100,
         metadata=_doc("Requests an account may make at once above RATE_LIMIT, per worker."),
     )
+    deep_page_offset: int = field(
+        default=1_000,
+        metadata=_doc(
+            "Pages at this offset or deeper are deep reads: their cost grows with the "
+            "offset, so they run off the event loop (SQLite) or within a share of the pool "
+            "(PostgreSQL), one at a time per account."
+        ),
+    )
+    deep_page_queue: int = field(
+        default=4,
+        metadata=_doc(
+            "Deep pages one account may have waiting behind its running one, per worker; "
+            "one more is answered 429 APIGW.0308 with Retry-After."
+        ),
+    )
     max_header_bytes: int = field(
         default=16_384,
         metadata=_doc("Largest request head (all header names and values) accepted."),
@@ -419,6 +434,8 @@ def _check_engine(settings: Settings) -> None:
         ("max_in_flight", 0, 100_000),
         ("rate_limit", 0, 1_000_000),
         ("rate_limit_burst", 1, 1_000_000),
+        ("deep_page_offset", 1, 2_147_483_647),
+        ("deep_page_queue", 0, 10_000),
         ("max_header_bytes", 1024, 1 << 20),
         ("database_connect_timeout_seconds", 0.05, 600),
         ("database_statement_timeout_seconds", 0.05, 3600),
