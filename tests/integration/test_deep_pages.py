@@ -16,7 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from huaweicloudsdkworkspaceapp.v1 import ListImageJobsRequest, ListImageJobsResponse
+from huaweicloudsdkworkspaceapp.v1 import (
+    ListImageJobsRequest,
+    ListImageJobsResponse,
+    ListImageServersRequest,
+)
 
 from imagejobs.storage.database import PostgresDatabase, SqliteDatabase
 from imagejobs.testing import Cloud, serve
@@ -162,3 +166,37 @@ def test_another_tenant_is_served_while_one_reads_deep_pages(
         assert [j["id"] for j in queued.result(WAIT).json()["items"]] == [
             str(770_000_000_000_000_000 + n) for n in (3, 2, 1, 0)
         ]
+
+
+def test_a_server_name_filter_is_read_as_a_deep_page(cloud: Cloud, held: HeldDeepReads) -> None:
+    """No index serves a substring: a name filter tests every server of the project, so it
+    is read like a deep page, and the other tenant is served meanwhile."""
+    a, b = cloud.tenant(), cloud.tenant()
+    first = 800_000_000_000_000_000
+    servers = [
+        {
+            "id": str(first + n),
+            "name": f"golden-{n}",
+            "status": "ACTIVE",
+            "image_ref": {"id": "da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", "image_type": "public"},
+            "create_time": 1_700_000_000_000,
+            "update_time": 1_700_000_000_000,
+        }
+        for n in range(3)
+    ]
+    cloud.load({"project_id": a.project_id, "servers": servers, "jobs": []})
+    cloud.load(jobs_state(b.project_id, 810_000_000_000_000_000, 2))
+
+    def by_name() -> Any:
+        request = ListImageServersRequest(server_name="golden-1")
+        return cloud.client(a).list_image_servers(request)
+
+    with ThreadPoolExecutor(2) as pool:
+        filtered = pool.submit(by_name)
+        assert held.started.wait(WAIT), "the name filter never reached a deep read"
+        assert not held.held_on_loop, "a name filter ran on the event loop"
+        assert lister(cloud, b)(0).count == 2
+        assert not filtered.done(), "tenant B waited for tenant A's name filter"
+        held.release.set()
+        found = filtered.result(WAIT)
+        assert (found.count, [s.id for s in found.items]) == (1, [str(first + 1)])

@@ -55,6 +55,10 @@ class Operation:
     body: type[Struct] | None = None
     response: type[Struct] | None = None
     errors: tuple[int, ...] = (400, 401, 403, 404, 405, 500, 503)
+    # A call that reads rows in proportion to the project's size whatever its offset (a
+    # filter no index serves), by its validated parameters: read as a deep page is
+    # (services.deep_reads). A page at a deep offset is one for every operation.
+    scans: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 def _page(call: Call) -> PageRequest:
