@@ -61,6 +61,10 @@ class Operation:
     scans: Callable[[Mapping[str, Any]], bool] | None = None
 
 
+# A list also answers 429: one account's deep pages take turns (services.deep_reads).
+LIST_ERRORS = (400, 401, 403, 404, 405, 429, 500, 503)
+
+
 def _page(call: Call) -> PageRequest:
     return PageRequest(offset=call.params["offset"], limit=call.params["limit"])
 
@@ -119,6 +123,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_jobs,
         params=(p.JOB_STATUS, p.JOB_TYPE, p.OFFSET, p.LIMIT),
         response=ListImageJobsResponse,
+        errors=LIST_ERRORS,
     ),
     Operation(
         operation_id="ShowImageJob",
@@ -141,6 +146,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_sub_jobs,
         params=(p.SUB_JOB_STATUS, p.JOB_TYPE, p.OFFSET, p.LIMIT, p.SUB_JOB_JOB_ID),
         response=ListImageSubJobsResponse,
+        errors=LIST_ERRORS,
     ),
     Operation(
         operation_id="CountImageSubJobs",

@@ -8,7 +8,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from imagejobs.api.operations import Call, Operation
+from imagejobs.api.operations import LIST_ERRORS, Call, Operation
 from imagejobs.api.server_schemas import (
     BatchDeleteImageServerReq,
     CreateImageServerReq,
@@ -109,6 +109,7 @@ SERVER_OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_servers,
         params=(p.OFFSET, p.LIMIT, sp.SERVER_NAME, sp.SERVER_ID, sp.ENTERPRISE_PROJECT_ID),
         response=ListImageServersResponse,
+        errors=LIST_ERRORS,
         scans=_filters_every_server,
     ),
     Operation(
