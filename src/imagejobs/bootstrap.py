@@ -297,7 +297,9 @@ def build_app(settings: Settings) -> Edge:
             settings.driver,
             build_testkit(settings, database, services),
         )
-        + probe_routes(ops, head_revision(), runner, metrics)
+        + probe_routes(
+            ops, head_revision(), runner, metrics, settings.metrics_counts_max_age_seconds
+        )
         + audit_routes(ops, access),
         on_startup=startup,
         on_shutdown=shutdown,

@@ -39,6 +39,7 @@ class HeldDeepReads:
         self.release = threading.Event()
         self._first = threading.Lock()
         self.held_on_loop = False
+        self.holding = False  # the held read is waiting now
 
     def should_hold(self) -> bool:
         return self._first.acquire(blocking=False)
@@ -51,14 +52,18 @@ class HeldDeepReads:
         def sqlite_read_deep(self: SqliteDatabase, *args: Any) -> Any:
             if held.should_hold():
                 held.held_on_loop = _on_event_loop()
+                held.holding = True
                 held.started.set()
                 held.release.wait(WAIT)
+                held.holding = False
             return read_deep(self, *args)
 
         async def postgres_fetch_on(self: PostgresDatabase, *args: Any) -> Any:
             if held.should_hold():
+                held.holding = True
                 held.started.set()
                 await asyncio.to_thread(held.release.wait, WAIT)
+                held.holding = False
             return await fetch_on(self, *args)
 
         monkeypatch.setattr(SqliteDatabase, "_read_deep", sqlite_read_deep)
@@ -200,3 +205,19 @@ def test_a_server_name_filter_is_read_as_a_deep_page(cloud: Cloud, held: HeldDee
         held.release.set()
         found = filtered.result(WAIT)
         assert (found.count, [s.id for s in found.items]) == (1, [str(first + 1)])
+
+
+def test_metrics_counts_are_read_as_a_deep_page(cloud: Cloud, held: HeldDeepReads) -> None:
+    """/metrics needs no credentials and its job counts sum the whole counters table (a row
+    per project, type and status): that read runs off the loop, and tenants are served
+    while it runs."""
+    tenant = cloud.tenant()
+    cloud.load(jobs_state(tenant.project_id, 820_000_000_000_000_000, 2))
+    with ThreadPoolExecutor(1) as pool:
+        scrape = pool.submit(httpx.get, f"{cloud.endpoint}/metrics", timeout=WAIT)
+        assert held.started.wait(WAIT), "the scrape never reached a deep read"
+        assert not held.held_on_loop, "the metrics' counts were read on the event loop"
+        assert lister(cloud, tenant)(0).count == 2
+        assert held.holding, "the tenant waited for the metrics' counts"
+        held.release.set()
+        assert scrape.result(WAIT).status_code == 200
