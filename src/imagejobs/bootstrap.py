@@ -52,7 +52,7 @@ from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
-from imagejobs.services.protection import GuardedAccess, RateLimiter
+from imagejobs.services.protection import DeepReadBudget, GuardedAccess, RateLimiter
 from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
 from imagejobs.services.testkit import TestKitService
@@ -89,13 +89,15 @@ def configure_logging(level: str) -> None:
 
 
 def open_database(settings: Settings) -> Database:
-    return database_for(
+    database = database_for(
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         connect_timeout=settings.database_connect_timeout_seconds,
         statement_timeout=settings.database_statement_timeout_seconds,
         sqlite_max_bytes=settings.sqlite_max_bytes,
     )
+    database.deep_offset = settings.deep_page_offset
+    return database
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +116,7 @@ def build_services(
 ) -> Services:
     """``runner_here``: a runner of this process works on the queue, so the read that
     ends a job may wait for it (SteeredJobService)."""
+    database.deep_offset = settings.deep_page_offset  # the pages DeepReadBudget bounds
     engine_store = SqlEngineStore(database)
     clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
     steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
@@ -144,6 +147,7 @@ def build_services(
         ),
         steering=steering,
         engine=engine,
+        deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
     )
 
 
@@ -288,7 +292,9 @@ def build_app(settings: Settings) -> Edge:
             settings.driver,
             build_testkit(settings, database, services),
         )
-        + probe_routes(ops, head_revision(), runner, metrics)
+        + probe_routes(
+            ops, head_revision(), runner, metrics, settings.metrics_counts_max_age_seconds
+        )
         + audit_routes(ops, access),
         on_startup=startup,
         on_shutdown=shutdown,

@@ -50,7 +50,12 @@ def live_ops_server(
     process = ServerProcess(
         live_database_url,
         tmp_path_factory.mktemp("ops"),
-        extra_env={**FAST, "IMAGEJOBS_LOG_LEVEL": "info"},
+        # Counts read on every scrape: a test compares two scrapes a moment apart.
+        extra_env={
+            **FAST,
+            "IMAGEJOBS_LOG_LEVEL": "info",
+            "IMAGEJOBS_METRICS_COUNTS_MAX_AGE_SECONDS": "0",
+        },
     )
     yield process
     process.stop()

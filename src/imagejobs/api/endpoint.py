@@ -162,4 +162,13 @@ class OperationEndpoint:
         for param in self._path_params:
             values[param.name] = param.parse(raw_path[param.name])
         decoded = None if operation.body is None else decode_body(body, operation.body)
-        return await operation.handler(Call(self._services, principal, project_id, values, decoded))
+        call = Call(self._services, principal, project_id, values, decoded)
+        deep_reads = self._services.deep_reads
+        if deep_reads is None or (
+            values.get("offset", 0) < deep_reads.threshold
+            and (operation.scans is None or not operation.scans(values))
+        ):
+            return await operation.handler(call)
+        # A deep page or a scan: its cost grows with the rows; one at a time per account.
+        async with deep_reads.admit(principal.account_id or principal.name):
+            return await operation.handler(call)

@@ -55,6 +55,14 @@ class Operation:
     body: type[Struct] | None = None
     response: type[Struct] | None = None
     errors: tuple[int, ...] = (400, 401, 403, 404, 405, 500, 503)
+    # A call that reads rows in proportion to the project's size whatever its offset (a
+    # filter no index serves), by its validated parameters: read as a deep page is
+    # (services.deep_reads). A page at a deep offset is one for every operation.
+    scans: Callable[[Mapping[str, Any]], bool] | None = None
+
+
+# A list also answers 429: one account's deep pages take turns (services.deep_reads).
+LIST_ERRORS = (400, 401, 403, 404, 405, 429, 500, 503)
 
 
 def _page(call: Call) -> PageRequest:
@@ -115,6 +123,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_jobs,
         params=(p.JOB_STATUS, p.JOB_TYPE, p.OFFSET, p.LIMIT),
         response=ListImageJobsResponse,
+        errors=LIST_ERRORS,
     ),
     Operation(
         operation_id="ShowImageJob",
@@ -137,6 +146,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_sub_jobs,
         params=(p.SUB_JOB_STATUS, p.JOB_TYPE, p.OFFSET, p.LIMIT, p.SUB_JOB_JOB_ID),
         response=ListImageSubJobsResponse,
+        errors=LIST_ERRORS,
     ),
     Operation(
         operation_id="CountImageSubJobs",

@@ -3,9 +3,12 @@ with the ``job_id`` of the job the engine then runs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from msgspec import Struct
 
-from imagejobs.api.operations import Call, Operation
+from imagejobs.api.operations import LIST_ERRORS, Call, Operation
 from imagejobs.api.server_schemas import (
     BatchDeleteImageServerReq,
     CreateImageServerReq,
@@ -41,6 +44,14 @@ async def _list_image_servers(call: Call) -> Struct:
     return ListImageServersResponse(
         count=result.count, items=[server_info(s) for s in result.items]
     )
+
+
+def _filters_every_server(params: Mapping[str, Any]) -> bool:
+    """A name or enterprise project filter tests every server of the project (no index
+    serves a substring; at the 10,000-server quota a miss read ~11 ms on SQLite), unless
+    the server id picks one."""
+    by_filter = bool(params["server_name"]) or params["enterprise_project_id"] is not None
+    return by_filter and not params["server_id"]
 
 
 async def _show_image_server(call: Call) -> Struct:
@@ -98,6 +109,8 @@ SERVER_OPERATIONS: tuple[Operation, ...] = (
         handler=_list_image_servers,
         params=(p.OFFSET, p.LIMIT, sp.SERVER_NAME, sp.SERVER_ID, sp.ENTERPRISE_PROJECT_ID),
         response=ListImageServersResponse,
+        errors=LIST_ERRORS,
+        scans=_filters_every_server,
     ),
     Operation(
         operation_id="BatchDeleteImageServer",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from imagejobs.services.engine import EngineService
 from imagejobs.services.jobs import JobService
+from imagejobs.services.protection import DeepReadBudget
 from imagejobs.services.servers import ServerService
 from imagejobs.services.steering import SteeringService
 
@@ -18,3 +19,5 @@ class Services:
     servers: ServerService
     steering: SteeringService
     engine: EngineService
+    # Deep pages one account may read at once (None: no bound).
+    deep_reads: DeepReadBudget | None = None

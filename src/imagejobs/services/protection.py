@@ -1,5 +1,6 @@
 """Protection next to the one choke point: a per-account rate limit applied right after
-authentication, and the authentication failures counted by reason for the metrics.
+authentication, a per-account bound on expensive reads (deep pages), and the
+authentication failures counted by reason for the metrics.
 
 ``GuardedAccess`` wraps any ``AccessControl``: the API sees one object, and the wrapped
 one (IAM) stays unaware of limits and metrics.
@@ -7,9 +8,11 @@ one (IAM) stays unaware of limits and metrics.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch, Throttled
@@ -48,6 +51,43 @@ class RateLimiter:
             # forgetting a bucket only ever lets an account through.
             self._buckets.clear()
         self._buckets[account] = (tokens - 1, now)
+
+
+class DeepReadBudget:
+    """Deep pages (an offset of ``threshold`` or more) of one account run one at a time,
+    with up to ``queue`` more waiting their turn; one more is refused with 429 APIGW.0308
+    and Retry-After. A deep page costs time in proportion to its offset (the database skips
+    the rows one by one), so an account paging deep in a big project, however many requests
+    it sends at once, takes one deep-read slot (of the few the database has: ``fetch_deep``)
+    and never all of them; other accounts' calls, deep or not, go on meanwhile."""
+
+    def __init__(self, threshold: int, queue: int = 4) -> None:
+        self.threshold = threshold
+        self._queue = queue
+        self._accounts: dict[str, tuple[asyncio.Lock, int]] = {}  # account -> (turn, calls)
+
+    @asynccontextmanager
+    async def admit(self, account: str) -> AsyncIterator[None]:
+        """Wait for ``account``'s turn to read deep, or raise Throttled."""
+        turn, calls = self._accounts.get(account) or (asyncio.Lock(), 0)
+        if calls > self._queue:
+            raise Throttled(
+                f"policy deep page over ratelimit,limit:{self._queue + 1},time:in flight", 1
+            )
+        self._accounts[account] = (turn, calls + 1)
+        try:
+            async with turn:
+                yield
+        finally:
+            _, calls = self._accounts[account]
+            if calls == 1:
+                del self._accounts[account]
+            else:
+                self._accounts[account] = (turn, calls - 1)
+
+    def in_flight(self, account: str) -> int:
+        """``account``'s deep reads running or waiting."""
+        return self._accounts.get(account, (None, 0))[1]
 
 
 # A failure's reason by what its message says, first match wins (the messages are the

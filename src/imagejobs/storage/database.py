@@ -8,6 +8,12 @@ microseconds, far less than a hop to a thread would cost (ARCHITECTURE.md #4). R
 their own connection (WAL readers never wait for writers); writes use a second
 connection behind an ``asyncio.Lock``, so transactions of concurrent coroutines never
 interleave on one connection.
+
+A read whose cost grows with its input (a page at a deep offset: ~0.1 us per row
+skipped, 50 ms at offset 450,000) goes through ``fetch_deep``: on SQLite it runs on one of
+a few reader threads, each with its own connection (``sqlite3`` releases the GIL while a
+statement steps), so the loop serves other callers meanwhile; on PostgreSQL it may take
+only part of the pool, so cheap calls always find a connection (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import asyncio
 import random
 import re
 import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +73,15 @@ class Statement:
 # each other's row lock until commit. SQLite has one writer at a time: one stripe.
 COUNTER_STRIPES = 16
 
+# A page this deep or deeper (rows skipped) is a deep read (``fetch_deep``). Measured on
+# SQLite over a 1M-job project (bench/README.md, deep_offset.py): inline, offset 1,000
+# holds the loop ~0.12 ms, about what a whole small request costs; a hop to a thread adds
+# ~0.2 ms of latency to the call but holds the loop only while it is handed over.
+DEEP_READ_OFFSET = 1_000
+# Deep reads that run at once: SQLite reader threads; on PostgreSQL at most this share of
+# the pool's connections.
+DEEP_READ_THREADS = 2
+
 
 class Transaction(ABC):
     counter_stripe = 0  # the job_counters stripe this transaction adds to
@@ -85,6 +102,8 @@ class Transaction(ABC):
 
 class Database(ABC):
     dialect: ClassVar[str]
+    # Pages at this offset or deeper are read with ``fetch_deep``.
+    deep_offset: int = DEEP_READ_OFFSET
     # Calls answered with ServiceUnavailable (the database unreachable, full or too slow),
     # read by the metrics at scrape time.
     unavailable_errors: int = 0
@@ -105,6 +124,12 @@ class Database(ABC):
     async def fetch_args(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
         """``fetch`` with the parameters given positionally, in ``statement.names`` order
         (for hot reads: no mapping built and taken apart per call)."""
+
+    async def fetch_deep(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        """``fetch_args`` for a read whose cost grows with its input (a deep page): run so
+        that it holds up no other caller (off the event loop, within its share of
+        connections). Callers decide by ``deep_offset``."""
+        return await self.fetch_args(statement, args)
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
@@ -195,6 +220,12 @@ class SqliteDatabase(Database):
         self._reader: sqlite3.Connection
         self._writer: sqlite3.Connection
         self._write_lock = asyncio.Lock()
+        # Deep reads: a few threads, each with a read connection of its own (made in the
+        # thread on its first deep read, closed with the database).
+        self._deep_threads: ThreadPoolExecutor | None = None
+        self._deep_local = threading.local()
+        self._deep_connections: list[sqlite3.Connection] = []
+        self._deep_connections_lock = threading.Lock()
 
     async def open(self) -> None:
         # Opening never makes a data directory: a command run from the wrong folder is told
@@ -216,13 +247,42 @@ class SqliteDatabase(Database):
         return self._read(statement, args)
 
     def _read(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        return self._read_on(self._reader, statement, args)
+
+    def _read_on(
+        self, connection: sqlite3.Connection, statement: Statement, args: Sequence[Any]
+    ) -> list[Row]:
         try:
-            return self._reader.execute(statement.sqlite, args).fetchall()
+            return connection.execute(statement.sqlite, args).fetchall()
         except sqlite3.OperationalError as exc:
             if _unavailable(exc):
                 self.unavailable_errors += 1
                 raise ServiceUnavailable() from exc
             raise
+
+    async def fetch_deep(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        if self._deep_threads is None:
+            self._deep_threads = ThreadPoolExecutor(
+                DEEP_READ_THREADS, thread_name_prefix="imagejobs-deep-read"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._deep_threads, self._read_deep, statement, args)
+
+    def _read_deep(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        """In a reader thread: the read on that thread's own connection."""
+        connection: sqlite3.Connection | None = getattr(self._deep_local, "connection", None)
+        if connection is None:
+            connection = self._deep_connection()
+            self._deep_local.connection = connection
+            with self._deep_connections_lock:
+                self._deep_connections.append(connection)
+        return self._read_on(connection, statement, args)
+
+    def _deep_connection(self) -> sqlite3.Connection:
+        connection = connect_sqlite(self.path, synchronous=self._synchronous)
+        connection.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        connection.execute("PRAGMA query_only=ON")
+        return connection
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -277,6 +337,16 @@ class SqliteDatabase(Database):
             self._writer.execute("ROLLBACK")
 
     async def close(self) -> None:
+        if self._deep_threads is not None:
+            # Deep reads still running finish first (each is bounded by the table's size).
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._deep_threads.shutdown, True
+            )
+            self._deep_threads = None
+        with self._deep_connections_lock:
+            for connection in self._deep_connections:
+                connection.close()
+            self._deep_connections.clear()
         self._reader.close()
         self._writer.close()
 
@@ -338,6 +408,9 @@ class PostgresDatabase(Database):
         self._connect_timeout = connect_timeout
         self._timeout = statement_timeout
         self._pool: asyncpg.Pool
+        # Deep reads hold at most this many of the pool's connections at once: the rest
+        # stay for cheap calls, however many deep reads wait.
+        self._deep_slots = asyncio.Semaphore(max(1, min(DEEP_READ_THREADS, max_size // 2)))
 
     async def open(self) -> None:
         try:
@@ -378,6 +451,22 @@ class PostgresDatabase(Database):
             rows: list[Row] = await self._pool.fetch(statement.postgres, *args)
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
+        return rows
+
+    async def fetch_deep(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
+        try:
+            async with (
+                self._deep_slots,
+                self._pool.acquire(timeout=self._timeout) as connection,
+            ):
+                return await self._fetch_on(connection, statement, args)
+        except _UNAVAILABLE as exc:
+            raise self._failed(exc) from exc
+
+    async def _fetch_on(
+        self, connection: asyncpg.Connection, statement: Statement, args: Sequence[Any]
+    ) -> list[Row]:
+        rows: list[Row] = await connection.fetch(statement.postgres, *args)
         return rows
 
     @asynccontextmanager

@@ -3,7 +3,10 @@
 Each list answers with one statement, so its ``count`` and its page come from one
 snapshot. Counts come from ``job_counters`` (summed over a counter's stripes, kept in the
 same transaction as every row change), and pages are a deferred join over a covering
-index: the page's ids are found in the index alone, then only those rows are read.
+index: the page's ids are found in the index alone, then only those rows are read. The
+offset is still skipped row by row in that index (~0.1 us a row on SQLite): a page at
+``Database.deep_offset`` or deeper is read with ``fetch_deep``, which holds up no other
+caller while it runs.
 """
 
 from __future__ import annotations
@@ -212,7 +215,10 @@ class SqlJobStore:
         if job_filter.status is not None:
             params["status"] = job_filter.status.value
         statement = list_jobs_statement(job_filter.status is not None, self._db.dialect)
-        rows = await self._db.fetch(statement, params)
+        if page.offset >= self._db.deep_offset:
+            rows = await self._db.fetch_deep(statement, statement.args(params))
+        else:
+            rows = await self._db.fetch(statement, params)
         items = [_job(project_id, row, 1) for row in rows if row[1] is not None]
         return Page(count=rows[0][0], items=items)
 
@@ -225,7 +231,10 @@ class SqlJobStore:
         else:
             args = (project_id, job_type, status, limit, offset)
         statement = list_jobs_statement(status is not None, self._db.dialect)
-        rows = await self._db.fetch_args(statement, args)
+        if offset < self._db.deep_offset:
+            rows = await self._db.fetch_args(statement, args)
+        else:
+            rows = await self._db.fetch_deep(statement, args)
         items = cast("list[JobRow]", [row[1:] for row in rows if row[1] is not None])
         return Page(rows[0][0], items)
 
@@ -266,7 +275,11 @@ class SqlJobStore:
         params["limit"] = page.limit
         params["offset"] = page.offset
         statement = list_sub_jobs_statement(*self._shape(sub_job_filter), self._db.dialect)
-        rows = await self._db.fetch(statement, params)
+        # One job's sub-jobs are a handful: with job_id, any offset is cheap.
+        if page.offset >= self._db.deep_offset and sub_job_filter.job_id is None:
+            rows = await self._db.fetch_deep(statement, statement.args(params))
+        else:
+            rows = await self._db.fetch(statement, params)
         items = [_sub_job(project_id, row, 1) for row in rows if row[1] is not None]
         return Page(count=rows[0][0], items=items)
 

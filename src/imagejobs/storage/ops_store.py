@@ -95,9 +95,12 @@ class SqlOpsStore:
     async def engine_counts(self, now: int) -> EngineCounts:
         jobs: dict[tuple[str, str], int] = {}
         sub_jobs: dict[tuple[str, str], int] = {}
-        for scope, job_type, status, n in await self._db.fetch(COUNTS, {}):
+        # Both read whole tables (the counters: a row per project, type, status and stripe,
+        # ~0.4 s at 20,000 projects on SQLite): off the event loop, as deep pages are.
+        for scope, job_type, status, n in await self._db.fetch_deep(COUNTS, ()):
             (jobs if scope == "job" else sub_jobs)[(job_type, status)] = int(n)
-        due, oldest, leased, expired = (await self._db.fetch(QUEUE, {"now": now}))[0]
+        queue = await self._db.fetch_deep(QUEUE, QUEUE.args({"now": now}))
+        due, oldest, leased, expired = queue[0]
         return EngineCounts(
             jobs=jobs,
             sub_jobs=sub_jobs,
