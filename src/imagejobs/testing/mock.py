@@ -75,8 +75,11 @@ class InProcessAdapter(BaseAdapter):
             )
         )
         response = _Answer(
-            CaseInsensitiveDict(
-                {k.decode("latin-1"): v.decode("latin-1") for k, v in answer_headers}
+            _case_insensitive(
+                {
+                    (name := k.decode("latin-1")): (name, v.decode("latin-1"))
+                    for k, v in answer_headers
+                }
             )
         )
         response.status_code = status
@@ -126,6 +129,15 @@ class _Answer(Response):
     @cookies.setter
     def cookies(self, jar: RequestsCookieJar) -> None:
         self._cookies = jar
+
+
+def _case_insensitive(store: dict[str, tuple[str, Any]]) -> CaseInsensitiveDict[Any]:
+    """A ``CaseInsensitiveDict`` of ``store``, which is already its inner form (lower-case
+    name: (name, value)): filling one item by item lower-cases every name again, ~4 µs
+    for a request's or an answer's headers, twice per call."""
+    headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+    headers._store = store  # type: ignore[assignment]  # its inner form, as said
+    return headers
 
 
 # requests requotes every URL it sends; a test polling one URL asks for the same answer.
@@ -215,12 +227,27 @@ def _signed_here(credentials: Any, request: Any, http_client: Any) -> Future[Any
     round trip between threads (two wake-ups) per call that a request which never leaves
     the process need not make."""
     credentials.process_sts(http_client)
-    signed: Future[Any] = Future()
     try:
-        signed.set_result(credentials.sign_request(request))
+        return _Finished(credentials.sign_request(request), None)
     except Exception as exc:  # raised by ``result()``, where the SDK's caller waits
-        signed.set_exception(exc)
-    return signed
+        return _Finished(None, exc)
+
+
+_FINISHED_CONDITION = threading.Condition()
+
+
+class _Finished(Future[Any]):
+    """A future finished as it is made: ``Future()`` makes a condition (and its lock) of
+    its own that a finished future never waits on, a tenth of the transport's own work
+    per call. Every finished future shares one (``result()`` holds it for an instant)."""
+
+    def __init__(self, result: Any, exception: BaseException | None) -> None:  # no super()
+        self._condition = _FINISHED_CONDITION
+        self._state = "FINISHED"
+        self._result = result
+        self._exception = exception
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
 
 
 def _send_sync(client: Any, adapter: InProcessAdapter, request: Any) -> Response:
@@ -263,17 +290,17 @@ def _send_text(
     elif method not in ("GET", "HEAD") and "content-length" not in merged:
         merged["content-length"] = ("Content-Length", "0")
     merged.setdefault("host", ("Host", request.host))
-    sent: dict[str, Any] = {}
+    sent: dict[str, tuple[str, Any]] = {}
     headers: Headers = []
     for lower, (name, value) in merged.items():
         if value is not None:
-            sent[name] = value
+            sent[lower] = (name, value)
             encoded_value = value.encode("latin-1") if isinstance(value, str) else value
             headers.append((lower.encode("latin-1"), encoded_value))
     url = f"{request.schema}://{request.host}{_requoted(request.uri)}"
     prepared = PreparedRequest()  # what the SDK's error handling reads: not prepared again
     prepared.method, prepared.url, prepared.body = method, url, body
-    prepared.headers = CaseInsensitiveDict(sent)
+    prepared.headers = _case_insensitive(sent)
     return adapter.answer(prepared, urlsplit(url), headers, encoded or b"")
 
 
