@@ -52,6 +52,7 @@ from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
+from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.protection import GuardedAccess, RateLimiter
 from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
@@ -144,6 +145,7 @@ def build_services(
         ),
         steering=steering,
         engine=engine,
+        keys=ProjectKeys(database, settings.iam_cache_seconds),
     )
 
 
@@ -264,6 +266,7 @@ def build_app(settings: Settings) -> Edge:
         if purge is not None:
             purge.start()
         retention.start(settings.audit_purge_seconds)
+        services.keys.sweeper.start(RESET_SWEEP_SECONDS)
         logger.info(
             "imagejobs %s ready on http://%s:%d (pid %d)",
             __version__,
@@ -277,6 +280,7 @@ def build_app(settings: Settings) -> Edge:
         if purge is not None:
             await purge.stop()
         await retention.stop()
+        await services.keys.sweeper.stop()
         if embedded is not None:
             await embedded.stop()
         await services.engine.driver.close()
@@ -310,6 +314,11 @@ def build_app(settings: Settings) -> Edge:
     return edge
 
 
+# How often each serving process looks for other processes' resets to sweep (its own
+# wake its sweeper at once).
+RESET_SWEEP_SECONDS = 10.0
+
+
 def audit_retention(settings: Settings, ops: SqlOpsStore) -> AuditRetention:
     return AuditRetention(ops, settings.audit_retention_days, settings.audit_purge_batch)
 
@@ -322,7 +331,9 @@ def build_testkit(settings: Settings, database: Database, services: Services) ->
         identity = IdentityService(SqlIamStore(database), box, hashing=password_hashing(settings))
     engine_store = services.engine.store
     assert isinstance(engine_store, SqlEngineStore)
-    return TestKitService(SqlStateStore(database, engine_store), services.steering, identity)
+    return TestKitService(
+        SqlStateStore(database, engine_store), services.steering, identity, services.keys
+    )
 
 
 async def load_init_dir(settings: Settings) -> list[str]:
@@ -340,9 +351,8 @@ async def load_init_dir(settings: Settings) -> list[str]:
             try:
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
-                        await services.steering.put_rule(
-                            rule_record(entry.project_id, entry.job_type, entry)
-                        )
+                        key = await services.keys.storage_key(entry.project_id)
+                        await services.steering.put_rule(rule_record(key, entry.job_type, entry))
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
             except ImageJobsError as exc:
@@ -371,12 +381,14 @@ async def seed_demo(settings: Settings) -> bool:
     await database.open()
     try:
         store = SqlJobStore(database)
+        services = build_services(database, settings)
+        key = await services.keys.storage_key(DEMO_PROJECT_ID)
         for job_type in (JobType.CREATE_SERVER, JobType.CREATE_SERVER_IMAGE, JobType.DELETE_SERVER):
-            page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
+            page = await store.list_jobs(key, JobFilter(job_type), PageRequest(0, 1))
             if page.count:
                 return False
         # A consistent world (services/demo_world.py): its live jobs are engine tasks.
-        testkit = build_testkit(settings, database, build_services(database, settings))
+        testkit = build_testkit(settings, database, services)
         await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
     finally:
