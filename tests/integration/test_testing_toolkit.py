@@ -4,6 +4,7 @@ steering, reset, and the operator endpoints behind them."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from huaweicloudsdkworkspaceapp.v1 import (
 import imagejobs.testing
 from imagejobs import __version__
 from imagejobs.testing import Cloud, OperatorError
+from tests.engine_support import counter_mismatches, query, wait_until
 from tests.integration.sdk import create_server_request
 
 
@@ -66,9 +68,10 @@ def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
     ) == ("WKS.0042", "no")
 
 
-def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
-    tenant = cloud.tenant()
-    client = cloud.client(tenant)
+def _reset_in_the_middle_of_running_jobs(cloud: Cloud) -> None:
+    tenant, bystander = cloud.tenant(), cloud.tenant()
+    client, bystanding = cloud.client(tenant), cloud.client(bystander)
+    bystanding.create_image_server(create_server_request())
     cloud.steer(tenant, completion="duration", duration=0.3)
     for _ in range(5):
         client.create_image_server(create_server_request())
@@ -85,6 +88,67 @@ def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Clo
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     servers = client.list_image_servers(ListImageServersRequest())
     assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
+    # The serving process sweeps the old generation's rows; the other project keeps its own.
+    url = cloud.settings.database_url
+    assert wait_until(lambda: not query(url, _RETIRED_ROWS), 30)
+    other = bystanding.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert (other.count, len(other.items)) == (1, 1)
+    assert counter_mismatches(url) == []
+
+
+# Rows still stored under a retired key (a reset's old generation).
+_RETIRED_ROWS = " UNION ALL ".join(
+    f"SELECT project_id FROM {table} WHERE project_id IN"
+    " (SELECT storage_key FROM retired_project_keys)"
+    for table in ("engine_tasks", "sub_jobs", "jobs", "image_servers", "job_counters")
+)
+
+
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
+    _reset_in_the_middle_of_running_jobs(cloud)
+
+
+@pytest.mark.postgres
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done_on_postgresql(
+    postgres_url: str,
+) -> None:
+    with imagejobs.testing.serve(database_url=postgres_url) as on_postgres:
+        _reset_in_the_middle_of_running_jobs(on_postgres)
+
+
+def test_a_request_during_resets_sees_one_generation_whole(cloud: Cloud) -> None:
+    """Lists answered while the project is reset and loaded again and again: each shows
+    the jobs of exactly one generation (or none), and counts exactly what it lists."""
+    tenant = cloud.tenant()
+    generations = [
+        fixture_state(tenant.project_id, 770_000_000_000_000_000 + n * 1000) for n in range(8)
+    ]
+    expected = {frozenset()} | {
+        frozenset(j["id"] for j in g["jobs"] if j["job_type"] == "CREATE_SERVER")
+        for g in generations
+    }
+    answers: list[tuple[int, frozenset[str]]] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        client = cloud.client(tenant)
+        while not done.is_set():
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            answers.append((listed.count, frozenset(j.id for j in listed.items)))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for state in generations:
+            cloud.reset(tenant)
+            cloud.load(state)
+    finally:
+        done.set()
+        poller.join()
+    assert answers
+    for count, ids in answers:
+        assert ids in expected
+        assert count == len(ids)
 
 
 def test_reset_of_the_only_project_with_rows_empties_whole_tables_and_nothing_comes_back() -> None:

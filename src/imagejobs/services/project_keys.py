@@ -89,16 +89,22 @@ class RetiredKeySweeper:
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self, grace_ms: int = RETIRED_GRACE_MS) -> int:
-        """Sweep until no retired key has rows left; the number of rows deleted."""
+        """Delete every retired key's rows; forget the keys retired more than
+        ``grace_ms`` ago (a request that resolved one just before its reset may still
+        write a row under it until then). The number of rows deleted."""
         total = 0
-        while True:
-            started = time.monotonic()
-            n = await self._store.sweep(self._batch, retired_before=self._clock_ms() - grace_ms)
-            if not n:
-                return total
-            total += n
-            self.swept += n
-            await asyncio.sleep(max(MIN_PAUSE_SECONDS, time.monotonic() - started))
+        for storage_key, retired_at in await self._store.retired():
+            while True:
+                started = time.monotonic()
+                n = await self._store.sweep(storage_key, self._batch)
+                if not n:
+                    break
+                total += n
+                self.swept += n
+                await asyncio.sleep(max(MIN_PAUSE_SECONDS, time.monotonic() - started))
+            if retired_at < self._clock_ms() - grace_ms:
+                await self._store.forget_retired(storage_key)
+        return total
 
     def wake(self) -> None:
         self._wake.set()

@@ -36,7 +36,7 @@ RETIRE = Statement(
 )
 FORGET_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :storage_key")
 RETIRED = Statement(
-    "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at LIMIT :limit"
+    "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at, storage_key"
 )
 FORGET_RETIRED = Statement("DELETE FROM retired_project_keys WHERE storage_key = :storage_key")
 FORGET_ALL_RETIRED = Statement("DELETE FROM retired_project_keys")
@@ -89,21 +89,22 @@ class SqlProjectKeyStore:
         rows = await self._db.fetch(RESOLVE, {"project_id": project_id})
         return project_id if not rows else str(rows[0][0])
 
-    async def sweep(self, batch: int, *, retired_before: int, keys: int = 16) -> int:
-        """Delete up to ``batch`` rows of the oldest retired key that still has some, in
-        one short transaction; forget a retired key once it has none and was retired
-        before ``retired_before`` (a request that resolved it just before its reset may
-        still write a row under it until then). The number of rows deleted."""
-        sweeps = SWEEP[self._db.dialect]
-        for storage_key, retired_at in await self._db.fetch(RETIRED, {"limit": keys}):
-            params = {"storage_key": storage_key, "batch": batch}
-            for table in SWEPT_TABLES:
-                deleted = len(await self._db.write(sweeps[table], params))
-                if deleted:
-                    return deleted
-            if retired_at < retired_before:
-                await self._db.write(FORGET_RETIRED, {"storage_key": storage_key})
+    async def retired(self) -> list[tuple[str, int]]:
+        """Every retired key with when it was retired, oldest first."""
+        return [(str(k), int(at)) for k, at in await self._db.fetch(RETIRED, {})]
+
+    async def sweep(self, storage_key: str, batch: int) -> int:
+        """Delete up to ``batch`` rows of ``storage_key`` (retired), from the first table
+        that still has some, in one short transaction; the number deleted (0: none left)."""
+        params = {"storage_key": storage_key, "batch": batch}
+        for statement in SWEEP[self._db.dialect].values():
+            deleted = len(await self._db.write(statement, params))
+            if deleted:
+                return deleted
         return 0
+
+    async def forget_retired(self, storage_key: str) -> None:
+        await self._db.write(FORGET_RETIRED, {"storage_key": storage_key})
 
     async def free_ids(
         self, tx: Transaction, servers: Sequence[int], jobs: Sequence[int], sub_jobs: Sequence[int]
