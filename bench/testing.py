@@ -111,6 +111,14 @@ def glue_server(
         "IMAGEJOBS_LOG_LEVEL": "warning",
     }
     start = time.perf_counter()
+    if database_url:  # serve migrates SQLite only: the glue migrates PostgreSQL first
+        subprocess.run(
+            [sys.executable, "-m", "imagejobs", "migrate"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     server = subprocess.Popen(
         [sys.executable, "-m", "imagejobs", "serve", "--port", str(port)],
         env=env,
@@ -123,6 +131,8 @@ def glue_server(
             httpx.get(base + "/openapi.json", timeout=1)
             break
         except httpx.TransportError:
+            if server.poll() is not None:
+                raise RuntimeError(f"imagejobs serve exited with {server.returncode}") from None
             time.sleep(0.1)
     ready = time.perf_counter() - start
     try:

@@ -39,6 +39,7 @@ from imagejobs.observability import (
     Metrics,
     audit_retention_metrics,
     database_metrics,
+    reset_sweep_metrics,
     runner_metrics,
 )
 from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
@@ -256,6 +257,7 @@ def build_app(settings: Settings) -> Edge:
         if embedded is not None:
             metrics.sample(lambda: runner_metrics(embedded.runner))
         metrics.sample(lambda: audit_retention_metrics(retention))
+        metrics.sample(lambda: reset_sweep_metrics(services.keys.sweeper))
 
     async def startup() -> None:
         await database.open()

@@ -81,13 +81,23 @@ def _reset_in_the_middle_of_running_jobs(cloud: Cloud) -> None:
         "GET", "/_imagejobs/engine/tasks", query=f"project_id={tenant.project_id}"
     )
     assert tasks == {"tasks": []}
+    with pytest.raises(OperatorError) as forgotten:  # the rule went with the reset
+        cloud.operator("GET", f"/_imagejobs/engine/rules/{tenant.project_id}/*")
+    assert (forgotten.value.status, forgotten.value.error_msg) == (
+        404,
+        f"No steering rule is set for {tenant.project_id}/*.",
+    )
     cloud.steer(tenant, completion="duration", duration=0.3)  # and then wait past it:
+    rule = cloud.operator("GET", f"/_imagejobs/engine/rules/{tenant.project_id}/*")
+    assert rule["project_id"] == tenant.project_id  # the path's id, not the storage key
     job_id = client.create_image_server(create_server_request()).job_id
     while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
         pass
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     servers = client.list_image_servers(ListImageServersRequest())
     assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
+    shown = client.show_image_job(ShowImageJobRequest(job_id=job_id))
+    assert [s.project_id for s in shown.sub_jobs] == [tenant.project_id]
     # The serving process sweeps the old generation's rows; the other project keeps its own.
     url = cloud.settings.database_url
     assert wait_until(lambda: not query(url, _RETIRED_ROWS), 30)

@@ -73,6 +73,7 @@ from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import AccessControl
 from imagejobs.services.authorization import Principal
+from imagejobs.services.steering import RuleNotFound
 from imagejobs.services.testkit import TestKitService
 
 STEER_ACTION = "imagejobs:engine:steer"
@@ -165,7 +166,13 @@ def operator_routes(
         return DeletedResponse(await call.services.steering.clear())
 
     async def get_rule(call: OperatorCall) -> Struct:
-        rule = await call.services.steering.rule(*await _keyed_scope(call))
+        key, job_type = await _keyed_scope(call)
+        try:
+            rule = await call.services.steering.rule(key, job_type)
+        except RuleNotFound:  # named as the path names it, not by its storage key
+            raise RuleNotFound(
+                f"No steering rule is set for {call.path['project_id']}/{job_type}."
+            ) from None
         return _shown(rule_info(rule), call)
 
     async def put_rule(call: OperatorCall) -> Struct:
