@@ -174,3 +174,25 @@ async def test_reset_refuses_the_every_project_scope(database: Database, databas
     services = services_for(database, database_url)
     with pytest.raises(Exception, match="must name one project"):
         await _testkit(services, database).reset("*")
+
+
+async def test_resetting_everything_after_a_project_reset_leaves_no_row_and_keys_that_work(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    now = now_ms()
+    state = demo_state("project-a", 30, now, seed=5)
+    await testkit.load(state)
+    await testkit.load(demo_state("project-b", 20, now, seed=6))
+    await testkit.reset("project-a")
+    await testkit.load(demo_state("project-a", 10, now, seed=7))
+
+    await testkit.reset(None)
+
+    assert await _rows_by_key(database) == {}
+    assert await database.fetch(Statement("SELECT * FROM retired_project_keys"), {}) == []
+    await testkit.load(state)  # into the project's current key, its old ids free again
+    assert _shape(await testkit.dump("project-a")) == _shape(state)
+    assert (await _counts(services, "project-a"))["CREATE_SERVER"] > 0
+    assert await counter_mismatches_async(database_url) == []
