@@ -176,9 +176,11 @@ def build_access(
     settings: Settings,
     database: Database,
     guard: Callable[[AccessControl], AccessControl] = lambda access: access,
+    keys: ProjectKeys | None = None,
 ) -> tuple[AccessControl | None, IamApi | None]:
     """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none);
-    ``guard`` wraps the access control (rate limits, metrics)."""
+    ``guard`` wraps the access control (rate limits, metrics). ``keys``: the project keys
+    the API resolves, forgotten when the identity cache notices a change (a reset)."""
     if settings.auth == "none":
         return None, None
     store = SqlIamStore(database)
@@ -196,8 +198,11 @@ def build_access(
             box,
             cache_seconds=settings.iam_cache_seconds,
             operator_token=settings.operator_token or None,
+            on_change=(lambda: None) if keys is None else keys.forget,
         )
     )
+    if keys is not None:  # every request is authenticated before its project is resolved
+        keys.checks_generation = False
     return access, IamApi(identity, make_authenticator(access))
 
 
@@ -234,9 +239,9 @@ def build_app(settings: Settings) -> Edge:
     database = open_database(settings)
     metrics = Metrics() if settings.metrics else None
     guard = build_guard(settings, metrics)
-    iam_access, iam_api = build_access(settings, database, guard)
-    access = iam_access or guard(OpenAccess())
     services = build_services(database, settings, runner_here=settings.embedded_runner)
+    iam_access, iam_api = build_access(settings, database, guard, services.keys)
+    access = iam_access or guard(OpenAccess())
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )

@@ -354,3 +354,29 @@ def test_load_dump_and_reset_on_postgresql(postgres_url: str) -> None:
             "servers": [],
             "jobs": [],
         }
+
+
+@pytest.mark.postgres
+def test_another_serving_process_sees_a_reset_when_it_sees_identity_changes(
+    postgres_url: str,
+) -> None:
+    """Two services on one database (as two serving processes): a reset through one is
+    seen by the other at its next identity check (every request in the test profile)."""
+    with imagejobs.testing.serve(database_url=postgres_url) as first:
+        settings = first.settings
+        with imagejobs.testing.serve(
+            database_url=postgres_url, encryption_key=settings.encryption_key
+        ) as second:
+            tenant = first.tenant()
+            client = second.client(tenant)  # requests to the second, reset by the first
+            client.create_image_server(create_server_request())
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            assert listed.count == 1  # the second has resolved (and cached) the project
+
+            first.reset(tenant)
+
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            servers = client.list_image_servers(ListImageServersRequest())
+            assert (listed.count, listed.items, servers.count) == (0, [], 0)
+            job_id = client.create_image_server(create_server_request()).job_id
+            assert first.dump(tenant)["jobs"][0]["id"] == job_id  # the same generation

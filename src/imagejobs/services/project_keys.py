@@ -37,13 +37,17 @@ class ProjectKeys:
         self._keys: dict[str, str] = {}
         self._generation: object = None
         self._checked_at = float("-inf")
+        # False where the identity cache checks the generation before every request
+        # resolves its project, and calls ``forget`` when it changed (IamAccess's
+        # on_change): one read of it per check, not two.
+        self.checks_generation = True
 
     async def storage_key(self, project_id: str) -> str:
         """The key ``project_id``'s rows are stored under now (``*``, every project in a
         steering rule's scope, stays ``*``)."""
         if project_id == "*":
             return project_id
-        if time.monotonic() - self._checked_at >= self._cache_seconds:
+        if self.checks_generation and time.monotonic() - self._checked_at >= self._cache_seconds:
             await self._refresh()
         key = self._keys.get(project_id)
         if key is None:
