@@ -39,6 +39,7 @@ from imagejobs.observability import (
     Metrics,
     audit_retention_metrics,
     database_metrics,
+    reset_sweep_metrics,
     runner_metrics,
 )
 from imagejobs.runner.process import EmbeddedRunner, run_until_signalled
@@ -52,6 +53,7 @@ from imagejobs.services.demo_world import demo_state
 from imagejobs.services.engine import EngineService
 from imagejobs.services.identity import IdentityService, NewAccount
 from imagejobs.services.password_hashing import PasswordHashing
+from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.protection import DeepReadBudget, GuardedAccess, RateLimiter
 from imagejobs.services.servers import Quotas, ServerService
 from imagejobs.services.steering import SteeredJobService, SteeringService, defaults_from
@@ -147,6 +149,7 @@ def build_services(
         ),
         steering=steering,
         engine=engine,
+        keys=ProjectKeys(database, settings.iam_cache_seconds),
         deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
     )
 
@@ -173,9 +176,11 @@ def build_access(
     settings: Settings,
     database: Database,
     guard: Callable[[AccessControl], AccessControl] = lambda access: access,
+    keys: ProjectKeys | None = None,
 ) -> tuple[AccessControl | None, IamApi | None]:
     """IAM in front of the API, and the /v3 identity routes (none with IMAGEJOBS_AUTH=none);
-    ``guard`` wraps the access control (rate limits, metrics)."""
+    ``guard`` wraps the access control (rate limits, metrics). ``keys``: the project keys
+    the API resolves, forgotten when the identity cache notices a change (a reset)."""
     if settings.auth == "none":
         return None, None
     store = SqlIamStore(database)
@@ -192,8 +197,11 @@ def build_access(
         box,
         cache_seconds=settings.iam_cache_seconds,
         operator_token=settings.operator_token or None,
+        on_change=(lambda: None) if keys is None else keys.forget,
     )
     access = guard(iam_access)
+    if keys is not None:  # every request is authenticated before its project is resolved
+        keys.checks_generation = False
     return access, IamApi(identity, make_authenticator(access), iam_access.invalidate)
 
 
@@ -230,9 +238,9 @@ def build_app(settings: Settings) -> Edge:
     database = open_database(settings)
     metrics = Metrics() if settings.metrics else None
     guard = build_guard(settings, metrics)
-    iam_access, iam_api = build_access(settings, database, guard)
-    access = iam_access or guard(OpenAccess())
     services = build_services(database, settings, runner_here=settings.embedded_runner)
+    iam_access, iam_api = build_access(settings, database, guard, services.keys)
+    access = iam_access or guard(OpenAccess())
     embedded = (
         EmbeddedRunner(build_runner(settings, services)) if settings.embedded_runner else None
     )
@@ -253,6 +261,7 @@ def build_app(settings: Settings) -> Edge:
         if embedded is not None:
             metrics.sample(lambda: runner_metrics(embedded.runner))
         metrics.sample(lambda: audit_retention_metrics(retention))
+        metrics.sample(lambda: reset_sweep_metrics(services.keys.sweeper))
 
     async def startup() -> None:
         await database.open()
@@ -263,6 +272,7 @@ def build_app(settings: Settings) -> Edge:
         if purge is not None:
             purge.start()
         retention.start(settings.audit_purge_seconds)
+        services.keys.sweeper.start(RESET_SWEEP_SECONDS)
         logger.info(
             "imagejobs %s ready on http://%s:%d (pid %d)",
             __version__,
@@ -276,6 +286,7 @@ def build_app(settings: Settings) -> Edge:
         if purge is not None:
             await purge.stop()
         await retention.stop()
+        await services.keys.sweeper.stop()
         if embedded is not None:
             await embedded.stop()
         await services.engine.driver.close()
@@ -311,6 +322,11 @@ def build_app(settings: Settings) -> Edge:
     return edge
 
 
+# How often each serving process looks for other processes' resets to sweep (its own
+# wake its sweeper at once).
+RESET_SWEEP_SECONDS = 10.0
+
+
 def audit_retention(settings: Settings, ops: SqlOpsStore) -> AuditRetention:
     return AuditRetention(ops, settings.audit_retention_days, settings.audit_purge_batch)
 
@@ -323,7 +339,9 @@ def build_testkit(settings: Settings, database: Database, services: Services) ->
         identity = IdentityService(SqlIamStore(database), box, hashing=password_hashing(settings))
     engine_store = services.engine.store
     assert isinstance(engine_store, SqlEngineStore)
-    return TestKitService(SqlStateStore(database, engine_store), services.steering, identity)
+    return TestKitService(
+        SqlStateStore(database, engine_store), services.steering, identity, services.keys
+    )
 
 
 async def load_init_dir(settings: Settings) -> list[str]:
@@ -342,9 +360,8 @@ async def load_init_dir(settings: Settings) -> list[str]:
                 raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
-                        await services.steering.put_rule(
-                            rule_record(entry.project_id, entry.job_type, entry)
-                        )
+                        key = await services.keys.storage_key(entry.project_id)
+                        await services.steering.put_rule(rule_record(key, entry.job_type, entry))
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
             except (ImageJobsError, OSError) as exc:
@@ -372,12 +389,14 @@ async def seed_demo(settings: Settings) -> bool:
     """Seed the demo project unless it already has jobs; True when it seeded."""
     async with opened_database(settings) as database:
         store = SqlJobStore(database)
+        services = build_services(database, settings)
+        key = await services.keys.storage_key(DEMO_PROJECT_ID)
         for job_type in (JobType.CREATE_SERVER, JobType.CREATE_SERVER_IMAGE, JobType.DELETE_SERVER):
-            page = await store.list_jobs(DEMO_PROJECT_ID, JobFilter(job_type), PageRequest(0, 1))
+            page = await store.list_jobs(key, JobFilter(job_type), PageRequest(0, 1))
             if page.count:
                 return False
         # A consistent world (services/demo_world.py): its live jobs are engine tasks.
-        testkit = build_testkit(settings, database, build_services(database, settings))
+        testkit = build_testkit(settings, database, services)
         await testkit.load(demo_state(DEMO_PROJECT_ID, DEMO_JOBS, now_ms()))
         return True
 

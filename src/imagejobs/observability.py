@@ -285,6 +285,18 @@ def audit_retention_metrics(retention: _AuditRetention) -> Iterable[Metric]:
     )
 
 
+class _Sweeper(Protocol):
+    swept: int
+
+
+def reset_sweep_metrics(sweeper: _Sweeper) -> Iterable[Metric]:
+    yield counter(
+        "imagejobs_reset_rows_swept",
+        "Rows of reset projects' old generations this process deleted in the background.",
+        sweeper.swept,
+    )
+
+
 # --- the access log -------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ steering, reset, and the operator endpoints behind them."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from huaweicloudsdkworkspaceapp.v1 import (
 import imagejobs.testing
 from imagejobs import __version__
 from imagejobs.testing import Cloud, OperatorError
+from tests.engine_support import counter_mismatches, query, wait_until
 from tests.integration.sdk import create_server_request
 
 
@@ -66,9 +68,10 @@ def test_the_nth_read_is_the_first_to_see_the_job_fail_with_the_steered_error(
     ) == ("WKS.0042", "no")
 
 
-def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
-    tenant = cloud.tenant()
-    client = cloud.client(tenant)
+def _reset_in_the_middle_of_running_jobs(cloud: Cloud) -> None:
+    tenant, bystander = cloud.tenant(), cloud.tenant()
+    client, bystanding = cloud.client(tenant), cloud.client(bystander)
+    bystanding.create_image_server(create_server_request())
     cloud.steer(tenant, completion="duration", duration=0.3)
     for _ in range(5):
         client.create_image_server(create_server_request())
@@ -78,13 +81,84 @@ def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Clo
         "GET", "/_imagejobs/engine/tasks", query=f"project_id={tenant.project_id}"
     )
     assert tasks == {"tasks": []}
+    with pytest.raises(OperatorError) as forgotten:  # the rule went with the reset
+        cloud.operator("GET", f"/_imagejobs/engine/rules/{tenant.project_id}/*")
+    assert (forgotten.value.status, forgotten.value.error_msg) == (
+        404,
+        f"No steering rule is set for {tenant.project_id}/*.",
+    )
     cloud.steer(tenant, completion="duration", duration=0.3)  # and then wait past it:
+    rule = cloud.operator("GET", f"/_imagejobs/engine/rules/{tenant.project_id}/*")
+    assert rule["project_id"] == tenant.project_id  # the path's id, not the storage key
     job_id = client.create_image_server(create_server_request()).job_id
     while client.show_image_job(ShowImageJobRequest(job_id=job_id)).status != "SUCCESS":
         pass
     listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
     servers = client.list_image_servers(ListImageServersRequest())
     assert (listed.count, [j.id for j in listed.items], servers.count) == (1, [job_id], 1)
+    shown = client.show_image_job(ShowImageJobRequest(job_id=job_id))
+    assert [s.project_id for s in shown.sub_jobs] == [tenant.project_id]
+    # The serving process sweeps the old generation's rows; the other project keeps its own.
+    url = cloud.settings.database_url
+    assert wait_until(lambda: not query(url, _RETIRED_ROWS), 30)
+    other = bystanding.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    assert (other.count, len(other.items)) == (1, 1)
+    assert counter_mismatches(url) == []
+
+
+# Rows still stored under a retired key (a reset's old generation).
+_RETIRED_ROWS = " UNION ALL ".join(
+    f"SELECT project_id FROM {table} WHERE project_id IN"
+    " (SELECT storage_key FROM retired_project_keys)"
+    for table in ("engine_tasks", "sub_jobs", "jobs", "image_servers", "job_counters")
+)
+
+
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done(cloud: Cloud) -> None:
+    _reset_in_the_middle_of_running_jobs(cloud)
+
+
+@pytest.mark.postgres
+def test_reset_in_the_middle_of_running_jobs_leaves_nothing_half_done_on_postgresql(
+    postgres_url: str,
+) -> None:
+    with imagejobs.testing.serve(database_url=postgres_url) as on_postgres:
+        _reset_in_the_middle_of_running_jobs(on_postgres)
+
+
+def test_a_request_during_resets_sees_one_generation_whole(cloud: Cloud) -> None:
+    """Lists answered while the project is reset and loaded again and again: each shows
+    the jobs of exactly one generation (or none), and counts exactly what it lists."""
+    tenant = cloud.tenant()
+    generations = [
+        fixture_state(tenant.project_id, 770_000_000_000_000_000 + n * 1000) for n in range(8)
+    ]
+    expected = {frozenset()} | {
+        frozenset(j["id"] for j in g["jobs"] if j["job_type"] == "CREATE_SERVER")
+        for g in generations
+    }
+    answers: list[tuple[int, frozenset[str]]] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        client = cloud.client(tenant)
+        while not done.is_set():
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            answers.append((listed.count, frozenset(j.id for j in listed.items)))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for state in generations:
+            cloud.reset(tenant)
+            cloud.load(state)
+    finally:
+        done.set()
+        poller.join()
+    assert answers
+    for count, ids in answers:
+        assert ids in expected
+        assert count == len(ids)
 
 
 def test_reset_of_the_only_project_with_rows_empties_whole_tables_and_nothing_comes_back() -> None:
@@ -317,3 +391,29 @@ def test_load_dump_and_reset_on_postgresql(postgres_url: str) -> None:
             "servers": [],
             "jobs": [],
         }
+
+
+@pytest.mark.postgres
+def test_another_serving_process_sees_a_reset_when_it_sees_identity_changes(
+    postgres_url: str,
+) -> None:
+    """Two services on one database (as two serving processes): a reset through one is
+    seen by the other at its next identity check (every request in the test profile)."""
+    with imagejobs.testing.serve(database_url=postgres_url) as first:
+        settings = first.settings
+        with imagejobs.testing.serve(
+            database_url=postgres_url, encryption_key=settings.encryption_key
+        ) as second:
+            tenant = first.tenant()
+            client = second.client(tenant)  # requests to the second, reset by the first
+            client.create_image_server(create_server_request())
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            assert listed.count == 1  # the second has resolved (and cached) the project
+
+            first.reset(tenant)
+
+            listed = client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+            servers = client.list_image_servers(ListImageServersRequest())
+            assert (listed.count, listed.items, servers.count) == (0, [], 0)
+            job_id = client.create_image_server(create_server_request()).job_id
+            assert first.dump(tenant)["jobs"][0]["id"] == job_id  # the same generation

@@ -158,11 +158,15 @@ class OperationEndpoint:
                     )
                 break
         await self._access.authorize(principal, operation.action, project_id)
+        # The one place a request's project becomes the key its rows are stored under:
+        # resolved once, so the whole request sees one generation of a project that is
+        # being reset (the old one, or the new one).
+        key = await self._services.keys.storage_key(project_id)
         values = self._query_values(scope["query_string"])
         for param in self._path_params:
             values[param.name] = param.parse(raw_path[param.name])
         decoded = None if operation.body is None else decode_body(body, operation.body)
-        call = Call(self._services, principal, project_id, values, decoded)
+        call = Call(self._services, principal, project_id, values, decoded, key)
         deep_reads = self._services.deep_reads
         if deep_reads is None or (
             values.get("offset", 0) < deep_reads.threshold

@@ -33,9 +33,11 @@ class Call(NamedTuple):
 
     services: Services
     principal: Principal
-    project_id: str
+    project_id: str  # the path's, as the API shows it
     params: Mapping[str, Any]
     body: Any
+    # What the stores are given for the project: its storage key now (services/project_keys.py)
+    key: str
 
 
 # A handler answers with a wire struct, JSON bytes it encoded itself, or nothing.
@@ -72,31 +74,35 @@ def _page(call: Call) -> PageRequest:
 async def _list_image_jobs(call: Call) -> bytes:
     params = call.params
     page = await call.services.jobs.list_job_rows(
-        call.project_id, params["job_type"], params["status"], params["offset"], params["limit"]
+        call.key, params["job_type"], params["status"], params["offset"], params["limit"]
     )
     return job_page_json(page.count, page.items)
 
 
 async def _show_image_job(call: Call) -> Struct:
-    return job_detail(await call.services.jobs.show_job(call.project_id, call.params["job_id"]))
+    return job_detail(
+        await call.services.jobs.show_job(call.key, call.params["job_id"]), call.project_id
+    )
 
 
 async def _list_image_sub_jobs(call: Call) -> Struct:
     status = call.params["status"]
     page = await call.services.jobs.list_sub_jobs(
-        call.project_id,
+        call.key,
         JobType(call.params["job_type"]),
         None if status is None else SubJobStatus(status),
         call.params["job_id"],
         _page(call),
     )
-    return ListImageSubJobsResponse(count=page.count, items=[sub_job_info(s) for s in page.items])
+    return ListImageSubJobsResponse(
+        count=page.count, items=[sub_job_info(s, call.project_id) for s in page.items]
+    )
 
 
 async def _count_image_sub_jobs(call: Call) -> Struct:
     status = call.params["status"]
     count = await call.services.jobs.count_sub_jobs(
-        call.project_id,
+        call.key,
         [JobType(t) for t in call.params["job_type"]],
         None if status is None else SubJobStatus(status),
         call.params["job_id"],
@@ -106,7 +112,7 @@ async def _count_image_sub_jobs(call: Call) -> Struct:
 
 async def _batch_delete_image_sub_jobs(call: Call) -> None:
     body: StringSet = call.body
-    await call.services.jobs.delete_sub_jobs(call.project_id, body.items)
+    await call.services.jobs.delete_sub_jobs(call.key, body.items)
 
 
 _V1 = "/v1/{project_id}"

@@ -74,6 +74,7 @@ from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import OPERATOR_HEADER, AccessControl
 from imagejobs.services.authorization import Principal
+from imagejobs.services.steering import RuleNotFound
 from imagejobs.services.testkit import TestKitService
 
 STEER_ACTION = "imagejobs:engine:steer"
@@ -118,6 +119,22 @@ def _scope(call: OperatorCall) -> tuple[str, str]:
     return project_id, job_type
 
 
+async def _key(call: OperatorCall, project_id: str) -> str:
+    """The project's storage key (what the stores are given; ``*`` stays ``*``)."""
+    return await call.services.keys.storage_key(project_id)
+
+
+async def _keyed_scope(call: OperatorCall) -> tuple[str, str]:
+    """The path's scope, its project as its storage key."""
+    project_id, job_type = _scope(call)
+    return await _key(call, project_id), job_type
+
+
+def _shown(info: RuleInfo, call: OperatorCall) -> RuleInfo:
+    """A rule as the path named its project (its record carries the storage key)."""
+    return msgspec.structs.replace(info, project_id=call.path["project_id"])
+
+
 def operator_routes(
     services: Services,
     access: AccessControl,
@@ -132,8 +149,14 @@ def operator_routes(
     async def tasks(call: OperatorCall) -> Struct:
         project_id = TASK_PROJECT.parse(call.query.get("project_id"))
         limit = TASK_LIMIT.parse(call.query.get("limit"))
-        views = await call.services.engine.tasks(project_id, limit)
-        return TasksResponse([task_info(t) for t in views])
+        if project_id is None:  # every project's; a reset project's show its storage key
+            return TasksResponse(
+                [task_info(t) for t in await call.services.engine.tasks(None, limit)]
+            )
+        views = await call.services.engine.tasks(await _key(call, project_id), limit)
+        return TasksResponse(
+            [msgspec.structs.replace(task_info(t), project_id=project_id) for t in views]
+        )
 
     async def rules(call: OperatorCall) -> Struct:
         steering = call.services.steering
@@ -144,17 +167,24 @@ def operator_routes(
         return DeletedResponse(await call.services.steering.clear())
 
     async def get_rule(call: OperatorCall) -> Struct:
-        return rule_info(await call.services.steering.rule(*_scope(call)))
+        key, job_type = await _keyed_scope(call)
+        try:
+            rule = await call.services.steering.rule(key, job_type)
+        except RuleNotFound:  # named as the path names it, not by its storage key
+            raise RuleNotFound(
+                f"No steering rule is set for {call.path['project_id']}/{job_type}."
+            ) from None
+        return _shown(rule_info(rule), call)
 
     async def put_rule(call: OperatorCall) -> Struct:
-        rule = rule_record(*_scope(call), call.body)
-        return rule_info(await call.services.steering.put_rule(rule))
+        rule = rule_record(*await _keyed_scope(call), call.body)
+        return _shown(rule_info(await call.services.steering.put_rule(rule)), call)
 
     async def delete_rule(call: OperatorCall) -> Struct:
-        return DeletedResponse(await call.services.steering.delete_rule(*_scope(call)))
+        return DeletedResponse(await call.services.steering.delete_rule(*await _keyed_scope(call)))
 
     async def behaviour(call: OperatorCall) -> Struct:
-        project_id, job_type = _scope(call)
+        project_id, job_type = await _keyed_scope(call)
         if job_type == ANY:  # a behaviour is always that of one job type
             raise InvalidParameter("job_type", "must be a job type, not *")
         return behaviour_info(await call.services.steering.behaviour(project_id, JobType(job_type)))

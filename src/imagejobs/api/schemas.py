@@ -135,7 +135,8 @@ def _job_row_json(row: JobRow) -> str:
     return text
 
 
-def sub_job_info(sub_job: SubJob) -> ImageJobDetailInfo:
+def sub_job_info(sub_job: SubJob, project_id: str) -> ImageJobDetailInfo:
+    """``project_id``: the request's (the sub-job's record carries its storage key)."""
     return ImageJobDetailInfo(
         id=str(sub_job.id),
         job_type=sub_job.job_type,
@@ -144,12 +145,12 @@ def sub_job_info(sub_job: SubJob) -> ImageJobDetailInfo:
         end_time=format_optional_time(sub_job.end_time),
         status=sub_job.status,
         job_execute_info=ImageJobExecuteInfo(sub_job.error_code, sub_job.error_message),
-        project_id=sub_job.project_id,
+        project_id=project_id,
         job_id=str(sub_job.job_id),
     )
 
 
-def job_detail(detail: JobDetail) -> ShowImageJobResponse:
+def job_detail(detail: JobDetail, project_id: str) -> ShowImageJobResponse:
     job = detail.job
     return ShowImageJobResponse(
         id=str(job.id),
@@ -158,7 +159,7 @@ def job_detail(detail: JobDetail) -> ShowImageJobResponse:
         end_time=format_optional_time(job.end_time),
         status=job.status,
         sub_jobs_total=job.sub_jobs_total,
-        sub_jobs=[sub_job_info(s) for s in detail.sub_jobs],
+        sub_jobs=[sub_job_info(s, project_id) for s in detail.sub_jobs],
     )
 
 

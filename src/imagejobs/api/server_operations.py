@@ -30,7 +30,7 @@ from imagejobs.domain.servers import ServerFilter
 
 async def _create_image_server(call: Call) -> Struct:
     body: CreateImageServerReq = call.body
-    return JobIdInfo(await call.services.servers.create(call.project_id, new_server(body)))
+    return JobIdInfo(await call.services.servers.create(call.key, new_server(body)))
 
 
 async def _list_image_servers(call: Call) -> Struct:
@@ -40,7 +40,7 @@ async def _list_image_servers(call: Call) -> Struct:
         enterprise_project_id=call.params["enterprise_project_id"],
     )
     page = PageRequest(offset=call.params["offset"], limit=call.params["limit"])
-    result = await call.services.servers.list(call.project_id, server_filter, page)
+    result = await call.services.servers.list(call.key, server_filter, page)
     return ListImageServersResponse(
         count=result.count, items=[server_info(s) for s in result.items]
     )
@@ -55,27 +55,25 @@ def _filters_every_server(params: Mapping[str, Any]) -> bool:
 
 
 async def _show_image_server(call: Call) -> Struct:
-    server = await call.services.servers.show(call.project_id, call.params["server_id"])
+    server = await call.services.servers.show(call.key, call.params["server_id"])
     return server_info(server)
 
 
 async def _update_image_server(call: Call) -> None:
     body: UpdateImageServerReq = call.body
-    await call.services.servers.update(
-        call.project_id, call.params["server_id"], server_update(body)
-    )
+    await call.services.servers.update(call.key, call.params["server_id"], server_update(body))
 
 
 async def _batch_delete_image_server(call: Call) -> Struct:
     body: BatchDeleteImageServerReq = call.body
-    job_id = await call.services.servers.batch_delete(call.project_id, body.items, body.recursive)
+    job_id = await call.services.servers.batch_delete(call.key, body.items, body.recursive)
     return JobIdInfo(job_id)
 
 
 async def _recreate_server_image(call: Call) -> Struct:
     body: CreateServerImageReq = call.body
     job_id = await call.services.servers.recreate_image(
-        call.project_id, call.params["server_id"], new_image(body)
+        call.key, call.params["server_id"], new_image(body)
     )
     return JobIdInfo(job_id)
 

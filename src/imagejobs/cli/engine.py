@@ -78,7 +78,8 @@ def tasks(
     from imagejobs.api.operator_schemas import TasksResponse, task_info
 
     async def action(services: Services) -> Any:
-        views = await services.engine.tasks(project_id, limit)
+        key = None if project_id is None else await services.keys.storage_key(project_id)
+        views = await services.engine.tasks(key, limit)
         return TasksResponse([task_info(t) for t in views])
 
     _echo(_run(database_url, data_dir, action))
@@ -175,7 +176,8 @@ def set_rule(
     body = _rule_body(options, raw_json)
 
     async def action(services: Services) -> Any:
-        return rule_info(await services.steering.put_rule(rule_record(project_id, job_type, body)))
+        key = await services.keys.storage_key(project_id)
+        return rule_info(await services.steering.put_rule(rule_record(key, job_type, body)))
 
     _echo(_run(database_url, data_dir, action))
 
@@ -191,7 +193,8 @@ def delete_rule(
     """Remove the rule of PROJECT_ID and JOB_TYPE."""
 
     async def action(services: Services) -> int:
-        return await services.steering.delete_rule(project_id, job_type)
+        key = await services.keys.storage_key(project_id)
+        return await services.steering.delete_rule(key, job_type)
 
     click.echo(f"Removed {_run(database_url, data_dir, action)} rule(s).")
 
@@ -223,6 +226,7 @@ def behaviour(
     from imagejobs.domain.enums import JobType
 
     async def action(services: Services) -> Any:
-        return behaviour_info(await services.steering.behaviour(project_id, JobType(job_type)))
+        key = await services.keys.storage_key(project_id)
+        return behaviour_info(await services.steering.behaviour(key, JobType(job_type)))
 
     _echo(_run(database_url, data_dir, action))

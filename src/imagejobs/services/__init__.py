@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from imagejobs.services.engine import EngineService
 from imagejobs.services.jobs import JobService
+from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.protection import DeepReadBudget
 from imagejobs.services.servers import ServerService
 from imagejobs.services.steering import SteeringService
@@ -19,5 +20,7 @@ class Services:
     servers: ServerService
     steering: SteeringService
     engine: EngineService
+    # Each project's storage key: what every store is given as the project's id.
+    keys: ProjectKeys
     # Deep pages one account may read at once (None: no bound).
     deep_reads: DeepReadBudget | None = None

@@ -139,7 +139,11 @@ class IamAccess:
         cache_seconds: float = 1.0,
         operator_token: str | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_change``: called when this process notices that identities changed (a
+        reset changes them too), for caches kept elsewhere (services/project_keys.py)."""
+        self._on_change = on_change
         self._store = store
         self._identity = identity
         self._box = box
@@ -172,6 +176,7 @@ class IamAccess:
                 self._policies,
             ):
                 cache.clear()
+            self._on_change()
 
     def invalidate(self) -> None:
         self._checked_at = float("-inf")

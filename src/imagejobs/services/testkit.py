@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from imagejobs.domain.enums import FINISHED_JOB_STATUSES, JobType, SubJobStatus
@@ -17,21 +17,22 @@ from imagejobs.domain.records import JobDetail
 from imagejobs.domain.servers import ImageServer
 from imagejobs.domain.times import now_ms
 from imagejobs.services.identity import IdentityService
+from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.steering import SteeringService
 
 DEFAULT_REGION = "cn-north-4"
 
 
 class StateStore(Protocol):
-    async def reset(self, project_id: str | None) -> None: ...
+    async def reset(self, project_id: str | None, now: int) -> None: ...
 
     async def dump(
-        self, project_id: str
+        self, storage_key: str
     ) -> tuple[list[ImageServer], list[JobDetail], dict[int, dict[str, Any]]]: ...
 
     async def replace(
         self,
-        project_id: str,
+        storage_key: str,
         servers: Sequence[ImageServer],
         jobs: Sequence[JobDetail],
         tasks: Sequence[NewTask],
@@ -75,8 +76,10 @@ class TestKitService:
         state: StateStore,
         steering: SteeringService,
         identity: IdentityService | None,
+        keys: ProjectKeys,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        self._keys = keys
         self._state = state
         self._steering = steering
         self._identity = identity
@@ -86,8 +89,14 @@ class TestKitService:
         """One project (or every project) as new: no jobs, servers, rules or lockouts."""
         if project_id is not None and not 1 <= len(project_id) <= 128:
             raise InvalidParameter("project_id", "must be 1 to 128 characters long")
-        await self._state.reset(project_id)
+        if project_id == "*":
+            raise InvalidParameter(
+                "project_id", "must name one project (leave it out to reset every project)"
+            )
+        await self._state.reset(project_id, self._clock())
+        self._keys.forget()  # other processes: within the identity cache's seconds
         await self._steering.forget_cached_rules()
+        self._keys.sweeper.wake()
 
     async def create_tenant(
         self,
@@ -116,7 +125,17 @@ class TestKitService:
         )
 
     async def dump(self, project_id: str) -> ProjectState:
-        servers, jobs, payloads = await self._state.dump(project_id)
+        key = await self._keys.storage_key(project_id)
+        servers, jobs, payloads = await self._state.dump(key)
+        if key != project_id:  # the records as the API shows them: the project's id
+            servers = [replace(s, project_id=project_id) for s in servers]
+            jobs = [
+                JobDetail(
+                    d.job._replace(project_id=project_id),
+                    [sub._replace(project_id=project_id) for sub in d.sub_jobs],
+                )
+                for d in jobs
+            ]
         return ProjectState(project_id, servers, jobs, payloads)
 
     async def load(self, state: ProjectState) -> int:
@@ -125,7 +144,8 @@ class TestKitService:
         due at once: they run as the project's steering says. The number of tasks."""
         now = self._clock()
         tasks = _tasks_of(state, now)
-        await self._state.replace(state.project_id, state.servers, state.jobs, tasks, now)
+        key = await self._keys.storage_key(state.project_id)
+        await self._state.replace(key, state.servers, state.jobs, tasks, now)
         return len(tasks)
 
 

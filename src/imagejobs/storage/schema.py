@@ -386,3 +386,25 @@ audit_events = Table(
     Column("error_code", String(32), nullable=False, server_default=text("''")),
     Index("ix_audit_events_account_id", "account_id", "id"),
 )
+
+# --- project generations (reset) -----------------------------------------------------------
+
+# Every project's rows (jobs, sub-jobs, counters, servers, engine tasks and rules) are
+# stored under its *storage key*: the project id itself until the project's first reset,
+# then a fresh key per reset. A project without a row here is stored under its id. Reset
+# only moves the project to a new key (O(1) in its size) and retires the old one; a
+# sweeper deletes retired keys' rows in short batches (storage/project_keys.py).
+project_keys = Table(
+    "project_keys",
+    metadata,
+    Column("project_id", String(128), primary_key=True),
+    Column("storage_key", String(128), nullable=False, unique=True),
+)
+
+# Storage keys whose rows are left to delete, with when they were retired.
+retired_project_keys = Table(
+    "retired_project_keys",
+    metadata,
+    Column("storage_key", String(128), primary_key=True),
+    Column("retired_at", BigInteger, nullable=False),
+)

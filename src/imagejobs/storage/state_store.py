@@ -1,15 +1,20 @@
 """A project's whole state at once, for test suites: reset it (or every project's), dump
 it, or replace it with a dumped one (a fixture file).
 
-Reset deletes, in one transaction, the project's engine tasks, sub-jobs, jobs, image
-servers, counters and steering rules, and clears its users' password-login lockouts; accounts,
-users and keys stay, so a test's credentials keep working. A runner in the middle of a
-step then finds its task gone: its fencing token no longer holds and it writes nothing.
+Resetting one project moves it to a fresh storage key in one small transaction, whatever
+its size (storage/project_keys.py): its jobs, servers, counters, tasks and steering rules
+are then those of an empty project, and the old generation's rows are swept in the
+background. Its users' password-login lockouts are cleared; accounts, users and keys
+stay, so a test's credentials keep working. Resetting every project deletes every row.
+
+Every method here takes the project's storage key (services/project_keys.py), except
+``reset``, which takes the project id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -22,6 +27,11 @@ from imagejobs.storage.database import Database, SqliteDatabase, Statement, Tran
 from imagejobs.storage.engine_store import SqlEngineStore, retrying_transaction
 from imagejobs.storage.iam_store import BUMP_GENERATION, failure_subject
 from imagejobs.storage.job_store import _JOB_COLUMNS, _SUB_JOB_COLUMNS, _job, _sub_job, insert_jobs
+from imagejobs.storage.project_keys import (
+    FORGET_ALL_RETIRED,
+    SqlProjectKeyStore,
+    move_to_new_key,
+)
 from imagejobs.storage.server_store import (
     _COLUMNS as _SERVER_COLUMNS,
 )
@@ -37,19 +47,9 @@ _PROJECT_TABLES = ("engine_tasks", "sub_jobs", "jobs", "image_servers", "job_cou
 RESET_PROJECT = tuple(
     Statement(f"DELETE FROM {table} WHERE project_id = :project_id") for table in _PROJECT_TABLES
 )
-RESET_PROJECT_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :project_id")
 RESET_ALL = tuple(Statement(f"DELETE FROM {table}") for table in (*_PROJECT_TABLES, "engine_rules"))
 RESET_ALL_RULES = RESET_ALL[-1]
 _EMPTY = {table: Statement(f"DELETE FROM {table}") for table in _PROJECT_TABLES}
-# Whether a table holds another project's rows: two probes of the index leading with
-# project_id (each table has one), whatever the table's size.
-_OTHER_PROJECTS = {
-    table: Statement(
-        f"SELECT EXISTS (SELECT 1 FROM {table} WHERE project_id < :project_id)"
-        f" OR EXISTS (SELECT 1 FROM {table} WHERE project_id > :project_id)"
-    )
-    for table in _PROJECT_TABLES
-}
 # Lockouts: every failure count (all projects), or the password-login counts of the
 # project's account's users (signature failures are per address and never refuse a valid
 # signature, so a test suite never needs them cleared).
@@ -82,21 +82,31 @@ class SqlStateStore:
         self._db = database
         self._engine = engine  # to wake its runner when imported tasks are due
 
-    async def reset(self, project_id: str | None) -> None:
+    async def reset(self, project_id: str | None, now: int) -> None:
         """Forget one project's jobs, servers and rules (None: every project's)."""
+        if project_id is None:
+            await self._reset_all()
+            return
+        dialect = self._db.dialect
+
+        async def run(tx: Transaction) -> None:
+            await move_to_new_key(tx, dialect, project_id, now)
+            await _forget_lockouts(tx, project_id)
+
+        await retrying_transaction(self._db, run)
+
+    async def _reset_all(self) -> None:
         if isinstance(self._db, SqliteDatabase):
             async with self._db.transaction_without_foreign_keys() as tx:
-                await _reset_sqlite(tx, project_id)
+                await _reset_sqlite(tx)
+                await tx.execute(FORGET_ALL_RETIRED, {})
             return
 
         async def run(tx: Transaction) -> None:
-            if project_id is None:
-                for statement in RESET_ALL:
-                    await tx.execute(statement, {})
-            else:
-                for statement in (*RESET_PROJECT, RESET_PROJECT_RULES):
-                    await tx.execute(statement, {"project_id": project_id})
-            await _forget_lockouts(tx, project_id)
+            for statement in RESET_ALL:
+                await tx.execute(statement, {})
+            await tx.execute(FORGET_ALL_RETIRED, {})
+            await _forget_lockouts(tx, None)
 
         await retrying_transaction(self._db, run)
 
@@ -124,16 +134,33 @@ class SqlStateStore:
 
     async def replace(
         self,
-        project_id: str,
+        storage_key: str,
         servers: Sequence[ImageServer],
         jobs: Sequence[JobDetail],
         tasks: Sequence[NewTask],
         now: int,
     ) -> None:
-        """The project's state becomes exactly this, in one transaction (all or nothing)."""
+        """The project's state becomes exactly this, in one transaction (all or nothing).
+        Its rows are written under ``storage_key``, whatever project id they carry."""
+        servers = [replace(s, project_id=storage_key) for s in servers]
+        jobs = [
+            JobDetail(
+                d.job._replace(project_id=storage_key),
+                [sub._replace(project_id=storage_key) for sub in d.sub_jobs],
+            )
+            for d in jobs
+        ]
+        tasks = [replace(t, project_id=storage_key) for t in tasks]
 
-        async def run(tx: Transaction) -> None:
-            params = {"project_id": project_id}
+        async def run(tx: Transaction, free_ids: bool) -> None:
+            if free_ids:  # ids a reset project's old generation still holds
+                await SqlProjectKeyStore(self._db).free_ids(
+                    tx,
+                    [s.id for s in servers],
+                    [d.job.id for d in jobs],
+                    [sub.id for d in jobs for sub in d.sub_jobs],
+                )
+            params = {"project_id": storage_key}
             for statement in RESET_PROJECT:
                 await tx.execute(statement, params)
             if servers:
@@ -144,7 +171,14 @@ class SqlStateStore:
                 await self._engine.add_tasks(tx, tasks, now)
 
         try:
-            await retrying_transaction(self._db, run)
+            try:
+                await retrying_transaction(self._db, lambda tx: run(tx, False))
+            except Exception as exc:
+                if not _is_unique_violation(exc):
+                    raise
+                # Loading a fixture again after a reset reuses its ids: the old
+                # generation's rows (not swept yet) give them up; other projects' do not.
+                await retrying_transaction(self._db, lambda tx: run(tx, True))
         except Exception as exc:
             if _is_unique_violation(exc):
                 raise Conflict("An id of the state is already used by another project.") from exc
@@ -153,27 +187,19 @@ class SqlStateStore:
             await self._engine.announce()
 
 
-async def _reset_sqlite(tx: Transaction, project_id: str | None) -> None:
-    """Reset on SQLite, foreign keys off (children are deleted before their parents
-    here): a table none of whose rows belong to another project is emptied whole, which
-    SQLite does by freeing its pages without visiting a row (the usual case of a test
-    suite resetting the one project it wrote to); the others row by row."""
+async def _reset_sqlite(tx: Transaction) -> None:
+    """Reset everything on SQLite, foreign keys off (children are deleted before their
+    parents anyway): each table is emptied whole, which SQLite does by freeing its pages
+    without visiting a row."""
     [(secure_delete,)] = await tx.fetch(SQLITE_SECURE_DELETE, {})
     await tx.fetch(SQLITE_SECURE_DELETE_FAST, {})
     try:
-        params = {"project_id": project_id}
-        for table, delete_project in zip(_PROJECT_TABLES, RESET_PROJECT, strict=True):
-            if project_id is None or not (await tx.fetch(_OTHER_PROJECTS[table], params))[0][0]:
-                await tx.execute(_EMPTY[table], {})
-            else:
-                await tx.execute(delete_project, params)
-        if project_id is None:
-            await tx.execute(RESET_ALL_RULES, {})
-        else:
-            await tx.execute(RESET_PROJECT_RULES, params)
+        for table in _PROJECT_TABLES:
+            await tx.execute(_EMPTY[table], {})
+        await tx.execute(RESET_ALL_RULES, {})
     finally:  # the pages are freed by now: the connection's usual setting again
         await tx.fetch(Statement(f"PRAGMA secure_delete = {int(secure_delete)}"), {})
-    await _forget_lockouts(tx, project_id)
+    await _forget_lockouts(tx, None)
 
 
 async def _forget_lockouts(tx: Transaction, project_id: str | None) -> None:

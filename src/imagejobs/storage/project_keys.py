@@ -1,0 +1,127 @@
+"""Project storage keys (schema.py ``project_keys``): which key a project's rows are stored
+under now, a reset's move to a fresh key, and the sweep of retired keys' rows.
+
+A reset writes three small rows whatever the project's size; the old generation's rows
+stay until the sweeper deletes them, batch by batch, in short transactions. Nothing reads
+them meanwhile: every request resolves its project to the current key once, before it
+touches a table. A runner in the middle of an old generation's step writes only into that
+generation's rows (its task, sub-job, job and counters carry the old key), and the sweep
+deletes the old tasks first, so their fencing tokens stop holding and no step resumes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from imagejobs.storage.database import Database, Statement, Transaction
+
+_RESOLVE = "SELECT storage_key FROM project_keys WHERE project_id = :project_id"
+RESOLVE = Statement(_RESOLVE)
+CLAIM = Statement(
+    "INSERT INTO project_keys (project_id, storage_key) VALUES (:project_id, :project_id)"
+    " ON CONFLICT (project_id) DO NOTHING"
+)
+# The row is locked (PostgreSQL) so that two resets of one project retire one key each.
+RESOLVE_FOR_UPDATE = {
+    "sqlite": RESOLVE,  # one writer at a time already
+    "postgresql": Statement(f"{_RESOLVE} FOR UPDATE"),
+}
+MOVE = Statement(
+    "UPDATE project_keys SET storage_key = :storage_key WHERE project_id = :project_id"
+)
+RETIRE = Statement(
+    "INSERT INTO retired_project_keys (storage_key, retired_at) VALUES (:storage_key, :now)"
+    " ON CONFLICT (storage_key) DO NOTHING"
+)
+FORGET_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :storage_key")
+RETIRED = Statement(
+    "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at, storage_key"
+)
+FORGET_RETIRED = Statement("DELETE FROM retired_project_keys WHERE storage_key = :storage_key")
+FORGET_ALL_RETIRED = Statement("DELETE FROM retired_project_keys")
+# Tasks first: a running step of the old generation loses its fencing token before its
+# sub-job goes; then children before parents (sub-jobs, jobs), then the rest.
+SWEPT_TABLES = (
+    "engine_tasks",
+    "sub_jobs",
+    "jobs",
+    "image_servers",
+    "job_counters",
+    "project_throttles",
+)
+# One batch of a retired key's rows in one table, over the index leading with project_id
+# (every table has one). On PostgreSQL concurrent sweepers take disjoint rows.
+SWEEP = {
+    "sqlite": {
+        table: Statement(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+            " WHERE project_id = :storage_key LIMIT :batch) RETURNING 1"
+        )
+        for table in SWEPT_TABLES
+    },
+    "postgresql": {
+        table: Statement(
+            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
+            " WHERE project_id = :storage_key LIMIT :batch FOR UPDATE SKIP LOCKED)) RETURNING 1"
+        )
+        for table in SWEPT_TABLES
+    },
+}
+# An id of a state being imported may still be held by a retired generation's row.
+_RETIRED_KEYS = "SELECT storage_key FROM retired_project_keys"
+FREE_IDS = {
+    table: Statement(f"DELETE FROM {table} WHERE id = :id AND project_id IN ({_RETIRED_KEYS})")
+    for table in ("sub_jobs", "jobs", "image_servers")
+}
+
+
+def new_storage_key() -> str:
+    """A key no project id is: "~" and 32 random hex digits (IAM's ids are hex)."""
+    return f"~{uuid.uuid4().hex}"
+
+
+class SqlProjectKeyStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def storage_key(self, project_id: str) -> str:
+        rows = await self._db.fetch(RESOLVE, {"project_id": project_id})
+        return project_id if not rows else str(rows[0][0])
+
+    async def retired(self) -> list[tuple[str, int]]:
+        """Every retired key with when it was retired, oldest first."""
+        return [(str(k), int(at)) for k, at in await self._db.fetch(RETIRED, {})]
+
+    async def sweep(self, storage_key: str, batch: int) -> int:
+        """Delete up to ``batch`` rows of ``storage_key`` (retired), from the first table
+        that still has some, in one short transaction; the number deleted (0: none left)."""
+        params = {"storage_key": storage_key, "batch": batch}
+        for statement in SWEEP[self._db.dialect].values():
+            deleted = len(await self._db.write(statement, params))
+            if deleted:
+                return deleted
+        return 0
+
+    async def forget_retired(self, storage_key: str) -> None:
+        await self._db.write(FORGET_RETIRED, {"storage_key": storage_key})
+
+    async def free_ids(
+        self, tx: Transaction, servers: Sequence[int], jobs: Sequence[int], sub_jobs: Sequence[int]
+    ) -> None:
+        """Delete the retired generations' rows that hold any of these ids."""
+        for table, ids in (("sub_jobs", sub_jobs), ("jobs", jobs), ("image_servers", servers)):
+            if ids:
+                await tx.execute_many(FREE_IDS[table], [{"id": i} for i in ids])
+
+
+async def move_to_new_key(tx: Transaction, dialect: str, project_id: str, now: int) -> str:
+    """Within ``tx``: the project gets a fresh storage key, its old key is retired and the
+    old key's steering rules are forgotten. The old key."""
+    params = {"project_id": project_id}
+    await tx.execute(CLAIM, params)
+    [(old,)] = await tx.fetch(RESOLVE_FOR_UPDATE[dialect], params)
+    await tx.execute(MOVE, {"project_id": project_id, "storage_key": new_storage_key()})
+    await tx.execute(RETIRE, {"storage_key": old, "now": now})
+    await tx.execute(FORGET_RULES, {"storage_key": old})
+    return str(old)

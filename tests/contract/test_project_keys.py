@@ -1,0 +1,198 @@
+"""Reset by storage key, on each database: a reset moves the project to a fresh key and
+leaves every other project exact; the sweeper deletes the old generation's rows (and only
+those); a step of the old generation never writes into the new one; a fixture loaded again
+after a reset gets its ids back; and another process sees the new key as it sees any
+identity change, while a request that resolved the old key keeps one whole generation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imagejobs.api.operator_schemas import RuleBody, rule_record
+from imagejobs.domain.enums import JobType
+from imagejobs.domain.errors import Conflict
+from imagejobs.domain.lifecycle import Done
+from imagejobs.domain.times import now_ms
+from imagejobs.services import Services
+from imagejobs.services.demo_world import demo_state
+from imagejobs.services.project_keys import ProjectKeys
+from imagejobs.services.testkit import ProjectState, TestKitService
+from imagejobs.storage.database import Database, Statement
+from imagejobs.storage.project_keys import SWEPT_TABLES
+from imagejobs.storage.state_store import SqlStateStore
+from tests.engine_support import counter_mismatches_async, outcome, services_for, store_of
+
+pytestmark = pytest.mark.anyio
+LEASE = 30_000
+TABLES = (*SWEPT_TABLES, "engine_rules")
+
+
+def _testkit(services: Services, database: Database) -> TestKitService:
+    state = SqlStateStore(database, store_of(services))
+    return TestKitService(state, services.steering, None, services.keys)
+
+
+async def _rows_by_key(database: Database) -> dict[str, int]:
+    """Rows of every project table, by the key they are stored under."""
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        sql = f"SELECT project_id, COUNT(*) FROM {table} GROUP BY project_id"
+        for key, n in await database.fetch(Statement(sql), {}):
+            counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+async def _counts(services: Services, project_id: str) -> dict[str, int]:
+    """What the API would count for the project: its jobs and sub-jobs per type."""
+    key = await services.keys.storage_key(project_id)
+    counts = {}
+    for job_type in JobType:
+        page = await services.jobs.list_job_rows(key, job_type.value, None, 0, 1)
+        sub_jobs = await services.jobs.count_sub_jobs(key, [job_type], None, None)
+        counts[job_type.value] = page.count
+        counts[f"{job_type.value} sub-jobs"] = sub_jobs
+    return counts
+
+
+def _shape(state: ProjectState) -> tuple[Any, ...]:
+    return (
+        state.project_id,
+        sorted(s.id for s in state.servers),
+        sorted((d.job.id, d.job.status, len(d.sub_jobs)) for d in state.jobs),
+    )
+
+
+async def test_reset_beside_another_project_leaves_it_exact_and_the_sweep_removes_only_old_rows(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    now = now_ms()
+    await testkit.load(demo_state("project-a", 300, now, seed=1))
+    await testkit.load(demo_state("project-b", 120, now, seed=2))
+    for project_id in ("project-a", "project-b"):
+        await services.steering.put_rule(
+            rule_record(project_id, "*", RuleBody(completion="immediate"))
+        )
+    neighbour = (_shape(await testkit.dump("project-b")), await _counts(services, "project-b"))
+    assert (await _counts(services, "project-a"))["CREATE_SERVER"] > 0
+
+    await testkit.reset("project-a")
+
+    key = await services.keys.storage_key("project-a")
+    assert key != "project-a"
+    assert _shape(await testkit.dump("project-a")) == ("project-a", [], [])
+    assert set((await _counts(services, "project-a")).values()) == {0}
+    assert (_shape(await testkit.dump("project-b")), await _counts(services, "project-b")) == (
+        neighbour
+    )
+    # O(1): the old generation's rows are all still there, under the old key.
+    assert (await _rows_by_key(database)).get("project-a", 0) > 300
+
+    swept = await services.keys.sweeper.sweep(grace_ms=0)
+    assert swept > 300
+    rows = await _rows_by_key(database)
+    assert set(rows) == {"project-b"}  # the new generation of project-a is empty too
+    assert [r.project_id for r in await services.steering.rules()] == ["project-b"]
+    assert rows["project-b"] > 120
+    assert await database.fetch(Statement("SELECT * FROM retired_project_keys"), {}) == []
+    assert (_shape(await testkit.dump("project-b")), await _counts(services, "project-b")) == (
+        neighbour
+    )
+    assert await counter_mismatches_async(database_url) == []
+    assert await services.keys.sweeper.sweep(grace_ms=0) == 0
+
+
+async def test_a_step_of_the_old_generation_never_writes_into_the_new_one(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit, store = _testkit(services, database), store_of(services)
+    now = now_ms()
+    await testkit.load(demo_state("project-a", 40, now, seed=3))
+    now = now_ms() + 1000  # the tasks are due when loaded
+    claimed = await store.claim("runner-a", 100, now, LEASE)
+    assert claimed
+    early, late = claimed[: len(claimed) // 2], claimed[len(claimed) // 2 :]
+
+    await testkit.reset("project-a")
+    # Steps that end after the reset but before the sweep: recorded in the old generation.
+    assert all(await store.record([outcome(t, Done(), now + 1) for t in early], now + 1))
+    assert set((await _counts(services, "project-a")).values()) == {0}
+    await services.keys.sweeper.sweep(grace_ms=0)
+    # Steps that end after the sweep: their tasks are gone, nothing is written.
+    assert not any(await store.record([outcome(t, Done(), now + 2) for t in late], now + 2))
+    assert await _rows_by_key(database) == {}
+    assert await store.claim("runner-b", 100, now + LEASE * 2, LEASE) == []
+    assert await counter_mismatches_async(database_url) == []
+
+
+async def test_a_fixture_loaded_again_after_a_reset_gets_its_ids_back_but_not_another_projects(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    state = demo_state("project-a", 50, now_ms(), seed=4)
+    await testkit.load(state)
+    await testkit.reset("project-a")
+    await testkit.load(state)  # the same ids, the old generation not swept yet
+    assert _shape(await testkit.dump("project-a")) == _shape(state)
+    with pytest.raises(Conflict):  # a live project keeps its ids
+        await testkit.load(ProjectState("project-b", (), state.jobs, state.payloads))
+    assert _shape(await testkit.dump("project-a")) == _shape(state)
+    await services.keys.sweeper.sweep(grace_ms=0)
+    assert _shape(await testkit.dump("project-a")) == _shape(state)
+    assert await counter_mismatches_async(database_url) == []
+
+
+async def test_another_process_sees_the_new_key_at_its_next_identity_check(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    uncached = ProjectKeys(database, cache_seconds=0)
+    cached = ProjectKeys(database, cache_seconds=3600)
+    assert await uncached.storage_key("project-a") == "project-a"
+    assert await cached.storage_key("project-a") == "project-a"
+
+    await testkit.reset("project-a")
+
+    new = await services.keys.storage_key("project-a")  # the process that reset: at once
+    assert new != "project-a"
+    assert await uncached.storage_key("project-a") == new
+    # Within its cache's seconds a process keeps the old key: one whole generation.
+    assert await cached.storage_key("project-a") == "project-a"
+    cached.forget()
+    assert await cached.storage_key("project-a") == new
+    await testkit.reset("project-a")
+    assert await uncached.storage_key("project-a") not in (new, "project-a")
+
+
+async def test_reset_refuses_the_every_project_scope(database: Database, database_url: str) -> None:
+    services = services_for(database, database_url)
+    with pytest.raises(Exception, match="must name one project"):
+        await _testkit(services, database).reset("*")
+
+
+async def test_resetting_everything_after_a_project_reset_leaves_no_row_and_keys_that_work(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    now = now_ms()
+    state = demo_state("project-a", 30, now, seed=5)
+    await testkit.load(state)
+    await testkit.load(demo_state("project-b", 20, now, seed=6))
+    await testkit.reset("project-a")
+    await testkit.load(demo_state("project-a", 10, now, seed=7))
+
+    await testkit.reset(None)
+
+    assert await _rows_by_key(database) == {}
+    assert await database.fetch(Statement("SELECT * FROM retired_project_keys"), {}) == []
+    await testkit.load(state)  # into the project's current key, its old ids free again
+    assert _shape(await testkit.dump("project-a")) == _shape(state)
+    assert (await _counts(services, "project-a"))["CREATE_SERVER"] > 0
+    assert await counter_mismatches_async(database_url) == []
