@@ -253,7 +253,9 @@ def batch_server_threads() -> None:
                 set_policy(tid, os.SCHED_BATCH, os.sched_param(0))
 
 
-def build_app(settings: Settings) -> Edge:
+def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
+    """The whole app; ``serve_worker``: for a Granian worker of ``imagejobs serve``, which
+    owns its process's threads (the batch-scheduling setting applies to them)."""
     database = open_database(settings)
     metrics = Metrics() if settings.metrics else None
     guard = build_guard(settings, metrics)
@@ -290,7 +292,7 @@ def build_app(settings: Settings) -> Edge:
         if purge is not None:
             purge.start()
         retention.start(settings.audit_purge_seconds)
-        if settings.batch_scheduling:
+        if serve_worker and settings.batch_scheduling:
             # Granian starts its threads once this startup is over, and the loop runs again
             # only after that: by then they exist.
             asyncio.get_running_loop().call_later(SERVER_THREADS_DELAY, batch_server_threads)
@@ -386,7 +388,7 @@ def asgi_app() -> Edge:
     """Granian's factory target: each server worker reads the settings once, here."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    app = build_app(settings)
+    app = build_app(settings, serve_worker=True)
     # What startup built lives as long as the worker: out of the collector's sight, so that
     # its full collections stop walking it (a refusal at the in-flight bound cost 5 % less
     # in bench/refusal.py). Collected first, so that no garbage is kept for ever.
