@@ -174,15 +174,22 @@ def main() -> int:
     parser.add_argument(
         "--instructions", type=int, default=1000, help="requests counted per client (0: skip)"
     )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="the servers with IMAGEJOBS_BATCH_SCHEDULING=true",
+    )
     args = parser.parse_args()
     lj.tool("wrk")
     results: dict[str, Any] = {"benchmark": "auth overhead", "settings": vars(args).copy()}
     with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         url = f"sqlite:///{workdir / 'imagejobs.db'}"
-        noauth = stack.enter_context(lj.imagejobs_server(url, workdir, 1, "none"))
-        iam_token = stack.enter_context(lj.imagejobs_server(url, workdir, 1, "iam"))
-        iam_aksk = stack.enter_context(lj.imagejobs_server(url, workdir, 1, "iam"))
+        servers = [lj.imagejobs_server(url, workdir, 1, auth) for auth in ("none", "iam", "iam")]
+        for server in servers:
+            if args.batch:
+                server.env["IMAGEJOBS_BATCH_SCHEDULING"] = "true"
+        noauth, iam_token, iam_aksk = map(stack.enter_context, servers)
         lj.log(f"seeding {args.jobs} jobs…")
         results["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
         clients = {

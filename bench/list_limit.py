@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -48,12 +49,20 @@ def imagejobs_server(url: str, workdir: Path, batch: bool = False) -> lj.Server:
     return server
 
 
-def lean_server(path: Path, workdir: Path, batch: bool = False) -> lj.Server:
-    """The lean reference under Granian's defaults; ``batch``: as SCHED_BATCH threads, as
-    ``imagejobs serve`` runs its workers with IMAGEJOBS_BATCH_SCHEDULING=true."""
+def batch_server_threads(server: lj.Server) -> None:
+    """The same treatment as ``imagejobs serve`` gives its workers with
+    IMAGEJOBS_BATCH_SCHEDULING=true: every thread but a worker's main one (its event loop)
+    as SCHED_BATCH (threads started later by those inherit it)."""
+    for worker in server.workers:
+        for tid in map(int, os.listdir(f"/proc/{worker}/task")):
+            if tid != worker:
+                os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+
+
+def lean_server(path: Path, workdir: Path) -> lj.Server:
+    """The lean reference under Granian's defaults (``batch_server_threads`` for --batch)."""
     port = lj.free_port()
-    argv = ["chrt", "--batch", "0"] if batch else []
-    argv += [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
+    argv = [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
     argv += ["--workers", "1", "--working-dir", str(lj.BENCH), "lean_reference:app"]
     env = lj.clean_env(LEAN_DATABASE=str(path))
     return lj.Server("lean", argv, env, port, workdir / "lean.log")
@@ -72,7 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--batch",
         action="store_true",
-        help="both servers as SCHED_BATCH threads (IMAGEJOBS_BATCH_SCHEDULING=true; chrt)",
+        help="both servers' threads but their event loops' as SCHED_BATCH"
+        " (IMAGEJOBS_BATCH_SCHEDULING=true; the same done to the lean server's)",
     )
     return parser.parse_args()
 
@@ -90,8 +100,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # imagejobs starts first: on a new database it bootstraps the demo account.
         servers = {
             "imagejobs": stack.enter_context(imagejobs_server(url, workdir, args.batch)),
-            "lean": stack.enter_context(lean_server(path, workdir, args.batch)),
+            "lean": stack.enter_context(lean_server(path, workdir)),
         }
+        if args.batch:
+            batch_server_threads(servers["lean"])
         servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir)
         bodies = {}
         for name, server in servers.items():

@@ -158,6 +158,7 @@ def main() -> int:
     parser.add_argument(
         "--lean-spin-us", type=int, default=0, help="busy loop per lean request (lean_spin.py)"
     )
+    parser.add_argument("--lean-app", default="", help="another app for lean (module:attr)")
     parser.add_argument("--imagejobs-env", default="", help="K=V,... for imagejobs serve")
     args = parser.parse_args()
     path = args.workdir / "imagejobs.db"
@@ -173,6 +174,8 @@ def main() -> int:
         if args.only != "imagejobs":
             lean = lean_server(path, args.workdir)
             lean.argv[-1:-1] = args.lean_args.split()
+            if args.lean_app:
+                lean.argv[-1] = args.lean_app
             if args.lean_spin_us:
                 lean.argv[-1] = "lean_spin:app"
                 lean.env["SPIN_US"] = str(args.lean_spin_us)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,7 @@ DEMO_ACCOUNT = "demo"
 DEMO_REGION = "cn-north-4"
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 logger = logging.getLogger("imagejobs")
+SERVER_THREADS_DELAY = 0.2  # seconds from the end of a worker's startup
 
 
 def configure_logging(level: str) -> None:
@@ -234,7 +237,32 @@ def build_guard(
     return lambda access: GuardedAccess(access, metrics, limiter)
 
 
-def build_app(settings: Settings) -> Edge:
+def batch_server_threads() -> None:
+    """Run this worker's threads but the calling one (the event loop's) as SCHED_BATCH,
+    where the OS has it (IMAGEJOBS_BATCH_SCHEDULING).
+
+    The event loop and Granian's I/O thread share the CPUs. With the default policy each
+    response the loop hands over wakes the I/O thread, which preempts the loop at once: at
+    ListImageJobs' cost per request that is a context switch per request, and caches
+    refilled after each (bench/README.md, list_probe.py). A SCHED_BATCH thread woken does
+    not preempt: it runs when the loop blocks or its time slice ends, and takes every
+    response and request waiting then. The loop itself keeps the default policy, so a
+    request it is woken for still preempts other programs, as without the setting.
+    """
+    set_policy = getattr(os, "sched_setscheduler", None)
+    if set_policy is None:
+        return
+    loop_thread = threading.get_native_id()
+    for tid in map(int, os.listdir("/proc/self/task")):
+        if tid != loop_thread:
+            # Refused, or ended meanwhile: that thread keeps the default policy.
+            with contextlib.suppress(OSError):
+                set_policy(tid, os.SCHED_BATCH, os.sched_param(0))
+
+
+def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
+    """The whole app; ``serve_worker``: for a Granian worker of ``imagejobs serve``, which
+    owns its process's threads (the batch-scheduling setting applies to them)."""
     database = open_database(settings)
     metrics = Metrics() if settings.metrics else None
     guard = build_guard(settings, metrics)
@@ -273,6 +301,10 @@ def build_app(settings: Settings) -> Edge:
             purge.start()
         retention.start(settings.audit_purge_seconds)
         services.keys.sweeper.start(RESET_SWEEP_SECONDS)
+        if serve_worker and settings.batch_scheduling:
+            # Granian starts its threads once this startup is over, and the loop runs again
+            # only after that: by then they exist.
+            asyncio.get_running_loop().call_later(SERVER_THREADS_DELAY, batch_server_threads)
         logger.info(
             "imagejobs %s ready on http://%s:%d (pid %d)",
             __version__,
@@ -376,7 +408,7 @@ def asgi_app() -> Edge:
     """Granian's factory target: each server worker reads the settings once, here."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    app = build_app(settings)
+    app = build_app(settings, serve_worker=True)
     # What startup built lives as long as the worker: out of the collector's sight, so that
     # its full collections stop walking it (a refusal at the in-flight bound cost 5 % less
     # in bench/refusal.py). Collected first, so that no garbage is kept for ever.

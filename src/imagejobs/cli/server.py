@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import math
 import os
@@ -118,8 +117,6 @@ def serve(
     if port_file is not None:
         port_file.write_text(f"{settings.port}\n")
     os.environ.update(settings.to_environ())
-    if settings.batch_scheduling:
-        batch_scheduling()
     max_connections = _connection_budget(settings.max_connections, raise_open_file_limit())
     Server(
         "imagejobs.bootstrap:asgi_app",
@@ -158,25 +155,6 @@ def _load_init_dir(settings: Settings) -> None:
         raise click.ClickException(f"cannot load IMAGEJOBS_INIT_DIR {reason}") from exc
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
-
-
-def batch_scheduling() -> None:
-    """Run this process, and the workers and threads it starts (they inherit the policy),
-    as SCHED_BATCH where the OS has it (IMAGEJOBS_BATCH_SCHEDULING, off by default).
-
-    A worker's event loop and Granian's I/O thread share the CPUs. With the default policy
-    each response the loop hands over wakes the I/O thread, which preempts the loop at once:
-    at ListImageJobs' cost per request that is a context switch per request and caches
-    refilled after each (bench/README.md, list_probe.py). A SCHED_BATCH thread woken does
-    not preempt: it runs when the running thread blocks or its time slice ends, and takes
-    every response and request waiting then. The price: woken while another program runs,
-    it waits for that one's slice too, so on a busy host one request at a time is slower.
-    """
-    set_policy = getattr(os, "sched_setscheduler", None)
-    if set_policy is not None:
-        # Refused (a sandbox): the default policy serves as well.
-        with contextlib.suppress(OSError):
-            set_policy(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def raise_open_file_limit() -> int:
