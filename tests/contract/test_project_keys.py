@@ -18,9 +18,11 @@ from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
 from imagejobs.services.demo_world import demo_state
 from imagejobs.services.project_keys import ProjectKeys
+from imagejobs.services.seeding import seed
 from imagejobs.services.testkit import ProjectState, TestKitService
 from imagejobs.storage.database import Database, Statement
 from imagejobs.storage.project_keys import SWEPT_TABLES
+from imagejobs.storage.seed import SeedPlan
 from imagejobs.storage.state_store import SqlStateStore
 from tests.engine_support import counter_mismatches_async, outcome, services_for, store_of
 
@@ -195,4 +197,29 @@ async def test_resetting_everything_after_a_project_reset_leaves_no_row_and_keys
     await testkit.load(state)  # into the project's current key, its old ids free again
     assert _shape(await testkit.dump("project-a")) == _shape(state)
     assert (await _counts(services, "project-a"))["CREATE_SERVER"] > 0
+    assert await counter_mismatches_async(database_url) == []
+
+
+async def test_seeding_a_project_reset_earlier_writes_under_its_current_key_and_survives_the_sweep(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    await testkit.load(demo_state("project-a", 20, now_ms(), seed=8))
+    await testkit.reset("project-a")
+    plan = SeedPlan("project-a", 600, sub_jobs_per_job=2, random_seed=9, projects=2)
+
+    await seed(database, plan)
+    await services.keys.sweeper.sweep(grace_ms=0)
+
+    key = await services.keys.storage_key("project-a")
+    rows = await _rows_by_key(database)
+    assert set(rows) == {key, plan.project_ids()[1]}
+    counts = await _counts(services, "project-a")
+    assert sum(counts[t.value] for t in JobType) == 300
+    assert sum(counts[f"{t.value} sub-jobs"] for t in JobType) == 600
+    # The unfinished sub-jobs' tasks carry the key too: the engine works on them.
+    tasks = await store_of(services).claim("runner-a", 1000, now_ms() + 1000, LEASE)
+    assert tasks
+    assert {t.project_id for t in tasks} <= {key, plan.project_ids()[1]}
     assert await counter_mismatches_async(database_url) == []

@@ -35,6 +35,7 @@ RETIRE = Statement(
     " ON CONFLICT (storage_key) DO NOTHING"
 )
 FORGET_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :storage_key")
+ALL_KEYS = Statement("SELECT project_id, storage_key FROM project_keys")
 RETIRED = Statement(
     "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at, storage_key"
 )
@@ -88,6 +89,19 @@ class SqlProjectKeyStore:
     async def storage_key(self, project_id: str) -> str:
         rows = await self._db.fetch(RESOLVE, {"project_id": project_id})
         return project_id if not rows else str(rows[0][0])
+
+    async def storage_keys(self, project_ids: Sequence[str]) -> list[str]:
+        """Each project's storage key now, in one read whatever their number (the table
+        holds a row per project ever reset only)."""
+        keys = {str(p): str(k) for p, k in await self._db.fetch(ALL_KEYS, {})}
+        return [keys.get(p, p) for p in project_ids]
+
+    async def shown_ids(self) -> tuple[dict[str, str], set[str]]:
+        """What listings of every project show: each current storage key that is not a
+        project id, mapped to its project's id; and every retired key (rows being swept)."""
+        current = {str(k): str(p) for p, k in await self._db.fetch(ALL_KEYS, {})}
+        retired = {k for k, _ in await self.retired()}
+        return current, retired
 
     async def retired(self) -> list[tuple[str, int]]:
         """Every retired key with when it was retired, oldest first."""
