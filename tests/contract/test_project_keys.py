@@ -21,6 +21,7 @@ from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.seeding import seed
 from imagejobs.services.testkit import ProjectState, TestKitService
 from imagejobs.storage.database import Database, Statement
+from imagejobs.storage.engine_store import REMEMBER_FAILURE
 from imagejobs.storage.project_keys import SWEPT_TABLES
 from imagejobs.storage.seed import SeedPlan
 from imagejobs.storage.state_store import SqlStateStore
@@ -29,6 +30,10 @@ from tests.engine_support import counter_mismatches_async, outcome, services_for
 pytestmark = pytest.mark.anyio
 LEASE = 30_000
 TABLES = (*SWEPT_TABLES, "engine_rules")
+UNFINISHED_JOBS = Statement(
+    "SELECT id FROM jobs WHERE project_id = :key AND status IN ('WAITING', 'RUNNING')"
+)
+FAILURES = Statement("SELECT job_id FROM engine_job_failures")
 
 
 def _testkit(services: Services, database: Database) -> TestKitService:
@@ -223,3 +228,58 @@ async def test_seeding_a_project_reset_earlier_writes_under_its_current_key_and_
     assert tasks
     assert {t.project_id for t in tasks} <= {key, plan.project_ids()[1]}
     assert await counter_mismatches_async(database_url) == []
+
+
+async def _remember_failures(database: Database, services: Services, project_id: str) -> set[int]:
+    """As the engine does when a sub-job of a running job fails: that job will fail.
+    The ids of the project's running jobs, each remembered so."""
+    key = await services.keys.storage_key(project_id)
+    rows = await database.fetch(UNFINISHED_JOBS, {"key": key})
+    ids = {int(row[0]) for row in rows}
+    assert ids
+    async with database.transaction() as tx:
+        await tx.execute_many(REMEMBER_FAILURE, [{"id": i} for i in sorted(ids)])
+    return ids
+
+
+async def _failures(database: Database) -> set[int]:
+    return {int(row[0]) for row in await database.fetch(FAILURES, {})}
+
+
+async def test_the_sweep_removes_the_failures_remembered_for_a_reset_projects_jobs(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    now = now_ms()
+    await testkit.load(demo_state("project-a", 300, now, seed=10))
+    await testkit.load(demo_state("project-b", 300, now, seed=11))
+    await _remember_failures(database, services, "project-a")
+    kept = await _remember_failures(database, services, "project-b")
+
+    await testkit.reset("project-a")
+    await services.keys.sweeper.sweep(grace_ms=0)
+
+    assert await _failures(database) == kept
+    assert set(await _rows_by_key(database)) == {"project-b"}
+
+
+async def test_a_job_imported_again_does_not_inherit_a_failure_remembered_for_its_id(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    state = demo_state("project-a", 100, now_ms(), seed=12)
+    await testkit.load(state)
+    await _remember_failures(database, services, "project-a")
+    await testkit.load(state)  # replaced in place
+    assert await _failures(database) == set()
+
+    await _remember_failures(database, services, "project-a")
+    await testkit.reset("project-a")
+    await testkit.load(state)  # the old generation not swept yet gives its ids up
+    assert await _failures(database) == set()
+
+    await _remember_failures(database, services, "project-a")
+    await testkit.reset(None)
+    assert await _failures(database) == set()
