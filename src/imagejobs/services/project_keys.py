@@ -57,6 +57,17 @@ class ProjectKeys:
             self._keys[project_id] = key
         return key
 
+    async def shown_ids(self) -> Callable[[str], str | None]:
+        """For listings of every project (tasks, rules): the project id a stored key's
+        row is shown with, None for a row of a retired key (its project was reset; the
+        row is being swept and no request sees it)."""
+        current, retired = await self.store.shown_ids()
+
+        def shown(key: str) -> str | None:
+            return None if key in retired else current.get(key, key)
+
+        return shown
+
     def forget(self) -> None:
         """Drop every cached key (this process reset a project)."""
         self._keys.clear()
