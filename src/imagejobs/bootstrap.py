@@ -127,6 +127,7 @@ def build_services(
     engine_store = SqlEngineStore(database)
     clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
     steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
+    keys = ProjectKeys(database, settings.iam_cache_seconds)
     engine = EngineService(
         engine_store,
         steering,
@@ -134,6 +135,7 @@ def build_services(
         max_attempts=settings.max_attempts,
         backoff_base=settings.retry_backoff_seconds,
         clock=clock,
+        project_of=keys.project_id,
     )
     return Services(
         jobs=SteeredJobService(
@@ -154,7 +156,7 @@ def build_services(
         ),
         steering=steering,
         engine=engine,
-        keys=ProjectKeys(database, settings.iam_cache_seconds),
+        keys=keys,
         deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
     )
 

@@ -283,3 +283,41 @@ async def test_a_job_imported_again_does_not_inherit_a_failure_remembered_for_it
     await _remember_failures(database, services, "project-a")
     await testkit.reset(None)
     assert await _failures(database) == set()
+
+
+class _RecordingDriver:
+    """The simulated driver, noting the project of every step's context."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.projects: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def step(ctx: Any, *args: Any) -> Any:
+            self.projects.append(ctx.project_id)
+            return await method(ctx, *args)
+
+        return step
+
+
+async def test_a_driver_is_told_a_reset_projects_id_not_its_storage_key(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit = _testkit(services, database)
+    await testkit.reset("project-a")
+    await testkit.reset("project-a")  # a key made by a reset, retired by the next
+    await testkit.load(demo_state("project-a", 200, now_ms(), seed=13))
+    assert (await services.keys.storage_key("project-a")).startswith("~")
+    driver = _RecordingDriver(services.engine.driver)
+    services.engine.driver = driver
+
+    claimed = await services.engine.claim("runner-a", 100, LEASE)
+    behaviours = await services.engine.behaviours(claimed)
+    for task in claimed:
+        await services.engine.run_step(task, behaviours[(task.project_id, task.job_type)])
+
+    assert claimed
+    assert driver.projects == ["project-a"] * len(claimed)

@@ -35,6 +35,7 @@ RETIRE = Statement(
     " ON CONFLICT (storage_key) DO NOTHING"
 )
 FORGET_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :storage_key")
+PROJECT_OF = Statement("SELECT project_id FROM project_keys WHERE storage_key = :storage_key")
 ALL_KEYS = Statement("SELECT project_id, storage_key FROM project_keys")
 RETIRED = Statement(
     "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at, storage_key"
@@ -111,6 +112,11 @@ class SqlProjectKeyStore:
     async def storage_key(self, project_id: str) -> str:
         rows = await self._db.fetch(RESOLVE, {"project_id": project_id})
         return project_id if not rows else str(rows[0][0])
+
+    async def project_of(self, storage_key: str) -> str | None:
+        """The project whose current key ``storage_key`` is (None: none, or it is retired)."""
+        rows = await self._db.fetch(PROJECT_OF, {"storage_key": storage_key})
+        return None if not rows else str(rows[0][0])
 
     async def storage_keys(self, project_ids: Sequence[str]) -> list[str]:
         """Each project's storage key now, in one read whatever their number (the table
