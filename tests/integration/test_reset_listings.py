@@ -88,3 +88,5 @@ def test_the_engine_cli_lists_a_reset_projects_tasks_and_rules_by_its_id(
     assert mine == listed
     rules = _cli("engine", "rules", "list", *base)["rules"]
     assert [r["project_id"] for r in rules] == ["proj"]
+    rule = _cli("engine", "rules", "set", "proj", "DELETE_SERVER", "--reads", "2", *base)
+    assert rule["project_id"] == "proj"

@@ -181,7 +181,9 @@ def set_rule(
 
     async def action(services: Services) -> Any:
         key = await services.keys.storage_key(project_id)
-        return rule_info(await services.steering.put_rule(rule_record(key, job_type, body)))
+        rule = await services.steering.put_rule(rule_record(key, job_type, body))
+        # As PROJECT_ID names it: the record carries the storage key.
+        return msgspec.structs.replace(rule_info(rule), project_id=project_id)
 
     _echo(_run(database_url, data_dir, action))
 
