@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from imagejobs import __version__
 from imagejobs.api.app import create_app
 from imagejobs.api.audit import audit_routes
@@ -125,6 +127,7 @@ def build_services(
     engine_store = SqlEngineStore(database)
     clock = DatabaseClock(database)  # the engine's one clock (docs/engine.md)
     steering = SteeringService(SqlSteeringStore(database), defaults_from(settings), clock)
+    keys = ProjectKeys(database, settings.iam_cache_seconds)
     engine = EngineService(
         engine_store,
         steering,
@@ -132,6 +135,7 @@ def build_services(
         max_attempts=settings.max_attempts,
         backoff_base=settings.retry_backoff_seconds,
         clock=clock,
+        project_of=keys.project_id,
     )
     return Services(
         jobs=SteeredJobService(
@@ -152,7 +156,7 @@ def build_services(
         ),
         steering=steering,
         engine=engine,
-        keys=ProjectKeys(database, settings.iam_cache_seconds),
+        keys=keys,
         deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
     )
 
@@ -397,11 +401,24 @@ async def load_init_dir(settings: Settings) -> list[str]:
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
             except (ImageJobsError, OSError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else exc
                 raise InvalidSettings(
-                    "init_dir", f"{settings.init_dir}: {path.name}: {reason}"
+                    "init_dir", f"{settings.init_dir}: {path.name}: {_init_file_problem(exc)}"
                 ) from exc
     return [path.name for path in files]
+
+
+def _init_file_problem(exc: ImageJobsError | OSError) -> str:
+    """Why an init file could not be loaded. A file that is not JSON at all says so, with
+    where the decoder stopped if it tells (decode_body's words are for HTTP bodies)."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror)
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.DecodeError) and not isinstance(cause, msgspec.ValidationError):
+        detail = str(cause).removeprefix("JSON is malformed: ")  # "... (byte 29)"
+        if detail == "Input data was truncated":
+            detail = "it ends before the JSON document does (truncated)"
+        return f"is not valid JSON: {detail}"
+    return str(exc)
 
 
 def asgi_app() -> Edge:

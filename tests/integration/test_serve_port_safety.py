@@ -66,9 +66,17 @@ def test_an_init_dir_that_cannot_be_loaded_stops_serve_with_one_line(tmp_path: P
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "10-project.json").write_text('{"project_id": "p", "jobs": [{"id": "1"}]}')
+    # Files that are not JSON at all were "body must be a JSON object" (an HTTP body's words).
+    truncated, malformed = tmp_path / "truncated", tmp_path / "malformed"
+    truncated.mkdir()
+    (truncated / "a.json").write_text('{"project_id":"p","jobs":[')
+    malformed.mkdir()
+    (malformed / "a.rules.json").write_text('[{"project_id": "p", }]')
     for init_dir, expected in (
         (tmp_path / "no-such-dir", "is not a directory"),
         (broken, "10-project.json: "),
+        (truncated, "a.json: is not valid JSON: it ends before the JSON document does"),
+        (malformed, "a.rules.json: is not valid JSON: trailing comma in object (byte 21)"),
     ):
         done = subprocess.run(
             command,

@@ -63,8 +63,9 @@ from imagejobs.api.operator_schemas import (
     project_state,
     rule_info,
     rule_record,
+    rules_response,
     state_document,
-    task_info,
+    tasks_response,
 )
 from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.enums import JobType
@@ -149,19 +150,16 @@ def operator_routes(
     async def tasks(call: OperatorCall) -> Struct:
         project_id = TASK_PROJECT.parse(call.query.get("project_id"))
         limit = TASK_LIMIT.parse(call.query.get("limit"))
-        if project_id is None:  # every project's; a reset project's show its storage key
-            return TasksResponse(
-                [task_info(t) for t in await call.services.engine.tasks(None, limit)]
-            )
+        if project_id is None:  # every project's, shown by project id
+            views = await call.services.engine.tasks(None, limit)
+            return tasks_response(views, await call.services.keys.shown_ids())
         views = await call.services.engine.tasks(await _key(call, project_id), limit)
-        return TasksResponse(
-            [msgspec.structs.replace(task_info(t), project_id=project_id) for t in views]
-        )
+        return tasks_response(views, lambda key: project_id)
 
     async def rules(call: OperatorCall) -> Struct:
         steering = call.services.steering
-        listed = [rule_info(r) for r in await steering.rules()]
-        return RulesResponse(defaults=behaviour_info(steering.defaults), rules=listed)
+        shown = await call.services.keys.shown_ids()
+        return rules_response(steering.defaults, await steering.rules(), shown)
 
     async def clear(call: OperatorCall) -> Struct:
         return DeletedResponse(await call.services.steering.clear())

@@ -5,6 +5,7 @@ These structs refuse unknown fields: a mistyped rule field is an error, not a no
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -184,6 +185,19 @@ def rule_info(rule: Rule) -> RuleInfo:
     )
 
 
+def rules_response(
+    defaults: Behaviour, rules: Sequence[Rule], shown: Callable[[str], str | None]
+) -> RulesResponse:
+    """The rules with their projects as ``shown`` names them (services/project_keys.py:
+    a project id for a storage key); those it names None are left out."""
+    listed = []
+    for rule in rules:
+        project_id = shown(rule.project_id)
+        if project_id is not None:
+            listed.append(msgspec.structs.replace(rule_info(rule), project_id=project_id))
+    return RulesResponse(defaults=behaviour_info(defaults), rules=listed)
+
+
 def behaviour_info(behaviour: Behaviour) -> BehaviourInfo:
     return BehaviourInfo(
         queue_seconds=behaviour.queue_seconds,
@@ -202,6 +216,17 @@ def engine_status(driver: str, summary: TaskSummary) -> EngineStatus:
         leased=summary.leased,
         expired=summary.expired,
     )
+
+
+def tasks_response(views: Sequence[TaskView], shown: Callable[[str], str | None]) -> TasksResponse:
+    """The tasks with their projects as ``shown`` names them (services/project_keys.py:
+    a project id for a storage key); those it names None are left out."""
+    listed = []
+    for view in views:
+        project_id = shown(view.project_id)
+        if project_id is not None:
+            listed.append(msgspec.structs.replace(task_info(view), project_id=project_id))
+    return TasksResponse(listed)
 
 
 def task_info(task: TaskView) -> TaskInfo:

@@ -75,12 +75,14 @@ def tasks(
     database_url: str | None, data_dir: Path | None, project_id: str | None, limit: int
 ) -> None:
     """Live tasks (sub-jobs not ended yet), due first, with their lease and progress."""
-    from imagejobs.api.operator_schemas import TasksResponse, task_info
+    from imagejobs.api.operator_schemas import tasks_response
 
     async def action(services: Services) -> Any:
-        key = None if project_id is None else await services.keys.storage_key(project_id)
-        views = await services.engine.tasks(key, limit)
-        return TasksResponse([task_info(t) for t in views])
+        if project_id is None:  # every project's, shown by project id
+            views = await services.engine.tasks(None, limit)
+            return tasks_response(views, await services.keys.shown_ids())
+        views = await services.engine.tasks(await services.keys.storage_key(project_id), limit)
+        return tasks_response(views, lambda key: project_id)
 
     _echo(_run(database_url, data_dir, action))
 
@@ -95,11 +97,13 @@ def rules() -> None:
 @data_dir_option
 def list_rules(database_url: str | None, data_dir: Path | None) -> None:
     """The process defaults (IMAGEJOBS_SIMULATED_*) and every rule."""
-    from imagejobs.api.operator_schemas import RulesResponse, behaviour_info, rule_info
+    from imagejobs.api.operator_schemas import rules_response
 
     async def action(services: Services) -> Any:
-        listed = [rule_info(r) for r in await services.steering.rules()]
-        return RulesResponse(defaults=behaviour_info(services.steering.defaults), rules=listed)
+        steering = services.steering
+        return rules_response(
+            steering.defaults, await steering.rules(), await services.keys.shown_ids()
+        )
 
     _echo(_run(database_url, data_dir, action))
 
@@ -177,7 +181,9 @@ def set_rule(
 
     async def action(services: Services) -> Any:
         key = await services.keys.storage_key(project_id)
-        return rule_info(await services.steering.put_rule(rule_record(key, job_type, body)))
+        rule = await services.steering.put_rule(rule_record(key, job_type, body))
+        # As PROJECT_ID names it: the record carries the storage key.
+        return msgspec.structs.replace(rule_info(rule), project_id=project_id)
 
     _echo(_run(database_url, data_dir, action))
 

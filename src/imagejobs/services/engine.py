@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -109,8 +109,12 @@ class EngineService:
         max_attempts: int = 5,
         backoff_base: float = 1.0,
         clock: Clock | None = None,
+        project_of: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
+        """``project_of``: a task's project id from its storage key (services/project_keys.py),
+        for the driver's StepContext; None: the key is the id."""
         self.store = store
+        self._project_of = project_of
         self._steering = steering
         self.driver = driver
         self._max_attempts = max_attempts
@@ -142,10 +146,13 @@ class EngineService:
         to record. Never raises for a failed step: failures are outcomes."""
         outcome: Outcome | None = exhausted(task, self._max_attempts)
         if outcome is None:
+            project_id = task.project_id
+            if self._project_of is not None:  # a reset project's id, not its storage key
+                project_id = await self._project_of(project_id)
             context = StepContext(
                 sub_job_id=task.sub_job_id,
                 job_id=task.job_id,
-                project_id=task.project_id,
+                project_id=project_id,
                 job_type=task.job_type,
                 phase=task.phase,
                 position=task.position,

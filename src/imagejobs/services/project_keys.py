@@ -35,6 +35,7 @@ class ProjectKeys:
         self.sweeper = RetiredKeySweeper(self.store)
         self._cache_seconds = cache_seconds
         self._keys: dict[str, str] = {}
+        self._projects: dict[str, str] = {}  # storage key -> project id (never changes)
         self._generation: object = None
         self._checked_at = float("-inf")
         # False where the identity cache checks the generation before every request
@@ -56,6 +57,35 @@ class ProjectKeys:
                 self._keys.clear()
             self._keys[project_id] = key
         return key
+
+    async def project_id(self, storage_key: str) -> str:
+        """The id of the project whose rows ``storage_key`` holds, for what shows it
+        outside the stores (a driver's StepContext). A key is its project's id until the
+        project's first reset; the keys made by resets (new_storage_key) start with "~".
+        A key retired since it was current is returned as it is (its rows are being
+        swept; no store answers with it)."""
+        if not storage_key.startswith("~"):
+            return storage_key
+        project_id = self._projects.get(storage_key)
+        if project_id is None:
+            project_id = await self.store.project_of(storage_key)
+            if project_id is None:  # a project named "~...", or a retired key
+                return storage_key
+            if len(self._projects) >= _CACHE_LIMIT:
+                self._projects.clear()
+            self._projects[storage_key] = project_id
+        return project_id
+
+    async def shown_ids(self) -> Callable[[str], str | None]:
+        """For listings of every project (tasks, rules): the project id a stored key's
+        row is shown with, None for a row of a retired key (its project was reset; the
+        row is being swept and no request sees it)."""
+        current, retired = await self.store.shown_ids()
+
+        def shown(key: str) -> str | None:
+            return None if key in retired else current.get(key, key)
+
+        return shown
 
     def forget(self) -> None:
         """Drop every cached key (this process reset a project)."""

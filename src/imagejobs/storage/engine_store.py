@@ -200,8 +200,11 @@ _VIEW_COLUMNS = (
     "sub_job_id, job_id, project_id, job_type, phase, due_at, lease_owner, fencing_token,"
     " attempts, started_at, reads, wait_reads, error_code, error_message, progress"
 )
+# Every project's, but not those of reset projects' old generations (being swept).
 LIST_TASKS = Statement(
-    f"SELECT {_VIEW_COLUMNS} FROM engine_tasks ORDER BY due_at, sub_job_id LIMIT :limit"
+    f"SELECT {_VIEW_COLUMNS} FROM engine_tasks"
+    " WHERE project_id NOT IN (SELECT storage_key FROM retired_project_keys)"
+    " ORDER BY due_at, sub_job_id LIMIT :limit"
 )
 LIST_PROJECT_TASKS = Statement(
     f"SELECT {_VIEW_COLUMNS} FROM engine_tasks WHERE project_id = :project_id"

@@ -35,13 +35,17 @@ RETIRE = Statement(
     " ON CONFLICT (storage_key) DO NOTHING"
 )
 FORGET_RULES = Statement("DELETE FROM engine_rules WHERE project_id = :storage_key")
+PROJECT_OF = Statement("SELECT project_id FROM project_keys WHERE storage_key = :storage_key")
+ALL_KEYS = Statement("SELECT project_id, storage_key FROM project_keys")
 RETIRED = Statement(
     "SELECT storage_key, retired_at FROM retired_project_keys ORDER BY retired_at, storage_key"
 )
 FORGET_RETIRED = Statement("DELETE FROM retired_project_keys WHERE storage_key = :storage_key")
 FORGET_ALL_RETIRED = Statement("DELETE FROM retired_project_keys")
 # Tasks first: a running step of the old generation loses its fencing token before its
-# sub-job goes; then children before parents (sub-jobs, jobs), then the rest.
+# sub-job goes; then the failures remembered for its running jobs (keyed by job id alone:
+# found through the jobs, so before them), children before parents (sub-jobs, jobs), then
+# the rest.
 SWEPT_TABLES = (
     "engine_tasks",
     "sub_jobs",
@@ -50,30 +54,50 @@ SWEPT_TABLES = (
     "job_counters",
     "project_throttles",
 )
-# One batch of a retired key's rows in one table, over the index leading with project_id
-# (every table has one). On PostgreSQL concurrent sweepers take disjoint rows.
-SWEEP = {
-    "sqlite": {
-        table: Statement(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+_FAILURES_OF_KEY = (
+    "SELECT f.job_id FROM engine_job_failures AS f JOIN jobs AS j ON j.id = f.job_id"
+    " WHERE j.project_id = :storage_key LIMIT :batch"
+)
+
+
+def _sweeps(dialect: str) -> dict[str, Statement]:
+    """One batch of a retired key's rows in one table, over the index leading with
+    project_id (every table has one). On PostgreSQL concurrent sweepers take disjoint rows."""
+    if dialect == "sqlite":
+        failures = f"DELETE FROM engine_job_failures WHERE job_id IN ({_FAILURES_OF_KEY})"
+        batch = (
+            "DELETE FROM {0} WHERE rowid IN (SELECT rowid FROM {0}"
             " WHERE project_id = :storage_key LIMIT :batch) RETURNING 1"
         )
-        for table in SWEPT_TABLES
-    },
-    "postgresql": {
-        table: Statement(
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
+    else:
+        failures = (
+            "DELETE FROM engine_job_failures WHERE job_id = ANY(ARRAY("
+            f"{_FAILURES_OF_KEY} FOR UPDATE OF f SKIP LOCKED))"
+        )
+        batch = (
+            "DELETE FROM {0} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {0}"
             " WHERE project_id = :storage_key LIMIT :batch FOR UPDATE SKIP LOCKED)) RETURNING 1"
         )
-        for table in SWEPT_TABLES
-    },
-}
+    statements = {t: Statement(batch.format(t)) for t in SWEPT_TABLES}
+    return {
+        "engine_tasks": statements.pop("engine_tasks"),
+        "engine_job_failures": Statement(f"{failures} RETURNING 1"),
+        **statements,
+    }
+
+
+SWEEP = {dialect: _sweeps(dialect) for dialect in ("sqlite", "postgresql")}
 # An id of a state being imported may still be held by a retired generation's row.
 _RETIRED_KEYS = "SELECT storage_key FROM retired_project_keys"
 FREE_IDS = {
     table: Statement(f"DELETE FROM {table} WHERE id = :id AND project_id IN ({_RETIRED_KEYS})")
     for table in ("sub_jobs", "jobs", "image_servers")
 }
+# A failure remembered for such a job would fail the imported job of the same id.
+FREE_FAILURES = Statement(
+    "DELETE FROM engine_job_failures WHERE job_id = :id"
+    f" AND job_id IN (SELECT id FROM jobs WHERE id = :id AND project_id IN ({_RETIRED_KEYS}))"
+)
 
 
 def new_storage_key() -> str:
@@ -88,6 +112,24 @@ class SqlProjectKeyStore:
     async def storage_key(self, project_id: str) -> str:
         rows = await self._db.fetch(RESOLVE, {"project_id": project_id})
         return project_id if not rows else str(rows[0][0])
+
+    async def project_of(self, storage_key: str) -> str | None:
+        """The project whose current key ``storage_key`` is (None: none, or it is retired)."""
+        rows = await self._db.fetch(PROJECT_OF, {"storage_key": storage_key})
+        return None if not rows else str(rows[0][0])
+
+    async def storage_keys(self, project_ids: Sequence[str]) -> list[str]:
+        """Each project's storage key now, in one read whatever their number (the table
+        holds a row per project ever reset only)."""
+        keys = {str(p): str(k) for p, k in await self._db.fetch(ALL_KEYS, {})}
+        return [keys.get(p, p) for p in project_ids]
+
+    async def shown_ids(self) -> tuple[dict[str, str], set[str]]:
+        """What listings of every project show: each current storage key that is not a
+        project id, mapped to its project's id; and every retired key (rows being swept)."""
+        current = {str(k): str(p) for p, k in await self._db.fetch(ALL_KEYS, {})}
+        retired = {k for k, _ in await self.retired()}
+        return current, retired
 
     async def retired(self) -> list[tuple[str, int]]:
         """Every retired key with when it was retired, oldest first."""
@@ -110,6 +152,8 @@ class SqlProjectKeyStore:
         self, tx: Transaction, servers: Sequence[int], jobs: Sequence[int], sub_jobs: Sequence[int]
     ) -> None:
         """Delete the retired generations' rows that hold any of these ids."""
+        if jobs:
+            await tx.execute_many(FREE_FAILURES, [{"id": i} for i in jobs])
         for table, ids in (("sub_jobs", sub_jobs), ("jobs", jobs), ("image_servers", servers)):
             if ids:
                 await tx.execute_many(FREE_IDS[table], [{"id": i} for i in ids])

@@ -47,6 +47,7 @@ from imagejobs.storage.job_store import (
     CounterKey,
     apply_counter_deltas,
 )
+from imagejobs.storage.project_keys import SqlProjectKeyStore
 
 _TYPES = tuple(t.value for t in QUERYABLE_JOB_TYPES)
 _TYPE_THRESHOLDS = (0.45, 0.80)  # CREATE_SERVER 45%, CREATE_SERVER_IMAGE 35%, DELETE_SERVER 20%
@@ -327,8 +328,11 @@ async def seed(
 ) -> None:
     """Insert ``plan.jobs`` jobs (and their sub-jobs, and tasks for the unfinished ones)
     into ``plan.project_ids()``. ``progress`` is told each batch's job count, ``phase``
-    of the steps after the rows (index builds, VACUUM)."""
-    tally = Tally(plan.project_ids())
+    of the steps after the rows (index builds, VACUUM). Rows go under each project's
+    storage key now (storage/project_keys.py), resolved once for all of them: a project
+    reset earlier would otherwise get rows under its retired key, which the sweeper
+    deletes."""
+    tally = Tally(await SqlProjectKeyStore(database).storage_keys(plan.project_ids()))
     rows = progress or (lambda n: None)
     step = phase or (lambda label, seconds: None)
     if isinstance(database, PostgresDatabase):

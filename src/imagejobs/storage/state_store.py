@@ -44,11 +44,22 @@ from imagejobs.storage.server_store import (
 
 # Child rows first (tasks, sub-jobs), the lock order of the engine store.
 _PROJECT_TABLES = ("engine_tasks", "sub_jobs", "jobs", "image_servers", "job_counters")
-RESET_PROJECT = tuple(
-    Statement(f"DELETE FROM {table} WHERE project_id = :project_id") for table in _PROJECT_TABLES
+# The failures remembered for the project's running jobs (keyed by job id alone): a job
+# imported with the same id would otherwise fail.
+RESET_PROJECT = (
+    Statement(
+        "DELETE FROM engine_job_failures"
+        " WHERE job_id IN (SELECT id FROM jobs WHERE project_id = :project_id)"
+    ),
+    *(Statement(f"DELETE FROM {t} WHERE project_id = :project_id") for t in _PROJECT_TABLES),
 )
-RESET_ALL = tuple(Statement(f"DELETE FROM {table}") for table in (*_PROJECT_TABLES, "engine_rules"))
-RESET_ALL_RULES = RESET_ALL[-1]
+RESET_ALL_RULES = Statement("DELETE FROM engine_rules")
+RESET_ALL_FAILURES = Statement("DELETE FROM engine_job_failures")
+RESET_ALL = (
+    *(Statement(f"DELETE FROM {table}") for table in _PROJECT_TABLES),
+    RESET_ALL_FAILURES,
+    RESET_ALL_RULES,
+)
 _EMPTY = {table: Statement(f"DELETE FROM {table}") for table in _PROJECT_TABLES}
 # Lockouts: every failure count (all projects), or the password-login counts of the
 # project's account's users (signature failures are per address and never refuse a valid
@@ -196,6 +207,7 @@ async def _reset_sqlite(tx: Transaction) -> None:
     try:
         for table in _PROJECT_TABLES:
             await tx.execute(_EMPTY[table], {})
+        await tx.execute(RESET_ALL_FAILURES, {})
         await tx.execute(RESET_ALL_RULES, {})
     finally:  # the pages are freed by now: the connection's usual setting again
         await tx.fetch(Statement(f"PRAGMA secure_delete = {int(secure_delete)}"), {})
