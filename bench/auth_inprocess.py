@@ -58,6 +58,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "iam": lip.scope(path, args.query, lip.signed(args.workdir, path, args.query)),
         "none": lip.scope(path, args.query, {"Host": lip.HOST}),
     }
+    if args.same_headers:  # the no-auth app gets the signed headers too (it ignores them)
+        requests["none"] = dict(requests["iam"])
     bodies = {}
     for name, app in apps.items():
         _, answer = await lip.timed(app, requests[name], 200)  # warm-up
@@ -95,6 +97,11 @@ def main() -> int:
     parser.add_argument("--query", default=lj.QUERY)
     parser.add_argument(
         "--instructions", type=int, default=0, help="requests counted under callgrind (0: none)"
+    )
+    parser.add_argument(
+        "--same-headers",
+        action="store_true",
+        help="send the no-auth app the signed request too (isolates the headers' cost)",
     )
     args = parser.parse_args()
     if args.seed:
