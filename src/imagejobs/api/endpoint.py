@@ -150,13 +150,11 @@ class OperationEndpoint:
         raw_path = scope["path_params"]
         project_id = PROJECT_ID.parse(raw_path["project_id"])
         assert project_id is not None
-        for name, value in scope["headers"]:
-            if name == b"x-project-id":
-                if value.decode("latin-1") != project_id:
-                    raise AuthenticationFailed(
-                        "X-Project-Id does not match the project in the path"
-                    )
-                break
+        # From the header map already built (no second walk of the headers); a repeated
+        # X-Project-Id is joined with "," there, so it never matches either.
+        named = received.header_map.get("x-project-id")
+        if named is not None and named != project_id:
+            raise AuthenticationFailed("X-Project-Id does not match the project in the path")
         await self._access.authorize(principal, operation.action, project_id)
         # The one place a request's project becomes the key its rows are stored under:
         # resolved once, so the whole request sees one generation of a project that is

@@ -21,7 +21,13 @@ from imagejobs.domain.times import now_ms
 from imagejobs.iam.credentials import SecretBox, digest
 from imagejobs.iam.policy import Decision, Policy, RequestContext, evaluate, stored_policy
 from imagejobs.iam.records import AccessKey, Account, Project, Token, User
-from imagejobs.iam.signing import ReceivedRequest, SigningKey, parse_authorization, verify
+from imagejobs.iam.signing import (
+    ParsedAuthorization,
+    ReceivedRequest,
+    SigningKey,
+    parse_authorization,
+    verify,
+)
 from imagejobs.services.authorization import LOCAL, Principal
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.iam_store import SqlIamStore, failure_subject
@@ -90,6 +96,7 @@ class _KeyEntry:
     key: AccessKey
     signing_key: SigningKey
     principal: Principal  # who the key's signed requests run as
+    temporary: bool  # key.is_temporary, read on every request without a property call
     # Epoch ms until which the key may sign (-inf: disabled, or its user or account is,
     # or, for a temporary key, its token was revoked or the password changed).
     usable_until: float
@@ -123,6 +130,7 @@ class _KeyEntry:
             key,
             SigningKey(secret),
             principal,
+            key.is_temporary,
             usable_until=(math.inf if key.expires_at is None else key.expires_at)
             if enabled
             else -math.inf,
@@ -191,7 +199,18 @@ class IamAccess:
             return self._operator(operator)
         authorization = request.header_map.get("authorization")
         if authorization is not None:
-            return await self._signed(request, authorization, source)
+            # The signed path, inline: no coroutine of its own on every signed request.
+            parsed = parse_authorization(authorization)
+            try:
+                entry = self._keys[parsed.access_key]
+            except KeyError:
+                entry = await self._key(parsed.access_key)
+            checked = self._check_signature(request, parsed, entry)
+            if isinstance(checked, SignatureMismatch):
+                raise await self._signature_failed(parsed.access_key, source, checked)
+            if self._failing:  # empty unless signatures failed lately: the hot path skips it
+                await self._signature_passed(parsed.access_key, source)
+            return checked
         token = request.header_map.get("x-auth-token")
         if token:
             return await self._token(token)
@@ -215,32 +234,29 @@ class IamAccess:
         _remember(self._keys, access_key, entry)
         return entry
 
-    async def _signed(self, request: ReceivedRequest, header: str, source: str) -> Principal:
-        parsed = parse_authorization(header)
-        try:
-            entry = self._keys[parsed.access_key]
-        except KeyError:
-            entry = await self._key(parsed.access_key)
+    def _check_signature(
+        self, request: ReceivedRequest, parsed: ParsedAuthorization, entry: _KeyEntry | None
+    ) -> Principal | SignatureMismatch:
+        """The key's principal if ``entry``'s usable key signed ``request``; the failure to
+        count against (AK, source address) if its signature or security token is wrong.
+        Raises AuthenticationFailed, uncounted, for an unknown or unusable key or a
+        malformed or expired request."""
         now = self._now()
         if entry is None or now >= entry.usable_until:
             raise AuthenticationFailed(f"ak {parsed.access_key} not exist")
         token = None
-        if entry.key.is_temporary:
+        if entry.temporary:
             token = request.header_map.get("x-security-token")
             if token is None or not hmac.compare_digest(
                 digest(token), entry.key.security_token_hash or ""
             ):
-                raise await self._signature_failed(
-                    parsed.access_key, source, SignatureMismatch("invalid security token")
-                )
+                return SignatureMismatch("invalid security token")
         try:
             verify(
                 request, entry.signing_key, now / 1000, authorization=parsed, security_token=token
             )
         except SignatureMismatch as exc:
-            raise await self._signature_failed(parsed.access_key, source, exc) from None
-        if self._failing:  # empty unless signatures failed lately: the hot path skips this
-            await self._signature_passed(parsed.access_key, source)
+            return exc
         return entry.principal
 
     async def _signature_failed(
@@ -301,7 +317,11 @@ class IamAccess:
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         if principal is LOCAL:
             return
-        project = await self._project(project_id)
+        # A cached project without a coroutine (every request of a known project).
+        try:
+            project = self._projects[project_id]
+        except KeyError:
+            project = await self._project(project_id)
         # Unknown project, another account's project, another project's token: all look alike.
         if (
             project is None

@@ -137,6 +137,9 @@ class ParsedAuthorization(NamedTuple):
     signature: str  # lower-case hex
 
 
+_new_tuple = tuple.__new__
+
+
 def parse_authorization(header_value: str) -> ParsedAuthorization:
     """Parse an Authorization header value; raise AuthenticationFailed if it is malformed."""
     head, found, signature = header_value.rpartition("Signature=")
@@ -147,7 +150,8 @@ def parse_authorization(header_value: str) -> ParsedAuthorization:
     signature = signature.rstrip()
     if not found or _SIGNATURE.fullmatch(signature) is None:
         raise AuthenticationFailed(_MALFORMED)
-    return ParsedAuthorization(scheme, access_key, signed_headers, signature.lower())
+    # tuple.__new__ directly: the same tuple without NamedTuple's Python-level __new__.
+    return _new_tuple(ParsedAuthorization, (scheme, access_key, signed_headers, signature.lower()))
 
 
 def _parse_head(head: str) -> tuple[SigningAlgorithm, str, tuple[str, ...]]:

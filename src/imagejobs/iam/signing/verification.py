@@ -14,7 +14,10 @@ from functools import lru_cache
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch
 from imagejobs.iam.signing.canonical import (
+    _CACHED_INPUT_MAX,
     SDK_DATE_FORMAT,
+    _cached_query_variants,
+    _canonical_uri,
     as_utc,
     cached_query_variants,
     canonical_headers,
@@ -144,14 +147,26 @@ def verify(
     scheme = SCHEMES[algorithm]
     key = SigningKey(secret_key) if isinstance(secret_key, str) else secret_key
     raw_path, raw_query = request.raw_path, request.raw_query
+    # What from_raw hands over (bytes, short enough to be cached) goes straight to the
+    # caches, without canonical_uri's and cached_query_variants' own frames.
+    cached_path = type(raw_path) is bytes and len(raw_path) <= _CACHED_INPUT_MAX
+    uri = _canonical_uri(raw_path) if cached_path else canonical_uri(raw_path)
+    queries = (
+        _cached_query_variants(raw_query)
+        if type(raw_query) is bytes and len(raw_query) <= _CACHED_INPUT_MAX
+        else cached_query_variants(raw_query.encode() if isinstance(raw_query, str) else raw_query)
+    )
     try:
         # Header values in header_map are already trimmed (ReceivedRequest's rule).
-        header_block = "".join([f"{name}:{headers[name]}\n" for name in signed_headers])
+        # A plain loop: a comprehension is a frame of its own before Python 3.12.
+        header_block = ""
+        for name in signed_headers:
+            header_block += f"{name}:{headers[name]}\n"
     except KeyError as missing:
         raise AuthenticationFailed(
             f"signed header {missing.args[0]} not found in the request"
         ) from None
-    prefix = f"{request.method.upper()}\n{canonical_uri(raw_path)}\n"
+    prefix = f"{request.method.upper()}\n{uri}\n"
     suffix = f"\n{header_block}\n{';'.join(signed_headers)}\n"
     body = request.body
     if body or scheme.content_key in headers:
@@ -163,11 +178,13 @@ def verify(
     else:
         payload_hashes = [scheme.empty_hash]
 
-    queries = cached_query_variants(raw_query.encode() if isinstance(raw_query, str) else raw_query)
     new_hash, token = scheme.new_hash, scheme.token
     for query in queries:
         for hashed_payload in payload_hashes:
-            canonical = encode(f"{prefix}{query}{suffix}{hashed_payload}")
+            # encode()'s rule inline (surrogates back to the wire's bytes), without its frame.
+            canonical = f"{prefix}{query}{suffix}{hashed_payload}".encode(
+                "utf-8", "surrogateescape"
+            )
             to_sign = f"{token}\n{sdk_date}\n{new_hash(canonical).hexdigest()}"
             if hmac.compare_digest(key.hmac_hex(algorithm, to_sign.encode()), signature):
                 return

@@ -1,0 +1,125 @@
+"""What AK/SK costs ListImageJobs in-process: the same app built twice, IAM on (the request
+SDK-HMAC-SHA256-signed, verified in full every time) and ``IMAGEJOBS_AUTH=none`` (the
+same request without Authorization, X-Sdk-Date and X-Project-Id), called directly, no HTTP
+server; rounds alternate; CPU time per request, and with ``--instructions N`` instructions
+per request under callgrind (each app counted from zero; dumps kept for
+callgrind_annotate as DIR/cg/iam.callgrind and none.callgrind):
+
+    .venv/bin/python bench/auth_inprocess.py --workdir DIR [--requests 3000] [--rounds 5]
+    CALLGRIND_OUT_DIR=DIR/cg valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file=DIR/cg/cg.%p .venv/bin/python bench/auth_inprocess.py \
+        --workdir DIR --requests 50 --rounds 1 --instructions 300
+
+DIR holds a seeded imagejobs.db and its demo credentials (``--seed N`` makes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import list_inprocess as lip
+import list_jobs as lj
+
+
+async def build(workdir: Path, auth: str, counting: bool) -> lip.App:
+    if counting:
+        os.environ["IMAGEJOBS_IAM_CACHE_SECONDS"] = "3600"
+    os.environ.update(
+        IMAGEJOBS_DATABASE_URL=f"sqlite:///{workdir / 'imagejobs.db'}",
+        IMAGEJOBS_DATA_DIR=str(workdir),
+        IMAGEJOBS_AUTH=auth,
+        IMAGEJOBS_EMBEDDED_RUNNER="false",
+    )
+    from imagejobs.bootstrap import build_app, prepare_identity
+    from imagejobs.settings import load_settings
+    from imagejobs.storage.migrate import migrate
+
+    settings = load_settings()
+    await migrate(settings.database_url)
+    await prepare_identity(settings)
+    return build_app(settings)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    path = f"/v1/{lj.PROJECT}/image-server-jobs"
+    counting = bool(args.instructions)
+    apps = {
+        "iam": await build(args.workdir, "iam", counting),
+        "none": await build(args.workdir, "none", counting),
+    }
+    stops = [await lip.lifespan(app) for app in apps.values()]
+    requests = {
+        "iam": lip.scope(path, args.query, lip.signed(args.workdir, path, args.query)),
+        "none": lip.scope(path, args.query, {"Host": lip.HOST}),
+    }
+    if args.same_headers:  # the no-auth app gets the signed headers too (it ignores them)
+        requests["none"] = dict(requests["iam"])
+    bodies = {}
+    for name, app in apps.items():
+        _, answer = await lip.timed(app, requests[name], 200)  # warm-up
+        if answer.status != 200:
+            raise RuntimeError(f"{name}: {answer.status} {answer.body[:300]!r}")
+        bodies[name] = answer.body
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    names = list(apps)
+    for number in range(args.rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            us, _ = await lip.timed(apps[name], requests[name], args.requests)
+            samples[name].append(us)
+    result: dict[str, Any] = {
+        name: {"cpu_us_per_request": round(statistics.median(s), 1), "rounds": s}
+        for name, s in samples.items()
+    }
+    if args.instructions:
+        for name in names:
+            count = await lip.count_instructions(
+                name, apps[name], requests[name], args.instructions
+            )
+            result[name]["instructions_per_request"] = round(count)
+    for stop in stops:
+        await stop()
+    result["bodies_identical"] = bodies["iam"] == bodies["none"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True, help="holds imagejobs.db")
+    parser.add_argument("--seed", type=int, default=0, help="first seed this many jobs")
+    parser.add_argument("--requests", type=int, default=3000, help="per round and app")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--query", default=lj.QUERY)
+    parser.add_argument(
+        "--instructions", type=int, default=0, help="requests counted under callgrind (0: none)"
+    )
+    parser.add_argument(
+        "--same-headers",
+        action="store_true",
+        help="send the no-auth app the signed request too (isolates the headers' cost)",
+    )
+    args = parser.parse_args()
+    if args.seed:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{args.workdir / 'imagejobs.db'}"
+        lj.seed(url, lj.PROJECT, args.seed, args.workdir)
+    result = asyncio.run(run(args))
+    for name in ("iam", "none"):
+        row = result[name]
+        rounds = ", ".join(f"{us:.0f}" for us in row["rounds"])
+        print(f"{name:<5} {row['cpu_us_per_request']:>7} µs/request  (rounds {rounds})")
+    if "instructions_per_request" in result["iam"]:
+        iam, none = (result[n]["instructions_per_request"] for n in ("iam", "none"))
+        print(f"instructions/request: iam {iam:,}, none {none:,}, AK/SK +{iam - none:,}")
+    ratio = result["none"]["cpu_us_per_request"] / result["iam"]["cpu_us_per_request"]
+    print(f"CPU ratio none/iam: {ratio:.3f}; bodies identical: {result['bodies_identical']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
