@@ -81,15 +81,16 @@ def signed_headers(server: lj.Server, workdir: Path) -> dict[str, str]:
     return headers
 
 
-def callgrind_server(url: str, workdir: Path, auth: str, out: Path) -> lj.Server:
-    """`imagejobs serve` under callgrind: requests only (no engine runner, hourly IAM check)."""
+def callgrind_server(url: str, workdir: Path, auth: str, out: Path, name: str) -> lj.Server:
+    """`imagejobs serve` under callgrind for one client: requests only (no engine runner,
+    hourly IAM check)."""
     port = lj.free_port()
     argv = ["valgrind", "--tool=callgrind", "--trace-children=yes"]
-    argv += [f"--callgrind-out-file={out}/{auth}.%p", lj.tool("imagejobs"), "serve", "--no-runner"]
+    argv += [f"--callgrind-out-file={out}/{name}.%p", lj.tool("imagejobs"), "serve", "--no-runner"]
     argv += ["--host", lj.HOST, "--port", str(port), "--database-url", url]
     argv += ["--data-dir", str(workdir)]
     env = lj.clean_env(IMAGEJOBS_AUTH=auth, IMAGEJOBS_IAM_CACHE_SECONDS="3600")
-    server = lj.Server(f"{auth} (callgrind)", argv, env, port, workdir / f"callgrind-{auth}.log")
+    server = lj.Server(f"{name} (callgrind)", argv, env, port, workdir / f"callgrind-{name}.log")
     server.ready_timeout = 600  # valgrind runs Python some 50 times slower
     return server
 
@@ -126,13 +127,11 @@ def count_instructions(
     out = workdir / "callgrind"
     out.mkdir()
     counted: dict[str, float] = {}
-    with contextlib.ExitStack() as stack:
-        servers = {
-            auth: stack.enter_context(callgrind_server(url, workdir, auth, out))
-            for auth in ("none", "iam")
-        }
-        for name, headers in clients.items():
-            server = servers["none" if name == "none" else "iam"]
+    # Each client on a fresh server of its own: AK/SK counted on the server the token had
+    # just warmed read 13.5k instructions over none, against 86.7k counted first.
+    for name, headers in clients.items():
+        auth = "none" if name == "none" else "iam"
+        with callgrind_server(url, workdir, auth, out, name) as server:
             # A signature covers Host: sign again for this server.
             sent = signed_headers(server, workdir) if name == "aksk" else headers
             lj.log(f"counting instructions: {name}, {requests} requests…")
