@@ -54,6 +54,14 @@ class JobDetail:
     job: Job
     sub_jobs: Sequence[SubJob]
 
+    def under(self, project_id: str) -> JobDetail:
+        """The same job and sub-jobs, labelled with ``project_id`` (a project's id as the
+        API shows it, or the storage key its rows are written under)."""
+        return JobDetail(
+            self.job._replace(project_id=project_id),
+            [sub._replace(project_id=project_id) for sub in self.sub_jobs],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):

@@ -129,13 +129,7 @@ class TestKitService:
         servers, jobs, payloads = await self._state.dump(key)
         if key != project_id:  # the records as the API shows them: the project's id
             servers = [replace(s, project_id=project_id) for s in servers]
-            jobs = [
-                JobDetail(
-                    d.job._replace(project_id=project_id),
-                    [sub._replace(project_id=project_id) for sub in d.sub_jobs],
-                )
-                for d in jobs
-            ]
+            jobs = [d.under(project_id) for d in jobs]
         return ProjectState(project_id, servers, jobs, payloads)
 
     async def load(self, state: ProjectState) -> int:

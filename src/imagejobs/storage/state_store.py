@@ -154,13 +154,7 @@ class SqlStateStore:
         """The project's state becomes exactly this, in one transaction (all or nothing).
         Its rows are written under ``storage_key``, whatever project id they carry."""
         servers = [replace(s, project_id=storage_key) for s in servers]
-        jobs = [
-            JobDetail(
-                d.job._replace(project_id=storage_key),
-                [sub._replace(project_id=storage_key) for sub in d.sub_jobs],
-            )
-            for d in jobs
-        ]
+        jobs = [d.under(storage_key) for d in jobs]
         tasks = [replace(t, project_id=storage_key) for t in tasks]
 
         async def run(tx: Transaction, free_ids: bool) -> None:
