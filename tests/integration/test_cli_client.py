@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from imagejobs.cli import main
-from imagejobs.domain.enums import JobStatus, JobType
+from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.migrate import migrate
 from tests.conftest import ServerProcess, _admin
@@ -312,3 +312,27 @@ def test_a_profile_others_may_read_is_used_with_a_warning(
     ]
     profile.chmod(0o600)
     assert run(server, None, *args).stderr == ""
+
+
+def test_jobs_delete_removes_the_finished_sub_jobs_only(server: ServerProcess) -> None:
+    # BatchDeleteImageSubJobs had no command: the README's "delete jobs" needed curl and a
+    # signature by hand.
+    tenant = new_tenant(server.database_url)  # type: ignore[attr-defined]
+    job = make_job(
+        tenant.project_id,
+        status=JobStatus.RUNNING,
+        sub_statuses=[SubJobStatus.SUCCESS, SubJobStatus.RUNNING],
+    )
+    write_jobs(server.database_url, [job])  # type: ignore[attr-defined]
+    done, running = (str(s.id) for s in job.sub_jobs)
+
+    result = run(server, tenant, "jobs", "delete", done, running, "999999999999999999")
+    ok(result)
+    assert "Asked to delete 3 sub-job(s)" in result.stderr
+    page = json.loads(ok(run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
+                             "--job-id", str(job.job.id), "-o", "json")))  # fmt: skip
+    assert [s["id"] for s in page["items"]] == [running]
+    assert json.loads(ok(run(server, tenant, "jobs", "delete", running, "-o", "json"))) == {}
+    usage = run(server, tenant, "jobs", "delete")
+    assert usage.exit_code == 2
+    assert "Missing argument 'SUB_JOB_IDS...'" in usage.stderr
