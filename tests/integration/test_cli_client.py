@@ -159,6 +159,20 @@ def test_servers_create_list_show_recreate_and_delete(
     assert "build-01" in ok(run(server, tenant, "servers", "show", server_id))
     shown = json.loads(ok(run(server, tenant, "servers", "show", server_id, "-o", "json")))
     assert shown["status"] == "ACTIVE"
+    # UpdateImageServer had no command.
+    updated = run(server, tenant, "servers", "update", server_id, "--description", "golden base")
+    assert f"Updated {server_id}." in ok(updated) + updated.stderr
+    renamed = run(
+        server, tenant, "servers", "update", server_id, "--name", "build-02", "-o", "json"
+    )
+    assert {k: json.loads(ok(renamed))[k] for k in ("name", "description")} == {
+        "name": "build-02",
+        "description": "golden base",
+    }
+    failed(run(server, tenant, "servers", "update", server_id), 2, "nothing to update")
+    failed(run(server, tenant, "servers", "update", server_id, "--name", "bad name!"), 2,
+           "WKS.00211102", "name")  # fmt: skip
+    failed(run(server, tenant, "servers", "update", "nope", "--name", "x"), 4, "nope")
 
     image = run(server, tenant, "servers", "recreate-image", server_id, "--name", "golden",
                 "-o", "json")  # fmt: skip
