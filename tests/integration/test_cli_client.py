@@ -261,6 +261,9 @@ def test_credential_problems_exit_3(server: ServerProcess, tenant: Tenant, tmp_p
     broken = tmp_path / "profile.json"
     broken.write_text("[1, 2")
     failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--profile",
+               str(broken)), 3, "is not valid JSON: Expecting ',' delimiter: line 1")  # fmt: skip
+    broken.write_text("[1, 2]")
+    failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--profile",
                str(broken)), 3, "is not a JSON object")  # fmt: skip
 
 

@@ -61,8 +61,8 @@ def _read_profile(path: Path) -> dict[str, str]:
         data = json.loads(path.expanduser().read_text())
     except OSError as exc:
         raise CredentialsProblem(f"cannot read the profile {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise CredentialsProblem(f"the profile {path} is not a JSON object") from None
+    except ValueError as exc:  # say where, as for any JSON file a person edits by hand
+        raise CredentialsProblem(f"the profile {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CredentialsProblem(f"the profile {path} is not a JSON object")
     found: dict[str, str] = {}
