@@ -484,3 +484,21 @@ def test_a_read_only_user_sees_the_list_but_may_not_delete(
         lambda d: d.switch_to.active_element.get_attribute("data-key") == f"delete-{server_id}",
     )
     sign_out(browser)
+
+
+def test_closing_the_create_form_gives_the_focus_back_to_its_button(
+    browser: WebDriver, console: Console
+) -> None:
+    sign_in(browser, console, console.tenant.account, console.tenant.password)
+    browser.get(console.url + "#/servers")
+    opener = element(browser, "#open-create")
+    assert opener.get_attribute("aria-expanded") == "false"
+    opener.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element == element(browser, "#server-name")
+    assert opener.get_attribute("aria-expanded") == "true"
+    cancel = browser.find_element(By.CSS_SELECTOR, "#create-form .form-actions .ghost")
+    cancel.send_keys(Keys.ENTER)  # the keyboard user's Cancel
+    wait(browser, lambda d: not d.find_element(By.ID, "create-panel").is_displayed())
+    # The focus was on the hidden Cancel button and fell to the top of the page.
+    assert browser.switch_to.active_element == opener
+    assert opener.get_attribute("aria-expanded") == "false"
