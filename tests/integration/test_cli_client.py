@@ -26,7 +26,7 @@ from tests.factories import (
     with_identity,
     write_jobs,
 )
-from tests.integration.http import password_token
+from tests.integration.http import login_body, password_token
 
 FAILED_JOBS = 2
 
@@ -238,6 +238,18 @@ def test_credentials_from_flags_a_token_and_a_profile(
     by_token = run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token", token,
                    "--project-id", tenant.project_id)  # fmt: skip
     assert int(ok(by_token)) >= 1
+    # A project-scoped token names its project: the README's curl login is enough. Without
+    # --project-id this said "no project id" and exited 3, as if the token were bad.
+    alone = run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", IMAGEJOBS_TOKEN=token)
+    assert ok(alone) == ok(by_token)
+    domain_scoped = login_body(tenant)
+    domain_scoped["auth"]["scope"] = {"domain": {"name": tenant.account}}
+    answer = httpx.post(server.base_url + "/v3/auth/tokens", json=domain_scoped)
+    assert answer.status_code == 201, answer.text
+    failed(run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token",
+               answer.headers["x-subject-token"]), 3, "not scoped to a project")  # fmt: skip
+    failed(run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token", "bogus"),
+           3, "(HTTP 401")  # fmt: skip
 
     # The demo's credentials file is a profile as it is.
     profile = tmp_path / "demo-credentials.json"

@@ -38,7 +38,7 @@ class CredentialsProblem(Exception):
 @dataclass(frozen=True, slots=True)
 class Credentials:
     endpoint: str
-    project_id: str
+    project_id: str  # "" with a token: the token's project (ApiClient asks IAM)
     access_key: str = ""
     secret_key: str = ""
     token: str = ""
@@ -92,7 +92,7 @@ def resolve_credentials(
         name: flags.get(name) or environ.get(variable) or from_profile.get(name) or ""
         for name, variable in ENVIRONMENT.items()
     }
-    if not values["project_id"]:
+    if not values["project_id"] and not values["token"]:  # a token names its own project
         raise CredentialsProblem(
             "no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID or use --profile"
         )
