@@ -459,6 +459,9 @@ class DemoCredentials:
     region: str
     access_key: str
     secret_key: str
+    # Where this database is served: the file is also the CLI's profile (IMAGEJOBS_PROFILE),
+    # and without it the CLI would ask the default port, which may be another database's.
+    endpoint: str
 
 
 async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] | None:
@@ -478,7 +481,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
             )
         except Conflict:  # another process bootstrapped it a moment ago
             return None
-    credentials = _demo_credentials(created)
+    credentials = _demo_credentials(created, local_endpoint(settings))
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)
     return credentials, path
@@ -497,7 +500,14 @@ def _unused_credentials_path(settings: Settings) -> Path:
     return path
 
 
-def _demo_credentials(created: NewAccount) -> DemoCredentials:
+def local_endpoint(settings: Settings) -> str:
+    """The URL a client on this machine reaches ``serve`` at (a wildcard address: loopback)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+    host = wildcard.get(settings.host, settings.host)
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+
+
+def _demo_credentials(created: NewAccount, endpoint: str) -> DemoCredentials:
     return DemoCredentials(
         account=created.account.name,
         user=created.root.name,
@@ -506,6 +516,7 @@ def _demo_credentials(created: NewAccount) -> DemoCredentials:
         region=created.project.name,
         access_key=created.access_key,
         secret_key=created.secret_key,
+        endpoint=endpoint,
     )
 
 

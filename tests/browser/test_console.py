@@ -277,6 +277,32 @@ def test_an_unknown_task_shows_the_apis_404(browser: WebDriver, console: Console
     browser.get(console.url + "#/tasks/123456789012345678")
     error = element(browser, "#task-body .state.error")
     assert "WKS.00211902" in error.text
+    # Asking again gives the same 404: no "Try again" button that cannot help.
+    assert not error.find_elements(By.TAG_NAME, "button")
+
+
+def test_the_filters_show_what_a_hand_made_url_asks_for(
+    browser: WebDriver, console: Console
+) -> None:
+    # A bookmarked or edited URL with a page size or status the menus do not offer: the
+    # list used it (7 rows) while the menus said "10 per page" and "All statuses".
+    browser.get(console.url + "#/tasks?limit=7")
+    wait(browser, lambda d: len(visible_rows(d, "tasks-table")) == 7)
+    size = Select(browser.find_element(By.ID, "page-size"))
+    assert size.first_selected_option.get_attribute("value") == "7"
+    wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("1\u20137 of"))
+    size.select_by_value("20")  # the usual sizes are still there
+    wait(browser, lambda d: len(visible_rows(d, "tasks-table")) == 20)
+    assert "limit=7" not in browser.current_url
+
+    browser.get(console.url + "#/tasks?status=DONE")
+    error = element(browser, "#tasks-body .state.error")
+    assert "status must be one of" in error.text  # the API's message, for the value shown
+    assert not error.find_elements(By.TAG_NAME, "button")
+    status = Select(browser.find_element(By.ID, "status-filter"))
+    assert status.first_selected_option.get_attribute("value") == "DONE"
+    status.select_by_value("FAILED")
+    wait(browser, lambda d: visible_rows(d, "tasks-table"))
 
 
 def _fill_create_form(browser: WebDriver, name: str) -> None:
@@ -458,3 +484,21 @@ def test_a_read_only_user_sees_the_list_but_may_not_delete(
         lambda d: d.switch_to.active_element.get_attribute("data-key") == f"delete-{server_id}",
     )
     sign_out(browser)
+
+
+def test_closing_the_create_form_gives_the_focus_back_to_its_button(
+    browser: WebDriver, console: Console
+) -> None:
+    sign_in(browser, console, console.tenant.account, console.tenant.password)
+    browser.get(console.url + "#/servers")
+    opener = element(browser, "#open-create")
+    assert opener.get_attribute("aria-expanded") == "false"
+    opener.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element == element(browser, "#server-name")
+    assert opener.get_attribute("aria-expanded") == "true"
+    cancel = browser.find_element(By.CSS_SELECTOR, "#create-form .form-actions .ghost")
+    cancel.send_keys(Keys.ENTER)  # the keyboard user's Cancel
+    wait(browser, lambda d: not d.find_element(By.ID, "create-panel").is_displayed())
+    # The focus was on the hidden Cancel button and fell to the top of the page.
+    assert browser.switch_to.active_element == opener
+    assert opener.get_attribute("aria-expanded") == "false"

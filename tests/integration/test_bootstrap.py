@@ -6,8 +6,10 @@ import json
 import stat
 from pathlib import Path
 
+from click.testing import CliRunner
 from huaweicloudsdkworkspaceapp.v1 import ListImageJobsRequest
 
+from imagejobs.cli import main
 from tests.conftest import ServerProcess
 from tests.factories import Tenant
 from tests.integration.sdk import sdk_client
@@ -92,6 +94,19 @@ def test_a_second_database_never_overwrites_the_first_ones_demo_credentials(
         assert stat.S_IMODE(second_file.stat().st_mode) == 0o600
         saved_second = json.loads(second_file.read_text())
         assert saved_second["secret_key"] != saved_first["secret_key"]
+        # Each file names the server that wrote it, so that, as the CLI's profile alone, it
+        # reaches its own database's account: with no endpoint the CLI asked the default
+        # port, another database's server (401 "ak ... not exist") or none.
+        assert saved_second["endpoint"] == second.base_url
+        assert saved_first["endpoint"] == first.base_url
+        listed = CliRunner().invoke(
+            main,
+            ["jobs", "count", "--job-type", "CREATE_SERVER"],
+            env={"IMAGEJOBS_PROFILE": str(second_file), "IMAGEJOBS_ENDPOINT": "",
+                 "HUAWEICLOUD_SDK_AK": "", "HUAWEICLOUD_SDK_SK": "",
+                 "HUAWEICLOUD_SDK_PROJECT_ID": ""},
+        )  # fmt: skip
+        assert (listed.exit_code, listed.stdout.strip()) == (0, "0"), listed.stderr
         assert f"its credentials are in {second_file}" in second.log_path.read_text()
         client = sdk_client(second.base_url, _demo_tenant(saved_second))
         assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count == 0

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from imagejobs.cli import main
-from imagejobs.domain.enums import JobStatus, JobType
+from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 from imagejobs.services.identity import IdentityService
 from imagejobs.storage.migrate import migrate
 from tests.conftest import ServerProcess, _admin
@@ -26,7 +26,7 @@ from tests.factories import (
     with_identity,
     write_jobs,
 )
-from tests.integration.http import password_token
+from tests.integration.http import login_body, password_token
 
 FAILED_JOBS = 2
 
@@ -159,6 +159,20 @@ def test_servers_create_list_show_recreate_and_delete(
     assert "build-01" in ok(run(server, tenant, "servers", "show", server_id))
     shown = json.loads(ok(run(server, tenant, "servers", "show", server_id, "-o", "json")))
     assert shown["status"] == "ACTIVE"
+    # UpdateImageServer had no command.
+    updated = run(server, tenant, "servers", "update", server_id, "--description", "golden base")
+    assert f"Updated {server_id}." in ok(updated) + updated.stderr
+    renamed = run(
+        server, tenant, "servers", "update", server_id, "--name", "build-02", "-o", "json"
+    )
+    assert {k: json.loads(ok(renamed))[k] for k in ("name", "description")} == {
+        "name": "build-02",
+        "description": "golden base",
+    }
+    failed(run(server, tenant, "servers", "update", server_id), 2, "nothing to update")
+    failed(run(server, tenant, "servers", "update", server_id, "--name", "bad name!"), 2,
+           "WKS.00211102", "name")  # fmt: skip
+    failed(run(server, tenant, "servers", "update", "nope", "--name", "x"), 4, "nope")
 
     image = run(server, tenant, "servers", "recreate-image", server_id, "--name", "golden",
                 "-o", "json")  # fmt: skip
@@ -224,6 +238,18 @@ def test_credentials_from_flags_a_token_and_a_profile(
     by_token = run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token", token,
                    "--project-id", tenant.project_id)  # fmt: skip
     assert int(ok(by_token)) >= 1
+    # A project-scoped token names its project: the README's curl login is enough. Without
+    # --project-id this said "no project id" and exited 3, as if the token were bad.
+    alone = run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", IMAGEJOBS_TOKEN=token)
+    assert ok(alone) == ok(by_token)
+    domain_scoped = login_body(tenant)
+    domain_scoped["auth"]["scope"] = {"domain": {"name": tenant.account}}
+    answer = httpx.post(server.base_url + "/v3/auth/tokens", json=domain_scoped)
+    assert answer.status_code == 201, answer.text
+    failed(run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token",
+               answer.headers["x-subject-token"]), 3, "not scoped to a project")  # fmt: skip
+    failed(run(server, None, "jobs", "count", "--job-type", "DELETE_SERVER", "--token", "bogus"),
+           3, "(HTTP 401")  # fmt: skip
 
     # The demo's credentials file is a profile as it is.
     profile = tmp_path / "demo-credentials.json"
@@ -246,6 +272,9 @@ def test_credential_problems_exit_3(server: ServerProcess, tenant: Tenant, tmp_p
     failed(no_key, 3, "no credentials", "--ak")
     broken = tmp_path / "profile.json"
     broken.write_text("[1, 2")
+    failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--profile",
+               str(broken)), 3, "is not valid JSON: Expecting ',' delimiter: line 1")  # fmt: skip
+    broken.write_text("[1, 2]")
     failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--profile",
                str(broken)), 3, "is not a JSON object")  # fmt: skip
 
@@ -312,3 +341,27 @@ def test_a_profile_others_may_read_is_used_with_a_warning(
     ]
     profile.chmod(0o600)
     assert run(server, None, *args).stderr == ""
+
+
+def test_jobs_delete_removes_the_finished_sub_jobs_only(server: ServerProcess) -> None:
+    # BatchDeleteImageSubJobs had no command: the README's "delete jobs" needed curl and a
+    # signature by hand.
+    tenant = new_tenant(server.database_url)  # type: ignore[attr-defined]
+    job = make_job(
+        tenant.project_id,
+        status=JobStatus.RUNNING,
+        sub_statuses=[SubJobStatus.SUCCESS, SubJobStatus.RUNNING],
+    )
+    write_jobs(server.database_url, [job])  # type: ignore[attr-defined]
+    done, running = (str(s.id) for s in job.sub_jobs)
+
+    result = run(server, tenant, "jobs", "delete", done, running, "999999999999999999")
+    ok(result)
+    assert "Asked to delete 3 sub-job(s)" in result.stderr
+    page = json.loads(ok(run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
+                             "--job-id", str(job.job.id), "-o", "json")))  # fmt: skip
+    assert [s["id"] for s in page["items"]] == [running]
+    assert json.loads(ok(run(server, tenant, "jobs", "delete", running, "-o", "json"))) == {}
+    usage = run(server, tenant, "jobs", "delete")
+    assert usage.exit_code == 2
+    assert "Missing argument 'SUB_JOB_IDS...'" in usage.stderr

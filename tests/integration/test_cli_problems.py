@@ -57,3 +57,30 @@ def test_the_environment_variables_are_listed_in_the_top_level_help_only() -> No
         assert "IMAGEJOBS_SIMULATED_READS" not in text, command
         assert "--help" in text
     assert "imagejobs --help" in runner.invoke(main, ["serve", "--help"]).output
+
+
+def test_iam_errors_exit_with_the_api_clients_codes(tmp_path: Path) -> None:
+    # Every refusal exited 1, so a provisioning script could not tell "already exists"
+    # (safe to go on) from a typo in a name or an invalid policy file.
+    url = f"sqlite:///{tmp_path / 'iam.db'}"
+    key = {"IMAGEJOBS_KEY_FILE": str(tmp_path / "secret.key")}
+
+    def iam(*args: str) -> Result:
+        return CliRunner().invoke(main, ["iam", *args, "--database-url", url], env=key)
+
+    assert iam("create-account", "acme").exit_code == 0
+    exists = iam("create-account", "acme")
+    assert (exists.exit_code, exists.stderr.strip()) == (
+        1,
+        "Error: The account acme already exists.",
+    )
+    missing = iam("attach-policy", "--account", "acme", "--policy", "nope", "--user", "acme")
+    assert (missing.exit_code, missing.stderr.strip()) == (
+        4,
+        "Error: The policy nope does not exist.",
+    )
+    policy = tmp_path / "policy.json"
+    policy.write_text("{not json")
+    invalid = iam("create-policy", "--account", "acme", "--name", "p", "--file", str(policy))
+    assert invalid.exit_code == 2
+    assert "policy is not valid JSON" in invalid.stderr

@@ -32,6 +32,12 @@ EXIT_UNREACHABLE = 6
 
 _EXIT_BY_STATUS = {400: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}
 
+
+def exit_code_of(status: int) -> int:
+    """The exit code of an error with this HTTP status (the README's table)."""
+    return EXIT_SERVER if status >= 500 else _EXIT_BY_STATUS.get(status, EXIT_FAILED)
+
+
 CLIENT_EPILOG = (
     "Credentials come from flags, else HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK,"
     " HUAWEICLOUD_SDK_PROJECT_ID, IMAGEJOBS_ENDPOINT and IMAGEJOBS_TOKEN, else the JSON"
@@ -122,9 +128,7 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
                 f"{exc} (is `imagejobs serve` running there? see --endpoint)", EXIT_UNREACHABLE
             ) from None
         except ApiError as exc:
-            exit_code = _EXIT_BY_STATUS.get(exc.status, EXIT_FAILED)
-            if exc.status >= 500:
-                exit_code = EXIT_SERVER
+            exit_code = exit_code_of(exc.status)
             where = f"HTTP {exc.status}, request id {exc.request_id or '-'}"
             raise ClientExit(f"{exc.code}: {exc.message} ({where})", exit_code) from None
 

@@ -156,7 +156,11 @@ def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
 @click.option("--error-message", help="The failing fault's error message.")
 @click.option("--transient", is_flag=True, help="The failure is retried with backoff.")
 @click.option("--slow-seconds", type=float, help="Add a fault: slow steps down this much.")
-@click.option("--sub-job-index", type=int, help="Faults hit only this sub-job of a job.")
+@click.option(
+    "--sub-job-index",
+    type=int,
+    help="Faults hit only this sub-job of a job, counted from 0 (the test kit's fail_at: from 1).",
+)
 @click.option("--no-faults", is_flag=True, help="Set an empty fault list (no inherited faults).")
 @click.option("--json", "raw_json", help="The whole rule as JSON (the operator API's body).")
 def set_rule(

@@ -18,6 +18,7 @@ from typing import Any, ParamSpec
 
 import click
 
+from imagejobs.cli.client_options import ClientExit, exit_code_of
 from imagejobs.cli.common import data_dir_option, database_url_option, load
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.times import format_time
@@ -74,7 +75,9 @@ def _run(action: Action, database_url: str | None, data_dir: Path | None, as_jso
     try:
         result = asyncio.run(run())
     except ImageJobsError as exc:
-        raise click.ClickException(exc.message) from exc
+        # The API client's exit codes (README): a script can tell "already exists" (1)
+        # from "no such user" (4) and "invalid policy" (2), which all exited 1.
+        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     if result is not None:

@@ -29,7 +29,7 @@ limit_option = click.option("--limit", type=int, default=None, help="Items per p
 
 @click.group(epilog=CLIENT_EPILOG)
 def jobs() -> None:
-    """List, show and watch image jobs of a running service."""
+    """List, show, watch and delete image jobs of a running service."""
 
 
 def _page_footer(offset: int | None, shown: int, count: int) -> None:
@@ -186,3 +186,22 @@ def count_sub_jobs(ctx: Context, job_type: str, status: str | None, job_id: str 
         ctx.emit_json(result)
     else:
         click.echo(result["count"])
+
+
+@jobs.command("delete", epilog=CLIENT_EPILOG)
+@click.argument("sub_job_ids", nargs=-1, required=True)
+@api_command
+def delete_sub_jobs(ctx: Context, sub_job_ids: tuple[str, ...]) -> None:
+    """Delete finished sub-jobs by ID (BatchDeleteImageSubJobs).
+
+    The API deletes only SUCCESS and FAILED sub-jobs and ignores unknown IDs, and answers
+    nothing either way: check with `imagejobs jobs sub-jobs` or `count`."""
+    ctx.client.call("BatchDeleteImageSubJobs", body={"items": list(sub_job_ids)})
+    if ctx.as_json:
+        ctx.emit_json({})
+    else:
+        click.echo(
+            f"Asked to delete {len(sub_job_ids)} sub-job(s): the finished ones are gone "
+            "(unknown IDs and WAITING or RUNNING sub-jobs are left as they are).",
+            err=True,
+        )

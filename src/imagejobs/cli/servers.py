@@ -14,7 +14,7 @@ from imagejobs.cli.tables import echo_fields, echo_table, short_time
 
 @click.group(epilog=CLIENT_EPILOG)
 def servers() -> None:
-    """Create, list, show, delete image servers and build images from them."""
+    """Create, list, show, update, delete image servers and build images from them."""
 
 
 def _started(ctx: Context, answer: dict[str, Any], what: str) -> None:
@@ -143,6 +143,23 @@ def delete_servers(ctx: Context, server_ids: tuple[str, ...], recursive: bool) -
     """Delete image servers; prints the ID of the DELETE_SERVER job (BatchDeleteImageServer)."""
     body = {"items": list(server_ids), "recursive": recursive}
     _started(ctx, ctx.client.call("BatchDeleteImageServer", body=body), "Deleting")
+
+
+@servers.command("update", epilog=CLIENT_EPILOG)
+@click.argument("server_id")
+@click.option("--name", default=None, help="New name (1-64 letters, digits, - and _).")
+@click.option("--description", default=None, help="New description (up to 255 characters).")
+@api_command
+def update_server(ctx: Context, server_id: str, name: str | None, description: str | None) -> None:
+    """Rename an image server or change its description (UpdateImageServer)."""
+    body = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
+    if not body:
+        raise ClientExit("nothing to update: pass --name, --description or both", EXIT_USAGE)
+    ctx.client.call("UpdateImageServer", path={"server_id": server_id}, body=body)
+    if ctx.as_json:
+        ctx.emit_json(ctx.client.call("ShowImageServer", path={"server_id": server_id}))
+    else:
+        click.echo(f"Updated {server_id}.", err=True)
 
 
 @servers.command("recreate-image", epilog=CLIENT_EPILOG)

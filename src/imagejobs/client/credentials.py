@@ -38,7 +38,7 @@ class CredentialsProblem(Exception):
 @dataclass(frozen=True, slots=True)
 class Credentials:
     endpoint: str
-    project_id: str
+    project_id: str  # "" with a token: the token's project (ApiClient asks IAM)
     access_key: str = ""
     secret_key: str = ""
     token: str = ""
@@ -61,8 +61,8 @@ def _read_profile(path: Path) -> dict[str, str]:
         data = json.loads(path.expanduser().read_text())
     except OSError as exc:
         raise CredentialsProblem(f"cannot read the profile {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise CredentialsProblem(f"the profile {path} is not a JSON object") from None
+    except ValueError as exc:  # say where, as for any JSON file a person edits by hand
+        raise CredentialsProblem(f"the profile {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CredentialsProblem(f"the profile {path} is not a JSON object")
     found: dict[str, str] = {}
@@ -92,7 +92,7 @@ def resolve_credentials(
         name: flags.get(name) or environ.get(variable) or from_profile.get(name) or ""
         for name, variable in ENVIRONMENT.items()
     }
-    if not values["project_id"]:
+    if not values["project_id"] and not values["token"]:  # a token names its own project
         raise CredentialsProblem(
             "no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID or use --profile"
         )

@@ -12,12 +12,13 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from imagejobs.client.credentials import Credentials
+from imagejobs.client.credentials import Credentials, CredentialsProblem
 from imagejobs.iam.signing import SigningAlgorithm, canonical_query_string, sign_request
 
 QueryValue = str | int | None
@@ -77,7 +78,25 @@ class ApiClient:
 
     @property
     def project_id(self) -> str:
+        if not self._credentials.project_id:
+            self._credentials = replace(self._credentials, project_id=self._token_project())
         return self._credentials.project_id
+
+    def _token_project(self) -> str:
+        """The project a token is scoped to (IAM's token validation), so that a token from
+        `POST /v3/auth/tokens` is enough without also looking up its project's id."""
+        token = self._credentials.token
+        answer = self._send(
+            "GET", self._base_path + "/v3/auth/tokens", [("nocatalog", "true")], None,
+            extra={"X-Subject-Token": token},
+        )  # fmt: skip
+        project = (answer or {}).get("token", {}).get("project") or {}
+        if not project.get("id"):
+            raise CredentialsProblem(
+                "the token is not scoped to a project: pass --project-id, or sign in with a"
+                " project scope"
+            )
+        return str(project["id"])
 
     def call(
         self,
@@ -89,16 +108,23 @@ class ApiClient:
     ) -> Any:
         """The decoded JSON answer of one operation (None for an empty body)."""
         method, template = _operations()[operation_id]
-        values = {"project_id": self._credentials.project_id, **(path or {})}
+        values = {"project_id": self.project_id, **(path or {})}
         url_path = self._base_path + template.format(
             **{name: quote(value, safe="") for name, value in values.items()}
         )
         pairs = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
         return self._send(method, url_path, pairs, body)
 
-    def _send(self, method: str, url_path: str, pairs: list[tuple[str, str]], body: Any) -> Any:
+    def _send(
+        self,
+        method: str,
+        url_path: str,
+        pairs: list[tuple[str, str]],
+        body: Any,
+        extra: Mapping[str, str] | None = None,
+    ) -> Any:
         data = b"" if body is None else json.dumps(body).encode()
-        headers = {"Host": self._host}
+        headers = {"Host": self._host, **(extra or {})}
         if body is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         query = canonical_query_string(pairs)

@@ -91,8 +91,11 @@ export function empty(message) {
   return h("p", { class: "state empty" }, message);
 }
 
-// An API error as the API said it: code, message, request id.
+// An API error as the API said it: code, message, request id. "Try again" only where
+// trying again may help (unreachable, 408, 429, 5xx): a 400 or 404 would answer the same.
 export function errorBox(error, retry) {
+  const status = error.status || 0;
+  if (!(status === 0 || status === 408 || status === 429 || status >= 500)) retry = null;
   return h(
     "div",
     { class: "state error", role: "alert" },

@@ -94,9 +94,15 @@ export function renderServers({ main, navigate, autoRefresh, isCurrent }, params
     h("h2", { id: "create-title" }, "Create an image server"),
     createForm,
   );
+  // Closing the panel (Cancel, or a create that went through) hid the control that had the
+  // focus, which fell back to the page's start: give it to the button that opens the panel.
   const togglePanel = (open) => {
+    const opener = main.querySelector("#open-create");
+    const focusInside = createPanel.contains(document.activeElement);
     createPanel.hidden = !open;
+    opener?.setAttribute("aria-expanded", String(open));
     if (open) createForm.querySelector("input").focus();
+    else if (focusInside) opener?.focus();
   };
   createForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -230,6 +236,8 @@ export function renderServers({ main, navigate, autoRefresh, isCurrent }, params
           type: "button",
           class: "button primary",
           id: "open-create",
+          "aria-expanded": "false",
+          "aria-controls": "create-panel",
           onclick: () => togglePanel(createPanel.hidden),
         },
         "Create image server",

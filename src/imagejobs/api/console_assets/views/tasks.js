@@ -38,6 +38,13 @@ export function typeLabel(jobType) {
   return known ? known[1] : jobType;
 }
 
+// The choices of a filter, plus the URL's value when it is none of them (a bookmark, an
+// edited link): the control then shows what the list asked for, and the API's answer
+// (rows, or its message for a bad value) matches what the control says.
+function withCurrent(choices, current) {
+  return current && !choices.includes(current) ? [...choices, current] : choices;
+}
+
 export function doneOf(job, detail) {
   if (job.status === "SUCCESS" || job.status === "FAILED") return job.sub_jobs_total;
   if (detail) return detail.sub_jobs.filter((s) => DONE_SUB_JOB.has(s.status)).length;
@@ -83,12 +90,16 @@ export function renderTasks({ main, navigate, autoRefresh, isCurrent }, params) 
     "select",
     { id: "status-filter", onchange: (e) => go({ status: e.target.value, offset: "0" }) },
     h("option", { value: "" }, "All statuses"),
-    STATUSES.map((s) => h("option", { value: s, selected: s === filters.status }, s)),
+    withCurrent(STATUSES, filters.status).map((s) =>
+      h("option", { value: s, selected: s === filters.status }, s),
+    ),
   );
   const sizeSelect = h(
     "select",
     { id: "page-size", onchange: (e) => go({ limit: e.target.value, offset: "0" }) },
-    PAGE_SIZES.map((s) => h("option", { value: s, selected: s === filters.limit }, `${s} per page`)),
+    withCurrent(PAGE_SIZES, filters.limit).map((s) =>
+      h("option", { value: s, selected: s === filters.limit }, `${s} per page`),
+    ),
   );
   // Not a live region: announcing every refresh would drown a screen reader.
   const live = h("span", { class: "live muted small", id: "live" });
