@@ -11,7 +11,7 @@ from typing import Protocol
 
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.domain.errors import NotFound
-from imagejobs.domain.records import Job, JobDetail, JobRow, Page, PageRequest, job_of_row
+from imagejobs.domain.records import Job, JobDetail, ListedJob, Page, PageRequest, job_of_row
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
@@ -195,10 +195,14 @@ class SteeredJobService(JobService):
 
     async def list_job_rows(
         self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
-    ) -> Page[JobRow]:
+    ) -> Page[ListedJob]:
         result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+        if result.all_finished:
+            return result
         unfinished = [
-            job_of_row(project_id, row) for row in result.items if row[2] in _UNFINISHED_VALUES
+            job
+            for job in (job_of_row(project_id, row) for row in result.items)
+            if job.status in _UNFINISHED
         ]
         if unfinished and await self._count(unfinished, project_id):
             result = await super().list_job_rows(project_id, job_type, status, offset, limit)
