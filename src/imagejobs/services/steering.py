@@ -196,7 +196,8 @@ class SteeredJobService(JobService):
     async def list_job_rows(
         self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
     ) -> Page[ListedJob]:
-        result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+        # The store's own method, as JobService's only passes the call on (the hot path).
+        result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
         if result.all_finished:
             return result
         unfinished = [
@@ -205,7 +206,7 @@ class SteeredJobService(JobService):
             if job.status in _UNFINISHED
         ]
         if unfinished and await self._count(unfinished, project_id):
-            result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+            result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
         return result
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:
