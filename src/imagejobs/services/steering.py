@@ -11,7 +11,15 @@ from typing import Protocol
 
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.domain.errors import NotFound
-from imagejobs.domain.records import Job, JobDetail, ListedJob, Page, PageRequest, job_of_row
+from imagejobs.domain.records import (
+    Job,
+    JobDetail,
+    ListedJob,
+    Page,
+    PageRequest,
+    job_of_row,
+    job_row,
+)
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
@@ -201,9 +209,10 @@ class SteeredJobService(JobService):
         if result.all_finished:
             return result
         unfinished = [
-            job
-            for job in (job_of_row(project_id, row) for row in result.items)
-            if job.status in _UNFINISHED
+            job_of_row(project_id, row)
+            for row in result.items
+            # A row's text (JobRowText) is parsed only here: a page with an unfinished job.
+            if (row if isinstance(row, tuple) else job_row(row))[2] in _UNFINISHED_VALUES
         ]
         if unfinished and await self._count(unfinished, project_id):
             result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
