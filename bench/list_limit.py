@@ -11,6 +11,7 @@ pair's ratio, with server CPU microseconds per request as the steadier second me
 Target (issue 12): imagejobs req/s >= 0.5 x the lean reference at 1M jobs.
 
     .venv/bin/python bench/list_limit.py [--jobs 1000000] [--rounds 6] [--duration 8]
+        [--workdir DIR] [--batch] [--src DIR]
 
 Needs wrk and orjson (the benchmark's own dependency). Prints a table, writes JSON to
 bench/results/, exits 0.
@@ -84,6 +85,9 @@ def parse_args() -> argparse.Namespace:
         help="both servers' threads but their event loops' as SCHED_BATCH"
         " (IMAGEJOBS_BATCH_SCHEDULING=true; the same done to the lean server's)",
     )
+    parser.add_argument(
+        "--src", type=Path, help="serve imagejobs from this copy of src/ (list_jobs.py's)"
+    )
     return parser.parse_args()
 
 
@@ -145,13 +149,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def main() -> int:
     args = parse_args()
     lj.tool("wrk")
+    source = lj.given_source(args.src) if args.src else lj.working_tree_source()
     with contextlib.ExitStack() as stack:
         if args.workdir is not None:
             workdir = args.workdir
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="list-limit-")))
         result = measure(args, workdir)
-    result["source"] = lj.working_tree_source()
+    result["source"] = source
     print()
     print(
         report.markdown_table(

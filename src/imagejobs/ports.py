@@ -9,7 +9,7 @@ from imagejobs.domain.records import (
     Job,
     JobDetail,
     JobFilter,
-    JobRow,
+    ListedJob,
     Page,
     PageRequest,
     SubJob,
@@ -26,7 +26,7 @@ class JobStore(Protocol):
 
     async def list_job_rows(
         self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
-    ) -> Page[JobRow]:
+    ) -> Page[ListedJob]:
         """``list_jobs`` as rows, enum values as stored (the list API's hot path)."""
         ...
 

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from imagejobs.api.schemas import ListImageJobsResponse, encoder, job_info, job_page_json
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
-from imagejobs.domain.records import JobDetail, JobFilter, PageRequest, SubJobFilter
+from imagejobs.domain.records import JobDetail, JobFilter, PageRequest, SubJobFilter, job_of_row
 from imagejobs.storage.job_store import SqlJobStore
 from tests.factories import make_job, new_project
 
@@ -205,3 +206,37 @@ async def test_counts_always_match_the_rows(store: SqlJobStore) -> None:
         found = await store.get_job(project, detail.job.id)
         assert found is not None
         assert found.job.sub_jobs_total == len(found.sub_jobs)
+
+
+async def test_the_list_rows_are_the_listed_jobs_in_order(store: SqlJobStore) -> None:
+    # list_job_rows (ListImageJobs' path) reads a page as one value on SQLite: rows'
+    # texts in no set order, sorted by the reader. Ids of different lengths (the service
+    # mints 18 digits; a row written otherwise still lists in id order), NULL end times,
+    # statuses filtered or not, empty pages, and whether the page holds an unfinished job.
+    project = new_project()
+    jobs = [make_job(project, status=random.choice(list(JobStatus))) for _ in range(23)]
+    for index, short_id in enumerate((7, 95, 10**17 - 1, 10**18 + 3)):
+        detail = make_job(project, status=JobStatus.SUCCESS if index % 2 else JobStatus.RUNNING)
+        jobs.append(JobDetail(detail.job._replace(id=short_id), []))
+    await store.insert_jobs(jobs)
+
+    for status in (None, *JobStatus):
+        for offset, limit in ((0, 10), (10, 10), (20, 10), (0, 100), (40, 5)):
+            job_filter = JobFilter(JobType.CREATE_SERVER, status)
+            expected = await store.list_jobs(project, job_filter, PageRequest(offset, limit))
+            rows = await store.list_job_rows(
+                project,
+                JobType.CREATE_SERVER.value,
+                None if status is None else status.value,
+                offset,
+                limit,
+            )
+            assert rows.count == expected.count
+            assert [job_of_row(project, row) for row in rows.items] == list(expected.items)
+            unfinished = any(
+                j.status in (JobStatus.WAITING, JobStatus.RUNNING) for j in expected.items
+            )
+            assert not (rows.all_finished and unfinished)
+            assert job_page_json(rows.count, rows.items) == encoder.encode(
+                ListImageJobsResponse(rows.count, [job_info(j) for j in expected.items])
+            )

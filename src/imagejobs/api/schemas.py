@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
-from imagejobs.domain.records import Job, JobDetail, JobRow, SubJob
+from imagejobs.domain.records import Job, JobDetail, ListedJob, SubJob, job_row
 from imagejobs.domain.times import format_optional_time, format_time
 
 DateTime = Annotated[
@@ -106,11 +106,11 @@ _JOB_STATUSES = {s.value: s.value for s in JobStatus}
 # stale; lists are read again and again (consoles refresh, SDKs poll their jobs) and a
 # finished job's row never changes, so most rows were sent before, and a lookup costs a
 # fifth of formatting one. Emptied when full, so it stays small (~3 MB).
-_ROW_JSON: dict[JobRow, str] = {}
+_ROW_JSON: dict[ListedJob, str] = {}
 _ROW_JSON_MAX = 8192
 
 
-def job_page_json(count: int, rows: Sequence[JobRow]) -> bytes:
+def job_page_json(count: int, rows: Sequence[ListedJob]) -> bytes:
     """``encoder.encode(ListImageJobsResponse(count, [job_info(...) ...]))``, byte for
     byte, straight from the rows: ListImageJobs is the hot path, and building a ``Job``
     and an ``ImageJobInfo`` per row cost a fifth of its request."""
@@ -119,10 +119,10 @@ def job_page_json(count: int, rows: Sequence[JobRow]) -> bytes:
     return f'{{"count":{count},"items":[{items}]}}'.encode()
 
 
-def _job_row_json(row: JobRow) -> str:
+def _job_row_json(row: ListedJob) -> str:
     # Nothing needs JSON escaping: ids and totals are integers (INTEGER columns), types
     # and statuses checked enum values, times formatted digits.
-    job_id, job_type, status, begin_time, end_time, sub_jobs_total = row
+    job_id, job_type, status, begin_time, end_time, sub_jobs_total = job_row(row)
     end = "null" if end_time is None else f'"{format_time(end_time)}"'
     text = (
         f'{{"id":"{job_id}","job_type":"{_JOB_TYPES[job_type]}",'

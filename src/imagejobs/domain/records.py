@@ -45,7 +45,27 @@ class SubJob(NamedTuple):
 JobRow = tuple[int, str, str, int, int | None, int]
 
 
-def job_of_row(project_id: str, row: JobRow) -> Job:
+# The same row as SQLite's page statement hands it over: one text,
+# "id,job_type,status,begin_time,end_time,sub_jobs_total" (the id zero-padded to 19
+# digits, end_time empty when NULL). A
+# page of ten rows then crosses from SQLite as one value, not seventy: the sqlite3 module
+# releases and takes the GIL around every column it reads (bench/README.md, list_limit.py).
+JobRowText = str
+# A row of a page as the store lists it: a tuple, or its text (SQLite's usual pages).
+ListedJob = JobRow | JobRowText
+
+
+def job_row(row: ListedJob) -> JobRow:
+    """``row`` as a tuple (a row's text split and converted)."""
+    if not isinstance(row, str):
+        return row
+    job_id, job_type, status, begin_time, end_time, sub_jobs_total = row.split(",")
+    end = int(end_time) if end_time else None
+    return (int(job_id), job_type, status, int(begin_time), end, int(sub_jobs_total))
+
+
+def job_of_row(project_id: str, listed: ListedJob) -> Job:
+    row = job_row(listed)
     return Job(row[0], project_id, JobType(row[1]), JobStatus(row[2]), row[3], row[4], row[5])
 
 
@@ -69,6 +89,9 @@ class Page(Generic[T]):
 
     count: int
     items: Sequence[T]
+    # True when the store knows that no item is an unfinished (WAITING or RUNNING) job:
+    # then nothing need look at each item for that (services/steering.py).
+    all_finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from imagejobs.domain.records import (
     Job,
     JobDetail,
     JobFilter,
-    JobRow,
+    ListedJob,
     Page,
     PageRequest,
     SubJob,
@@ -41,7 +41,7 @@ class JobService:
 
     async def list_job_rows(
         self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
-    ) -> Page[JobRow]:
+    ) -> Page[ListedJob]:
         """``list_jobs`` as rows (ListImageJobs encodes them without per-row objects);
         ``job_type`` and ``status`` are values the API has validated."""
         return await self._store.list_job_rows(project_id, job_type, status, offset, limit)

@@ -11,7 +11,15 @@ from typing import Protocol
 
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.domain.errors import NotFound
-from imagejobs.domain.records import Job, JobDetail, JobRow, Page, PageRequest, job_of_row
+from imagejobs.domain.records import (
+    Job,
+    JobDetail,
+    ListedJob,
+    Page,
+    PageRequest,
+    job_of_row,
+    job_row,
+)
 from imagejobs.domain.steering import (
     Behaviour,
     Completion,
@@ -195,13 +203,19 @@ class SteeredJobService(JobService):
 
     async def list_job_rows(
         self, project_id: str, job_type: str, status: str | None, offset: int, limit: int
-    ) -> Page[JobRow]:
-        result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+    ) -> Page[ListedJob]:
+        # The store's own method, as JobService's only passes the call on (the hot path).
+        result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
+        if result.all_finished:
+            return result
         unfinished = [
-            job_of_row(project_id, row) for row in result.items if row[2] in _UNFINISHED_VALUES
+            job_of_row(project_id, row)
+            for row in result.items
+            # A row's text (JobRowText) is parsed only here: a page with an unfinished job.
+            if (row if isinstance(row, tuple) else job_row(row))[2] in _UNFINISHED_VALUES
         ]
         if unfinished and await self._count(unfinished, project_id):
-            result = await super().list_job_rows(project_id, job_type, status, offset, limit)
+            result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
         return result
 
     async def show_job(self, project_id: str, job_id: str) -> JobDetail:

@@ -244,7 +244,7 @@ class SqliteDatabase(Database):
         return self._read(statement, statement.args(params))
 
     async def fetch_args(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
-        return self._read(statement, args)
+        return self._read_on(self._reader, statement, args)
 
     def _read(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
         return self._read_on(self._reader, statement, args)
