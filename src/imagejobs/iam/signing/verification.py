@@ -25,14 +25,7 @@ from imagejobs.iam.signing.canonical import (
     payload_hash,
 )
 from imagejobs.iam.signing.parsing import ParsedAuthorization, ReceivedRequest, parse_authorization
-from imagejobs.iam.signing.schemes import (
-    SCHEMES,
-    UNSIGNED_PAYLOAD,
-    Scheme,
-    SigningAlgorithm,
-    SigningKey,
-    encode,
-)
+from imagejobs.iam.signing.schemes import SCHEMES, UNSIGNED_PAYLOAD, Scheme, SigningKey, encode
 
 DEFAULT_MAX_SKEW = timedelta(minutes=15)
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
@@ -56,6 +49,25 @@ def _epoch_seconds(moment: datetime | float) -> float:
 
 
 _DEFAULT_SKEW_SECONDS = DEFAULT_MAX_SKEW.total_seconds()
+
+
+def _check_sdk_date(
+    headers: Mapping[str, str], signed_headers: Sequence[str], now: float, max_skew: float
+) -> str:
+    sdk_date = headers.get("x-sdk-date")
+    if sdk_date is None:
+        raise AuthenticationFailed("X-Sdk-Date header not found")
+    if "x-sdk-date" not in signed_headers:
+        raise AuthenticationFailed("x-sdk-date must be listed in SignedHeaders")
+    signed_at = _signed_at(sdk_date)
+    if signed_at is None:
+        raise AuthenticationFailed("X-Sdk-Date must be a UTC time formatted like 20250101T000000Z")
+    if abs(now - signed_at) > max_skew:
+        raise AuthenticationFailed(
+            f"signature expired, signature time:{sdk_date},"
+            f"server time:{time.strftime(SDK_DATE_FORMAT, time.gmtime(now))}"
+        )
+    return sdk_date
 
 
 def _content_hash(
@@ -94,34 +106,6 @@ def _check_security_token(
         raise SignatureMismatch("invalid security token")
 
 
-class _Shape:
-    """What a SignedHeaders list means for every request that sends it, worked out once:
-    the canonical header block as a format, the list as the canonical request writes it,
-    and which of the headers the checks need are in it."""
-
-    __slots__ = ("block", "dated", "hosted", "joined")
-
-    def __init__(self, signed_headers: tuple[str, ...]) -> None:
-        # SignedHeaders' grammar allows "%" in a name: escaped, one %s per value remains.
-        self.block = "".join(f"{name.replace('%', '%%')}:%s\n" for name in signed_headers)
-        self.joined = ";".join(signed_headers)
-        self.dated = "x-sdk-date" in signed_headers
-        self.hosted = "host" in signed_headers
-
-
-_SHAPES_MAX = 1024
-_shapes: dict[tuple[str, ...], _Shape] = {}
-
-
-def _shape(signed_headers: tuple[str, ...]) -> _Shape:
-    shape = _Shape(signed_headers)
-    if len(signed_headers) <= 64:  # what clients send is remembered; a flood is not
-        if len(_shapes) >= _SHAPES_MAX:
-            _shapes.clear()
-        _shapes[signed_headers] = shape
-    return shape
-
-
 def verify(
     request: ReceivedRequest,
     secret_key: str | SigningKey,
@@ -145,24 +129,13 @@ def verify(
             raise AuthenticationFailed("x-auth-token not found")
         authorization = parse_authorization(header_value)
     algorithm, _, signed_headers, signature = authorization
-    shape = _shapes.get(signed_headers) or _shape(signed_headers)
-    # The checks in the order the gateway makes them; one frame for the usual request.
-    sdk_date = headers.get("x-sdk-date")
-    if sdk_date is None:
-        raise AuthenticationFailed("X-Sdk-Date header not found")
-    if not shape.dated:
-        raise AuthenticationFailed("x-sdk-date must be listed in SignedHeaders")
-    signed_at = _signed_at(sdk_date)
-    if signed_at is None:
-        raise AuthenticationFailed("X-Sdk-Date must be a UTC time formatted like 20250101T000000Z")
-    seconds = now if type(now) is float else _epoch_seconds(now)
-    skew = _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds()
-    if abs(seconds - signed_at) > skew:
-        raise AuthenticationFailed(
-            f"signature expired, signature time:{sdk_date},"
-            f"server time:{time.strftime(SDK_DATE_FORMAT, time.gmtime(seconds))}"
-        )
-    if not shape.hosted:
+    sdk_date = _check_sdk_date(
+        headers,
+        signed_headers,
+        now if type(now) is float else _epoch_seconds(now),
+        _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds(),
+    )
+    if "host" not in signed_headers:
         # Unsigned, a captured request could be replayed to another endpoint that trusts
         # the same keys (another region's deployment); every SDK signs it.
         raise AuthenticationFailed("host must be listed in SignedHeaders")
@@ -184,64 +157,44 @@ def verify(
         else cached_query_variants(raw_query.encode() if isinstance(raw_query, str) else raw_query)
     )
     try:
-        # Header values in header_map are already trimmed (ReceivedRequest's rule); the
-        # values in one C-level pass, the block in one format.
-        header_block = shape.block % tuple(map(headers.__getitem__, signed_headers))
+        # Header values in header_map are already trimmed (ReceivedRequest's rule).
+        # A plain loop: a comprehension is a frame of its own before Python 3.12.
+        header_block = ""
+        for name in signed_headers:
+            header_block += f"{name}:{headers[name]}\n"
     except KeyError as missing:
         raise AuthenticationFailed(
             f"signed header {missing.args[0]} not found in the request"
         ) from None
-    method = request.method.upper()
+    prefix = f"{request.method.upper()}\n{uri}\n"
+    suffix = f"\n{header_block}\n{';'.join(signed_headers)}\n"
     body = request.body
-    payload_hashes = (
-        _payload_hashes(headers, signed_headers, algorithm, body)
-        if body or scheme.content_key in headers
-        else (scheme.empty_hash,)
-    )
-    new_hash, token, joined = scheme.new_hash, scheme.token, shape.joined
-    for query in queries:  # one query and one payload hash but for rare requests
+    if body or scheme.content_key in headers:
+        content_hash = _content_hash(headers, signed_headers, scheme, body)
+        payload_hashes = [payload_hash(algorithm, body, content_hash)]
+        # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
+        if not body and content_hash and content_hash != scheme.empty_hash:
+            payload_hashes.append(content_hash)
+    else:
+        payload_hashes = [scheme.empty_hash]
+
+    new_hash, token = scheme.new_hash, scheme.token
+    for query in queries:
         for hashed_payload in payload_hashes:
-            canonical = f"{method}\n{uri}\n{query}\n{header_block}\n{joined}\n{hashed_payload}"
             # encode()'s rule inline (surrogates back to the wire's bytes), without its frame.
-            digest = new_hash(canonical.encode("utf-8", "surrogateescape")).hexdigest()
-            mac = key.hmac_hex(algorithm, f"{token}\n{sdk_date}\n{digest}".encode())
-            if hmac.compare_digest(mac, signature):
+            canonical = f"{prefix}{query}{suffix}{hashed_payload}".encode(
+                "utf-8", "surrogateescape"
+            )
+            to_sign = f"{token}\n{sdk_date}\n{new_hash(canonical).hexdigest()}"
+            if hmac.compare_digest(key.hmac_hex(algorithm, to_sign.encode()), signature):
                 return
-    raise _mismatch(
-        headers, signed_headers, f"{method}\n{uri}\n{queries[0]}", joined, payload_hashes[0]
-    )
-
-
-def _payload_hashes(
-    headers: Mapping[str, str],
-    signed_headers: Sequence[str],
-    algorithm: SigningAlgorithm,
-    body: bytes,
-) -> tuple[str, ...]:
-    """The hashes the signer may have put in the payload position."""
-    scheme = SCHEMES[algorithm]
-    content_hash = _content_hash(headers, signed_headers, scheme, body)
-    first = payload_hash(algorithm, body, content_hash)
-    # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
-    if not body and content_hash and content_hash != scheme.empty_hash:
-        return (first, content_hash)
-    return (first,)
-
-
-def _mismatch(
-    headers: Mapping[str, str],
-    signed_headers: Sequence[str],
-    head: str,
-    joined: str,
-    hashed_payload: str,
-) -> SignatureMismatch:
-    """The gateway's answer to a wrong signature: the canonical request it expected
-    (``head``: method, URI and query), credentials left out."""
     shown = {name: _shown_value(name, headers[name]) for name in signed_headers}
     echoed_headers = canonical_headers(shown, signed_headers)
-    first_canonical = f"{head}\n{echoed_headers}\n{joined}\n{hashed_payload}"
+    first_canonical = (
+        f"{prefix}{queries[0]}\n{echoed_headers}\n{';'.join(signed_headers)}\n{payload_hashes[0]}"
+    )
     echoed = encode(first_canonical).decode("utf-8", "replace").replace("\n", "|")
-    return SignatureMismatch(f"verify aksk signature fail, canonicalRequest:{echoed}")
+    raise SignatureMismatch(f"verify aksk signature fail, canonicalRequest:{echoed}")
 
 
 # Signed headers whose values are credentials: the gateway's message echoes the canonical
