@@ -31,7 +31,14 @@ instructions do not show (cache misses, contention), so it complements the timed
 Target (issue: IAM): each authenticated client keeps ≥ 85% of the baseline's requests/s.
 
     .venv/bin/python bench/auth_overhead.py [--jobs 100000] [--rounds 10] [--duration 6]
-        [--instructions 1000]
+        [--instructions 1000] [--src DIR]
+
+``--src DIR`` runs the servers on the imagejobs package in DIR (``PYTHONPATH``), e.g. another
+commit's ``src`` from ``git archive``, for an A/B of the product code alone.
+``--variant NAME=DIR[,VAR=VALUE...]`` (repeatable) adds an AK/SK client `aksk-NAME` with a
+server of its own on that code (and environment), driven in the same rounds: its ratio to
+`aksk` compares two versions of the signed path at the same moments, which runs one after
+the other cannot on a busy machine (each server then gets a smaller share of CPU 0).
 
 Prints a table, writes JSON to bench/results/, exits 0.
 """
@@ -42,6 +49,7 @@ import argparse
 import contextlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,6 +172,10 @@ def simultaneous_round(
     return runs
 
 
+def ratios_text(ratios: list[float]) -> str:
+    return ", ".join(f"{r:.3f}" for r in ratios)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -172,6 +184,16 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="per client")
     parser.add_argument(
         "--instructions", type=int, default=1000, help="requests counted per client (0: skip)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[,VAR=VALUE...]",
+        help="an extra AK/SK client on its own server running the imagejobs package in DIR",
+    )
+    parser.add_argument(
+        "--src", type=Path, help="run the servers on the imagejobs package in this directory"
     )
     parser.add_argument(
         "--batch",
@@ -186,9 +208,25 @@ def main() -> int:
         url = f"sqlite:///{workdir / 'imagejobs.db'}"
         servers = [lj.imagejobs_server(url, workdir, 1, auth) for auth in ("none", "iam", "iam")]
         for server in servers:
+            if args.src is not None:
+                server.env["PYTHONPATH"] = str(args.src.resolve())
             if args.batch:
                 server.env["IMAGEJOBS_BATCH_SCHEDULING"] = "true"
+        variants = []
+        for spec in args.variant:
+            name, _, rest = spec.partition("=")
+            path, *assignments = rest.split(",")
+            server = lj.imagejobs_server(url, workdir, 1, "iam")
+            server.name = f"imagejobs-{name}"
+            server.log_path = workdir / f"imagejobs-{name}.log"
+            server.env["PYTHONPATH"] = str(Path(path).resolve())
+            server.env.update(a.split("=", 1) for a in assignments)
+            if args.batch:
+                server.env["IMAGEJOBS_BATCH_SCHEDULING"] = "true"
+            variants.append((f"aksk-{name}", server))
         noauth, iam_token, iam_aksk = map(stack.enter_context, servers)
+        for _, server in variants:
+            stack.enter_context(server)
         lj.log(f"seeding {args.jobs} jobs…")
         results["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
         clients = {
@@ -196,6 +234,8 @@ def main() -> int:
             "token": (iam_token, {"X-Auth-Token": lj.demo_token(iam_token, workdir)}),
             "aksk": (iam_aksk, signed_headers(iam_aksk, workdir)),
         }
+        for name, server in variants:
+            clients[name] = (server, signed_headers(server, workdir))
         for name, (server, headers) in clients.items():
             page = httpx.get(server.url(lj.PROJECT, lj.QUERY), headers=headers, timeout=30)
             if page.status_code != 200:
@@ -227,6 +267,15 @@ def main() -> int:
                 f"{name}: {row['instructions_per_request']:,} instructions/request,"
                 f" ratio {row['instruction_ratio']}"
             )
+    for name in table:
+        if name.startswith("aksk-"):
+            ratios = [
+                b["requests_per_s"] / a["requests_per_s"]
+                for a, b in zip(runs["aksk"], runs[name], strict=True)
+            ]
+            table[name]["vs_aksk_rounds"] = [round(r, 3) for r in ratios]
+            table[name]["vs_aksk"] = round(statistics.median(ratios), 3)
+            print(f"{name} / aksk req/s: {table[name]['vs_aksk']} (rounds {ratios_text(ratios)})")
     for name in ("token", "aksk"):
         row = table[name]
         verdicts = f"req/s {report.verdict(row['ratio'] >= TARGET_MIN_RATIO)}"
