@@ -70,7 +70,7 @@ from imagejobs.api.operator_schemas import (
 from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import InvalidParameter, PermissionDenied
-from imagejobs.domain.params import IntegerParam, StringParam
+from imagejobs.domain.params import IntegerParam, StringParam, check_project_id
 from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import OPERATOR_HEADER, AccessControl
@@ -117,6 +117,8 @@ class OperatorRoute:
 def _scope(call: OperatorCall) -> tuple[str, str]:
     project_id, job_type = call.path["project_id"], call.path["job_type"]
     check_scope(project_id, job_type)
+    if project_id != ANY:  # a rule under a storage key ("~...") would steer another project
+        check_project_id(project_id)
     return project_id, job_type
 
 

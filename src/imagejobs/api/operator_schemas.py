@@ -253,7 +253,13 @@ def task_info(task: TaskView) -> TaskInfo:
 
 # Not "*", which answers for every project (ResetResponse) and matches any in a rule.
 ProjectId = Annotated[
-    str, Meta(min_length=1, max_length=128, pattern=r"^(?!\*$)", description="A project ID.")
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^(?!\*$)",
+        description="A project ID: not *, and without ~, / or control characters.",
+    ),
 ]
 
 
