@@ -24,6 +24,7 @@ from imagejobs.services.seeding import seed
 from imagejobs.services.testkit import ProjectState, TestKitService
 from imagejobs.storage.database import Database, Statement
 from imagejobs.storage.engine_store import REMEMBER_FAILURE
+from imagejobs.storage.ops_store import SqlOpsStore
 from imagejobs.storage.project_keys import SWEPT_TABLES
 from imagejobs.storage.seed import SeedPlan
 from imagejobs.storage.state_store import SqlStateStore
@@ -418,3 +419,24 @@ async def test_a_step_running_through_two_resets_writes_nothing_under_its_retire
     await services.keys.sweeper.sweep(grace_ms=0)
     assert await _rows_by_key(database) == {}
     assert await counter_mismatches_async(database_url) == []
+
+
+async def test_engine_counts_leave_out_a_reset_projects_old_generation(
+    database: Database, database_url: str
+) -> None:
+    """`imagejobs engine status`, GET /_imagejobs/engine and /metrics: a reset project's
+    old rows are not counted while they wait for the sweeper."""
+    services = services_for(database, database_url)
+    testkit, store, ops = _testkit(services, database), store_of(services), SqlOpsStore(database)
+    now, at = now_ms(), now_ms() + 1000
+    await testkit.load(demo_state("project-b", 30, now, seed=6))
+    await testkit.load(demo_state("project-a", 40, now, seed=5))
+    await store.claim("runner-a", 4, at, LEASE)  # leased tasks of both are counted too
+    both = (await store.summary(at), await ops.engine_counts(at))
+
+    await testkit.reset("project-a")
+    assert await _rows_by_key(database)  # not swept yet
+    counted = (await store.summary(at), await ops.engine_counts(at))
+    assert counted != both
+    await services.keys.sweeper.sweep(grace_ms=0)
+    assert (await store.summary(at), await ops.engine_counts(at)) == counted

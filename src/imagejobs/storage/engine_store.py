@@ -207,7 +207,8 @@ SUMMARY = Statement(
     " COALESCE(SUM(CASE WHEN lease_owner IS NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
-    " FROM engine_tasks"
+    # Not reset projects' old generations: no runner claims those, the sweeper deletes them.
+    f" FROM engine_tasks WHERE {RETIRED_FENCE}"
 )
 _VIEW_COLUMNS = (
     "sub_job_id, job_id, project_id, job_type, phase, due_at, lease_owner, fencing_token,"

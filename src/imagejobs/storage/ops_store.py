@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from imagejobs.domain.ids import IdGenerator, id_for
 from imagejobs.observability import EngineCounts
 from imagejobs.storage.database import Database, Statement
+from imagejobs.storage.project_keys import NOT_RETIRED
 
 PING = Statement("SELECT 1")
 SCHEMA_REVISION = Statement("SELECT version_num FROM alembic_version")
+# Neither counts reset projects' old generations (rows the sweeper has yet to delete,
+# which no request reads and no runner claims): project_keys.NOT_RETIRED.
 COUNTS = Statement(
-    "SELECT scope, job_type, status, SUM(n) FROM job_counters GROUP BY scope, job_type, status"
+    f"SELECT scope, job_type, status, SUM(n) FROM job_counters WHERE {NOT_RETIRED}"
+    " GROUP BY scope, job_type, status"
 )
 QUEUE = Statement(
     "SELECT"
@@ -21,7 +25,7 @@ QUEUE = Statement(
     " MIN(CASE WHEN lease_owner IS NULL AND due_at <= :now THEN due_at END),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
-    " FROM engine_tasks"
+    f" FROM engine_tasks WHERE {NOT_RETIRED}"
 )
 _AUDIT_COLUMNS = (
     "id, at, request_id, principal, account_id, method, path, operation, project_id,"
