@@ -358,7 +358,7 @@ class Settings:
         default=5.0,
         metadata=_doc(
             "How long one database call may take (PostgreSQL statements and pool waits, "
-            "SQLite lock waits) before it fails with 503."
+            "SQLite lock waits and deep reads) before it fails with 503."
         ),
     )
     sqlite_max_bytes: int = field(
