@@ -158,8 +158,17 @@ def build_services(
         steering=steering,
         engine=engine,
         keys=keys,
-        deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
+        deep_reads=deep_read_budget(settings),
     )
+
+
+def deep_read_budget(settings: Settings) -> DeepReadBudget:
+    """This worker's share of an account's deep reads: IMAGEJOBS_DEEP_PAGE_QUEUE is shared
+    out among the server workers, as IMAGEJOBS_RATE_LIMIT is, so that an account holds at
+    most ``workers`` deep reads running and about DEEP_PAGE_QUEUE waiting, whatever the
+    worker count (docs/operations.md). The one running read per worker cannot be shared
+    out without a lock across processes: a database write per deep read."""
+    return DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue // settings.workers)
 
 
 def build_runner(settings: Settings, services: Services, concurrency: int | None = None) -> Runner:
