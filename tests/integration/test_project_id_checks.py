@@ -5,6 +5,7 @@ another project's rows."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from imagejobs.domain.errors import InvalidParameter
+from imagejobs.domain.params import ONE_PROJECT_ID_PATTERN, check_project_id
 from imagejobs.testing import Cloud, serve
 from tests.engine_support import query
 
@@ -71,3 +74,16 @@ def test_a_storage_key_cannot_be_reset_or_overwritten_through_its_name(cloud: Cl
         _refused(http.post("/_imagejobs/reset", json={"project_id": key}))
         retired = query(cloud.settings.database_url, "SELECT storage_key FROM retired_project_keys")
         assert (key,) not in retired  # the current key was not retired
+
+
+@pytest.mark.parametrize(
+    "project_id", [*REFUSED, "*", "a4da8115c9d8464ead3a38309130523f", "p 1", "项目", "x" * 128]
+)
+def test_the_documented_pattern_is_the_rule_the_test_kit_checks(project_id: str) -> None:
+    """The operator API's OpenAPI document states the rule check_project_id enforces."""
+    try:
+        check_project_id(project_id)
+        accepted = True
+    except InvalidParameter:
+        accepted = False
+    assert accepted == bool(re.fullmatch(ONE_PROJECT_ID_PATTERN, project_id))

@@ -117,6 +117,10 @@ Param = IntegerParam | EnumParam | EnumListParam | StringParam
 # is a "/" again once the path is decoded and signed); and control characters are no id
 # (PostgreSQL's text cannot even hold NUL). The spec says only "1 to 128 characters".
 _NOT_IN_PROJECT_IDS = re.compile(r"[~/\x00-\x1f\x7f-\x9f]")
+# The same rule as the OpenAPI documents state it (JSON Schema patterns): a rule's scope
+# may be "*" (every project); what names one project (a reset, a state) may not.
+PROJECT_ID_PATTERN = "^[^~/\\u0000-\\u001f\\u007f-\\u009f]+$"
+ONE_PROJECT_ID_PATTERN = "^(?!\\*$)[^~/\\u0000-\\u001f\\u007f-\\u009f]+$"
 
 
 def check_project_id(project_id: str, name: str = "project_id") -> str:
