@@ -34,6 +34,7 @@ from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
+from imagejobs.domain.params import check_project_id
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
@@ -157,8 +158,17 @@ def build_services(
         steering=steering,
         engine=engine,
         keys=keys,
-        deep_reads=DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue),
+        deep_reads=deep_read_budget(settings),
     )
+
+
+def deep_read_budget(settings: Settings) -> DeepReadBudget:
+    """This worker's share of an account's deep reads: IMAGEJOBS_DEEP_PAGE_QUEUE is shared
+    out among the server workers, as IMAGEJOBS_RATE_LIMIT is, so that an account holds at
+    most ``workers`` deep reads running and about DEEP_PAGE_QUEUE waiting, whatever the
+    worker count (docs/operations.md). The one running read per worker cannot be shared
+    out without a lock across processes: a database write per deep read."""
+    return DeepReadBudget(settings.deep_page_offset, settings.deep_page_queue // settings.workers)
 
 
 def build_runner(settings: Settings, services: Services, concurrency: int | None = None) -> Runner:
@@ -396,6 +406,8 @@ async def load_init_dir(settings: Settings) -> list[str]:
                 raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
+                        if entry.project_id != "*":  # never a storage key ("~...")
+                            check_project_id(entry.project_id)
                         key = await services.keys.storage_key(entry.project_id)
                         await services.steering.put_rule(rule_record(key, entry.job_type, entry))
                 else:

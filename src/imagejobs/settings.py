@@ -342,7 +342,8 @@ class Settings:
     deep_page_queue: int = field(
         default=4,
         metadata=_doc(
-            "Deep pages one account may have waiting behind its running one, per worker; "
+            "Deep pages one account may have waiting, shared out among the server "
+            "workers (each worker: one running, QUEUE / workers rounded down waiting); "
             "one more is answered 429 APIGW.0308 with Retry-After."
         ),
     )
@@ -358,7 +359,7 @@ class Settings:
         default=5.0,
         metadata=_doc(
             "How long one database call may take (PostgreSQL statements and pool waits, "
-            "SQLite lock waits) before it fails with 503."
+            "SQLite lock waits and deep reads) before it fails with 503."
         ),
     )
     sqlite_max_bytes: int = field(

@@ -6,6 +6,8 @@ identity change, while a request that resolved the old key keeps one whole gener
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from imagejobs.api.operator_schemas import RuleBody, rule_record
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict
-from imagejobs.domain.lifecycle import Done
+from imagejobs.domain.lifecycle import Done, Failed, Pending
 from imagejobs.domain.times import now_ms
 from imagejobs.services import Services
 from imagejobs.services.demo_world import demo_state
@@ -22,6 +24,7 @@ from imagejobs.services.seeding import seed
 from imagejobs.services.testkit import ProjectState, TestKitService
 from imagejobs.storage.database import Database, Statement
 from imagejobs.storage.engine_store import REMEMBER_FAILURE
+from imagejobs.storage.ops_store import SqlOpsStore
 from imagejobs.storage.project_keys import SWEPT_TABLES
 from imagejobs.storage.seed import SeedPlan
 from imagejobs.storage.state_store import SqlStateStore
@@ -125,8 +128,8 @@ async def test_a_step_of_the_old_generation_never_writes_into_the_new_one(
     early, late = claimed[: len(claimed) // 2], claimed[len(claimed) // 2 :]
 
     await testkit.reset("project-a")
-    # Steps that end after the reset but before the sweep: recorded in the old generation.
-    assert all(await store.record([outcome(t, Done(), now + 1) for t in early], now + 1))
+    # Steps that end after the reset but before the sweep: dropped (their key is retired).
+    assert not any(await store.record([outcome(t, Done(), now + 1) for t in early], now + 1))
     assert set((await _counts(services, "project-a")).values()) == {0}
     await services.keys.sweeper.sweep(grace_ms=0)
     # Steps that end after the sweep: their tasks are gone, nothing is written.
@@ -321,3 +324,119 @@ async def test_a_driver_is_told_a_reset_projects_id_not_its_storage_key(
 
     assert claimed
     assert driver.projects == ["project-a"] * len(claimed)
+
+
+class _HeldDriver:
+    """The simulated driver, whose steps wait for ``release`` once they have begun."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.begun = asyncio.Event()
+        self.release = asyncio.Event()
+        self.steps = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def step(ctx: Any, *args: Any) -> Any:
+            self.steps += 1
+            self.begun.set()
+            await self.release.wait()
+            return await method(ctx, *args)
+
+        return step
+
+
+async def _generation(database: Database, key: str) -> list[Any]:
+    """Every row stored under ``key``, in a comparable form."""
+    rows: list[Any] = []
+    for table in (*TABLES, "engine_job_failures"):
+        if table == "engine_job_failures":
+            sql = (
+                "SELECT f.job_id FROM engine_job_failures AS f JOIN jobs AS j"
+                " ON j.id = f.job_id WHERE j.project_id = :key ORDER BY 1"
+            )
+        else:
+            sql = f"SELECT * FROM {table} WHERE project_id = :key ORDER BY 1, 2, 3"
+        rows.append((table, [tuple(r) for r in await database.fetch(Statement(sql), {"key": key})]))
+    return rows
+
+
+async def test_a_step_running_through_two_resets_writes_nothing_under_its_retired_key(
+    database: Database, database_url: str
+) -> None:
+    services = services_for(database, database_url)
+    testkit, store = _testkit(services, database), store_of(services)
+    await testkit.reset("project-a")  # its rows now go under a key a reset made
+    await testkit.load(demo_state("project-a", 60, now_ms(), seed=21))
+    key = await services.keys.storage_key("project-a")
+    assert key.startswith("~")
+    driver = _HeldDriver(services.engine.driver)
+    services.engine.driver = driver
+    claimed = await services.engine.claim("runner-a", 100, LEASE)
+    assert claimed
+    behaviours = await services.engine.behaviours(claimed)
+    first, rest = claimed[0], claimed[1:]
+    running = asyncio.create_task(
+        services.engine.run_step(first, behaviours[(first.project_id, first.job_type)])
+    )
+    await driver.begun.wait()  # the step runs under the key, now
+    before = await _generation(database, key)
+
+    await testkit.reset("project-a")  # the key is retired
+    await testkit.reset("project-a")  # and so is the next one
+    assert await services.keys.storage_key("project-a") not in (key, "project-a")
+    driver.release.set()
+    transition = await running
+    now = services.engine.now()
+    # Its result, every other step's (done, failed, rescheduled), the heartbeats and a
+    # release all hold no more: nothing is written under the retired key.
+    assert await services.engine.record([transition]) == [False]
+    others = [
+        outcome(t, result, now)
+        for t, result in zip(
+            rest, itertools.cycle([Done(), Failed("WKS.1", "no", False), Pending(60)])
+        )
+    ]
+    assert not any(await services.engine.record(others))
+    await services.engine.heartbeat(
+        "runner-a", [(t.sub_job_id, t.fencing_token, "") for t in rest], LEASE * 10
+    )
+    await services.engine.release(rest)
+    assert await _generation(database, key) == before
+    # Nor does any runner claim its tasks again once their leases expire, nor is a driver
+    # told of a step claimed just before the reset (its key maps to no project).
+    assert await store.claim("runner-b", 100, now + LEASE * 2, LEASE) == []
+    steps = driver.steps
+    later = await services.engine.run_step(
+        rest[0], behaviours[(rest[0].project_id, rest[0].job_type)]
+    )
+    assert driver.steps == steps
+    assert await services.engine.record([later]) == [False]
+    assert await _generation(database, key) == before
+
+    assert set((await _counts(services, "project-a")).values()) == {0}
+    await services.keys.sweeper.sweep(grace_ms=0)
+    assert await _rows_by_key(database) == {}
+    assert await counter_mismatches_async(database_url) == []
+
+
+async def test_engine_counts_leave_out_a_reset_projects_old_generation(
+    database: Database, database_url: str
+) -> None:
+    """`imagejobs engine status`, GET /_imagejobs/engine and /metrics: a reset project's
+    old rows are not counted while they wait for the sweeper."""
+    services = services_for(database, database_url)
+    testkit, store, ops = _testkit(services, database), store_of(services), SqlOpsStore(database)
+    now, at = now_ms(), now_ms() + 1000
+    await testkit.load(demo_state("project-b", 30, now, seed=6))
+    await testkit.load(demo_state("project-a", 40, now, seed=5))
+    await store.claim("runner-a", 4, at, LEASE)  # leased tasks of both are counted too
+    both = (await store.summary(at), await ops.engine_counts(at))
+
+    await testkit.reset("project-a")
+    assert await _rows_by_key(database)  # not swept yet
+    counted = (await store.summary(at), await ops.engine_counts(at))
+    assert counted != both
+    await services.keys.sweeper.sweep(grace_ms=0)
+    assert (await store.summary(at), await ops.engine_counts(at)) == counted

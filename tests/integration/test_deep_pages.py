@@ -221,3 +221,44 @@ def test_metrics_counts_are_read_as_a_deep_page(cloud: Cloud, held: HeldDeepRead
         assert held.holding, "the tenant waited for the metrics' counts"
         held.release.set()
         assert scrape.result(WAIT).status_code == 200
+
+
+def test_a_deep_page_past_the_statement_timeout_is_answered_503_and_others_go_on(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database's statement timeout bounds a deep read on SQLite as on PostgreSQL:
+    the documented 503, and the service goes on. Every deep read here is made a statement
+    that would run for minutes (SLOW), where the database runs it."""
+    from tests.contract.test_deep_read_limit import SLOW
+
+    read_deep = SqliteDatabase._read_deep
+    fetch_on = PostgresDatabase._fetch_on
+
+    def sqlite_read_deep(self: SqliteDatabase, statement: Any, args: Any, *rest: Any) -> Any:
+        return read_deep(self, SLOW["sqlite"], (), *rest)
+
+    async def postgres_fetch_on(self: PostgresDatabase, connection: Any, *args: Any) -> Any:
+        return await fetch_on(self, connection, SLOW["postgresql"], ())
+
+    monkeypatch.setattr(SqliteDatabase, "_read_deep", sqlite_read_deep)
+    monkeypatch.setattr(PostgresDatabase, "_fetch_on", postgres_fetch_on)
+    with serve(
+        database_url=database_url,
+        deep_page_offset=DEEP,
+        database_statement_timeout_seconds=0.5,
+        metrics=False,  # /metrics' counts are deep reads too
+    ) as cloud:
+        tenant = cloud.tenant()
+        cloud.load(jobs_state(tenant.project_id, 830_000_000_000_000_000, 3))
+        auth = AkSkAuth(tenant.access_key, tenant.secret_key)
+        url = f"{cloud.endpoint}/v1/{tenant.project_id}/image-server-jobs"
+        deep = httpx.get(
+            url, params={"job_type": "CREATE_SERVER", "offset": str(DEEP)}, auth=auth, timeout=WAIT
+        )
+        assert deep.status_code == 503
+        assert deep.json() == {
+            "error_code": "WKS.00050902",
+            "error_msg": "The service is now unavailable to process the request.",
+        }
+        assert deep.headers["X-Request-Id"]
+        assert lister(cloud, tenant)(0).count == 3

@@ -56,3 +56,30 @@ async def test_a_cancelled_caller_gives_its_place_back() -> None:
         await task
     async with budget.admit("a"):
         assert budget.in_flight("a") == 1
+
+
+async def test_the_queue_is_shared_out_among_the_workers_the_turn_is_not() -> None:
+    """With --workers N each worker keeps IMAGEJOBS_DEEP_PAGE_QUEUE // N waiting places
+    (docs/operations.md), so an account holds about QUEUE + N deep reads, not N x QUEUE."""
+    from imagejobs.bootstrap import deep_read_budget
+    from imagejobs.settings import load_settings
+
+    async def admitted(workers: int) -> int:
+        """How many deep reads of one account one worker admits at once."""
+        environ = {"IMAGEJOBS_WORKERS": str(workers), "IMAGEJOBS_DEEP_PAGE_QUEUE": "4"}
+        budget = deep_read_budget(load_settings(environ))
+        release = asyncio.Event()
+
+        async def read() -> None:
+            async with budget.admit("a"):
+                await release.wait()
+
+        reads = [asyncio.create_task(read()) for _ in range(10)]
+        await asyncio.sleep(0)
+        held = budget.in_flight("a")
+        release.set()
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        assert sum(isinstance(r, Throttled) for r in results) == 10 - held
+        return held
+
+    assert [await admitted(n) for n in (1, 2, 3, 4, 5, 8)] == [5, 3, 2, 2, 1, 1]

@@ -70,7 +70,13 @@ from imagejobs.api.operator_schemas import (
 from imagejobs.api.schemas import ErrorResponse, encoder
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import InvalidParameter, PermissionDenied
-from imagejobs.domain.params import IntegerParam, StringParam
+from imagejobs.domain.params import (
+    ONE_PROJECT_ID_PATTERN,
+    PROJECT_ID_PATTERN,
+    IntegerParam,
+    StringParam,
+    check_project_id,
+)
 from imagejobs.domain.steering import ANY, STEERABLE_JOB_TYPES, check_scope
 from imagejobs.services import Services
 from imagejobs.services.access import OPERATOR_HEADER, AccessControl
@@ -117,6 +123,8 @@ class OperatorRoute:
 def _scope(call: OperatorCall) -> tuple[str, str]:
     project_id, job_type = call.path["project_id"], call.path["job_type"]
     check_scope(project_id, job_type)
+    if project_id != ANY:  # a rule under a storage key ("~...") would steer another project
+        check_project_id(project_id)
     return project_id, job_type
 
 
@@ -372,9 +380,21 @@ def _endpoint(
 
 # What check_scope accepts, documented.
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
-    "project_id": {"type": "string", "minLength": 1, "maxLength": 128},
+    "project_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128,
+        "pattern": PROJECT_ID_PATTERN,  # or "*": _scope's check_project_id
+    },
     "job_type": {"type": "string", "enum": [ANY, *STEERABLE_JOB_TYPES]},
 }
+
+
+def _query_schema(param: StringParam | IntegerParam) -> dict[str, Any]:
+    schema = parameter_schema(param)
+    if param is STATE_PROJECT:  # the state of one project (TestKitService.dump checks it)
+        schema["pattern"] = ONE_PROJECT_ID_PATTERN
+    return schema
 
 
 def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
@@ -393,7 +413,7 @@ def operator_openapi(table: tuple[OperatorRoute, ...]) -> dict[str, Any]:
         ]
         parameters += [
             {"name": q.name, "in": "query", "required": q.required, "description": q.description}
-            | {"schema": parameter_schema(q)}  # the bounds the parser enforces
+            | {"schema": _query_schema(q)}  # the bounds the parser and handler enforce
             for q in route.query
         ]
         operation: dict[str, Any] = {

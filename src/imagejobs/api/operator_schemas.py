@@ -20,6 +20,7 @@ from imagejobs.domain.lifecycle import (
     TaskSummary,
     TaskView,
 )
+from imagejobs.domain.params import ONE_PROJECT_ID_PATTERN
 from imagejobs.domain.records import Job, JobDetail, SubJob
 from imagejobs.domain.servers import AccountInfo, ImageRef, ImageServer
 from imagejobs.domain.steering import (
@@ -251,9 +252,17 @@ def task_info(task: TaskView) -> TaskInfo:
 
 # --- the test kit: reset, tenants, health (imagejobs.testing) --------------------------------
 
-# Not "*", which answers for every project (ResetResponse) and matches any in a rule.
+# Not "*", which answers for every project (ResetResponse) and matches any in a rule, nor
+# what a storage key holds ("~").
 ProjectId = Annotated[
-    str, Meta(min_length=1, max_length=128, pattern=r"^(?!\*$)", description="A project ID.")
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        description="A project ID: not *, and without ~, / or control characters.",
+        # Documented only: the test kit checks it (check_project_id), naming what is wrong.
+        extra_json_schema={"pattern": ONE_PROJECT_ID_PATTERN},
+    ),
 ]
 
 

@@ -137,7 +137,10 @@ def probe_routes(
                     metrics.set_engine_counts(await counts.get())
             except (ImageJobsError, TimeoutError, OSError):
                 pass  # the database is away: the other metrics are what matters now
-            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+            # Rendering every metric takes milliseconds of Python: on a thread, as
+            # prometheus_client's own server renders, so the loop serves others meanwhile.
+            body = await asyncio.to_thread(generate_latest, metrics.registry)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
 
         routes.append(Route(METRICS_PATH, guarded(scrape), methods=["GET"]))
     return routes

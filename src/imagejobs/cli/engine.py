@@ -142,10 +142,23 @@ def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
         raise click.BadParameter(str(exc)) from exc
 
 
+def _rule_project(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A rule's project: * or a project id (never a storage key, "~...")."""
+    from imagejobs.domain.errors import InvalidParameter
+    from imagejobs.domain.params import check_project_id
+
+    if value != "*":
+        try:
+            check_project_id(value)
+        except InvalidParameter as exc:
+            raise click.BadParameter(f"{exc.parameter} {exc.reason}") from exc
+    return value
+
+
 @rules.command("set")
 @database_url_option
 @data_dir_option
-@click.argument("project_id")
+@click.argument("project_id", callback=_rule_project)
 @click.argument("job_type")
 @click.option("--queue-seconds", type=float, help="Time a new sub-job stays WAITING.")
 @click.option("--completion", type=_COMPLETIONS, help="How a sub-job completes.")
@@ -195,7 +208,7 @@ def set_rule(
 @rules.command("delete")
 @database_url_option
 @data_dir_option
-@click.argument("project_id")
+@click.argument("project_id", callback=_rule_project)
 @click.argument("job_type")
 def delete_rule(
     database_url: str | None, data_dir: Path | None, project_id: str, job_type: str

@@ -111,6 +111,36 @@ class StringParam:
 
 Param = IntegerParam | EnumParam | EnumListParam | StringParam
 
+# What no project id holds: "~" starts every storage key a reset makes (storage/
+# project_keys.py: "~" and 32 hex digits), so a project named with it could be another
+# project's rows; "/" cannot be in the path segment that names a project (an encoded %2F
+# is a "/" again once the path is decoded and signed); and control characters are no id
+# (PostgreSQL's text cannot even hold NUL). The spec says only "1 to 128 characters".
+_NOT_IN_PROJECT_IDS = re.compile(r"[~/\x00-\x1f\x7f-\x9f]")
+# The same rule as the OpenAPI documents state it (JSON Schema patterns): a rule's scope
+# may be "*" (every project); what names one project (a reset, a state) may not.
+PROJECT_ID_PATTERN = "^[^~/\\u0000-\\u001f\\u007f-\\u009f]+$"
+ONE_PROJECT_ID_PATTERN = "^(?!\\*$)[^~/\\u0000-\\u001f\\u007f-\\u009f]+$"
+
+
+def check_project_id(project_id: str, name: str = "project_id") -> str:
+    """``project_id`` if it can be a project's id (1 to 128 characters, none of "~", "/"
+    or a control character, and not "*", which means every project), else InvalidParameter
+    naming ``name``: for what stores rows under a project id it was given (a reset, an
+    imported state, a steering rule), where a storage key must never be taken for one."""
+    if not 1 <= len(project_id) <= 128:
+        raise InvalidParameter(name, "must be 1 to 128 characters long")
+    if project_id == "*":
+        raise InvalidParameter(name, "must name one project, not * (every project)")
+    found = _NOT_IN_PROJECT_IDS.search(project_id)
+    if found is not None:
+        shown = found.group() if found.group() in "~/" else f"U+{ord(found.group()):04X}"
+        raise InvalidParameter(
+            name, f"must not contain {shown} (a project id has no ~, / or control characters)"
+        )
+    return project_id
+
+
 PROJECT_ID = StringParam(
     "project_id", 1, 128, "Unique ID of a project.", location="path", required=True
 )

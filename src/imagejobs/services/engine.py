@@ -22,6 +22,7 @@ from imagejobs.domain.lifecycle import (
     Outcome,
     Pending,
     Phase,
+    Reschedule,
     TaskSummary,
     TaskView,
     Transition,
@@ -109,10 +110,11 @@ class EngineService:
         max_attempts: int = 5,
         backoff_base: float = 1.0,
         clock: Clock | None = None,
-        project_of: Callable[[str], Awaitable[str]] | None = None,
+        project_of: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         """``project_of``: a task's project id from its storage key (services/project_keys.py),
-        for the driver's StepContext; None: the key is the id."""
+        for the driver's StepContext (None from it: a key retired since); None: the key
+        is the id."""
         self.store = store
         self._project_of = project_of
         self._steering = steering
@@ -146,9 +148,21 @@ class EngineService:
         to record. Never raises for a failed step: failures are outcomes."""
         outcome: Outcome | None = exhausted(task, self._max_attempts)
         if outcome is None:
-            project_id = task.project_id
+            project_id: str | None = task.project_id
             if self._project_of is not None:  # a reset project's id, not its storage key
-                project_id = await self._project_of(project_id)
+                project_id = await self._project_of(task.project_id)
+            if project_id is None:
+                # Its project was reset since the claim (twice, if the key was a reset's):
+                # no driver is told of a step whose result would be dropped. Given back
+                # as at shutdown; a retired key's task takes no write (RETIRED_FENCE).
+                return Reschedule(
+                    task,
+                    self.clock(),
+                    attempts_delta=-1,
+                    error_code=task.error_code,
+                    error_message=task.error_message,
+                    progress=task.progress,
+                )
             context = StepContext(
                 sub_job_id=task.sub_job_id,
                 job_id=task.job_id,

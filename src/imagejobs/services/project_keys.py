@@ -35,7 +35,7 @@ class ProjectKeys:
         self.sweeper = RetiredKeySweeper(self.store)
         self._cache_seconds = cache_seconds
         self._keys: dict[str, str] = {}
-        self._projects: dict[str, str] = {}  # storage key -> project id (never changes)
+        self._projects: dict[str, str] = {}  # current storage key -> project id
         self._generation: object = None
         self._checked_at = float("-inf")
         # False where the identity cache checks the generation before every request
@@ -58,19 +58,19 @@ class ProjectKeys:
             self._keys[project_id] = key
         return key
 
-    async def project_id(self, storage_key: str) -> str:
+    async def project_id(self, storage_key: str) -> str | None:
         """The id of the project whose rows ``storage_key`` holds, for what shows it
         outside the stores (a driver's StepContext). A key is its project's id until the
-        project's first reset; the keys made by resets (new_storage_key) start with "~".
-        A key retired since it was current is returned as it is (its rows are being
-        swept; no store answers with it)."""
+        project's first reset; the keys made by resets (new_storage_key) start with "~"
+        (no project id holds one). None for such a key retired before it was first
+        mapped: its project was reset again, and whatever its step does is dropped."""
         if not storage_key.startswith("~"):
             return storage_key
         project_id = self._projects.get(storage_key)
         if project_id is None:
             project_id = await self.store.project_of(storage_key)
-            if project_id is None:  # a project named "~...", or a retired key
-                return storage_key
+            if project_id is None:  # retired: no current key of any project
+                return None
             if len(self._projects) >= _CACHE_LIMIT:
                 self._projects.clear()
             self._projects[storage_key] = project_id
@@ -88,8 +88,10 @@ class ProjectKeys:
         return shown
 
     def forget(self) -> None:
-        """Drop every cached key (this process reset a project)."""
+        """Drop every cached key (a project was reset): a key mapped to its project
+        before may be retired now, and a retired key maps to no project."""
         self._keys.clear()
+        self._projects.clear()
         self._checked_at = float("-inf")
 
     async def _refresh(self) -> None:
@@ -100,6 +102,7 @@ class ProjectKeys:
         if generation != self._generation:
             self._generation = generation
             self._keys.clear()
+            self._projects.clear()
 
 
 class RetiredKeySweeper:

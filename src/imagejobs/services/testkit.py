@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from imagejobs.domain.enums import FINISHED_JOB_STATUSES, JobType, SubJobStatus
 from imagejobs.domain.errors import InvalidParameter
 from imagejobs.domain.lifecycle import NewTask, job_status_after
+from imagejobs.domain.params import check_project_id
 from imagejobs.domain.records import JobDetail
 from imagejobs.domain.servers import ImageServer
 from imagejobs.domain.times import now_ms
@@ -87,12 +88,12 @@ class TestKitService:
 
     async def reset(self, project_id: str | None = None) -> None:
         """One project (or every project) as new: no jobs, servers, rules or lockouts."""
-        if project_id is not None and not 1 <= len(project_id) <= 128:
-            raise InvalidParameter("project_id", "must be 1 to 128 characters long")
         if project_id == "*":
             raise InvalidParameter(
                 "project_id", "must name one project (leave it out to reset every project)"
             )
+        if project_id is not None:
+            check_project_id(project_id)
         await self._state.reset(project_id, self._clock())
         self._keys.forget()  # other processes: within the identity cache's seconds
         await self._steering.forget_cached_rules()
@@ -125,6 +126,7 @@ class TestKitService:
         )
 
     async def dump(self, project_id: str) -> ProjectState:
+        check_project_id(project_id)  # a storage key's rows are no project's state
         key = await self._keys.storage_key(project_id)
         servers, jobs, payloads = await self._state.dump(key)
         if key != project_id:  # the records as the API shows them: the project's id
@@ -136,6 +138,7 @@ class TestKitService:
         """Replace the project's servers, jobs and sub-jobs with ``state``'s, after checking
         it is consistent (else nothing changes). Unfinished sub-jobs become engine tasks,
         due at once: they run as the project's steering says. The number of tasks."""
+        check_project_id(state.project_id)
         now = self._clock()
         tasks = _tasks_of(state, now)
         key = await self._keys.storage_key(state.project_id)

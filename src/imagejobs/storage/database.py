@@ -13,7 +13,9 @@ A read whose cost grows with its input (a page at a deep offset: ~0.1 us per row
 skipped, 50 ms at offset 450,000) goes through ``fetch_deep``: on SQLite it runs on one of
 a few reader threads, each with its own connection (``sqlite3`` releases the GIL while a
 statement steps), so the loop serves other callers meanwhile; on PostgreSQL it may take
-only part of the pool, so cheap calls always find a connection (docs/operations.md).
+only part of the pool, so cheap calls always find a connection (docs/operations.md). On
+both, the statement timeout bounds it: PostgreSQL cancels the statement, and on SQLite
+the loop interrupts it (``_DeepRead``); either way the caller gets ServiceUnavailable.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import random
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -176,6 +179,7 @@ _SQLITE_UNAVAILABLE = frozenset(
         sqlite3.SQLITE_IOERR,
         sqlite3.SQLITE_FULL,
         sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_INTERRUPT,  # a deep read past the statement timeout (_DeepRead)
     }
 )
 
@@ -183,6 +187,57 @@ _SQLITE_UNAVAILABLE = frozenset(
 def _unavailable(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+
+
+class _DeepRead:
+    """One SQLite deep read's time limit, the statement timeout that PostgreSQL enforces
+    itself: past it, the event loop interrupts the statement on its reader thread's
+    connection (``sqlite3.Connection.interrupt`` may be called from any thread), which
+    then fails with SQLITE_INTERRUPT, answered 503 as a PostgreSQL timeout is. The limit
+    counts from when the statement starts on a reader thread, not while it waits for one.
+    The lock keeps an interrupt from reaching the connection's next statement."""
+
+    __slots__ = ("_connection", "_finished", "_lock", "_started", "_timeout", "_timer")
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._started = 0.0
+        self._finished = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timeout = timeout
+
+    def arm(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        """On the loop: look again in ``delay`` seconds."""
+        self._timer = loop.call_later(delay, self._expire, loop)
+
+    def disarm(self) -> None:
+        """On the loop, once the read is over."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def begin(self, connection: sqlite3.Connection) -> None:
+        """On the reader thread, just before the statement runs."""
+        with self._lock:
+            self._connection, self._started = connection, time.monotonic()
+
+    def end(self) -> None:
+        """On the reader thread, once the statement is done (or failed)."""
+        with self._lock:
+            self._finished = True
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            if self._connection is None:  # still waiting for a reader thread
+                self.arm(loop, self._timeout)
+                return
+            left = self._started + self._timeout - time.monotonic()
+            if left > 0:
+                self.arm(loop, left)
+                return
+            self._connection.interrupt()
 
 
 class _SqliteTransaction(Transaction):
@@ -216,6 +271,7 @@ class SqliteDatabase(Database):
         self.path = path
         self._synchronous = synchronous
         self._busy_ms = round(timeout_seconds * 1000)
+        self._timeout = timeout_seconds  # also a deep read's limit (_DeepRead)
         self._max_bytes = max_bytes
         self._reader: sqlite3.Connection
         self._writer: sqlite3.Connection
@@ -266,17 +322,33 @@ class SqliteDatabase(Database):
                 DEEP_READ_THREADS, thread_name_prefix="imagejobs-deep-read"
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._deep_threads, self._read_deep, statement, args)
+        limit = _DeepRead(self._timeout)
+        limit.arm(loop, self._timeout)
+        try:
+            return await loop.run_in_executor(
+                self._deep_threads, self._read_deep, statement, args, limit
+            )
+        finally:
+            limit.disarm()
 
-    def _read_deep(self, statement: Statement, args: Sequence[Any]) -> list[Row]:
-        """In a reader thread: the read on that thread's own connection."""
+    def _read_deep(
+        self, statement: Statement, args: Sequence[Any], limit: _DeepRead | None = None
+    ) -> list[Row]:
+        """In a reader thread: the read on that thread's own connection, interrupted once
+        it has run for the statement timeout (``limit``)."""
         connection: sqlite3.Connection | None = getattr(self._deep_local, "connection", None)
         if connection is None:
             connection = self._deep_connection()
             self._deep_local.connection = connection
             with self._deep_connections_lock:
                 self._deep_connections.append(connection)
-        return self._read_on(connection, statement, args)
+        if limit is None:
+            return self._read_on(connection, statement, args)
+        limit.begin(connection)
+        try:
+            return self._read_on(connection, statement, args)
+        finally:
+            limit.end()
 
     def _deep_connection(self) -> sqlite3.Connection:
         connection = connect_sqlite(self.path, synchronous=self._synchronous)

@@ -46,6 +46,7 @@ from imagejobs.domain.lifecycle import (
 from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
 from imagejobs.storage.engine_wakeups import Wakeups, notify
 from imagejobs.storage.job_store import CounterKey, apply_counter_deltas
+from imagejobs.storage.project_keys import NOT_RETIRED
 from imagejobs.storage.server_changes import apply_server_changes, server_rows
 
 logger = logging.getLogger("imagejobs.engine")
@@ -69,17 +70,27 @@ _DUE_PROJECTS = (
     " UNION ALL SELECT (SELECT MIN(t.project_id) FROM engine_tasks AS t"
     " WHERE t.project_id > projects.project_id AND t.due_at <= :now)"
     " FROM projects WHERE projects.project_id IS NOT NULL),"
+    # Not a key a reset retired: its steps' results would be dropped (RETIRED_FENCE).
+    " live (project_id) AS (SELECT project_id FROM projects WHERE project_id IS NOT NULL"
+    " AND project_id NOT IN (SELECT storage_key FROM retired_project_keys)),"
     # Each project's share of the batch (a project with fewer due tasks leaves its share
     # to the next claim): every project is served, and no more rows are read than needed.
     " share (n) AS (SELECT CASE WHEN COUNT(project_id) = 0 THEN 1"
-    " ELSE (:limit + COUNT(project_id) - 1) / COUNT(project_id) END FROM projects)"
+    " ELSE (:limit + COUNT(project_id) - 1) / COUNT(project_id) END FROM live)"
 )
+# Every write of a step's result, heartbeat or reschedule holds only for a task whose
+# storage key no reset has retired: a step that was running when its project was reset
+# (even twice) writes nothing, under the old key or any other; the sweeper deletes the
+# rest of its generation. SQLite has one writer at a time, so this is exact; on PostgreSQL
+# a result whose statement began before the reset committed may still land in the old
+# generation, which nothing reads and the sweeper takes (docs/engine.md, Reset).
+RETIRED_FENCE = NOT_RETIRED
 # Each project's earliest due tasks, locked (PostgreSQL) as they are found.
 _PER_PROJECT = {
-    "postgresql": " FROM projects AS p CROSS JOIN LATERAL (SELECT sub_job_id, due_at"
+    "postgresql": " FROM live AS p CROSS JOIN LATERAL (SELECT sub_job_id, due_at"
     " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
     " ORDER BY due_at LIMIT (SELECT n FROM share) FOR UPDATE SKIP LOCKED) AS c",
-    "sqlite": " FROM projects AS p JOIN engine_tasks AS c ON c.sub_job_id IN (SELECT sub_job_id"
+    "sqlite": " FROM live AS p JOIN engine_tasks AS c ON c.sub_job_id IN (SELECT sub_job_id"
     " FROM engine_tasks WHERE project_id = p.project_id AND due_at <= :now"
     " ORDER BY due_at LIMIT (SELECT n FROM share))",
 }
@@ -151,6 +162,7 @@ START_JOB = Statement(
 HEARTBEAT = Statement(
     "UPDATE engine_tasks SET due_at = :until, progress = :progress"
     " WHERE sub_job_id = :id AND fencing_token = :token AND lease_owner = :owner"
+    f" AND {RETIRED_FENCE}"
 )
 RESCHEDULE_TASK = Statement(
     "UPDATE engine_tasks SET lease_owner = NULL,"
@@ -159,12 +171,13 @@ RESCHEDULE_TASK = Statement(
     " THEN CAST(:now AS BIGINT) ELSE CAST(:due AS BIGINT) END,"
     " attempts = attempts + :delta, wait_reads = :wait_reads, error_code = :code,"
     " error_message = :message, progress = :progress"
-    " WHERE sub_job_id = :id AND fencing_token = :token RETURNING due_at"
+    f" WHERE sub_job_id = :id AND fencing_token = :token AND {RETIRED_FENCE} RETURNING due_at"
 )
 START_ROLLBACK_TASK = Statement(
     "UPDATE engine_tasks SET phase = 'rollback', lease_owner = NULL, due_at = :due,"
     " attempts = 0, wait_reads = 0, error_code = :code, error_message = :message, progress = ''"
-    " WHERE sub_job_id = :id AND fencing_token = :token RETURNING sub_job_id"
+    f" WHERE sub_job_id = :id AND fencing_token = :token AND {RETIRED_FENCE}"
+    " RETURNING sub_job_id"
 )
 SET_SUB_JOB_STATUS = Statement(
     "UPDATE sub_jobs SET status = :status, end_time = :end_time, error_code = :code,"
@@ -194,7 +207,8 @@ SUMMARY = Statement(
     " COALESCE(SUM(CASE WHEN lease_owner IS NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
-    " FROM engine_tasks"
+    # Not reset projects' old generations: no runner claims those, the sweeper deletes them.
+    f" FROM engine_tasks WHERE {RETIRED_FENCE}"
 )
 _VIEW_COLUMNS = (
     "sub_job_id, job_id, project_id, job_type, phase, due_at, lease_owner, fencing_token,"
@@ -279,7 +293,7 @@ def finish_tasks_statement(size: int) -> Statement:
     pairs = ", ".join(f"(CAST(:id{i} AS BIGINT), CAST(:token{i} AS BIGINT))" for i in range(size))
     return Statement(
         f"DELETE FROM engine_tasks WHERE (sub_job_id, fencing_token) IN (VALUES {pairs})"
-        " RETURNING sub_job_id, fencing_token"
+        f" AND {RETIRED_FENCE} RETURNING sub_job_id, fencing_token"
     )
 
 
@@ -306,7 +320,7 @@ FINISH_TASKS_PG = Statement(
     "DELETE FROM engine_tasks AS t USING unnest(CAST(:ids AS BIGINT[]),"
     " CAST(:tokens AS BIGINT[])) AS v (id, token)"
     " WHERE t.sub_job_id = v.id AND t.fencing_token = v.token"
-    " RETURNING t.sub_job_id, t.fencing_token"
+    f" AND t.{RETIRED_FENCE} RETURNING t.sub_job_id, t.fencing_token"
 )
 SUB_JOB_STATUSES_PG = Statement(
     f"SELECT job_id, status, COUNT(*) FROM sub_jobs WHERE job_id = {_IDS}"

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 from imagejobs.domain.ids import IdGenerator, id_for
 from imagejobs.observability import EngineCounts
-from imagejobs.storage.database import Database, Statement
+from imagejobs.storage.database import Database, Row, Statement
+from imagejobs.storage.project_keys import NOT_RETIRED
 
 PING = Statement("SELECT 1")
 SCHEMA_REVISION = Statement("SELECT version_num FROM alembic_version")
+# Neither counts reset projects' old generations (rows the sweeper has yet to delete,
+# which no request reads and no runner claims): project_keys.NOT_RETIRED.
 COUNTS = Statement(
-    "SELECT scope, job_type, status, SUM(n) FROM job_counters GROUP BY scope, job_type, status"
+    f"SELECT scope, job_type, status, SUM(n) FROM job_counters WHERE {NOT_RETIRED}"
+    " GROUP BY scope, job_type, status"
 )
 QUEUE = Statement(
     "SELECT"
@@ -21,7 +25,7 @@ QUEUE = Statement(
     " MIN(CASE WHEN lease_owner IS NULL AND due_at <= :now THEN due_at END),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at > :now THEN 1 ELSE 0 END), 0),"
     " COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND due_at <= :now THEN 1 ELSE 0 END), 0)"
-    " FROM engine_tasks"
+    f" FROM engine_tasks WHERE {NOT_RETIRED}"
 )
 _AUDIT_COLUMNS = (
     "id, at, request_id, principal, account_id, method, path, operation, project_id,"
@@ -139,11 +143,19 @@ class SqlOpsStore:
         self, limit: int, before: int | None = None, account_id: str | None = None
     ) -> list[AuditEvent]:
         """Newest first; ``before`` pages on (an id from the previous page)."""
+        return [audit_event(row) for row in await self.audit_rows(limit, before, account_id)]
+
+    async def audit_rows(
+        self, limit: int, before: int | None = None, account_id: str | None = None
+    ) -> list[Row]:
+        """``audit_events`` as rows (``audit_event`` makes each an event), for a caller
+        that turns them into events off the event loop."""
         params: dict[str, object] = {"limit": limit, "before": before or 10**18}
         statement = LIST_AUDIT
         if account_id is not None:
             statement, params["account_id"] = LIST_ACCOUNT_AUDIT, account_id
-        return [_event(row) for row in await self._db.fetch(statement, params)]
+        # Up to 1,000 rows: read as a deep page is, so that the loop serves others meanwhile.
+        return await self._db.fetch_deep(statement, statement.args(params))
 
     async def purge_audit_events(self, stored_before: int, batch: int) -> int:
         """Delete up to ``batch`` of the oldest events stored before ``stored_before``
@@ -153,7 +165,7 @@ class SqlOpsStore:
         return len(rows)
 
 
-def _event(row: Sequence[object]) -> AuditEvent:
+def audit_event(row: Sequence[object]) -> AuditEvent:
     return AuditEvent(*row)  # type: ignore[arg-type]
 
 

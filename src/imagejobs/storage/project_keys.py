@@ -4,9 +4,9 @@ under now, a reset's move to a fresh key, and the sweep of retired keys' rows.
 A reset writes three small rows whatever the project's size; the old generation's rows
 stay until the sweeper deletes them, batch by batch, in short transactions. Nothing reads
 them meanwhile: every request resolves its project to the current key once, before it
-touches a table. A runner in the middle of an old generation's step writes only into that
-generation's rows (its task, sub-job, job and counters carry the old key), and the sweep
-deletes the old tasks first, so their fencing tokens stop holding and no step resumes.
+touches a table. A runner in the middle of an old generation's step writes nothing: every
+write about a task holds only while its key is not retired (engine_store.RETIRED_FENCE),
+and no claim takes a retired key's task.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ RETIRED = Statement(
 )
 FORGET_RETIRED = Statement("DELETE FROM retired_project_keys WHERE storage_key = :storage_key")
 FORGET_ALL_RETIRED = Statement("DELETE FROM retired_project_keys")
+# A row of a current generation (a condition on the row's project_id): what the engine's
+# writes, claims and counts hold to; a retired key's rows are only swept.
+NOT_RETIRED = "project_id NOT IN (SELECT storage_key FROM retired_project_keys)"
 # Tasks first: a running step of the old generation loses its fencing token before its
 # sub-job goes; then the failures remembered for its running jobs (keyed by job id alone:
 # found through the jobs, so before them), children before parents (sub-jobs, jobs), then
