@@ -15,7 +15,7 @@ import pytest
 
 from imagejobs.iam.signing import SigningAlgorithm, canonical_query_string, sign_request
 from tests.conftest import ServerProcess
-from tests.factories import Tenant, new_tenant
+from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
 from tests.integration.http import AkSkAuth, password_token, signed_client
 
 AUDIT = "/_imagejobs/audit"
@@ -209,4 +209,31 @@ def test_a_tenant_cannot_make_a_worker_keep_long_project_ids(sqlite_server: Serv
     grown = _growth(sqlite_server, project_id, 1500)
     connection.close()
     assert grown < 8, f"the worker kept {grown:.0f} MB of 1,500 long project ids"
+    sqlite_server.assert_quiet_log()
+
+
+# --- a project's state is the operator's to export ------------------------------------------
+
+
+def test_only_the_operator_exports_a_projects_state(sqlite_server: ServerProcess) -> None:
+    """GET /_imagejobs/state reads a whole project in one write transaction (on SQLite:
+    the database's write lock, for every process) and builds it on the event loop. An
+    account root could call it on its own project: with 30,000 finished jobs (ten minutes
+    of its create quota) one call took 9.5 s and held another tenant's requests for up to
+    6.5 s, and nothing stopped it calling again. The test kit exports with the operator
+    token; a root no longer may."""
+    tenant = new_tenant(sqlite_server.database_url)  # type: ignore[attr-defined]
+    http = signed_client(sqlite_server.base_url, tenant)
+    refused = http.get("/_imagejobs/state", params={"project_id": tenant.project_id})
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {
+        "error_code": "WKS.00081102",
+        "error_msg": "Only the operator may use GET /_imagejobs/state.",
+    }
+    exported = httpx.get(
+        sqlite_server.base_url + "/_imagejobs/state",
+        params={"project_id": tenant.project_id},
+        headers=OPERATOR_HEADERS,
+    )
+    assert exported.status_code == 200, exported.text
     sqlite_server.assert_quiet_log()

@@ -242,7 +242,8 @@ def operator_routes(
 
 
 def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
-    """Reset and tenants: the operator's alone (they span accounts or name no project)."""
+    """Reset, tenants and states: the operator's alone (they span accounts or name no
+    project; a state's export costs in proportion to the whole project)."""
 
     async def reset(call: OperatorCall) -> Struct:
         project_id = call.body.project_id
@@ -280,7 +281,9 @@ def _testkit_routes(testkit: TestKitService) -> tuple[OperatorRoute, ...]:
             dump,
             StateDocument,
             query=(STATE_PROJECT,),
-            project_in="query",
+            # The operator's alone: it reads a whole project in one write transaction
+            # (SQLite: every process's writes wait) and builds it on the event loop, so
+            # a root exporting a project of 30,000 jobs held other tenants for seconds.
         ),
         OperatorRoute(
             "POST",
