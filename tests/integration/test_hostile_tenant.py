@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from imagejobs.iam.signing import SigningAlgorithm, canonical_query_string, sign_request
 from tests.conftest import ServerProcess
+from tests.engine_support import server_body
 from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
 from tests.integration.http import AkSkAuth, password_token, signed_client
 
@@ -236,4 +239,52 @@ def test_only_the_operator_exports_a_projects_state(sqlite_server: ServerProcess
         headers=OPERATOR_HEADERS,
     )
     assert exported.status_code == 200, exported.text
+    sqlite_server.assert_quiet_log()
+
+
+# --- reads that wait for the engine -----------------------------------------------------------
+
+
+def test_a_tenant_cannot_fill_the_places_in_flight_with_reads_that_wait(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A read that is due to end a job (completion ``reads``) waits up to 10 s for the
+    engine, holding a place in flight. A root may steer its own project: ending on the
+    first read but queued for a day, every read of its job waited the full 10 s, and 64
+    at once (the default bound) left every other tenant of the process 503 for 10 s, as
+    often as it liked. Only two reads of a project wait at once; the rest answer at once."""
+    database_url: str = sqlite_server.database_url  # type: ignore[attr-defined]
+    tenant, other = new_tenant(database_url), new_tenant(database_url)
+    http = signed_client(sqlite_server.base_url, tenant)
+    project = tenant.project_id
+    rule = f"/_imagejobs/engine/rules/{project}/CREATE_SERVER"
+    steered = http.request(
+        "PUT", rule, json={"completion": "reads", "reads": 1, "queue_seconds": 86400}
+    )
+    assert steered.status_code == 200, steered.text
+    created = http.post(f"/v1/{project}/image-servers", json=server_body())
+    assert created.status_code == 200, created.text
+    job = f"/v1/{project}/image-server-jobs/{created.json()['job_id']}"
+
+    with (
+        httpx.Client(
+            base_url=sqlite_server.base_url,
+            auth=AkSkAuth(tenant.access_key, tenant.secret_key),
+            limits=httpx.Limits(max_connections=80),
+            timeout=30,
+        ) as attacker,
+        ThreadPoolExecutor(70) as pool,
+    ):
+        reads = [pool.submit(attacker.get, job) for _ in range(70)]
+        time.sleep(1.0)  # all 70 have arrived: before the fix 64 were waiting
+        victim = signed_client(sqlite_server.base_url, other)
+        answers = [
+            victim.get(
+                f"/v1/{other.project_id}/image-server-jobs", params={"job_type": "CREATE_SERVER"}
+            ).status_code
+            for _ in range(3)
+        ]
+        statuses = [read.result().status_code for read in reads]
+    assert answers == [200, 200, 200]
+    assert statuses.count(200) == 70, statuses
     sqlite_server.assert_quiet_log()
