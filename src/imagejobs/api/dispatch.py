@@ -15,6 +15,10 @@ from starlette.types import Receive, Scope, Send
 _Shape = tuple[str | None, ...]
 _Candidate = tuple[_Shape, tuple[tuple[int, str], ...], Route]
 _MATCHED_MAX = 4096
+# Longest path whose match is remembered: a valid one (ids of at most 128 characters) is
+# far shorter, and 4,096 remembered 16 KiB paths (the head allows them, before any
+# authentication) kept ~120 MB alive in each worker for anyone who can connect.
+_MATCHED_PATH_MAX = 512
 
 
 class OperationTable:
@@ -38,6 +42,8 @@ class OperationTable:
             found = self._match(path, method)
             if found is None:
                 return None
+            if len(path) > _MATCHED_PATH_MAX:
+                return found[0], dict(found[1])
             if len(self._matched) >= _MATCHED_MAX:  # paths are the caller's: keep it small
                 self._matched.clear()
             self._matched[(path, method)] = found

@@ -40,6 +40,11 @@ from imagejobs.settings import Settings
 READS_FLAG_SECONDS = 1.0
 # How long the read that completes a job may wait for the engine to end it.
 SETTLE_SECONDS = 10.0
+# Reads of one project that may wait so at once, per process; more are answered as the
+# job stands. A waiting read holds one of the process's places in flight (64 by default):
+# unbounded, one tenant steering its jobs to end on reads but queue for a day held every
+# place with 64 reads of one job, and every other tenant got 503 for 10 s at a time.
+SETTLING_PER_PROJECT = 2
 _UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
 _UNFINISHED_VALUES = frozenset(status.value for status in _UNFINISHED)
 
@@ -187,6 +192,7 @@ class SteeredJobService(JobService):
         self._clock = clock
         # Wait for the engine only where a runner of this process is sure to act.
         self._settle_reads = settle
+        self._settling: dict[str, int] = {}  # project -> its reads waiting now
 
     async def list_jobs(
         self,
@@ -246,7 +252,22 @@ class SteeredJobService(JobService):
         return bool(due) and await self._settle(project_id, due)
 
     async def _settle(self, project_id: str, job_ids: Sequence[int]) -> bool:
-        """Wait until the engine has ended these jobs (it was woken by the read)."""
+        """Wait until the engine has ended these jobs (it was woken by the read); at most
+        SETTLING_PER_PROJECT reads of a project wait at once."""
+        settling = self._settling.get(project_id, 0)
+        if settling >= SETTLING_PER_PROJECT:
+            return False
+        self._settling[project_id] = settling + 1
+        try:
+            return await self._wait_ended(project_id, job_ids)
+        finally:
+            left = self._settling[project_id] - 1
+            if left:
+                self._settling[project_id] = left
+            else:
+                del self._settling[project_id]
+
+    async def _wait_ended(self, project_id: str, job_ids: Sequence[int]) -> bool:
         deadline = time.monotonic() + SETTLE_SECONDS
         pause = 0.001
         waiting = list(job_ids)

@@ -1,0 +1,290 @@
+"""Attacks of a hostile tenant (and of an outsider) found by the session-7 review, played
+over HTTP against `imagejobs serve`: what a temporary key's session policy bounds, and
+what a worker keeps of the long strings a client sends."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from imagejobs.iam.signing import SigningAlgorithm, canonical_query_string, sign_request
+from tests.conftest import ServerProcess
+from tests.engine_support import server_body
+from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
+from tests.integration.http import AkSkAuth, password_token, signed_client
+
+AUDIT = "/_imagejobs/audit"
+
+
+def _temporary_key(base_url: str, tenant: Tenant, policy: Mapping[str, object]) -> AkSkAuth:
+    """A temporary key of the root, from a project-scoped token, narrowed by ``policy``."""
+    token = password_token(base_url, tenant)
+    body = {"auth": {"identity": {"methods": ["token"], "token": {"id": token}, "policy": policy}}}
+    response = httpx.post(base_url + "/v3.0/OS-CREDENTIAL/securitytokens", json=body)
+    assert response.status_code == 201, response.text
+    credential = response.json()["credential"]
+    return AkSkAuth(credential["access"], credential["secret"], credential["securitytoken"])
+
+
+def _allow(*actions: str) -> Mapping[str, object]:
+    return {"Version": "1.1", "Statement": [{"Effect": "Allow", "Action": list(actions)}]}
+
+
+def test_a_temporary_keys_session_policy_bounds_its_audit_read(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """A root's temporary key narrowed to reading jobs read the whole account's audit trail
+    (every project's paths, users and request ids): the session policy was not asked."""
+    tenant = new_tenant(live_database_url)
+    base = live_server.base_url
+    assert signed_client(base, tenant).get(AUDIT).status_code == 200  # the root's own key
+
+    jobs_only = _temporary_key(base, tenant, _allow("workspace:*:list*"))
+    refused = httpx.get(base + AUDIT, auth=jobs_only)
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {
+        "error_code": "WKS.00081102",
+        "error_msg": "Policy doesn't allow imagejobs:audit:listEvents to be performed.",
+    }
+    deny_all = {"Version": "1.1", "Statement": [{"Effect": "Deny", "Action": ["*:*:*"]}]}
+    assert httpx.get(base + AUDIT, auth=_temporary_key(base, tenant, deny_all)).status_code == 403
+
+    audit_reader = _temporary_key(base, tenant, _allow("imagejobs:audit:*"))
+    assert httpx.get(base + AUDIT, auth=audit_reader).status_code == 200
+    live_server.assert_quiet_log()
+
+
+# --- memory: nothing long a client sends is remembered --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    import asyncio
+
+    from imagejobs.storage.migrate import migrate
+
+    directory = tmp_path_factory.mktemp("hostile")
+    url = f"sqlite:///{directory / 'imagejobs.db'}"
+    asyncio.run(migrate(url))
+    process = ServerProcess(url, directory / "server")
+    process.database_url = url  # type: ignore[attr-defined]
+    yield process
+    process.stop()
+
+
+def _worker_rss_mb(server: ServerProcess) -> float:
+    """Resident memory of the server's Granian worker (the main process's child)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != server.process.pid:
+                continue
+            status = (entry / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    assert total, "no worker process found"
+    return total / 1024
+
+
+PAD = "a" * 14_000  # a request head may hold 16 KiB
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection, raw: httpx spent ~10 ms on each 14 KiB URL."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self._host = f"127.0.0.1:{server.port}"
+        self._socket = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        self._reader = self._socket.makefile("rb")
+
+    def get(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self._host}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self._socket.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status = int(self._reader.readline().split()[1])
+        length = 0
+        while (line := self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, self._reader.read(length)
+
+    def signed_get(
+        self, tenant: Tenant, path: str, query: list[tuple[str, str]]
+    ) -> tuple[int, bytes]:
+        headers = {"Host": self._host}
+        headers.update(
+            sign_request(
+                "GET",
+                path,
+                query,
+                headers,
+                b"",
+                ak=tenant.access_key,
+                sk=tenant.secret_key,
+                algorithm=SigningAlgorithm.HMAC_SHA256,
+                now=datetime.now(UTC),
+            )
+        )
+        del headers["Host"]
+        target = path + ("?" + canonical_query_string(query) if query else "")
+        return self.get(target, headers)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._socket.close()
+
+
+def _growth(server: ServerProcess, send: Callable[[int], None], count: int) -> float:
+    """How much the worker's memory grew over ``count`` calls of ``send(i)``, after a
+    warm-up of the same requests (first-time allocations are not what is measured)."""
+    for i in range(50):
+        send(-1 - i)
+    before = _worker_rss_mb(server)
+    for i in range(count):
+        send(i)
+    return _worker_rss_mb(server) - before
+
+
+def test_an_outsider_cannot_make_a_worker_keep_long_paths(sqlite_server: ServerProcess) -> None:
+    """The operation table remembered every path it matched, 4,096 of them, before any
+    authentication: 16 KiB project ids kept ~120 MB alive per worker, for anyone."""
+    connection = _Connection(sqlite_server)
+
+    def send(i: int) -> None:
+        status, _ = connection.get(f"/v1/{i:08d}{PAD}/image-server-jobs/1")
+        assert status == 401
+
+    grown = _growth(sqlite_server, send, 2048)
+    connection.close()
+    assert grown < 25, f"the worker kept {grown:.0f} MB of 2,048 long paths"
+    sqlite_server.assert_quiet_log()
+
+
+def test_a_tenant_cannot_make_a_worker_keep_long_queries(sqlite_server: ServerProcess) -> None:
+    """Each /v1 operation remembered 1,024 parsed queries whatever their length (unknown
+    parameters are allowed): ~15 MB per operation and worker for any tenant."""
+    tenant = new_tenant(sqlite_server.database_url)  # type: ignore[attr-defined]
+    project = tenant.project_id
+    connection = _Connection(sqlite_server)
+
+    def query(i: int) -> None:
+        for path in ("image-server-jobs", "image-server-sub-jobs"):
+            params = [("job_type", "CREATE_SERVER"), (f"x{i}", PAD)]
+            status, body = connection.signed_get(tenant, f"/v1/{project}/{path}", params)
+            assert status == 200, body
+
+    grown = _growth(sqlite_server, query, 1024)
+    connection.close()
+    assert grown < 10, f"the worker kept {grown:.0f} MB of 2,048 long queries"
+    sqlite_server.assert_quiet_log()
+
+
+def test_a_tenant_cannot_make_a_worker_keep_long_project_ids(sqlite_server: ServerProcess) -> None:
+    """The operator API let any tenant name a project id of any length, which authorization
+    looked up and remembered (10,000 of them): ~140 MB per worker. A project id is refused
+    beyond 128 characters, as everywhere else, before it is looked up."""
+    tenant = new_tenant(sqlite_server.database_url)  # type: ignore[attr-defined]
+    connection = _Connection(sqlite_server)
+
+    def project_id(i: int) -> None:
+        path = f"/_imagejobs/engine/behaviour/{i:08d}{PAD}/CREATE_SERVER"
+        status, body = connection.signed_get(tenant, path, [])
+        assert status == 400, body
+        assert json.loads(body)["error_msg"] == (
+            "The parameter is invalid: project_id must be 1 to 128 characters long, or *"
+        )
+
+    grown = _growth(sqlite_server, project_id, 1500)
+    connection.close()
+    assert grown < 8, f"the worker kept {grown:.0f} MB of 1,500 long project ids"
+    sqlite_server.assert_quiet_log()
+
+
+# --- a project's state is the operator's to export ------------------------------------------
+
+
+def test_only_the_operator_exports_a_projects_state(sqlite_server: ServerProcess) -> None:
+    """GET /_imagejobs/state reads a whole project in one write transaction (on SQLite:
+    the database's write lock, for every process) and builds it on the event loop. An
+    account root could call it on its own project: with 30,000 finished jobs (ten minutes
+    of its create quota) one call took 9.5 s and held another tenant's requests for up to
+    6.5 s, and nothing stopped it calling again. The test kit exports with the operator
+    token; a root no longer may."""
+    tenant = new_tenant(sqlite_server.database_url)  # type: ignore[attr-defined]
+    http = signed_client(sqlite_server.base_url, tenant)
+    refused = http.get("/_imagejobs/state", params={"project_id": tenant.project_id})
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {
+        "error_code": "WKS.00081102",
+        "error_msg": "Only the operator may use GET /_imagejobs/state.",
+    }
+    exported = httpx.get(
+        sqlite_server.base_url + "/_imagejobs/state",
+        params={"project_id": tenant.project_id},
+        headers=OPERATOR_HEADERS,
+    )
+    assert exported.status_code == 200, exported.text
+    sqlite_server.assert_quiet_log()
+
+
+# --- reads that wait for the engine -----------------------------------------------------------
+
+
+def test_a_tenant_cannot_fill_the_places_in_flight_with_reads_that_wait(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A read that is due to end a job (completion ``reads``) waits up to 10 s for the
+    engine, holding a place in flight. A root may steer its own project: ending on the
+    first read but queued for a day, every read of its job waited the full 10 s, and 64
+    at once (the default bound) left every other tenant of the process 503 for 10 s, as
+    often as it liked. Only two reads of a project wait at once; the rest answer at once."""
+    database_url: str = sqlite_server.database_url  # type: ignore[attr-defined]
+    tenant, other = new_tenant(database_url), new_tenant(database_url)
+    http = signed_client(sqlite_server.base_url, tenant)
+    project = tenant.project_id
+    rule = f"/_imagejobs/engine/rules/{project}/CREATE_SERVER"
+    steered = http.request(
+        "PUT", rule, json={"completion": "reads", "reads": 1, "queue_seconds": 86400}
+    )
+    assert steered.status_code == 200, steered.text
+    created = http.post(f"/v1/{project}/image-servers", json=server_body())
+    assert created.status_code == 200, created.text
+    job = f"/v1/{project}/image-server-jobs/{created.json()['job_id']}"
+
+    with (
+        httpx.Client(
+            base_url=sqlite_server.base_url,
+            auth=AkSkAuth(tenant.access_key, tenant.secret_key),
+            limits=httpx.Limits(max_connections=80),
+            timeout=30,
+        ) as attacker,
+        ThreadPoolExecutor(70) as pool,
+    ):
+        reads = [pool.submit(attacker.get, job) for _ in range(70)]
+        time.sleep(1.0)  # all 70 have arrived: before the fix 64 were waiting
+        victim = signed_client(sqlite_server.base_url, other)
+        answers = [
+            victim.get(
+                f"/v1/{other.project_id}/image-server-jobs", params={"job_type": "CREATE_SERVER"}
+            ).status_code
+            for _ in range(3)
+        ]
+        statuses = [read.result().status_code for read in reads]
+    assert answers == [200, 200, 200]
+    assert statuses.count(200) == 70, statuses
+    sqlite_server.assert_quiet_log()
