@@ -216,9 +216,9 @@ class SteeredJobService(JobService):
             return result
         unfinished = [
             job_of_row(project_id, row)
-            for row in result.items
             # A row's text (JobRowText) is parsed only here: a page with an unfinished job.
-            if (row if isinstance(row, tuple) else job_row(row))[2] in _UNFINISHED_VALUES
+            for row in map(job_row, result.items)
+            if row[2] in _UNFINISHED_VALUES
         ]
         if unfinished and await self._count(unfinished, project_id):
             result = await self._store.list_job_rows(project_id, job_type, status, offset, limit)
