@@ -47,6 +47,11 @@ class AccessControl(Protocol):
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         """Raise PermissionDenied unless ``principal`` may run ``action`` on ``project_id``."""
 
+    async def authorize_account(self, principal: Principal, action: str) -> None:
+        """Raise PermissionDenied unless ``principal``'s session policy (a temporary key's)
+        allows ``action``, one that spans its account rather than naming a project; who
+        may take such an action at all (the operator, a root) is the caller's rule."""
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -73,6 +78,9 @@ class OpenAccess:
         return LOCAL
 
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
+        return None
+
+    async def authorize_account(self, principal: Principal, action: str) -> None:
         return None
 
 
@@ -332,16 +340,7 @@ class IamAccess:
             raise PermissionDenied(f"The credentials cannot be used for project {project_id}.")
         if principal.is_root and principal.session_policy is None:
             return
-        context = RequestContext(
-            action=action,
-            current_time=datetime.fromtimestamp(self._now() / 1000, tz=UTC),
-            user_id=principal.user_id,
-            user_name=principal.name,
-            domain_id=principal.account_id,
-            domain_name=principal.account_name,
-            project_id=project_id,
-            project_name=project.name,
-        )
+        context = self._context(principal, action, project_id, project.name)
         allowed = principal.is_root or (
             principal.user_id is not None
             and evaluate(await self._policies_for(principal.user_id, project_id), context)
@@ -351,3 +350,31 @@ class IamAccess:
             allowed = evaluate((principal.session_policy,), context) is Decision.ALLOW
         if not allowed:
             raise PermissionDenied(f"Policy doesn't allow {action} to be performed.")
+
+    async def authorize_account(self, principal: Principal, action: str) -> None:
+        # A root's temporary key is no wider than its session policy: one that allows only,
+        # say, reading jobs must not act on (or read) everything its account holds.
+        policy = principal.session_policy
+        if policy is None:
+            return
+        context = self._context(principal, action, principal.project_id)
+        if evaluate((policy,), context) is not Decision.ALLOW:
+            raise PermissionDenied(f"Policy doesn't allow {action} to be performed.")
+
+    def _context(
+        self,
+        principal: Principal,
+        action: str,
+        project_id: str | None,
+        project_name: str | None = None,
+    ) -> RequestContext:
+        return RequestContext(
+            action=action,
+            current_time=datetime.fromtimestamp(self._now() / 1000, tz=UTC),
+            user_id=principal.user_id,
+            user_name=principal.name,
+            domain_id=principal.account_id,
+            domain_name=principal.account_name,
+            project_id=project_id,
+            project_name=project_name,
+        )

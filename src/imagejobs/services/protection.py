@@ -137,6 +137,9 @@ class GuardedAccess:
     async def authorize(self, principal: Principal, action: str, project_id: str) -> None:
         await self._inner.authorize(principal, action, project_id)
 
+    async def authorize_account(self, principal: Principal, action: str) -> None:
+        await self._inner.authorize_account(principal, action)
+
 
 def principal_name(principal: Principal) -> str:
     """``account/user`` as the access log and the audit trail name a caller."""
