@@ -331,9 +331,7 @@ class SqliteDatabase(Database):
         finally:
             limit.disarm()
 
-    def _read_deep(
-        self, statement: Statement, args: Sequence[Any], limit: _DeepRead | None = None
-    ) -> list[Row]:
+    def _read_deep(self, statement: Statement, args: Sequence[Any], limit: _DeepRead) -> list[Row]:
         """In a reader thread: the read on that thread's own connection, interrupted once
         it has run for the statement timeout (``limit``)."""
         connection: sqlite3.Connection | None = getattr(self._deep_local, "connection", None)
@@ -342,8 +340,6 @@ class SqliteDatabase(Database):
             self._deep_local.connection = connection
             with self._deep_connections_lock:
                 self._deep_connections.append(connection)
-        if limit is None:
-            return self._read_on(connection, statement, args)
         limit.begin(connection)
         try:
             return self._read_on(connection, statement, args)
