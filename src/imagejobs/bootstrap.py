@@ -34,7 +34,6 @@ from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
 from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
-from imagejobs.domain.params import check_project_id
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
@@ -406,8 +405,6 @@ async def load_init_dir(settings: Settings) -> list[str]:
                 raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
                     for entry in decode_body(raw, list[RuleFileEntry]):
-                        if entry.project_id != "*":  # never a storage key ("~...")
-                            check_project_id(entry.project_id)
                         key = await services.keys.storage_key(entry.project_id)
                         await services.steering.put_rule(rule_record(key, entry.job_type, entry))
                 else:

@@ -87,3 +87,24 @@ def test_the_documented_pattern_is_the_rule_the_test_kit_checks(project_id: str)
     except InvalidParameter:
         accepted = False
     assert accepted == bool(re.fullmatch(ONE_PROJECT_ID_PATTERN, project_id))
+
+
+def test_a_storage_key_in_a_v1_path_is_refused_without_iam(database_url: str) -> None:
+    """Under IMAGEJOBS_AUTH=none no authorization stands between a path's project id and
+    its rows: a reset project's storage key named in the path must still read nothing."""
+    project_id = "a4da8115c9d8464ead3a38309130523f"
+    with serve(database_url=database_url, auth="none") as cloud:
+        cloud.reset(project_id)  # the project's rows now live under a "~" key
+        [(key,)] = query(
+            cloud.settings.database_url,
+            f"SELECT storage_key FROM project_keys WHERE project_id = '{project_id}'",
+        )
+        with httpx.Client(base_url=cloud.endpoint) as http:
+            for named in (key, KEY_LIKE):
+                path = f"/v1/{quote(named, safe='')}/image-server-jobs"
+                message = _refused(http.get(path, params={"job_type": "CREATE_SERVER"}))
+                assert "must not contain ~" in message
+            listed = http.get(
+                f"/v1/{project_id}/image-server-jobs", params={"job_type": "CREATE_SERVER"}
+            )
+            assert listed.status_code == 200, listed.text

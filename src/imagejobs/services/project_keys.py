@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from imagejobs.domain.params import check_project_id
 from imagejobs.domain.times import now_ms
 from imagejobs.storage.database import Database, Statement
 from imagejobs.storage.project_keys import SqlProjectKeyStore
@@ -45,13 +46,16 @@ class ProjectKeys:
 
     async def storage_key(self, project_id: str) -> str:
         """The key ``project_id``'s rows are stored under now (``*``, every project in a
-        steering rule's scope, stays ``*``)."""
+        steering rule's scope, stays ``*``). InvalidParameter for what cannot be a
+        project's id (check_project_id): above all a storage key ("~..."), whose rows are
+        another project's, whoever names it (a state, a rule, a path under auth=none)."""
         if project_id == "*":
             return project_id
         if self.checks_generation and time.monotonic() - self._checked_at >= self._cache_seconds:
             await self._refresh()
         key = self._keys.get(project_id)
         if key is None:
+            check_project_id(project_id)  # once per id: a refused one is never cached
             key = await self.store.storage_key(project_id)
             if len(self._keys) >= _CACHE_LIMIT:  # anyone can name projects: bounded
                 self._keys.clear()
