@@ -400,6 +400,8 @@ def _query_schema(param: StringParam | IntegerParam) -> dict[str, Any]:
     schema = parameter_schema(param)
     if param is STATE_PROJECT:  # the state of one project (TestKitService.dump checks it)
         schema["pattern"] = ONE_PROJECT_ID_PATTERN
+    elif param is TASK_PROJECT:  # a project id or "*" (ProjectKeys.storage_key checks it)
+        schema["pattern"] = PROJECT_ID_PATTERN
     return schema
 
 
