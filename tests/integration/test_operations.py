@@ -290,6 +290,15 @@ def test_requests_beyond_the_in_flight_bound_get_a_fast_503(
             assert client.get(jobs_path(tenant)).status_code == 200
         finally:
             slow.close()
+        # Closed, the slow request has fully "arrived" and holds the one place until its
+        # answer is written: wait for that (the scrape counts itself), or the create below
+        # may be shed instead of waiting on the lock (seen on a loaded machine).
+        for _ in range(200):
+            if metric_samples(server.base_url)[("imagejobs_requests_in_flight", ())] == 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the closed slow request still holds its place")
         # A create that has fully arrived and waits on a locked table is in flight.
         locker = TableLock(postgres_url)
         creating = ThreadPoolExecutor(1)
