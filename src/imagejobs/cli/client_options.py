@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from imagejobs.cli.common import output_option
 from imagejobs.client import (
     ApiClient,
     ApiError,
@@ -78,13 +79,6 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="JSON profile with endpoint, access_key, secret_key, project_id or token.",
             ),
-            click.option(
-                "--output",
-                "-o",
-                type=click.Choice(["table", "json"]),
-                default="table",
-                show_default=True,
-            ),
         ]
     ):
         function = option(function)
@@ -132,4 +126,5 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
             where = f"HTTP {exc.status}, request id {exc.request_id or '-'}"
             raise ClientExit(f"{exc.code}: {exc.message} ({where})", exit_code) from None
 
-    return _options(wrapper)
+    command: Callable[..., R] = output_option()(_options(wrapper))
+    return command
