@@ -81,3 +81,11 @@ def test_engine_rules_set_takes_the_rule_as_rule_and_still_as_json(tmp_path: Pat
     assert json.loads(cleared.stdout) == {"removed": 1}
     refused = _invoke(tmp_path, "engine", "status", "-o", "table")
     assert refused.exit_code == 2  # the engine's answers are JSON only, and say so
+
+
+def test_help_states_each_settings_default_once() -> None:
+    shown = CliRunner().invoke(main, ["--help"]).stdout
+    database_url = next(line for line in shown.splitlines() if "IMAGEJOBS_DATABASE_URL" in line)
+    assert "Default: sqlite:///DATA_DIR/imagejobs.db." in database_url
+    assert "[default: -]" not in database_url  # it has one: said just before
+    assert "IMAGEJOBS_PORT  TCP port to listen on. [default: 8080]" in shown

@@ -20,7 +20,9 @@ R = TypeVar("R")
 def settings_epilog() -> str:
     lines = ["\b", "Environment variables (flags take precedence):"]
     for name, default, doc in setting_help():
-        lines.append(f"  {name}  {doc} [default: {default or '-'}]")
+        # A computed default is in the description already ("Default: DATA_DIR/…").
+        shown = "" if not default and "Default:" in doc else f" [default: {default or '-'}]"
+        lines.append(f"  {name}  {doc}{shown}")
     return "\n".join(lines)
 
 
