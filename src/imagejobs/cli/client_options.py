@@ -44,7 +44,7 @@ CLIENT_EPILOG = (
     " HUAWEICLOUD_SDK_PROJECT_ID, IMAGEJOBS_ENDPOINT and IMAGEJOBS_TOKEN, else the JSON"
     " profile (--profile, IMAGEJOBS_PROFILE or ~/.config/imagejobs/profile.json). Exit codes:"
     " 1 job failed or request refused, 2 usage or invalid parameter, 3 authentication or"
-    " permission, 4 not found, 5 server error, 6 server unreachable."
+    " permission, 4 not found, 5 server error, 6 server unreachable, 130 interrupted (Ctrl-C)."
 )
 
 
