@@ -93,6 +93,13 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Alembic says at INFO, on every start, which dialect it uses and each revision it
+    # applies (several lines each): noise in `serve` and `worker` output. migrate() logs
+    # one line of its own when it changed the schema; IMAGEJOBS_LOG_LEVEL=debug shows
+    # Alembic's too.
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    )
 
 
 def open_database(settings: Settings) -> Database:

@@ -36,7 +36,12 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
     port: int = field(default=8080, metadata=_doc("TCP port to listen on."))
     workers: int = field(default=1, metadata=_doc("Server worker processes."))
-    log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+    log_level: str = field(
+        default="info",
+        metadata=_doc(
+            "debug, info, warning or error (debug also shows each Alembic migration step)."
+        ),
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata=_doc(

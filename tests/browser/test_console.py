@@ -216,6 +216,43 @@ def test_a_wrong_password_shows_the_apis_message(browser: WebDriver, console: Co
     assert answer.json()["error"]["message"] in error
 
 
+def test_blank_fields_say_what_is_missing_instead_of_the_last_error(
+    browser: WebDriver, console: Console
+) -> None:
+    browser.get(console.url + "#/signin")
+    type_into(browser, "account", console.tenant.account)
+    type_into(browser, "user", console.tenant.account)
+    type_into(browser, "password", "not-the-password", Keys.ENTER)
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#signin-error .error-code").text)
+    # Now everything blank (the account only spaces): the form says what is missing, not
+    # the wrong password of a moment ago, and no request is made.
+    type_into(browser, "account", "   ")
+    element(browser, "#user").clear()
+    type_into(browser, "password", Keys.ENTER)
+    wait(
+        browser,
+        lambda d: (
+            d.find_element(By.ID, "signin-error").text
+            == "Enter the account, the user name and the password."
+        ),
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, "#signin-error .error-code")
+    assert browser.switch_to.active_element == element(browser, "#account")
+    invalid = [
+        f.get_attribute("id") for f in browser.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]")
+    ]
+    assert invalid == ["account", "user", "password"]
+    # Filling some in narrows the message to the rest.
+    type_into(browser, "account", console.tenant.account)
+    type_into(browser, "user", console.tenant.account, Keys.ENTER)
+    wait(browser, lambda d: d.find_element(By.ID, "signin-error").text == "Enter the password.")
+    assert browser.switch_to.active_element == element(browser, "#password")
+    # The token form too.
+    click(browser, "details.token-signin summary")
+    click(browser, "#token-form button[type=submit]")
+    wait(browser, lambda d: d.find_element(By.ID, "signin-error").text == "Enter a token.")
+
+
 def test_filters_and_the_page_live_in_the_url(browser: WebDriver, console: Console) -> None:
     sign_in(browser, console, console.tenant.account, console.tenant.password)
     wait(browser, lambda d: visible_rows(d, "tasks-table"))

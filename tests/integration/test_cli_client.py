@@ -126,6 +126,7 @@ def test_jobs_show_sub_jobs_and_count(server: ServerProcess, tenant: Tenant) -> 
     sub_jobs = ok(run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
                       "--job-id", job_id))  # fmt: skip
     assert sub_jobs.splitlines()[0].startswith("JOB ID")
+    assert "BEGIN (UTC)" in sub_jobs.splitlines()[0]  # labelled as in `jobs list`
     assert job_id in sub_jobs.splitlines()[1]
     page = json.loads(ok(run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
                              "--status", "FAILED", "-o", "json")))  # fmt: skip

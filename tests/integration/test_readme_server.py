@@ -8,8 +8,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +83,59 @@ def test_the_iam_block_runs_in_order_on_a_fresh_database(
         result = runner.invoke(main, args, env=env)
         assert result.exit_code == 0, (line, result.output, result.stderr)
         keys += re.findall(r"access_key=(\w+)", result.output)
+
+
+def _python_blocks(heading: str) -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_sdk_example_runs_as_pasted_against_the_demo(tmp_path: Path) -> None:
+    """`./scripts/demo`, then README's "Using the official SDK" blocks, unchanged (on
+    another port than 8080: the credentials file says where the server listens)."""
+    port_file = tmp_path / "port"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEJOBS_")}
+    env["IMAGEJOBS_ACCESS_LOG"] = "false"
+    args = ["serve", "--demo", "--port", "0", "--port-file", str(port_file)]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "imagejobs", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, serve.communicate()
+            assert time.monotonic() < deadline, "the demo did not start"
+            try:
+                port = port_file.read_text().strip()
+                if httpx.get(f"http://127.0.0.1:{port}/_imagejobs/ready").status_code == 200:
+                    break
+            except (OSError, httpx.TransportError):
+                pass
+            time.sleep(0.2)
+        first, discovery = _python_blocks("## Using the official SDK")
+        listing = (
+            "print(client.list_image_jobs(ListImageJobsRequest(job_type='DELETE_SERVER')).count)"
+        )
+        for script in (first, first + discovery + listing):
+            ran = subprocess.run(
+                [sys.executable, "-c", script],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.splitlines()[1].startswith("SUCCESS ")  # job.status, a server id
+        assert int(ran.stdout.splitlines()[-1]) > 0  # the project found through IAM
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.communicate(timeout=30)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +114,53 @@ def test_the_mock_signs_on_the_calling_thread_and_gives_the_sdk_back(
             client.list_image_servers(ListImageServersRequest())
     assert signed_on == [threading.current_thread()] * 2
     assert Credentials.process_auth_request is original
+
+
+MARKED_BADLY = """
+import pytest
+
+@pytest.mark.imagejobs(completion="soon")
+def test_completion(workspaceapp_client):
+    pass
+
+@pytest.mark.imagejobs(fail_at=0, code="WKS.0099")
+def test_fail_at(workspaceapp_client):
+    pass
+
+@pytest.mark.imagejobs(retries=3)
+def test_unknown(workspaceapp_client):
+    pass
+"""
+
+
+def test_a_bad_marker_value_names_the_parameter_and_what_it_allows(tmp_path: Path) -> None:
+    (tmp_path / "test_marked.py").write_text(MARKED_BADLY)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_marked.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    out = ran.stdout
+    assert "3 errors" in out or "3 failed" in out, out
+    assert (
+        "@pytest.mark.imagejobs: completion must be one of 'immediate', 'duration', "
+        "'reads' (or None), not 'soon'" in out
+    ), out
+    assert "@pytest.mark.imagejobs: fail_at must be an integer from 1 to 20, not 0" in out
+    assert "@pytest.mark.imagejobs: unknown steering parameter retries: allowed are" in out
+    assert "OperatorError" not in out  # refused before any request, in the marker's terms
+
+
+def test_steer_refuses_a_bad_value_by_name() -> None:
+    with imagejobs.testing.serve() as cloud:
+        tenant = cloud.tenant()
+        with pytest.raises(ValueError, match=r"reads must be an integer from 1 to 10000, not 0"):
+            cloud.steer(tenant, completion="reads", reads=0)
+        with pytest.raises(ValueError, match=r"probability must be a number from 0 to 1, not 2"):
+            cloud.steer(tenant, code="WKS.0099", probability=2)
+        with pytest.raises(ValueError, match=r"job_type must be one of 'CREATE_SERVER', "):
+            cloud.steer(tenant, "CREATE")

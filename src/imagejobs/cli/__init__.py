@@ -19,7 +19,11 @@ from imagejobs.cli.worker import worker
 @click.group(cls=GuardedGroup, epilog=settings_epilog())
 @click.version_option(__version__, prog_name="imagejobs")
 def main() -> None:
-    """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service."""
+    """imagejobs: a self-hostable Huawei Cloud WorkspaceApp image-job service.
+
+    Every command that prints data takes -o/--output table|json. Ctrl-C ends a command
+    with exit code 130; `serve` and `worker` stop gracefully on it (or SIGTERM), exit 0.
+    """
 
 
 main.add_command(serve)

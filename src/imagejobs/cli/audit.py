@@ -14,7 +14,13 @@ from pathlib import Path
 import click
 import msgspec
 
-from imagejobs.cli.common import data_dir_option, database_url_option, load, settings_epilog
+from imagejobs.cli.common import (
+    data_dir_option,
+    database_url_option,
+    load,
+    output_option,
+    settings_epilog,
+)
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.observability import plain
 from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
@@ -26,7 +32,7 @@ from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--before", type=int, default=None, help="Only events older than this event id.")
 @click.option("--account-id", default=None, help="Only this account's events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@output_option()
 @click.pass_context
 def audit(
     ctx: click.Context,
@@ -35,9 +41,10 @@ def audit(
     limit: int,
     before: int | None,
     account_id: str | None,
-    as_json: bool,
+    output: str,
 ) -> None:
-    """Show who called which mutating API, when, and with what result.
+    """Show who called which mutating API, when, and with what result (-o json: one JSON
+    object per line).
 
     `imagejobs audit purge` deletes events past retention now."""
     if ctx.invoked_subcommand is not None:
@@ -58,7 +65,7 @@ def audit(
         raise click.ClickException(f"cannot read the audit trail: {exc}") from exc
     for event in events:
         info = audit_info(event)
-        if as_json:
+        if output == "json":
             click.echo(msgspec.json.encode(info).decode())
         else:
             error = f" {info.error_code}" if info.error_code else ""

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from imagejobs.cli.common import output_option
 from imagejobs.client import (
     ApiClient,
     ApiError,
@@ -43,7 +44,7 @@ CLIENT_EPILOG = (
     " HUAWEICLOUD_SDK_PROJECT_ID, IMAGEJOBS_ENDPOINT and IMAGEJOBS_TOKEN, else the JSON"
     " profile (--profile, IMAGEJOBS_PROFILE or ~/.config/imagejobs/profile.json). Exit codes:"
     " 1 job failed or request refused, 2 usage or invalid parameter, 3 authentication or"
-    " permission, 4 not found, 5 server error, 6 server unreachable."
+    " permission, 4 not found, 5 server error, 6 server unreachable, 130 interrupted (Ctrl-C)."
 )
 
 
@@ -77,13 +78,6 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
                 "--profile",
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="JSON profile with endpoint, access_key, secret_key, project_id or token.",
-            ),
-            click.option(
-                "--output",
-                "-o",
-                type=click.Choice(["table", "json"]),
-                default="table",
-                show_default=True,
             ),
         ]
     ):
@@ -132,4 +126,5 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
             where = f"HTTP {exc.status}, request id {exc.request_id or '-'}"
             raise ClientExit(f"{exc.code}: {exc.message} ({where})", exit_code) from None
 
-    return _options(wrapper)
+    command: Callable[..., R] = output_option()(_options(wrapper))
+    return command

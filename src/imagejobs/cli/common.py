@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -12,11 +14,15 @@ from imagejobs.domain.errors import InvalidSettings
 from imagejobs.settings import Settings, load_settings, setting_help
 from imagejobs.storage.private_files import close_data_directory
 
+R = TypeVar("R")
+
 
 def settings_epilog() -> str:
     lines = ["\b", "Environment variables (flags take precedence):"]
     for name, default, doc in setting_help():
-        lines.append(f"  {name}  {doc} [default: {default or '-'}]")
+        # A computed default is in the description already ("Default: DATA_DIR/…").
+        shown = "" if not default and "Default:" in doc else f" [default: {default or '-'}]"
+        lines.append(f"  {name}  {doc}{shown}")
     return "\n".join(lines)
 
 
@@ -43,3 +49,32 @@ data_dir_option = click.option(
     default=None,
     help="Data directory (IMAGEJOBS_DATA_DIR).",
 )
+
+
+def output_option(
+    choices: tuple[str, ...] = ("table", "json"), *, json_alias: bool = True
+) -> Callable[..., Any]:
+    """``--output/-o`` (``table`` for people, ``json`` for scripts): every command that
+    prints data takes it, passed to the command as ``output``. ``--json``, which some
+    commands took before, stays as a hidden spelling of ``-o json`` (not where ``--json``
+    was an input: ``engine rules set``)."""
+
+    def decorate(function: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(function)
+        def command(*args: Any, output: str, json_flag: bool = False, **kwargs: Any) -> R:
+            return function(*args, output="json" if json_flag else output, **kwargs)
+
+        if json_alias:
+            command = click.option("--json", "json_flag", is_flag=True, hidden=True)(command)
+        return click.option(
+            "--output",
+            "-o",
+            type=click.Choice(choices),
+            default=choices[0],
+            show_default=True,
+            help="table: for people; json: for scripts."
+            if len(choices) > 1
+            else "Always JSON (the operator API's answer).",
+        )(command)
+
+    return decorate

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
+from imagejobs.cli.common import (
+    SETTINGS_POINTER,
+    data_dir_option,
+    database_url_option,
+    load,
+    output_option,
+)
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.services import Services
 
@@ -46,6 +52,11 @@ def _echo(value: Any) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2))
 
 
+# What the engine commands show is the operator API's JSON answer: -o json only (for
+# scripts that pass it to every command).
+json_output = output_option(("json",))
+
+
 @click.group(epilog=SETTINGS_POINTER)
 def engine() -> None:
     """Steer the simulated driver (rules) and look at the job engine's queue."""
@@ -54,7 +65,8 @@ def engine() -> None:
 @engine.command()
 @database_url_option
 @data_dir_option
-def status(database_url: str | None, data_dir: Path | None) -> None:
+@json_output
+def status(database_url: str | None, data_dir: Path | None, output: str) -> None:
     """The queue at a glance: due, scheduled, leased and expired sub-jobs."""
     from imagejobs.api.operator_schemas import engine_status
 
@@ -71,8 +83,13 @@ def status(database_url: str | None, data_dir: Path | None) -> None:
 @data_dir_option
 @click.option("--project-id", default=None, help="Only this project's tasks.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@json_output
 def tasks(
-    database_url: str | None, data_dir: Path | None, project_id: str | None, limit: int
+    database_url: str | None,
+    data_dir: Path | None,
+    project_id: str | None,
+    limit: int,
+    output: str,
 ) -> None:
     """Live tasks (sub-jobs not ended yet), due first, with their lease and progress."""
     from imagejobs.api.operator_schemas import tasks_response
@@ -95,7 +112,8 @@ def rules() -> None:
 @rules.command("list")
 @database_url_option
 @data_dir_option
-def list_rules(database_url: str | None, data_dir: Path | None) -> None:
+@json_output
+def list_rules(database_url: str | None, data_dir: Path | None, output: str) -> None:
     """The process defaults (IMAGEJOBS_SIMULATED_*) and every rule."""
     from imagejobs.api.operator_schemas import rules_response
 
@@ -115,7 +133,7 @@ def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
         try:
             return msgspec.json.decode(raw_json, type=RuleBody)
         except msgspec.DecodeError as exc:
-            raise click.BadParameter(str(exc), param_hint="--json") from exc
+            raise click.BadParameter(str(exc), param_hint="--rule") from exc
     body: dict[str, Any] = {
         k: options[k]
         for k in ("queue_seconds", "completion", "duration_seconds", "reads")
@@ -175,13 +193,23 @@ def _rule_project(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="Faults hit only this sub-job of a job, counted from 0 (the test kit's fail_at: from 1).",
 )
 @click.option("--no-faults", is_flag=True, help="Set an empty fault list (no inherited faults).")
-@click.option("--json", "raw_json", help="The whole rule as JSON (the operator API's body).")
+@click.option(
+    "--rule",
+    "raw_json",
+    metavar="JSON",
+    help="The whole rule as JSON (the operator API's body) instead of the options above.",
+)
+# Its old name: --json, which every other command takes as -o json.
+@click.option("--json", "old_raw_json", hidden=True)
+@output_option(("json",), json_alias=False)
 def set_rule(
     database_url: str | None,
     data_dir: Path | None,
     project_id: str,
     job_type: str,
     raw_json: str | None,
+    old_raw_json: str | None,
+    output: str,
     **options: Any,
 ) -> None:
     """Set the rule of PROJECT_ID (or *) and JOB_TYPE (or *); unset fields inherit.
@@ -194,7 +222,7 @@ def set_rule(
     """
     from imagejobs.api.operator_schemas import rule_info, rule_record
 
-    body = _rule_body(options, raw_json)
+    body = _rule_body(options, raw_json if raw_json is not None else old_raw_json)
 
     async def action(services: Services) -> Any:
         key = await services.keys.storage_key(project_id)
@@ -210,8 +238,9 @@ def set_rule(
 @data_dir_option
 @click.argument("project_id", callback=_rule_project)
 @click.argument("job_type")
+@output_option()
 def delete_rule(
-    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str
+    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str, output: str
 ) -> None:
     """Remove the rule of PROJECT_ID and JOB_TYPE."""
 
@@ -219,19 +248,27 @@ def delete_rule(
         key = await services.keys.storage_key(project_id)
         return await services.steering.delete_rule(key, job_type)
 
-    click.echo(f"Removed {_run(database_url, data_dir, action)} rule(s).")
+    _removed(_run(database_url, data_dir, action), output)
+
+
+def _removed(count: int, output: str) -> None:
+    if output == "json":
+        _echo({"removed": count})
+    else:
+        click.echo(f"Removed {count} rule(s).")
 
 
 @rules.command("clear")
 @database_url_option
 @data_dir_option
-def clear_rules(database_url: str | None, data_dir: Path | None) -> None:
+@output_option()
+def clear_rules(database_url: str | None, data_dir: Path | None, output: str) -> None:
     """Remove every rule: the process defaults apply again."""
 
     async def action(services: Services) -> int:
         return await services.steering.clear()
 
-    click.echo(f"Removed {_run(database_url, data_dir, action)} rule(s).")
+    _removed(_run(database_url, data_dir, action), output)
 
 
 @engine.command()
@@ -241,8 +278,9 @@ def clear_rules(database_url: str | None, data_dir: Path | None) -> None:
 @click.argument(
     "job_type", type=click.Choice(["CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER"])
 )
+@json_output
 def behaviour(
-    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str
+    database_url: str | None, data_dir: Path | None, project_id: str, job_type: str, output: str
 ) -> None:
     """The behaviour in effect for PROJECT_ID's JOB_TYPE sub-jobs (defaults + rules)."""
     from imagejobs.api.operator_schemas import behaviour_info

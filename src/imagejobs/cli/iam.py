@@ -1,7 +1,7 @@
 """``imagejobs iam``: identity administration for operators and scripts.
 
 Every command works directly on the database (like ``migrate``), prints a readable
-summary, or JSON with ``--json``. Secrets (passwords, secret keys) are printed once, when
+summary, or JSON with ``-o json``. Secrets (passwords, secret keys) are printed once, when
 they are created, and never again.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, ParamSpec
 import click
 
 from imagejobs.cli.client_options import ClientExit, exit_code_of
-from imagejobs.cli.common import data_dir_option, database_url_option, load
+from imagejobs.cli.common import data_dir_option, database_url_option, load, output_option
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.times import format_time
 from imagejobs.services.identity import IdentityService
@@ -43,9 +43,9 @@ def _public(value: Any) -> Any:
     return value
 
 
-def _emit(result: Any, as_json: bool) -> None:
+def _emit(result: Any, output: str) -> None:
     data = _public(result)
-    if as_json:
+    if output == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     rows = data if isinstance(data, list) else [data]
@@ -56,7 +56,7 @@ def _emit(result: Any, as_json: bool) -> None:
             click.echo(str(row))
 
 
-def _run(action: Action, database_url: str | None, data_dir: Path | None, as_json: bool) -> None:
+def _run(action: Action, database_url: str | None, data_dir: Path | None, output: str) -> None:
     from imagejobs.bootstrap import opened_database
     from imagejobs.keys import load_secret_box
     from imagejobs.storage.iam_store import SqlIamStore
@@ -81,7 +81,7 @@ def _run(action: Action, database_url: str | None, data_dir: Path | None, as_jso
     except OSError as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     if result is not None:
-        _emit(result, as_json)
+        _emit(result, output)
 
 
 def iam_command(fn: Callable[P, Action]) -> click.Command:
@@ -89,12 +89,12 @@ def iam_command(fn: Callable[P, Action]) -> click.Command:
 
     @database_url_option
     @data_dir_option
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @output_option()
     @functools.wraps(fn)
     def command(
-        *args: Any, database_url: str | None, data_dir: Path | None, as_json: bool, **kwargs: Any
+        *args: Any, database_url: str | None, data_dir: Path | None, output: str, **kwargs: Any
     ) -> None:
-        _run(fn(*args, **kwargs), database_url, data_dir, as_json)
+        _run(fn(*args, **kwargs), database_url, data_dir, output)
 
     # Named explicitly: click would strip a "_group" suffix (create_group -> "create").
     return iam.command(name=fn.__name__.replace("_", "-"))(command)

@@ -80,7 +80,16 @@ def _sub_job_rows(sub_jobs: list[dict[str, Any]]) -> list[list[object]]:
     ]
 
 
-_SUB_JOB_HEADERS = ["ID", "STATUS", "RESOURCE ID", "RESOURCE NAME", "BEGIN", "END", "ERROR"]
+# Times in UTC, labelled as in `jobs list` and `jobs show`.
+_SUB_JOB_HEADERS = [
+    "ID",
+    "STATUS",
+    "RESOURCE ID",
+    "RESOURCE NAME",
+    "BEGIN (UTC)",
+    "END (UTC)",
+    "ERROR",
+]
 
 
 def _done(job: dict[str, Any]) -> int:

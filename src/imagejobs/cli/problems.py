@@ -1,5 +1,6 @@
 """Expected problems of any command (a database that is missing, not migrated or not
-reachable) as one line saying what is wrong and what to do, never a traceback."""
+reachable) as one line saying what is wrong and what to do, never a traceback; and Ctrl-C
+as the shell's 130 (128 + SIGINT), silently."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import asyncpg
 import click
 import sqlalchemy.exc
+
+# What a shell reports for a program that Ctrl-C (SIGINT, 2) ended: 128 + 2.
+EXIT_INTERRUPTED = 130
 
 _DATABASE_HINT = (
     "check --database-url or IMAGEJOBS_DATABASE_URL (by default data/imagejobs.db under the"
@@ -51,6 +55,13 @@ class GuardedGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C: the user knows; click would print "Aborted!" and exit 1, which a
+            # script cannot tell from a failure. (`serve` and `worker` handle SIGINT
+            # themselves, as SIGTERM: a graceful stop, exit 0.)
+            if sys.stderr.isatty():
+                click.echo(err=True)  # end the line the terminal echoed ^C on
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # The reader stopped early (`| head`): nothing is wrong, and nothing more can be
             # written; stdout goes to /dev/null so that its flush at exit fails no more.

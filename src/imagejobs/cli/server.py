@@ -59,7 +59,9 @@ def serve(
     profile: str | None,
     port_file: Path | None,
 ) -> None:
-    """Run the API server (migrates a SQLite database first)."""
+    """Run the API server (migrates a SQLite database first).
+
+    Stops gracefully on SIGTERM or SIGINT (Ctrl-C) and exits 0."""
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.server import Server

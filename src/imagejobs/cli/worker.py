@@ -37,9 +37,9 @@ def ensure_schema(settings: Settings) -> None:
 def worker(database_url: str | None, data_dir: Path | None, concurrency: int | None) -> None:
     """Run jobs: claim due sub-jobs, run their driver steps, record the results.
 
-    Stops on SIGTERM or SIGINT, after finishing (or releasing to other runners) the steps
-    in progress. Start as many workers as you like on PostgreSQL; on SQLite they take
-    turns writing.
+    Stops on SIGTERM or SIGINT (Ctrl-C), after finishing (or releasing to other runners)
+    the steps in progress, and exits 0. Start as many workers as you like on PostgreSQL;
+    on SQLite they take turns writing.
     """
     from imagejobs.bootstrap import configure_logging, run_worker
 

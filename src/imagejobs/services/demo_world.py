@@ -19,6 +19,7 @@ from imagejobs.services.servers import creation_payload, deletion_payload, image
 from imagejobs.services.testkit import ProjectState
 
 LIVE_JOBS = 6  # the newest jobs, still WAITING or RUNNING when the demo starts
+LIVE_SPACING_MS = 10_000  # between the live jobs' begin times: all in the last minute
 _FAILURES = (
     ("WKS.00211401", "The requested operation failed. Please try again later."),
     ("WKS.00050902", "Insufficient resources in the availability zone."),
@@ -40,12 +41,18 @@ class _World:
 
 
 def demo_state(project_id: str, jobs: int, now: int, seed: int = 7) -> ProjectState:
-    """``jobs`` jobs spread over the last 30 days, the last LIVE_JOBS still in progress."""
+    """``jobs`` jobs spread over the last 30 days, the last LIVE_JOBS still in progress
+    (begun within the last minute: a job does not wait hours in a queue of seconds).
+
+    Times follow the engine's rules: a job begins when it is created; its sub-job, created
+    with it, keeps that time while WAITING, and from RUNNING on shows when it started (a
+    moment later); an ended sub-job ends before its job does, and nothing ends after
+    ``now``."""
     world = _World(project_id, random.Random(seed), IdGenerator(), {}, [], {})  # noqa: S311
     step = 30 * 86_400_000 // max(jobs, 1)
     for n in range(jobs):
-        begin = now - (jobs - n) * step
         live = n >= jobs - LIVE_JOBS
+        begin = now - (jobs - n) * (LIVE_SPACING_MS if live else step)
         candidates = [s for s in world.servers.values() if s.status in _DELETABLE]
         roll = world.rng.random()
         if roll < 0.5 or len(candidates) < 3:
@@ -78,8 +85,21 @@ def _record(
     code, message = world.rng.choice(_FAILURES) if status is SubJobStatus.FAILED else ("", "")
     job_status = JobStatus(status.value)
     job = Job(job_id, world.project_id, job_type, job_status, begin, end, 1)
+    # WAITING: its creation time, the job's; started: a moment later (as in the API
+    # reference's example, ~1 s); ended: just before the job.
+    started = begin if status is SubJobStatus.WAITING else begin + world.rng.randint(200, 1_500)
+    sub_end = None if end is None else end - world.rng.randint(5, 50)
     sub = SubJob(
-        sub_id, job_id, world.project_id, job_type, status, begin, end, *resource, code, message
+        sub_id,
+        job_id,
+        world.project_id,
+        job_type,
+        status,
+        started,
+        sub_end,
+        *resource,
+        code,
+        message,
     )
     world.jobs.append(JobDetail(job, [sub]))
     if not ended:

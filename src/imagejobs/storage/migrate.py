@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from imagejobs.storage.private_files import private_sqlite_database
 _SCRIPTS = Path(__file__).parent / "migrations"
 # Any fixed number: concurrent `migrate` runs on one PostgreSQL database take turns.
 _PG_MIGRATION_LOCK = 7_296_240_001
+logger = logging.getLogger("imagejobs.storage")
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -37,7 +39,11 @@ def head_revision() -> str:
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+    before = _current(connection)
     command.upgrade(_config(connection), "head")
+    after = _current(connection)
+    if after != before:  # one line (Alembic's own, one per revision, show at debug level)
+        logger.info("migrated the database schema from %s to %s", before or "empty", after)
 
 
 def _current(connection: Connection) -> str | None:

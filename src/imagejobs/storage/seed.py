@@ -232,6 +232,10 @@ class _Rows:
         r = rand()
         t = 0 if r < _TYPE_THRESHOLDS[0] else 1 if r < _TYPE_THRESHOLDS[1] else 2
         duration = 60_000 + int(rand() * 1_740_001)
+        if begin + duration >= self.now:
+            # Nothing ends in the future: not the newest ended jobs of a short --days, nor
+            # the finished sub-jobs of a job still RUNNING (they end at begin + duration).
+            duration = max(self.k, self.now - 1 - begin)
         if n < self.running_from:
             status = _FAILED if rand() < _FAILURE_RATE else _SUCCESS
             end: int | None = begin + duration
@@ -265,9 +269,11 @@ class _Rows:
         else:
             resource_id, resource_name = str(server_id), server_name
         for i, status in enumerate(statuses):
-            sub_begin = begin + 1 + i
+            sub_begin = begin + 1 + i  # started a moment after the job
             sub_id = self.id_base + (sub_begin << self.shift) + ((n + i + 1) & self.mask)
             sub_end: int | None = sub_begin + duration - 1 - i
+            if status == _WAITING:  # not started: its creation time, the job's (the engine's)
+                sub_begin = begin
             code = message = ""
             if status == _FAILED:
                 code, message = _FAILURES[int(self.rng.random() * len(_FAILURES))]

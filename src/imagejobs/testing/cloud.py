@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from imagejobs import storage as storage_package
 from imagejobs.api.edge import Edge
 from imagejobs.bootstrap import build_app, load_init_dir, prepare_identity
+from imagejobs.domain.steering import MAX_READS, MAX_SECONDS, MAX_SUB_JOB_INDEX
 from imagejobs.settings import Settings, load_settings
 from imagejobs.testing.loop_thread import LoopThread, asgi_request
 
@@ -189,7 +190,19 @@ class Cloud:
         ``reads`` (the ``reads``-th ShowImageJob or ListImageJobs that sees the job is the
         first to see it ended). ``fail_at=N`` makes the N-th sub-job of each job fail (1:
         the first) with ``code`` and ``message``; ``code`` alone fails every sub-job.
+        A value out of range raises ``ValueError`` naming the parameter and what it allows.
         """
+        check_steering(
+            job_type=job_type,
+            completion=completion,
+            reads=reads,
+            duration=duration,
+            queue=queue,
+            fail_at=fail_at,
+            code=code,
+            message=message,
+            probability=probability,
+        )
         rule: dict[str, Any] = {
             "completion": completion,
             "reads": reads,
@@ -226,6 +239,63 @@ class Cloud:
         Accounts and their keys stay valid."""
         body = {} if project is None else {"project_id": _project_id(project)}
         self.operator("POST", "/_imagejobs/reset", body)
+
+
+STEERING_PARAMETERS = (
+    "job_type",
+    "completion",
+    "reads",
+    "duration",
+    "queue",
+    "fail_at",
+    "code",
+    "message",
+    "probability",
+)
+_JOB_TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
+_COMPLETIONS = ("immediate", "duration", "reads")
+
+
+def check_steering(**values: Any) -> None:
+    """``ValueError`` naming the first steering parameter whose value the engine would
+    refuse, with the values it allows (the operator API's message names its own fields,
+    ``faults[0].sub_job_index`` for ``fail_at``, which a test never wrote)."""
+    unknown = sorted(set(values) - set(STEERING_PARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"unknown steering parameter {', '.join(unknown)}: "
+            f"allowed are {', '.join(STEERING_PARAMETERS)}"
+        )
+
+    def choice(name: str, allowed: tuple[str, ...]) -> None:
+        value = values.get(name)
+        if value is not None and value not in allowed:
+            listed = ", ".join(repr(a) for a in allowed)
+            raise ValueError(f"{name} must be one of {listed} (or None), not {value!r}")
+
+    def number(name: str, low: float, high: float, integer: bool = False) -> None:
+        value = values.get(name)
+        if value is None:
+            return
+        kind = "an integer" if integer else "a number"
+        numeric = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not numeric or not low <= value <= high:
+            raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r}")
+
+    def text(name: str, longest: int) -> None:
+        value = values.get(name)
+        if value is not None and not (isinstance(value, str) and 1 <= len(value) <= longest):
+            raise ValueError(f"{name} must be a string of 1 to {longest} characters, not {value!r}")
+
+    choice("job_type", (*_JOB_TYPES, "*"))
+    choice("completion", _COMPLETIONS)
+    number("reads", 1, MAX_READS, integer=True)
+    number("duration", 0, MAX_SECONDS)
+    number("queue", 0, MAX_SECONDS)
+    number("fail_at", 1, MAX_SUB_JOB_INDEX + 1, integer=True)  # 1: the first sub-job
+    number("probability", 0, 1)
+    text("code", 16)
+    text("message", 255)
 
 
 def cloud_settings(overrides: Mapping[str, Any]) -> Settings:

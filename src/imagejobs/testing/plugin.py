@@ -32,7 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "imagejobs(**steering): steer the test's imagejobs project "
-        "(completion=, reads=, duration=, fail_at=, code=, message=, job_type=)",
+        "(job_type=, completion=, reads=, duration=, queue=, fail_at=, code=, message=, "
+        "probability=: the arguments of imagejobs.testing.Cloud.steer)",
     )
 
 
@@ -60,6 +61,19 @@ def imagejobs_tenant(imagejobs_cloud: Cloud, request: pytest.FixtureRequest) -> 
     tenant = imagejobs_cloud.tenant()
     marker = request.node.get_closest_marker("imagejobs")
     if marker is not None:
+        from imagejobs.testing.cloud import check_steering
+
+        # Checked before steering, and reported as the marker's mistake (no traceback
+        # through the fixture): which parameter, and what it allows.
+        try:
+            if marker.args:
+                raise ValueError(
+                    f"takes keyword arguments only (job_type=..., completion=...), "
+                    f"not {', '.join(repr(a) for a in marker.args)}"
+                )
+            check_steering(**marker.kwargs)
+        except ValueError as exc:
+            pytest.fail(f"@pytest.mark.imagejobs: {exc}", pytrace=False)
         imagejobs_cloud.steer(tenant, **marker.kwargs)
     return tenant
 

@@ -22,16 +22,38 @@ export function renderSignIn({ main, navigate }, params, notice) {
   document.title = "Sign in · imagejobs console";
   const alert = h("div", { class: "form-error", role: "alert", id: "signin-error" });
   const showError = (error) => {
-    alert.replaceChildren(
-      h("strong", { class: "error-code" }, error.code),
-      " ",
-      h("span", { class: "error-message" }, error.message),
-    );
+    const message = h("span", { class: "error-message" }, error.message);
+    if (error.code) alert.replaceChildren(h("strong", { class: "error-code" }, error.code), " ", message);
+    else alert.replaceChildren(message); // the form's own check: no API code
   };
   const done = () => navigate(params.get("next") || "/tasks");
 
+  // The form's own check of its required fields (the browser's is off: its bubble left
+  // the previous attempt's error on the page): says which ones are empty, marks them, and
+  // gives the first the focus. A password counts as given if it has any character.
+  const missingFields = (form) => {
+    const missing = [];
+    for (const input of form.querySelectorAll("[required]")) {
+      const empty = input.type === "password" ? input.value === "" : input.value.trim() === "";
+      input.setAttribute("aria-invalid", String(empty));
+      if (empty) missing.push(input);
+    }
+    return missing;
+  };
+  const describe = (inputs) => {
+    const names = inputs.map((input) => input.dataset.what);
+    const listed = names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)}` : names[0];
+    return `Enter ${listed}.`;
+  };
+
   const submitWith = (form, action) => async (event) => {
     event.preventDefault();
+    const missing = missingFields(form);
+    if (missing.length) {
+      showError({ message: describe(missing) });
+      missing[0].focus();
+      return;
+    }
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     button.textContent = "Signing in…";
@@ -49,11 +71,13 @@ export function renderSignIn({ main, navigate }, params, notice) {
   const last = remembered();
   const passwordForm = h(
     "form",
-    { id: "password-form", class: "stack" },
+    { id: "password-form", class: "stack", novalidate: true },
     field("Account", {
       name: "account",
       id: "account",
       required: true,
+      "aria-describedby": "signin-error",
+      dataset: { what: "the account" },
       autocomplete: "organization",
       value: last.account,
     }),
@@ -61,6 +85,8 @@ export function renderSignIn({ main, navigate }, params, notice) {
       name: "user",
       id: "user",
       required: true,
+      "aria-describedby": "signin-error",
+      dataset: { what: "the user name" },
       autocomplete: "username",
       value: last.user,
     }),
@@ -69,6 +95,8 @@ export function renderSignIn({ main, navigate }, params, notice) {
       id: "password",
       type: "password",
       required: true,
+      "aria-describedby": "signin-error",
+      dataset: { what: "the password" },
       autocomplete: "current-password",
     }),
     field("Project (name or ID, optional)", {
@@ -83,7 +111,7 @@ export function renderSignIn({ main, navigate }, params, notice) {
     "submit",
     submitWith(passwordForm, async (data) => {
       const account = data.get("account").trim();
-      const user = data.get("user").trim() || account;
+      const user = data.get("user").trim();
       const signedIn = await signInWithPassword({
         account,
         user,
@@ -96,12 +124,20 @@ export function renderSignIn({ main, navigate }, params, notice) {
 
   const tokenForm = h(
     "form",
-    { id: "token-form", class: "stack" },
+    { id: "token-form", class: "stack", novalidate: true },
     h(
       "label",
       { class: "field" },
       h("span", {}, "IAM token (X-Auth-Token, project-scoped)"),
-      h("textarea", { name: "token", id: "token", required: true, rows: 4, spellcheck: "false" }),
+      h("textarea", {
+        name: "token",
+        id: "token",
+        required: true,
+        rows: 4,
+        spellcheck: "false",
+        "aria-describedby": "signin-error",
+        dataset: { what: "a token" },
+      }),
     ),
     h("button", { type: "submit", class: "button primary" }, "Sign in"),
   );
