@@ -52,6 +52,12 @@ LIST_ACCOUNT_AUDIT = Statement(
     f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE account_id = :account_id AND id < :before"
     " ORDER BY id DESC LIMIT :limit"
 )
+# A project-scoped credential's page: index ix_audit_events_project (migration 0010), so a
+# project with few events in a busy account is not found by scanning the account's.
+LIST_PROJECT_AUDIT = Statement(
+    f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE account_id = :account_id"
+    " AND project_id = :project_id AND id < :before ORDER BY id DESC LIMIT :limit"
+)
 # Retention: the oldest events first, a bounded batch per statement. Ids are time-ordered
 # (domain/ids.py), so "stored before T" is "id below the first id of T": a range of the
 # primary key, no index on ``at`` needed. On PostgreSQL, processes purging at once skip
@@ -140,20 +146,32 @@ class SqlOpsStore:
             return {row[0] for values in rows for row in await tx.fetch(INSERT_AUDIT, values)}
 
     async def audit_events(
-        self, limit: int, before: int | None = None, account_id: str | None = None
+        self,
+        limit: int,
+        before: int | None = None,
+        account_id: str | None = None,
+        project_id: str | None = None,
     ) -> list[AuditEvent]:
         """Newest first; ``before`` pages on (an id from the previous page)."""
-        return [audit_event(row) for row in await self.audit_rows(limit, before, account_id)]
+        rows = await self.audit_rows(limit, before, account_id, project_id)
+        return [audit_event(row) for row in rows]
 
     async def audit_rows(
-        self, limit: int, before: int | None = None, account_id: str | None = None
+        self,
+        limit: int,
+        before: int | None = None,
+        account_id: str | None = None,
+        project_id: str | None = None,
     ) -> list[Row]:
         """``audit_events`` as rows (``audit_event`` makes each an event), for a caller
-        that turns them into events off the event loop."""
+        that turns them into events off the event loop. ``project_id`` (with
+        ``account_id``): only that project's events, none of the account's own."""
         params: dict[str, object] = {"limit": limit, "before": before or 10**18}
         statement = LIST_AUDIT
         if account_id is not None:
             statement, params["account_id"] = LIST_ACCOUNT_AUDIT, account_id
+            if project_id is not None:
+                statement, params["project_id"] = LIST_PROJECT_AUDIT, project_id
         # Up to 1,000 rows: read as a deep page is, so that the loop serves others meanwhile.
         return await self._db.fetch_deep(statement, statement.args(params))
 

@@ -385,6 +385,8 @@ audit_events = Table(
     Column("status", Integer, nullable=False),
     Column("error_code", String(32), nullable=False, server_default=text("''")),
     Index("ix_audit_events_account_id", "account_id", "id"),
+    # A project-scoped credential's trail (migration 0010).
+    Index("ix_audit_events_project", "account_id", "project_id", "id"),
 )
 
 # --- project generations (reset) -----------------------------------------------------------
