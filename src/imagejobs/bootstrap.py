@@ -19,7 +19,6 @@ import msgspec
 from imagejobs import __version__
 from imagejobs.api.app import create_app
 from imagejobs.api.audit import audit_routes
-from imagejobs.api.auth import make_authenticator
 from imagejobs.api.edge import Edge
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.iam_routes import IamApi
@@ -218,7 +217,7 @@ def build_access(
     access = guard(iam_access)
     if keys is not None:  # every request is authenticated before its project is resolved
         keys.checks_generation = False
-    return access, IamApi(identity, make_authenticator(access), iam_access.invalidate)
+    return access, IamApi(identity, access, iam_access.invalidate)
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:
