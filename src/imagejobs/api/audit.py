@@ -46,6 +46,8 @@ class AuditEventInfo(msgspec.Struct):
     project_id: str
     status: int
     error_code: str
+    # On a marker (operation AuditEventsDropped): the account's events not stored.
+    dropped: int = 0
 
 
 class AuditResponse(msgspec.Struct):
@@ -65,6 +67,7 @@ def audit_info(event: AuditEvent) -> AuditEventInfo:
         project_id=event.project_id,
         status=event.status,
         error_code=event.error_code,
+        dropped=event.dropped,
     )
 
 

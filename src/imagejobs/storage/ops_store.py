@@ -29,11 +29,11 @@ QUEUE = Statement(
 )
 _AUDIT_COLUMNS = (
     "id, at, request_id, principal, account_id, method, path, operation, project_id,"
-    " status, error_code"
+    " status, error_code, dropped"
 )
 INSERT_AUDIT = Statement(
     f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (:id, :at, :request_id, :principal,"
-    " :account_id, :method, :path, :operation, :project_id, :status, :error_code)"
+    " :account_id, :method, :path, :operation, :project_id, :status, :error_code, :dropped)"
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 # Many events in one statement (PostgreSQL): one array per column.
@@ -42,7 +42,7 @@ INSERT_AUDIT_MANY = Statement(
     "CAST(:id AS BIGINT[]), CAST(:at AS BIGINT[]), CAST(:request_id AS TEXT[]),"
     " CAST(:principal AS TEXT[]), CAST(:account_id AS TEXT[]), CAST(:method AS TEXT[]),"
     " CAST(:path AS TEXT[]), CAST(:operation AS TEXT[]), CAST(:project_id AS TEXT[]),"
-    " CAST(:status AS INTEGER[]), CAST(:error_code AS TEXT[]))"
+    " CAST(:status AS INTEGER[]), CAST(:error_code AS TEXT[]), CAST(:dropped AS INTEGER[]))"
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 LIST_AUDIT = Statement(
@@ -88,6 +88,9 @@ class AuditEvent:
     project_id: str
     status: int
     error_code: str
+    # A marker of the audit's own bound (api/audit_trail.py): this many of the account's
+    # events were not stored; 0 for every event of a call.
+    dropped: int = 0
 
 
 class SqlOpsStore:
