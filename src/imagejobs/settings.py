@@ -252,14 +252,14 @@ class Settings:
         ),
     )
     audit_account_rate: float = field(
-        default=20.0,
+        default=100.0,
         metadata=_doc(
             "Audit events of one account each serving process stores per second, past "
             "its burst; the rest are counted in a marker event (AuditEventsDropped)."
         ),
     )
     audit_account_burst: int = field(
-        default=1000,
+        default=2000,
         metadata=_doc("Audit events of one account a serving process stores at once."),
     )
 

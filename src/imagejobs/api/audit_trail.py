@@ -61,8 +61,8 @@ class AuditTrail:
     def __init__(
         self,
         ops: SqlOpsStore,
-        account_rate: float = 20.0,
-        account_burst: int = 1000,
+        account_rate: float = 100.0,
+        account_burst: int = 2000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ops = ops
