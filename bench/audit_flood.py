@@ -41,23 +41,17 @@ from typing import Any
 
 import httpx
 
+import deep_offset
 import list_jobs as lj
 import report
+from create_servers import BODY
 
 OPERATOR_TOKEN = "bench-operator-token-0123456789abcdef"
 TIMEOUT_S = 10.0
 
 
 def server_body() -> dict[str, Any]:
-    return {
-        "name": f"srv-{uuid.uuid4().hex[:12]}",
-        "root_volume": {"type": "SAS", "size": 80},
-        "image_ref": {"id": "da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c", "image_type": "public"},
-        "vpc_id": "59785ba5-e5d5-4836-b9de-19f22ac15175",
-        "subnet_id": "a5842cb4-5718-4b0a-8b27-3a3e9c74f977",
-        "product_id": "workspace.x86.performance.xlarge4",
-        "authorize_accounts": [{"account": "administrator", "account_type": "USER"}],
-    }
+    return {"name": f"srv-{uuid.uuid4().hex[:12]}", **BODY}
 
 
 def creates(url: str, headers: dict[str, str], seconds: float) -> dict[str, Any]:
@@ -113,23 +107,6 @@ def _flood_process(port: int, target: str, token: str, n: int, stop: Any, out: A
     out.put(asyncio.run(_flood(port, target, token, n, stop)))
 
 
-def _token(port: int, account: str, user: str, password: str, project_id: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "password": password, "domain": {"name": account}}
-                },
-            },
-            "scope": {"project": {"id": project_id}},
-        }
-    }
-    answer = httpx.post(f"http://{lj.HOST}:{port}/v3/auth/tokens?nocatalog=true", json=body)
-    answer.raise_for_status()
-    return answer.headers["x-subject-token"]
-
-
 def audit_rows(database: Path, account_id: str) -> int:
     """The account's audit rows (markers included)."""
     with contextlib.closing(sqlite3.connect(database)) as connection:
@@ -160,7 +137,9 @@ def one_round(code: str, src: Path | None, args: argparse.Namespace) -> dict[str
             )
             created.raise_for_status()
             t = created.json()
-            token = _token(server.port, t["account"], t["user"], t["password"], t["project_id"])
+            token = deep_offset.token(
+                server.port, t["account"], t["user"], t["password"], t["region"]
+            )
             create_url = f"{base}/v1/{lj.PROJECT}/image-servers"
             creates(create_url, victim, 1.0)  # warm-up
             quiet = creates(create_url, victim, args.duration)
