@@ -28,9 +28,9 @@ UNAUTHENTICATED_BURST = 100.0
 UNAUTHENTICATED = "-"
 # Events of one account, stored per process: at most IMAGEJOBS_AUDIT_ACCOUNT_RATE a
 # second, in bursts of up to IMAGEJOBS_AUDIT_ACCOUNT_BURST. Without it an account's cheap
-# calls (a refused body, a denied project: thousands a second on one worker) each stored
-# a row: a store growing by MBs a second, and on SQLite audit writes taking the write lock
-# every other tenant's creates wait for. Past the budget the account's events are counted,
+# calls (a refused body, a denied project: ~900 a second on one worker) each stored a
+# row: ~1 MB a second, ~80 GB a day, kept for the retention (bench/README.md,
+# audit_flood.py). Past the budget the account's events are counted,
 # not stored, and a marker event (operation AuditEventsDropped, ``dropped``: how many) is
 # stored for them at most every DROPPED_MARK_SECONDS. The access log keeps every request.
 DROPPED_OPERATION = "AuditEventsDropped"
