@@ -19,7 +19,7 @@ import msgspec
 from imagejobs import __version__
 from imagejobs.api.app import create_app
 from imagejobs.api.audit import audit_routes
-from imagejobs.api.auth import make_authenticator
+from imagejobs.api.audit_trail import AuditTrail
 from imagejobs.api.edge import Edge
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.iam_routes import IamApi
@@ -225,7 +225,7 @@ def build_access(
     access = guard(iam_access)
     if keys is not None:  # every request is authenticated before its project is resolved
         keys.checks_generation = False
-    return access, IamApi(identity, make_authenticator(access), iam_access.invalidate)
+    return access, IamApi(identity, access, iam_access.invalidate)
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:
@@ -367,7 +367,7 @@ def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
         app,
         metrics=metrics,
         access_log=AccessLog() if settings.access_log else None,
-        audit=ops,
+        audit=AuditTrail(ops, settings.audit_account_rate, settings.audit_account_burst),
         max_in_flight=settings.max_in_flight,
         max_header_bytes=settings.max_header_bytes,
     )

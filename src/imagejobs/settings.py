@@ -256,6 +256,17 @@ class Settings:
             "database's write lock for long (SQLite has one writer)."
         ),
     )
+    audit_account_rate: float = field(
+        default=100.0,
+        metadata=_doc(
+            "Audit events of one account each serving process stores per second, past "
+            "its burst; the rest are counted in a marker event (AuditEventsDropped)."
+        ),
+    )
+    audit_account_burst: int = field(
+        default=2000,
+        metadata=_doc("Audit events of one account a serving process stores at once."),
+    )
 
     # --- the HTTP edge: what one client may hold (docs/security.md) ---
     max_connections: int = field(
@@ -515,6 +526,16 @@ def _check_audit(settings: Settings) -> None:
         raise InvalidSettings(
             env_name("audit_purge_batch"),
             f"must be from 1 to 100000 events, not {settings.audit_purge_batch}",
+        )
+    if not 0.01 <= settings.audit_account_rate <= 100_000:
+        raise InvalidSettings(
+            env_name("audit_account_rate"),
+            f"must be from 0.01 to 100000 events a second, not {settings.audit_account_rate:g}",
+        )
+    if not 1 <= settings.audit_account_burst <= 1_000_000:
+        raise InvalidSettings(
+            env_name("audit_account_burst"),
+            f"must be from 1 to 1000000 events, not {settings.audit_account_burst}",
         )
 
 

@@ -22,10 +22,10 @@ from imagejobs.services.demo_world import demo_state
 from imagejobs.services.project_keys import ProjectKeys
 from imagejobs.services.seeding import seed
 from imagejobs.services.testkit import ProjectState, TestKitService
-from imagejobs.storage.database import Database, Statement
+from imagejobs.storage.database import Database, Statement, database_for
 from imagejobs.storage.engine_store import REMEMBER_FAILURE
 from imagejobs.storage.ops_store import SqlOpsStore
-from imagejobs.storage.project_keys import SWEPT_TABLES
+from imagejobs.storage.project_keys import SWEPT_TABLES, move_to_new_key
 from imagejobs.storage.seed import SeedPlan
 from imagejobs.storage.state_store import SqlStateStore
 from tests.engine_support import counter_mismatches_async, outcome, services_for, store_of
@@ -381,10 +381,11 @@ async def test_a_step_running_through_two_resets_writes_nothing_under_its_retire
         services.engine.run_step(first, behaviours[(first.project_id, first.job_type)])
     )
     await driver.begun.wait()  # the step runs under the key, now
-    before = await _generation(database, key)
 
     await testkit.reset("project-a")  # the key is retired
     await testkit.reset("project-a")  # and so is the next one
+    # As the resets left it (on PostgreSQL the first gave its leased tasks new tokens).
+    before = await _generation(database, key)
     assert await services.keys.storage_key("project-a") not in (key, "project-a")
     driver.release.set()
     transition = await running
@@ -440,3 +441,47 @@ async def test_engine_counts_leave_out_a_reset_projects_old_generation(
     assert counted != both
     await services.keys.sweeper.sweep(grace_ms=0)
     assert (await store.summary(at), await ops.engine_counts(at)) == counted
+
+
+@pytest.mark.postgres
+async def test_a_result_whose_statement_began_before_the_reset_committed_writes_nothing(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL reads the retired keys from the snapshot of the statement that writes a
+    step's result: one that began while a reset was not yet committed did not see the key
+    retired, and landed in the old generation, whose job and sub-job ids a state loaded
+    again may already have taken back (their updates go by id). The reset now gives the
+    key's leased tasks a new fencing token: such a statement waits for the reset, then
+    matches no task."""
+    database = database_for(postgres_url)
+    await database.open()
+    try:
+        await _result_during_a_reset(database, postgres_url)
+    finally:
+        await database.close()
+
+
+async def _result_during_a_reset(database: Database, database_url: str) -> None:
+    services = services_for(database, database_url)
+    testkit, store = _testkit(services, database), store_of(services)
+    now = now_ms()
+    await testkit.load(demo_state("project-a", 10, now, seed=5))
+    now = now_ms() + 1000
+    claimed = await store.claim("runner-a", 100, now, LEASE)
+    assert claimed
+    waiting = Statement("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+    async with database.transaction() as tx:  # the reset, not committed yet
+        await move_to_new_key(tx, "postgresql", "project-a", now)
+        result = asyncio.ensure_future(
+            store.record([outcome(t, Done(), now + 1) for t in claimed], now + 1)
+        )
+        for _ in range(500):  # until the result's statement runs (it waits, or it is done)
+            if result.done() or (await database.fetch(waiting, {}))[0][0]:
+                break
+            await asyncio.sleep(0.01)
+    assert not any(await result)
+    ended = Statement(
+        "SELECT COUNT(*) FROM sub_jobs WHERE id = ANY(CAST(:ids AS BIGINT[]))"
+        " AND status IN ('SUCCESS', 'FAILED')"
+    )
+    assert (await database.fetch(ended, {"ids": [t.sub_job_id for t in claimed]}))[0][0] == 0

@@ -6,17 +6,23 @@ event still is. Over HTTP against a real server, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from imagejobs.api.audit_trail import UNAUTHENTICATED_BURST, UNAUTHENTICATED_PER_SECOND
+from imagejobs.api.audit_trail import (
+    DROPPED_OPERATION,
+    UNAUTHENTICATED_BURST,
+    UNAUTHENTICATED_PER_SECOND,
+)
 from tests.conftest import ServerProcess
 from tests.engine_support import server_body
-from tests.factories import OPERATOR_HEADERS, new_tenant
-from tests.integration.http import signed_client
+from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
+from tests.integration.http import AkSkAuth, signed_client
 
 FLOOD = 1000
+AUDIT = "/_imagejobs/audit"
 
 
 def _events(server: ServerProcess) -> list[dict[str, Any]]:
@@ -65,3 +71,73 @@ def test_unauthenticated_calls_are_audited_within_a_budget(
         elapsed + 1
     )
     server.assert_quiet_log()
+
+
+def test_one_accounts_events_are_stored_within_a_budget_and_the_rest_counted(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An account's cheap calls (here a refused body, 400 before any work) were each
+    stored: a tenant could grow the audit table by ~1 KB a request, as fast as one worker
+    answers, and on SQLite make every audit write a longer hold of the write lock. Past its
+    budget an account's events are counted in markers (operation AuditEventsDropped), so
+    every event is either stored or counted, and other accounts' events are all stored."""
+    burst, rate = 50, 5.0
+    server = ServerProcess(
+        database_url,
+        tmp_path,
+        extra_env={
+            "IMAGEJOBS_AUDIT_ACCOUNT_BURST": str(burst),
+            "IMAGEJOBS_AUDIT_ACCOUNT_RATE": str(rate),
+        },
+    )
+    try:
+        flooder, other = new_tenant(database_url), new_tenant(database_url)
+        flood = 400
+        started = time.monotonic()
+        with httpx.Client(
+            base_url=server.base_url, auth=AkSkAuth(flooder.access_key, flooder.secret_key)
+        ) as client:
+            for _ in range(flood):
+                answer = client.patch(
+                    f"/v1/{flooder.project_id}/image-servers/actions/batch-delete",
+                    json={"items": []},
+                )
+                assert answer.status_code == 400
+        elapsed = time.monotonic() - started
+
+        account = _account_id(server, flooder)
+        others: list[str] = []
+        for _ in range(100):  # a marker is stored with a later event, a second apart
+            created = signed_client(server.base_url, other).post(
+                f"/v1/{other.project_id}/image-servers", json=server_body()
+            )
+            assert created.status_code == 200, created.text
+            others.append(created.headers["x-request-id"])
+            events = _events(server)
+            mine = [e for e in events if e["account_id"] == account]
+            stored = [e for e in mine if e["operation"] != DROPPED_OPERATION]
+            dropped = sum(e["dropped"] for e in mine if e["operation"] == DROPPED_OPERATION)
+            if len(stored) + dropped == flood and set(others) <= _request_ids(events):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"{len(stored)} stored + {dropped} counted != {flood}")
+        assert burst <= len(stored) <= burst + rate * (elapsed + 1)
+        markers = [e for e in mine if e["operation"] == DROPPED_OPERATION]
+        assert all(m["status"] == 429 and m["principal"] == "imagejobs" for m in markers)
+        # The account's root reads its markers too.
+        own = signed_client(server.base_url, flooder).get(AUDIT, params={"limit": "1000"})
+        assert {e["id"] for e in markers} <= {e["id"] for e in own.json()["events"]}
+        server.assert_quiet_log()
+    finally:
+        server.stop()
+
+
+def _account_id(server: ServerProcess, tenant: Tenant) -> str:
+    answer = signed_client(server.base_url, tenant).get("/v3/auth/domains")
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["domains"][0]["id"])
+
+
+def _request_ids(events: list[dict[str, Any]]) -> set[str]:
+    return {e["request_id"] for e in events}

@@ -95,6 +95,7 @@ def test_a_tenant_is_served_while_a_big_audit_page_is_rendered(
         "project_id",
         "status",
         "error_code",
+        "dropped",
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from imagejobs.iam.signing import SigningAlgorithm, canonical_query_string, sign_request
 from tests.conftest import ServerProcess
 from tests.engine_support import server_body
-from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
+from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant, with_identity
 from tests.integration.http import AkSkAuth, password_token, signed_client
 
 AUDIT = "/_imagejobs/audit"
@@ -59,6 +60,99 @@ def test_a_temporary_keys_session_policy_bounds_its_audit_read(
 
     audit_reader = _temporary_key(base, tenant, _allow("imagejobs:audit:*"))
     assert httpx.get(base + AUDIT, auth=audit_reader).status_code == 200
+    live_server.assert_quiet_log()
+
+
+def _second_project(database_url: str, tenant: Tenant) -> str:
+    async def create(identity: Any) -> str:
+        project = await identity.create_project(tenant.account, "cn-east-3")
+        return str(project.id)
+
+    return with_identity(database_url, create)
+
+
+def _audited(base: str, auth: httpx.Auth | None, request_ids: set[str]) -> list[dict[str, Any]]:
+    """``auth``'s page of the trail, once the events of ``request_ids`` are stored (they
+    are written a moment after the answers)."""
+    for _ in range(200):
+        every = httpx.get(base + AUDIT, params={"limit": "1000"}, headers=OPERATOR_HEADERS)
+        if request_ids <= {e["request_id"] for e in every.json()["events"]}:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the calls were not audited")
+    page = httpx.get(base + AUDIT, params={"limit": "1000"}, auth=auth)
+    assert page.status_code == 200, page.text
+    events: list[dict[str, Any]] = page.json()["events"]
+    return events
+
+
+class _Token(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["X-Auth-Token"] = self._token
+        yield request
+
+
+def test_a_project_scoped_credential_reads_only_its_projects_audit_events(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """A root's token scoped to one project (and a temporary key made from it, without a
+    session policy) read the audit events of every project of the account, and its IAM
+    calls: a credential handed to one project's CI learnt the others' paths, users and
+    request ids. It reads its project's events only, none of the account's own."""
+    tenant = new_tenant(live_database_url)
+    other_project = _second_project(live_database_url, tenant)
+    base = live_server.base_url
+    root = signed_client(base, tenant)
+    batch = "image-servers/actions/batch-delete"
+    own = root.patch(f"/v1/{tenant.project_id}/{batch}", json={"items": ["1"]})
+    other = root.patch(f"/v1/{other_project}/{batch}", json={"items": ["1"]})
+    token = password_token(base, tenant)
+    minted = httpx.post(
+        base + "/v3.0/OS-CREDENTIAL/securitytokens",
+        json={"auth": {"identity": {"methods": ["token"], "token": {"id": token}}}},
+    )
+    assert minted.status_code == 201, minted.text
+    credential = minted.json()["credential"]
+    temporary = AkSkAuth(credential["access"], credential["secret"], credential["securitytoken"])
+    ids = {r.headers["x-request-id"] for r in (own, other)}
+
+    account_wide = {
+        e["request_id"] for e in _audited(base, AkSkAuth(tenant.access_key, tenant.secret_key), ids)
+    }
+    assert ids <= account_wide  # the root's permanent key: the whole account
+    for credential_auth in (_Token(token), temporary):
+        events = _audited(base, credential_auth, ids)
+        assert {e["project_id"] for e in events} == {tenant.project_id}
+        assert own.headers["x-request-id"] in {e["request_id"] for e in events}
+    live_server.assert_quiet_log()
+
+
+def test_a_temporary_keys_session_policy_bounds_its_project_list(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """GET /v3/projects answered any key of the account, whatever its session policy: a
+    key narrowed to listing jobs listed the account's projects. It obeys the policy like
+    every other route (action iam:projects:listProjects)."""
+    tenant = new_tenant(live_database_url)
+    base = live_server.base_url
+    projects = "/v3/projects"
+    jobs_only = _temporary_key(base, tenant, _allow("workspace:*:list*"))
+    refused = httpx.get(base + projects, auth=jobs_only)
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {
+        "error_code": "WKS.00081102",
+        "error_msg": "Policy doesn't allow iam:projects:listProjects to be performed.",
+    }
+    allowed = _temporary_key(base, tenant, _allow("workspace:*:*", "iam:projects:list*"))
+    listed = httpx.get(base + projects, params={"name": tenant.region}, auth=allowed)
+    assert listed.status_code == 200, listed.text
+    assert [p["id"] for p in listed.json()["projects"]] == [tenant.project_id]
+    # Without a session policy (the root's own key) nothing changes.
+    assert signed_client(base, tenant).get(projects).status_code == 200
     live_server.assert_quiet_log()
 
 

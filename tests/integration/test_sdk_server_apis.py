@@ -267,11 +267,19 @@ def test_bad_requests_get_documented_errors(client: WorkspaceAppClient) -> None:
             client.show_image_server(ShowImageServerRequest(server_id=unknown))
         assert caught.value.status_code == 404
 
-    with pytest.raises(ClientRequestException) as caught:
-        client.batch_delete_image_server(
-            BatchDeleteImageServerRequest(body=BatchDeleteImageServerReq(items=[]))
-        )
-    assert caught.value.status_code == 400
+    # The limits of the batch, in the API's words (not the validation library's
+    # "Expected `array` of length <= 20").
+    for items, message in (
+        ([], "items must hold at least 1 item"),
+        ([server_id] * 21, "items must hold at most 20 items"),
+        (["x" * 129], "items[0] must be at most 128 characters long"),
+    ):
+        with pytest.raises(ClientRequestException) as caught:
+            client.batch_delete_image_server(
+                BatchDeleteImageServerRequest(body=BatchDeleteImageServerReq(items=items))
+            )
+        assert (caught.value.status_code, caught.value.error_code) == (400, "WKS.00211102")
+        assert caught.value.error_msg == f"The parameter is invalid: {message}"
     assert server_id
 
 

@@ -121,7 +121,13 @@ def test_the_engine_cli_steers_the_shared_rules(sqlite_url: str) -> None:
     assert "job_type" in bad.output
     bad = runner.invoke(main, ["engine", "rules", "set", "p", "*", *base, "--reads", "0"])
     assert bad.exit_code != 0
-    assert "reads" in bad.output
+    assert "reads must be at least 1" in bad.output  # the API's words, not msgspec's
+    as_json = ["--json", '{"completion": "later"}']
+    bad = runner.invoke(main, ["engine", "rules", "set", "p", "*", *base, *as_json])
+    assert bad.exit_code != 0
+    assert "completion must be one of duration, immediate, reads" in bad.output, bad.output
+    assert "Expected" not in bad.output
+    assert "enum" not in bad.output
     cleared = runner.invoke(main, ["engine", "rules", "clear", *base])
     assert "Removed 1 rule" in cleared.output
 

@@ -78,7 +78,7 @@ def test_the_documented_example_is_valid() -> None:
         ("name", "café", "`name`"),  # Java's \w is ASCII-only
         ("name", "trailing\n", "`name`"),  # Java's matches() needs the whole value
         ("name", 5, "name"),
-        ("name", _DELETE, "`name`"),
+        ("name", _DELETE, "name is required"),
         ("description", "d" * 256, "description"),
         ("root_volume.size", 65, "root_volume.size"),
         ("root_volume.size", 0, "root_volume.size"),
@@ -90,7 +90,7 @@ def test_the_documented_example_is_valid() -> None:
         ("image_ref.id", "", "image_ref.id"),
         ("vpc_id", "v" * 129, "vpc_id"),
         ("subnet_id", "", "subnet_id"),
-        ("product_id", _DELETE, "`product_id`"),
+        ("product_id", _DELETE, "product_id is required"),
         ("authorize_accounts", [], "authorize_accounts"),
         ("authorize_accounts.0.account_type", "ADMIN", "authorize_accounts[0].account_type"),
         ("authorize_accounts.0.domain", "d" * 65, "authorize_accounts[0].domain"),

@@ -1,5 +1,7 @@
 """``GET /_imagejobs/audit?limit=&before=``: the audit trail of mutating calls, newest
-first. The operator sees every account's events; an account's root user its own.
+first. The operator sees every account's events; an account's root user its own; a
+root's project-scoped credential (a project-scoped token, a temporary key made from one)
+only its project's, none of the account's own (IAM calls, with no project).
 
 A page holds up to 1,000 events: it is read as a deep read (off the event loop on
 SQLite, within the deep reads' share of the pool on PostgreSQL) and turned into JSON on a
@@ -44,6 +46,8 @@ class AuditEventInfo(msgspec.Struct):
     project_id: str
     status: int
     error_code: str
+    # On a marker (operation AuditEventsDropped): the account's events not stored.
+    dropped: int = 0
 
 
 class AuditResponse(msgspec.Struct):
@@ -63,6 +67,7 @@ def audit_info(event: AuditEvent) -> AuditEventInfo:
         project_id=event.project_id,
         status=event.status,
         error_code=event.error_code,
+        dropped=event.dropped,
     )
 
 
@@ -77,17 +82,19 @@ def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
 
     async def audit(request: Request) -> Response:
         principal = await authenticate(request)
-        account_id = None
+        account_id = project_id = None
         if not principal.is_operator:
             if not principal.is_root or principal.account_id is None:
                 raise PermissionDenied("Only the operator and account roots may read the audit.")
             account_id = principal.account_id
-            # Within a temporary key's session policy: every project's trail of the account.
+            # A credential scoped to one project reads that project's trail, no wider: not
+            # the other projects' paths, users and request ids, nor the account's IAM calls.
+            project_id = principal.project_id
+            # Within a temporary key's session policy.
             await access.authorize_account(principal, AUDIT_ACTION)
         query = request.query_params
-        rows = await ops.audit_rows(
-            LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before")), account_id
-        )
+        limit, before = LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before"))
+        rows = await ops.audit_rows(limit, before, account_id, project_id)
         body = await asyncio.to_thread(audit_page, rows)
         return Response(body, 200, media_type="application/json")
 

@@ -34,7 +34,7 @@ from imagejobs.observability import (
     Refusals,
     RequestNote,
 )
-from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
+from imagejobs.storage.ops_store import AuditEvent
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
@@ -67,7 +67,7 @@ class Edge:
         *,
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
-        audit: SqlOpsStore | None = None,
+        audit: AuditTrail | None = None,
         max_in_flight: int = 0,
         max_header_bytes: int = 16_384,
     ) -> None:
@@ -81,7 +81,7 @@ class Edge:
         self._busy_logged = 0  # refusals at the bound already in a refusal line
         self._busy_log_due = False
         self._names: dict[tuple[int, str], str] = {}
-        self._audit_trail = AuditTrail(audit) if audit is not None else None
+        self._audit_trail = audit
         if metrics is not None:
             metrics.in_flight.set_function(lambda: self.in_flight)
 

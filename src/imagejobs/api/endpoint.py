@@ -67,16 +67,101 @@ def decode_body(
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
-        # "Expected `array` of length >= 1 - at `$.items`" -> parameter "items".
-        message = str(exc)
-        match = _JSON_PATH.search(message)
-        name = (match.group(1) if match else "") or "body"
-        reason = message.split(" - at ", maxsplit=1)[0]
-        raise error(name, f"is invalid: {reason}") from exc
+        raise error(*validation_problem(exc, body_type)) from exc
     except msgspec.DecodeError as exc:
         raise error("body", "must be a JSON object") from exc
     except RecursionError as exc:  # msgspec's own guard against deep nesting
         raise error("body", "is nested too deeply") from exc
+
+
+_TYPE_NAMES = {
+    "array": "an array",
+    "object": "an object",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+}
+_LENGTH = re.compile(r"Expected `(\w+)` of length (>=|<=) (\d+)")
+_BOUND = re.compile(r"Expected `(?:int|float)` (>=|<=|>|<) (\S+)")
+_TYPE = re.compile(r"Expected `([^`]+)`, got `(\w+)`")
+_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
+_BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
+_LENGTH_UNITS = {"array": "items", "object": "entries", "str": "characters"}
+
+
+def validation_problem(exc: msgspec.ValidationError, body_type: Any) -> tuple[str, str]:
+    """msgspec's wording ("Expected `array` of length <= 20 - at `$.items`") as the
+    parameter it names and a reason in the API's words ("items", "must hold at most 20
+    items"): the one translation, for every body the API and the CLI decode."""
+    message = str(exc)
+    match = _JSON_PATH.search(message)
+    name = match.group(1) if match else ""
+    text = message.split(" - at ", maxsplit=1)[0]
+    reason = f"is invalid: {text}"  # a wording not known below: still named, still clear
+    if m := _FIELD.fullmatch(text):
+        name = f"{name}.{m.group(2)}" if name else m.group(2)
+        reason = "is required" if m.group(1) == "missing required" else "is not a known field"
+    elif m := _LENGTH.fullmatch(text):
+        kind, op, number = m.groups()
+        if kind == "str":
+            unit = "character" if number == "1" else "characters"
+            reason = f"must be {_BOUND_WORDS[op]} {number} {unit} long"
+        else:
+            unit = _LENGTH_UNITS.get(kind, "items")
+            reason = f"must hold {_BOUND_WORDS[op]} {number} {unit[:-1] if number == '1' else unit}"
+    elif m := _BOUND.fullmatch(text):
+        reason = f"must be {_BOUND_WORDS[m.group(1)]} {m.group(2).removesuffix('.0')}"
+    elif m := _TYPE.fullmatch(text):
+        wanted = [_TYPE_NAMES.get(t, t) for t in m.group(1).split(" | ")]
+        got = _TYPE_NAMES.get(m.group(2), m.group(2))
+        reason = f"must be {' or '.join(wanted)}, not {got}"
+    elif text.startswith("Invalid enum value"):
+        allowed = _allowed_values(body_type, name)
+        reason = "must be one of " + ", ".join(allowed) if allowed else "is not an allowed value"
+    elif text.startswith("Expected `str` matching regex"):
+        reason = "is not in the expected format" + (
+            f" ({text.split('regex ', 1)[1]})" if "regex " in text else ""
+        )
+    elif text == "Number out of range":
+        reason = "is out of range"
+    return name or "body", reason
+
+
+def _allowed_values(body_type: Any, path: str) -> list[str]:
+    """The values a Literal or Enum at ``path`` ("faults[0].effect") of ``body_type``
+    allows, from msgspec's own description of the type; [] if it cannot be found."""
+    from msgspec import inspect as mi
+
+    node: Any = _unwrapped(mi.type_info(body_type))
+    for part in re.findall(r"[^.\[\]]+", path):
+        if isinstance(node, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
+            node = _unwrapped(node.item_type)
+        elif isinstance(node, (mi.StructType, mi.DataclassType)):
+            fields = {f.encode_name: f.type for f in node.fields}
+            node = _unwrapped(fields.get(part))
+        else:
+            return []
+    if isinstance(node, mi.LiteralType):
+        return [str(v) for v in node.values]
+    if isinstance(node, mi.EnumType):
+        return [str(member.value) for member in node.cls]
+    return []
+
+
+def _unwrapped(node: Any) -> Any:
+    """``node`` without its constraints (Meta) and its ``| None``; None when it is a
+    union of several types (which one was meant is unknown)."""
+    from msgspec import inspect as mi
+
+    while isinstance(node, (mi.Metadata, mi.UnionType)):
+        if isinstance(node, mi.Metadata):
+            node = node.type
+            continue
+        inner = [t for t in node.types if not isinstance(t, mi.NoneType)]
+        node = inner[0] if len(inner) == 1 else None
+    return node
 
 
 class OperationEndpoint:

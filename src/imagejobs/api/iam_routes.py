@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs.api import iam_schemas as s
-from imagejobs.api.auth import Authenticator, read_body
+from imagejobs.api.auth import make_authenticator, read_body
 from imagejobs.api.endpoint import decode_body
 from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
 from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
-from imagejobs.services.access import from_another_site
+from imagejobs.services.access import AccessControl, from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
@@ -151,17 +151,22 @@ def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> s.TokenR
     )
 
 
+# Huawei IAM's action for KeystoneListProjects (GET /v3/projects).
+LIST_PROJECTS_ACTION = "iam:projects:listProjects"
+
+
 class IamApi:
     """The /v3 handlers, over the identity service."""
 
     def __init__(
         self,
         identity: IdentityService,
-        authenticate: Authenticator,
+        access: AccessControl,
         revoked: Callable[[], None] = lambda: None,
     ) -> None:
         self.identity = identity  # bootstrap also runs its periodic purge
-        self._authenticate = authenticate
+        self._access = access
+        self._authenticate = make_authenticator(access)
         # Tells this process's access control at once (others within their cache time).
         self._revoked = revoked
 
@@ -247,6 +252,9 @@ class IamApi:
         principal = await self._authenticate(request)
         if principal.account_id is None:
             raise PermissionDenied("Only an account's users may list its projects.")
+        # A temporary key is no wider than its session policy here either: one made to
+        # list jobs does not list the account's projects unless the policy allows it.
+        await self._access.authorize_account(principal, LIST_PROJECTS_ACTION)
         name = request.query_params.get("name")
         base = _base_url(request)
         projects = [

@@ -69,6 +69,7 @@ def audit(
             click.echo(msgspec.json.encode(info).decode())
         else:
             error = f" {info.error_code}" if info.error_code else ""
+            error += f" ({info.dropped} events not stored)" if info.dropped else ""
             click.echo(
                 # The path is any caller's (unauthenticated calls are audited too).
                 f"{info.time} {info.id} {plain(info.principal)} {info.method} {plain(info.path)} "

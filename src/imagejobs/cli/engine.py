@@ -127,13 +127,15 @@ def list_rules(database_url: str | None, data_dir: Path | None, output: str) -> 
 
 
 def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
+    from imagejobs.api.endpoint import decode_body, validation_problem
     from imagejobs.api.operator_schemas import RuleBody
+    from imagejobs.domain.errors import InvalidParameter
 
     if raw_json is not None:
-        try:
-            return msgspec.json.decode(raw_json, type=RuleBody)
-        except msgspec.DecodeError as exc:
-            raise click.BadParameter(str(exc), param_hint="--rule") from exc
+        try:  # the API's own decoding: the same errors as PUT /_imagejobs/engine/rules
+            return decode_body(raw_json.encode(), RuleBody)
+        except InvalidParameter as exc:
+            raise click.BadParameter(f"{exc.parameter} {exc.reason}", param_hint="--rule") from exc
     body: dict[str, Any] = {
         k: options[k]
         for k in ("queue_seconds", "completion", "duration_seconds", "reads")
@@ -157,7 +159,8 @@ def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
     try:
         return msgspec.convert(body, RuleBody)
     except msgspec.ValidationError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        name, reason = validation_problem(exc, RuleBody)
+        raise click.BadParameter(f"{name} {reason}") from exc
 
 
 def _rule_project(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -135,6 +135,14 @@ class Database(ABC):
         return await self.fetch_args(statement, args)
 
     @abstractmethod
+    async def read_snapshot(self, reads: Sequence[tuple[Statement, Params]]) -> list[list[Row]]:
+        """Each read's rows, all from one snapshot of the database (a read transaction),
+        for a read of many tables that must agree with each other (a project's export).
+        It takes no write lock, so every process's writers go on meanwhile, and it holds
+        up no other caller (off the event loop on SQLite, within the deep reads' share of
+        the pool on PostgreSQL). No time limit: its cost is the data's size."""
+
+    @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A write transaction: committed when the block ends, rolled back on error."""
 
@@ -334,17 +342,49 @@ class SqliteDatabase(Database):
     def _read_deep(self, statement: Statement, args: Sequence[Any], limit: _DeepRead) -> list[Row]:
         """In a reader thread: the read on that thread's own connection, interrupted once
         it has run for the statement timeout (``limit``)."""
+        connection = self._thread_connection()
+        limit.begin(connection)
+        try:
+            return self._read_on(connection, statement, args)
+        finally:
+            limit.end()
+
+    async def read_snapshot(self, reads: Sequence[tuple[Statement, Params]]) -> list[list[Row]]:
+        if self._deep_threads is None:
+            self._deep_threads = ThreadPoolExecutor(
+                DEEP_READ_THREADS, thread_name_prefix="imagejobs-deep-read"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._deep_threads, self._read_snapshot, reads)
+
+    def _read_snapshot(self, reads: Sequence[tuple[Statement, Params]]) -> list[list[Row]]:
+        """In a reader thread, on its own read-only connection: a deferred transaction,
+        whose first SELECT fixes the snapshot (WAL: writers append meanwhile, unseen)."""
+        connection = self._thread_connection()
+        try:
+            connection.execute("BEGIN")
+            try:
+                return [
+                    self._read_on(connection, statement, statement.args(params))
+                    for statement, params in reads
+                ]
+            finally:
+                connection.execute("ROLLBACK")  # it wrote nothing
+        except sqlite3.OperationalError as exc:
+            if _unavailable(exc):
+                self.unavailable_errors += 1
+                raise ServiceUnavailable() from exc
+            raise
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        """This reader thread's connection (made on its first read)."""
         connection: sqlite3.Connection | None = getattr(self._deep_local, "connection", None)
         if connection is None:
             connection = self._deep_connection()
             self._deep_local.connection = connection
             with self._deep_connections_lock:
                 self._deep_connections.append(connection)
-        limit.begin(connection)
-        try:
-            return self._read_on(connection, statement, args)
-        finally:
-            limit.end()
+        return connection
 
     def _deep_connection(self) -> sqlite3.Connection:
         connection = connect_sqlite(self.path, synchronous=self._synchronous)
@@ -536,6 +576,21 @@ class PostgresDatabase(Database):
     ) -> list[Row]:
         rows: list[Row] = await connection.fetch(statement.postgres, *args)
         return rows
+
+    async def read_snapshot(self, reads: Sequence[tuple[Statement, Params]]) -> list[list[Row]]:
+        try:
+            async with (
+                self._deep_slots,
+                self._pool.acquire(timeout=self._timeout) as connection,
+                # One snapshot for every statement; read-only: no row lock, no write.
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return [
+                    await self._fetch_on(connection, statement, statement.args(params))
+                    for statement, params in reads
+                ]
+        except _UNAVAILABLE as exc:
+            raise self._failed(exc) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

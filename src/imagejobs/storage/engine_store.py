@@ -82,8 +82,9 @@ _DUE_PROJECTS = (
 # storage key no reset has retired: a step that was running when its project was reset
 # (even twice) writes nothing, under the old key or any other; the sweeper deletes the
 # rest of its generation. SQLite has one writer at a time, so this is exact; on PostgreSQL
-# a result whose statement began before the reset committed may still land in the old
-# generation, which nothing reads and the sweeper takes (docs/engine.md, Reset).
+# a statement that began before the reset committed does not see the key retired, but the
+# reset gave the key's leased tasks a new fencing token (project_keys.FENCE_LEASED), so
+# that statement waits for the reset and then matches no row (docs/engine.md, Reset).
 RETIRED_FENCE = NOT_RETIRED
 # Each project's earliest due tasks, locked (PostgreSQL) as they are found.
 _PER_PROJECT = {

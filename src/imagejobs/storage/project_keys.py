@@ -30,6 +30,20 @@ RESOLVE_FOR_UPDATE = {
 MOVE = Statement(
     "UPDATE project_keys SET storage_key = :storage_key WHERE project_id = :project_id"
 )
+# PostgreSQL: the old key's leased tasks (steps running now) get a new fencing token in
+# the reset's transaction. The fence on retired keys is read from the snapshot of the
+# statement that writes a step's result; one that began before the reset committed did
+# not see the key retired, and its result landed in the old generation (whose ids a state
+# loaded again may already have taken back: END_JOB and SET_SUB_JOB_STATUS go by id).
+# Now such a statement either locked the task row first (the reset waits: the result is
+# the old generation's last write, before the reset) or waits for the reset's row lock
+# and then re-checks the row's token, which no longer matches: it writes nothing. Rows
+# visited: the project's live tasks (ix_engine_tasks_project_due), rows written: the
+# leased ones. SQLite has one writer at a time: the fence is exact there already.
+FENCE_LEASED = Statement(
+    "UPDATE engine_tasks SET fencing_token = fencing_token + 1"
+    " WHERE project_id = :storage_key AND lease_owner IS NOT NULL"
+)
 RETIRE = Statement(
     "INSERT INTO retired_project_keys (storage_key, retired_at) VALUES (:storage_key, :now)"
     " ON CONFLICT (storage_key) DO NOTHING"
@@ -171,4 +185,6 @@ async def move_to_new_key(tx: Transaction, dialect: str, project_id: str, now: i
     await tx.execute(MOVE, {"project_id": project_id, "storage_key": new_storage_key()})
     await tx.execute(RETIRE, {"storage_key": old, "now": now})
     await tx.execute(FORGET_RULES, {"storage_key": old})
+    if dialect == "postgresql":
+        await tx.execute(FENCE_LEASED, {"storage_key": old})
     return str(old)

@@ -384,7 +384,11 @@ audit_events = Table(
     Column("project_id", String(128), nullable=False, server_default=text("''")),
     Column("status", Integer, nullable=False),
     Column("error_code", String(32), nullable=False, server_default=text("''")),
+    # Events of the account not stored, on a marker event (migration 0010).
+    Column("dropped", Integer, nullable=False, server_default=text("0")),
     Index("ix_audit_events_account_id", "account_id", "id"),
+    # A project-scoped credential's trail (migration 0010).
+    Index("ix_audit_events_project", "account_id", "project_id", "id"),
 )
 
 # --- project generations (reset) -----------------------------------------------------------

@@ -13,6 +13,7 @@ Every method here takes the project's storage key (services/project_keys.py), ex
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -23,7 +24,13 @@ from imagejobs.domain.errors import Conflict
 from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import JobDetail, SubJob
 from imagejobs.domain.servers import ImageServer
-from imagejobs.storage.database import Database, SqliteDatabase, Statement, Transaction
+from imagejobs.storage.database import (
+    Database,
+    Row,
+    SqliteDatabase,
+    Statement,
+    Transaction,
+)
 from imagejobs.storage.engine_store import SqlEngineStore, retrying_transaction
 from imagejobs.storage.iam_store import BUMP_GENERATION, failure_subject
 from imagejobs.storage.job_store import _JOB_COLUMNS, _SUB_JOB_COLUMNS, _job, _sub_job, insert_jobs
@@ -125,23 +132,15 @@ class SqlStateStore:
         self, project_id: str
     ) -> tuple[list[ImageServer], list[JobDetail], dict[int, dict[str, Any]]]:
         """The project's servers, jobs (with sub-jobs) and live tasks' payloads, in one
-        snapshot."""
+        snapshot: a read transaction, so no writer of any process waits for it (it held
+        SQLite's write lock, every process's writes waiting, for seconds on a big
+        project); the records are built on a thread."""
 
         params = {"project_id": project_id}
-        async with self._db.transaction() as tx:  # one snapshot of all three tables
-            servers = [_server(row) for row in await tx.fetch(DUMP_SERVERS, params)]
-            sub_jobs: dict[int, list[SubJob]] = {}
-            for row in await tx.fetch(DUMP_SUB_JOBS, params):
-                sub_jobs.setdefault(row[1], []).append(_sub_job(project_id, row, 0))
-            jobs = [
-                JobDetail(job, sub_jobs.get(job.id, []))
-                for job in (_job(project_id, row) for row in await tx.fetch(DUMP_JOBS, params))
-            ]
-            payloads = {
-                row[0]: msgspec.json.decode(row[1])
-                for row in await tx.fetch(DUMP_TASK_PAYLOADS, params)
-            }
-        return servers, jobs, payloads
+        reads = [(DUMP_SERVERS, params), (DUMP_SUB_JOBS, params), (DUMP_JOBS, params)]
+        reads.append((DUMP_TASK_PAYLOADS, params))
+        rows = await self._db.read_snapshot(reads)
+        return await asyncio.to_thread(_dumped, project_id, *rows)
 
     async def replace(
         self,
@@ -190,6 +189,25 @@ class SqlStateStore:
             raise
         if tasks:
             await self._engine.announce()
+
+
+def _dumped(
+    project_id: str,
+    server_rows: Sequence[Row],
+    sub_job_rows: Sequence[Row],
+    job_rows: Sequence[Row],
+    payload_rows: Sequence[Row],
+) -> tuple[list[ImageServer], list[JobDetail], dict[int, dict[str, Any]]]:
+    servers = [_server(row) for row in server_rows]
+    sub_jobs: dict[int, list[SubJob]] = {}
+    for row in sub_job_rows:
+        sub_jobs.setdefault(row[1], []).append(_sub_job(project_id, row, 0))
+    jobs = [
+        JobDetail(job, sub_jobs.get(job.id, []))
+        for job in (_job(project_id, row) for row in job_rows)
+    ]
+    payloads = {row[0]: msgspec.json.decode(row[1]) for row in payload_rows}
+    return servers, jobs, payloads
 
 
 async def _reset_sqlite(tx: Transaction) -> None:
