@@ -6,6 +6,7 @@ Jobs and sub-jobs are NamedTuples: as immutable as frozen dataclasses, but built
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
@@ -62,6 +63,27 @@ def job_row(row: ListedJob) -> JobRow:
     job_id, job_type, status, begin_time, end_time, sub_jobs_total = row.split(",")
     end = int(end_time) if end_time else None
     return (int(job_id), job_type, status, int(begin_time), end, int(sub_jobs_total))
+
+
+# A sub-job as the list path reads it: (id, job_id, job_type, status, begin_time,
+# end_time, resource_id, resource_name, error_code, error_message), enum values as stored.
+SubJobRow = tuple[int, int, str, str, int, int | None, str, str, str, str]
+# The same row as SQLite's page statement hands it over (as JobRowText, one value a page):
+# its values as a JSON array, the id first as a string zero-padded to 19 digits. The
+# names and messages may hold any character, so the row is JSON, which escapes every
+# control character: the pages's rows are joined with one ("\x1e", ROW_SEPARATOR).
+SubJobRowText = str
+ListedSubJob = SubJobRow | SubJobRowText
+ROW_SEPARATOR = "\x1e"
+
+
+def sub_job_row(row: ListedSubJob) -> SubJobRow:
+    """``row`` as a tuple (a row's text parsed)."""
+    if not isinstance(row, str):
+        return row
+    values = json.loads(row)
+    values[0] = int(values[0])
+    return tuple(values)
 
 
 def job_of_row(project_id: str, listed: ListedJob) -> Job:
