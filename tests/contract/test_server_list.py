@@ -102,9 +102,7 @@ async def test_a_listed_page_is_what_the_wire_structs_encode(
             (s for s in servers if _matches(s, server_filter)), key=lambda s: s.id, reverse=True
         )
         for offset, limit in ((0, 10), (3, 2), (0, 100), (20, 10), (40, 5)):
-            page = await services.servers.list(
-                project, server_filter, PageRequest(offset, limit)
-            )
+            page = await services.servers.list(project, server_filter, PageRequest(offset, limit))
             shown = matching[offset : offset + limit]
             assert page.count == len(matching)
             assert len(page.items) == len(shown)
