@@ -7,34 +7,27 @@ BUILT), DELETING until its DELETE_SERVER sub-job succeeds (then the row is gone)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import Conflict, NotFound
+from imagejobs.domain.records import RowText, row_of_text
 
 # An image server as the list path reads it: (id, name, description, status, image_ref,
 # authorize_accounts, server_group_id, app_group_id, server_id (APS), instance_id,
 # image_id, enterprise_project_id, create_time, update_time), the status as stored and
 # image_ref and authorize_accounts as their stored JSON. ListImageServers turns these rows
-# straight into its body (bench/README.md, Session 8).
+# straight into its body (bench/README.md, Session 8); SQLite hands them over as their
+# text (records.RowText).
 ServerListRow = tuple[int, str, str, str, str, str, str, str, str, str, str, str, int, int]
-# The same row as SQLite's page statement hands it over (a page as one value, as
-# records.SubJobRowText): its values as a JSON array, the id first as a string
-# zero-padded to 19 digits (texts sort as ids do).
-ServerRowText = str
-ListedServer = ServerListRow | ServerRowText
+ListedServer = ServerListRow | RowText
 
 
 def server_list_row(row: ListedServer) -> ServerListRow:
     """``row`` as a tuple (a row's text parsed)."""
-    if not isinstance(row, str):
-        return row
-    values = json.loads(row)
-    values[0] = int(values[0])
-    return tuple(values)
+    return row_of_text(row) if isinstance(row, str) else row
 
 
 # BatchDeleteImageServer refuses servers with a job in progress (spec §5.5).

@@ -26,6 +26,7 @@ from imagejobs.domain.records import (
     ListedSubJob,
     Page,
     PageRequest,
+    RowText,
     SubJob,
     SubJobFilter,
 )
@@ -113,23 +114,34 @@ def list_job_texts_statement(with_status: bool) -> Statement:
     )
 
 
+def json_rows_sql(alias: str, columns: str) -> str:
+    """SQLite: a page's rows as one value (``list_job_texts_statement``'s way, for rows
+    holding any text), each a ``RowText`` of ``alias``'s id and ``columns``, joined by
+    ROW_SEPARATOR in no set order (``row_texts`` sorts them); NULL without a row."""
+    values = ", ".join(f"{alias}.{column}" for column in columns.split(", "))
+    row = f"json_array(printf('%019d', {alias}.id), {values})"
+    # The page join gives one all-NULL row for an empty page: json_array of it is not NULL.
+    return f"group_concat({row}, char({ord(ROW_SEPARATOR)})) FILTER (WHERE {alias}.id IS NOT NULL)"
+
+
+def row_texts(joined: str) -> list[RowText]:
+    """``json_rows_sql``'s value as the page's rows, newest first (as ORDER BY id DESC)."""
+    rows = joined.split(ROW_SEPARATOR)
+    rows.sort(reverse=True)
+    return rows
+
+
 @cache
 def list_sub_job_texts_statement(
     type_count: int, with_status: bool, with_job_id: bool
 ) -> Statement:
-    """``list_sub_jobs_statement`` on SQLite with the page as one value
-    (``list_job_texts_statement``'s way): the count and each row's ``SubJobRowText``
-    joined by ROW_SEPARATOR in no set order (the reader sorts)."""
+    """``list_sub_jobs_statement`` on SQLite with the page as one value: the count and
+    ``json_rows_sql``'s rows."""
     where = _sub_job_conditions(type_count, with_status, with_job_id)
     count = count_sub_jobs_statement(type_count, with_status, with_job_id).text
-    values = ", ".join(f"s.{c}" for c in _SUB_JOB_COLUMNS.split(", ")[1:])
-    row = f"json_array(printf('%019d', s.id), {values})"
+    rows = json_rows_sql("s", _SUB_JOB_COLUMNS.removeprefix("id, "))
     return Statement(
-        f"SELECT c.total, group_concat({row}, char({ord(ROW_SEPARATOR)}))"
-        # Without a row the page join still gives one (all NULL): json_array would not be.
-        " FILTER (WHERE s.id IS NOT NULL)"
-        f" FROM ({count}) AS c"
-        f"{_page_join('sub_jobs', 's', where, 'sqlite')}"
+        f"SELECT c.total, {rows} FROM ({count}) AS c{_page_join('sub_jobs', 's', where, 'sqlite')}"
     )
 
 
@@ -352,18 +364,14 @@ class SqlJobStore:
         deep = page.offset >= self._db.deep_offset and sub_job_filter.job_id is None
         if not deep and self._db.dialect == "sqlite":
             ((count, texts),) = await self._db.fetch(list_sub_job_texts_statement(*shape), params)
-            if texts is None:  # no row on the page
-                return Page(count, [])
-            items: list[ListedSubJob] = texts.split(ROW_SEPARATOR)
-            items.sort(reverse=True)  # newest first: the padded ids lead each text
-            return Page(count, items)
+            return Page(count, [] if texts is None else row_texts(texts))
         statement = list_sub_jobs_statement(*shape, self._db.dialect)
         if deep:
             rows = await self._db.fetch_deep(statement, statement.args(params))
         else:
             rows = await self._db.fetch(statement, params)
-        items = cast("list[ListedSubJob]", [row[1:] for row in rows if row[1] is not None])
-        return Page(rows[0][0], items)
+        listed = cast("list[ListedSubJob]", [row[1:] for row in rows if row[1] is not None])
+        return Page(rows[0][0], listed)
 
     async def count_sub_jobs(self, project_id: str, sub_job_filter: SubJobFilter) -> int:
         if sub_job_filter.impossible:

@@ -21,7 +21,7 @@ from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import InvalidParameter
 from imagejobs.domain.ids import IdCollision, parse_id
 from imagejobs.domain.lifecycle import NewTask
-from imagejobs.domain.records import ROW_SEPARATOR, JobDetail, Page, PageRequest
+from imagejobs.domain.records import JobDetail, Page, PageRequest
 from imagejobs.domain.servers import (
     IMAGE_SOURCE_STATUSES,
     SKIPPED_BY_DELETE,
@@ -37,7 +37,7 @@ from imagejobs.domain.servers import (
     ServerUpdate,
 )
 from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
-from imagejobs.storage.job_store import insert_jobs
+from imagejobs.storage.job_store import insert_jobs, json_rows_sql, row_texts
 from imagejobs.storage.steering_store import RULED_DUE_AT_SQL
 
 # A job and its tasks, planned from the servers the transaction found.
@@ -162,17 +162,11 @@ def list_servers_statement(dialect: str, by_name: bool, by_id: bool, by_project:
 
 @cache
 def list_server_texts_statement(by_name: bool, by_id: bool, by_project: bool) -> Statement:
-    """``list_servers_statement`` on SQLite with the page as one value (as the sub-jobs':
-    job_store.list_sub_job_texts_statement): the count and each row's ``ServerRowText``
-    joined by ROW_SEPARATOR in no set order (the reader sorts)."""
+    """``list_servers_statement`` on SQLite with the page as one value: the count and
+    ``json_rows_sql``'s rows."""
     where = _server_conditions("sqlite", by_name, by_id, by_project)
-    values = ", ".join(f"s.{c}" for c in _LIST_COLUMNS.split(", ")[1:])
-    row = f"json_array(printf('%019d', s.id), {values})"
-    return Statement(
-        f"SELECT c.total, group_concat({row}, char({ord(ROW_SEPARATOR)}))"
-        " FILTER (WHERE s.id IS NOT NULL)"  # json_array is not NULL for the join's NULL row
-        f"{_server_page(where)}"
-    )
+    rows = json_rows_sql("s", _LIST_COLUMNS.removeprefix("id, "))
+    return Statement(f"SELECT c.total, {rows}{_server_page(where)}")
 
 
 def server_row(server: ImageServer) -> dict[str, Any]:
@@ -352,11 +346,7 @@ class SqlServerStore:
             rows = await self._db.fetch(statement, params)
         if sqlite:
             ((count, texts),) = rows
-            if texts is None:  # no row on the page
-                return Page(count, [])
-            items: list[ListedServer] = texts.split(ROW_SEPARATOR)
-            items.sort(reverse=True)  # newest first: the padded ids lead each text
-            return Page(count, items)
+            return Page(count, [] if texts is None else row_texts(texts))
         listed = cast("list[ListedServer]", [row[1:] for row in rows if row[1] is not None])
         return Page(rows[0][0], listed)
 
