@@ -1,5 +1,6 @@
-"""ListImageJobs in-process: imagejobs' ASGI app and the lean reference called directly, no
-HTTP server, CPU time per request (and, with --profile, where it goes).
+"""A list API in-process (ListImageJobs unless ``--api``, as ``list_limit.py``'s):
+imagejobs' ASGI app and the lean reference called directly, no HTTP server, CPU time per
+request (and, with --profile, where it goes).
 
 The same SDK-HMAC-SHA256-signed request as ``list_limit.py`` (verified in full every
 time), the app built as ``imagejobs serve`` builds each worker's (IAM, metrics and the
@@ -9,7 +10,7 @@ It leaves out Granian and concurrency, so it ranks designs rather than predictin
 served ratio (see bench/README.md, list_limit.py).
 
     .venv/bin/python bench/list_inprocess.py --workdir DIR [--requests 3000] [--rounds 5]
-        [--profile imagejobs|lean] [--query QUERY]
+        [--profile imagejobs|lean] [--api jobs|sub-jobs|servers] [--query QUERY]
 
 Instructions per request (immune to the machine's other load), each app counted from
 zero over ``--instructions N`` calls:
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib
 import io
 import json
 import os
@@ -43,6 +45,7 @@ from typing import Any
 
 import list_jobs as lj
 from imagejobs.iam.signing import SigningAlgorithm, sign_request
+from list_limit import APIS
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 HOST = "127.0.0.1:20080"
@@ -139,12 +142,11 @@ async def imagejobs_app(workdir: Path, counting: bool) -> App:
     return build_app(settings)
 
 
-def lean_app(workdir: Path) -> App:
+def lean_app(workdir: Path, name: str = "lean_reference:app") -> App:
     os.environ["LEAN_DATABASE"] = str(workdir / "imagejobs.db")
     sys.path.insert(0, str(lj.BENCH))
-    import lean_reference
-
-    return lean_reference.app  # type: ignore[no-any-return]
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
 
 
 async def timed(app: App, request: dict[str, Any], requests: int) -> tuple[float, Answer]:
@@ -181,9 +183,11 @@ async def count_instructions(name: str, app: App, request: dict[str, Any], reque
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    path = f"/v1/{lj.PROJECT}/image-server-jobs"
+    api = APIS[args.api]
+    path = f"/v1/{lj.PROJECT}/{api.path}"
+    args.query = args.query or api.query
     apps: dict[str, App] = {"imagejobs": await imagejobs_app(args.workdir, bool(args.instructions))}
-    apps["lean"] = lean_app(args.workdir)
+    apps["lean"] = lean_app(args.workdir, api.lean_app)
     stops = [await lifespan(app) for app in apps.values()]
     requests = {
         "imagejobs": scope(path, args.query, signed(args.workdir, path, args.query)),
@@ -238,7 +242,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="holds imagejobs.db")
     parser.add_argument("--requests", type=int, default=3000, help="per round and app")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--query", default=lj.QUERY)
+    parser.add_argument("--api", choices=sorted(APIS), default="jobs")
+    parser.add_argument("--query", help="the API's own (list_limit.APIS) unless given")
     parser.add_argument(
         "--instructions", type=int, default=0, help="requests counted under callgrind (0: none)"
     )

@@ -1,4 +1,4 @@
-"""ListImageJobs with an AK/SK-signed request against the lean limit (lean_reference.py).
+"""A list API with an AK/SK-signed request against its lean limit (lean_reference.py &c.).
 
 One SQLite file with ``--jobs`` jobs in the demo project; two servers, one Granian worker
 each, pinned to CPU 0: ``imagejobs serve`` as shipped but for the embedded runner (the
@@ -8,9 +8,16 @@ each time inside its 15-minute window; and ``lean_reference.py``. wrk on CPU 1 l
 in alternating rounds (AB, BA, ...); the verdict is the median over rounds of each round
 pair's ratio, with server CPU microseconds per request as the steadier second measure.
 
+``--api`` picks the list (issue 12 item 1: "ListImageJobs and the other list APIs"):
+``jobs`` (ListImageJobs, ``lean_reference.py``), ``sub-jobs`` (ListImageSubJobs over the
+seed's 1M sub-jobs, one a job, ``lean_sub_jobs.py``) or ``servers`` (ListImageServers,
+``--servers`` image servers added to the demo project with imagejobs' own row form, once,
+``lean_servers.py``); ``--query`` replaces the API's query (e.g. a sub-job page of one job).
+
 Target (issue 12): imagejobs req/s >= 0.5 x the lean reference at 1M jobs.
 
-    .venv/bin/python bench/list_limit.py [--jobs 1000000] [--rounds 6] [--duration 8]
+    .venv/bin/python bench/list_limit.py [--api jobs|sub-jobs|servers] [--query Q]
+        [--jobs 1000000] [--servers 10000] [--rounds 6] [--duration 8]
         [--workdir DIR] [--batch] [--src DIR]
 
 Needs wrk and orjson (the benchmark's own dependency). Prints a table, writes JSON to
@@ -21,22 +28,115 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 import list_jobs as lj
 import report
-from auth_overhead import signed_headers
+from imagejobs.iam.signing import SigningAlgorithm, sign_request
 
 TARGET_MIN_RATIO = 0.5
 NAMES = ("imagejobs", "lean")
 COLUMNS = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_request")
+
+
+class Api(NamedTuple):
+    path: str  # after /v1/{project_id}/
+    query: str
+    lean_app: str  # module:callable in bench/
+
+
+APIS = {
+    "jobs": Api("image-server-jobs", lj.QUERY, "lean_reference:app"),
+    "sub-jobs": Api(
+        "image-server-sub-jobs", "job_type=CREATE_SERVER&limit=10", "lean_sub_jobs:app"
+    ),
+    "servers": Api("image-servers", "limit=10", "lean_servers:app"),
+}
+
+
+def api_url(server: lj.Server, api: Api) -> str:
+    return f"http://{lj.HOST}:{server.port}/v1/{lj.PROJECT}/{api.path}?{api.query}"
+
+
+def signed_headers(server: lj.Server, workdir: Path, api: Api) -> dict[str, str]:
+    """Headers of one SDK-style signed request of ``api``, replayable for 15 minutes."""
+    demo = json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
+    headers = {"Host": f"{lj.HOST}:{server.port}", "X-Project-Id": lj.PROJECT}
+    query = [tuple(pair.split("=", 1)) for pair in api.query.split("&")]
+    headers |= sign_request(
+        "GET",
+        f"/v1/{lj.PROJECT}/{api.path}",
+        query,
+        headers,
+        b"",
+        ak=demo["access_key"],
+        sk=demo["secret_key"],
+        algorithm=SigningAlgorithm.HMAC_SHA256,
+        now=datetime.now(UTC),
+    )
+    del headers["Host"]  # wrk sends the same Host itself
+    return headers
+
+
+def seed_servers(path: Path, count: int) -> int:
+    """Top the demo project up to ``count`` image servers, written as imagejobs writes them
+    (``server_row``, ``INSERT_SERVER``): mostly ACTIVE gold-image servers with one account,
+    a creation spec of the usual size, ids and times as the service gives them."""
+    from imagejobs.domain.enums import ImageServerStatus
+    from imagejobs.domain.servers import AccountInfo, ImageRef, ImageServer
+    from imagejobs.storage.server_store import INSERT_SERVER, server_row
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        have = conn.execute(
+            "SELECT COUNT(*) FROM image_servers WHERE project_id = ?", (lj.PROJECT,)
+        ).fetchone()[0]
+        spec = {
+            "flavor": {"id": "workspace.appstream.general.xlarge.4"},
+            "vpc_id": "6c3a7e5f-02b1-4a4c-9f55-9d3c3a8b1e20",
+            "subnet_ids": ["0a5c7a3e-1f3d-4c55-8e0a-2f6b5a9d7c11"],
+            "root_volume": {"type": "SAS", "size": 80},
+            "availability_zone": "cn-north-4a",
+            "ou_name": "",
+            "is_vdi": False,
+            "route_policy": {"max_session": 1},
+        }
+        rows = []
+        for n in range(have, count):
+            created = 1_764_000_000_000 + n * 61_013
+            server = ImageServer(
+                id=697_612_196_993_040_384 + n * 262_145,
+                project_id=lj.PROJECT,
+                name=f"image-server-{n:05d}",
+                description="A test of creating an image instance.",
+                status=ImageServerStatus.ACTIVE if n % 10 else ImageServerStatus.CREATING,
+                image_ref=ImageRef(
+                    id="da02e5ca-c6ec-4685-8ecb-f116bb5bdd2c",
+                    image_type="gold",
+                    product_id="00301-xxxx-0--0",
+                    spce_code="90a6e84bb3e822fe54999b6be5bbae1e",
+                ),
+                authorize_accounts=(AccountInfo(f"user{n % 100:04d}", "USER"),),
+                create_time=created,
+                update_time=created + 1_320,
+                server_group_id="dae99966-76c4-4995-adaf-e8e2ab36869a",
+                server_id=f"wksapp-08722b58-{n:012d}" if n % 10 else "",
+                instance_id=f"4f0c0f3c-9d5e-4d3b-8a55-{n:012d}" if n % 10 else "",
+                spec=spec,
+            )
+            rows.append(server_row(server))
+        with conn:
+            conn.executemany(INSERT_SERVER.text, rows)
+        return count - have
 
 
 def imagejobs_server(url: str, workdir: Path, batch: bool = False) -> lj.Server:
@@ -60,18 +160,21 @@ def batch_server_threads(server: lj.Server) -> None:
                 os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
 
 
-def lean_server(path: Path, workdir: Path) -> lj.Server:
+def lean_server(path: Path, workdir: Path, lean_app: str = "lean_reference:app") -> lj.Server:
     """The lean reference under Granian's defaults (``batch_server_threads`` for --batch)."""
     port = lj.free_port()
     argv = [lj.tool("granian"), "--interface", "asgi", "--host", lj.HOST, "--port", str(port)]
-    argv += ["--workers", "1", "--working-dir", str(lj.BENCH), "lean_reference:app"]
+    argv += ["--workers", "1", "--working-dir", str(lj.BENCH), lean_app]
     env = lj.clean_env(LEAN_DATABASE=str(path))
     return lj.Server("lean", argv, env, port, workdir / "lean.log")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api", choices=sorted(APIS), default="jobs")
+    parser.add_argument("--query", help="the request's query instead of the API's own")
     parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--servers", type=int, default=10_000, help="for --api servers")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per round")
     parser.add_argument("--warmup", type=int, default=3)
@@ -94,7 +197,11 @@ def parse_args() -> argparse.Namespace:
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     path = workdir / "imagejobs.db"
     url = f"sqlite:///{path}"
-    result: dict[str, Any] = {"jobs": args.jobs, "batch": args.batch}
+    api = APIS[args.api]
+    if args.query:
+        api = api._replace(query=args.query)
+    result: dict[str, Any] = {"jobs": args.jobs, "batch": args.batch, "api": args.api}
+    result["query"] = api.query
     if not path.exists():
         lj.log(f"seeding {args.jobs} jobs…")
         result["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
@@ -104,28 +211,33 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # imagejobs starts first: on a new database it bootstraps the demo account.
         servers = {
             "imagejobs": stack.enter_context(imagejobs_server(url, workdir, args.batch)),
-            "lean": stack.enter_context(lean_server(path, workdir)),
+            "lean": stack.enter_context(lean_server(path, workdir, api.lean_app)),
         }
+        if args.api == "servers":
+            # After imagejobs' start, which migrates a new database first.
+            result["servers"] = args.servers
+            result["servers_added"] = seed_servers(path, args.servers)
         if args.batch:
             batch_server_threads(servers["lean"])
-        servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir)
+        servers["imagejobs"].headers = signed_headers(servers["imagejobs"], workdir, api)
         bodies = {}
         for name, server in servers.items():
-            page = httpx.get(server.url(lj.PROJECT, lj.QUERY), headers=server.headers)
+            page = httpx.get(api_url(server, api), headers=server.headers)
             page.raise_for_status()
             bodies[name] = page.content
         result["bodies_identical"] = len(set(bodies.values())) == 1
+        result["body_bytes"] = len(bodies["imagejobs"])
+        if not result["bodies_identical"]:
+            for name, body in bodies.items():
+                (workdir / f"body-{args.api}-{name}.json").write_bytes(body)
+            lj.log(f"bodies differ: see {workdir}/body-{args.api}-*.json")
         for server in servers.values():
-            lj.wrk(
-                server.url(lj.PROJECT, lj.QUERY), args.warmup, args.connections, 1, server.headers
-            )
+            lj.wrk(api_url(server, api), args.warmup, args.connections, 1, server.headers)
         for number in range(args.rounds):
             for name in NAMES if number % 2 == 0 else NAMES[::-1]:
                 waited = lj.wait_for_quiet(budget)
                 server = servers[name]
-                run = lj.measured_wrk(
-                    server, server.url(lj.PROJECT, lj.QUERY), args, args.duration, False
-                )
+                run = lj.measured_wrk(server, api_url(server, api), args, args.duration, False)
                 run["waited_for_quiet_s"] = waited
                 rounds[name].append(run)
                 lj.log(
@@ -157,7 +269,7 @@ def main() -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="list-limit-")))
         result = measure(args, workdir)
     result["source"] = source
-    print()
+    print(f"\n--api {args.api}: {result['query']}")
     print(
         report.markdown_table(
             ["server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "max VmRSS MB"],
@@ -173,7 +285,7 @@ def main() -> int:
         f" by CPU/request {result['cpu_ratio']}; bodies identical: {result['bodies_identical']};"
         f" target >= {TARGET_MIN_RATIO}: {report.verdict(ok)}"
     )
-    report.save("list_limit", result)
+    report.save("list_limit" if args.api == "jobs" else f"list_limit-{args.api}", result)
     return 0
 
 

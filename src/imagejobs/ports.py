@@ -10,6 +10,7 @@ from imagejobs.domain.records import (
     JobDetail,
     JobFilter,
     ListedJob,
+    ListedSubJob,
     Page,
     PageRequest,
     SubJob,
@@ -35,6 +36,12 @@ class JobStore(Protocol):
     async def list_sub_jobs(
         self, project_id: str, sub_job_filter: SubJobFilter, page: PageRequest
     ) -> Page[SubJob]: ...
+
+    async def list_sub_job_rows(
+        self, project_id: str, sub_job_filter: SubJobFilter, page: PageRequest
+    ) -> Page[ListedSubJob]:
+        """``list_sub_jobs`` as rows, enum values as stored (ListImageSubJobs' path)."""
+        ...
 
     async def count_sub_jobs(self, project_id: str, sub_job_filter: SubJobFilter) -> int: ...
 

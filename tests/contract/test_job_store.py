@@ -6,9 +6,25 @@ import random
 
 import pytest
 
-from imagejobs.api.schemas import ListImageJobsResponse, encoder, job_info, job_page_json
+from imagejobs.api.schemas import (
+    ListImageJobsResponse,
+    ListImageSubJobsResponse,
+    encoder,
+    job_info,
+    job_page_json,
+    sub_job_info,
+    sub_job_page_json,
+)
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
-from imagejobs.domain.records import JobDetail, JobFilter, PageRequest, SubJobFilter, job_of_row
+from imagejobs.domain.records import (
+    JobDetail,
+    JobFilter,
+    PageRequest,
+    SubJob,
+    SubJobFilter,
+    job_of_row,
+    sub_job_row,
+)
 from imagejobs.storage.job_store import SqlJobStore
 from tests.factories import make_job, new_project
 
@@ -240,3 +256,86 @@ async def test_the_list_rows_are_the_listed_jobs_in_order(store: SqlJobStore) ->
             assert job_page_json(rows.count, rows.items) == encoder.encode(
                 ListImageJobsResponse(rows.count, [job_info(j) for j in expected.items])
             )
+
+
+# Names and messages a sub-job can hold: JSON's escapes, the row separator (\x1e), other
+# control characters, non-ASCII, and the text the page's JSON is cut at.
+AWKWARD_TEXTS = (
+    "",
+    'quote " and backslash \\',
+    "separator \x1e, bell \x07, tab \t, newline \n, del \x7f",
+    "镜像测试 é \u2028",
+    '"project_id":""',
+    ";,",
+)
+
+
+def _sub_job_of_row(project_id: str, listed: object) -> SubJob:
+    r = sub_job_row(listed)  # type: ignore[arg-type]
+    return SubJob(r[0], r[1], project_id, JobType(r[2]), SubJobStatus(r[3]), *r[4:])
+
+
+async def test_the_sub_job_rows_are_the_listed_sub_jobs_in_order(store: SqlJobStore) -> None:
+    # list_sub_job_rows (ListImageSubJobs' path) reads a page as one value on SQLite: each
+    # row a JSON array, in no set order, sorted by the reader. Ids of different lengths,
+    # NULL end times, every filter (type, status, parent job), empty pages and pages past
+    # the end; the body bytes as the structs encode them, under the request's project id.
+    rng = random.Random(12)
+    project = new_project()
+    jobs = []
+    for index in range(30):
+        statuses = [rng.choice(list(SubJobStatus)) for _ in range(rng.randint(0, 4))]
+        detail = make_job(
+            project,
+            rng.choice(ALL_TYPES),
+            rng.choice(list(JobStatus)),
+            sub_jobs=len(statuses),
+            sub_statuses=statuses or None,
+        )
+        subs = [
+            s._replace(
+                resource_name=rng.choice(AWKWARD_TEXTS),
+                error_message=rng.choice(AWKWARD_TEXTS),
+                resource_id=rng.choice(AWKWARD_TEXTS),
+            )
+            for s in detail.sub_jobs
+        ]
+        if index < 4:  # ids not of the service's 18 digits still list in id order
+            subs = [s._replace(id=(7, 95, 10**17 - 1, 10**18 + 3)[index]) for s in subs[:1]]
+        jobs.append(JobDetail(detail.job._replace(sub_jobs_total=len(subs)), subs))
+    await store.insert_jobs(jobs)
+    shown_project = "request-project-ID"
+    parents = [None, jobs[5].job.id, jobs[0].job.id, 999_999]
+
+    pages = 0
+    for job_type in ALL_TYPES:
+        for status in (None, *SubJobStatus):
+            for parent in parents:
+                flt = SubJobFilter((job_type,), status, parent)
+                for offset, limit in ((0, 10), (3, 2), (0, 100), (12, 10), (60, 5)):
+                    page = PageRequest(offset, limit)
+                    expected = await store.list_sub_jobs(project, flt, page)
+                    rows = await store.list_sub_job_rows(project, flt, page)
+                    assert rows.count == expected.count
+                    listed = [_sub_job_of_row(project, r) for r in rows.items]
+                    assert listed == list(expected.items)
+                    wire = [sub_job_info(s, shown_project) for s in expected.items]
+                    assert sub_job_page_json(
+                        rows.count, rows.items, shown_project
+                    ) == encoder.encode(ListImageSubJobsResponse(rows.count, wire))
+                    pages += bool(expected.items)
+    assert pages > 50  # the filters found rows, not only empty pages
+
+    everything = await store.list_sub_job_rows(
+        project, SubJobFilter((JobType.CREATE_SERVER,)), PageRequest(0, 100)
+    )
+    subs = sorted(
+        (s for d in jobs for s in d.sub_jobs if s.job_type is JobType.CREATE_SERVER),
+        key=lambda s: s.id,
+        reverse=True,
+    )
+    assert [_sub_job_of_row(project, r) for r in everything.items] == subs
+    assert everything.count == len(subs)
+    impossible = SubJobFilter((JobType.CREATE_SERVER,), None, None, impossible=True)
+    nothing = await store.list_sub_job_rows(project, impossible, PageRequest())
+    assert (nothing.count, list(nothing.items)) == (0, [])

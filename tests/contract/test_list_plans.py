@@ -11,7 +11,12 @@ import pytest
 
 from imagejobs.domain.enums import JobStatus, JobType
 from imagejobs.storage.database import Database, PostgresDatabase, Statement
-from imagejobs.storage.job_store import SqlJobStore, list_jobs_statement, list_sub_jobs_statement
+from imagejobs.storage.job_store import (
+    SqlJobStore,
+    list_jobs_statement,
+    list_sub_job_texts_statement,
+    list_sub_jobs_statement,
+)
 from tests.factories import make_job, new_project
 
 pytestmark = pytest.mark.anyio
@@ -90,6 +95,33 @@ async def test_a_deep_sub_job_page_reads_only_a_covering_index(
     statement = list_sub_jobs_statement(1, with_status, False, database.dialect)
     plan = await _plan(database, statement, params)
     _assert_index_only(database, plan, "sub_jobs", index)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("with_status", "index"),
+    [
+        pytest.param(False, "ix_sub_jobs_project_type_id", id="by-type"),
+        pytest.param(True, "ix_sub_jobs_project_type_status_id", id="by-type-and-status"),
+    ],
+)
+async def test_a_sub_job_page_as_one_value_reads_only_a_covering_index(
+    database: Database, projects: list[str], with_status: bool, index: str
+) -> None:
+    # SQLite's ListImageSubJobs statement (the page's rows as one text, unsorted).
+    params: dict[str, Any] = {
+        "project_id": projects[1],
+        "job_type0": "CREATE_SERVER_IMAGE",
+        "limit": 10,
+        "offset": OFFSET,
+    }
+    if with_status:
+        params["status"] = "FAILED"
+    plan = await _plan(database, list_sub_job_texts_statement(1, with_status, False), params)
+    assert f"SEARCH sub_jobs USING COVERING INDEX {index} " in plan, plan
+    assert "SEARCH job_counters USING INDEX sqlite_autoindex_job_counters_1" in plan, plan
+    assert "SCAN sub_jobs" not in plan, plan
+    assert "SEARCH s USING INTEGER PRIMARY KEY" in plan, plan
 
 
 def _assert_index_only(database: Database, plan: str, table: str, index: str) -> None:

@@ -18,7 +18,7 @@ from imagejobs.api.schemas import (
     StringSet,
     job_detail,
     job_page_json,
-    sub_job_info,
+    sub_job_page_json,
 )
 from imagejobs.domain import params as p
 from imagejobs.domain.enums import JobType, SubJobStatus
@@ -85,18 +85,16 @@ async def _show_image_job(call: Call) -> Struct:
     )
 
 
-async def _list_image_sub_jobs(call: Call) -> Struct:
+async def _list_image_sub_jobs(call: Call) -> bytes:
     status = call.params["status"]
-    page = await call.services.jobs.list_sub_jobs(
+    page = await call.services.jobs.list_sub_job_rows(
         call.key,
         JobType(call.params["job_type"]),
         None if status is None else SubJobStatus(status),
         call.params["job_id"],
         _page(call),
     )
-    return ListImageSubJobsResponse(
-        count=page.count, items=[sub_job_info(s, call.project_id) for s in page.items]
-    )
+    return sub_job_page_json(page.count, page.items, call.project_id)
 
 
 async def _count_image_sub_jobs(call: Call) -> Struct:

@@ -20,6 +20,7 @@ from imagejobs.api.server_schemas import (
     new_image,
     new_server,
     server_info,
+    server_page_json,
     server_update,
 )
 from imagejobs.domain import params as p
@@ -33,7 +34,7 @@ async def _create_image_server(call: Call) -> Struct:
     return JobIdInfo(await call.services.servers.create(call.key, new_server(body)))
 
 
-async def _list_image_servers(call: Call) -> Struct:
+async def _list_image_servers(call: Call) -> bytes:
     server_filter = ServerFilter(
         server_name=call.params["server_name"] or None,
         server_id=call.params["server_id"] or None,
@@ -41,9 +42,7 @@ async def _list_image_servers(call: Call) -> Struct:
     )
     page = PageRequest(offset=call.params["offset"], limit=call.params["limit"])
     result = await call.services.servers.list(call.key, server_filter, page)
-    return ListImageServersResponse(
-        count=result.count, items=[server_info(s) for s in result.items]
-    )
+    return server_page_json(result.count, result.items)
 
 
 def _filters_every_server(params: Mapping[str, Any]) -> bool:

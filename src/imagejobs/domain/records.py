@@ -6,9 +6,10 @@ Jobs and sub-jobs are NamedTuples: as immutable as frozen dataclasses, but built
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 
@@ -62,6 +63,33 @@ def job_row(row: ListedJob) -> JobRow:
     job_id, job_type, status, begin_time, end_time, sub_jobs_total = row.split(",")
     end = int(end_time) if end_time else None
     return (int(job_id), job_type, status, int(begin_time), end, int(sub_jobs_total))
+
+
+# A sub-job as the list path reads it: (id, job_id, job_type, status, begin_time,
+# end_time, resource_id, resource_name, error_code, error_message), enum values as stored.
+SubJobRow = tuple[int, int, str, str, int, int | None, str, str, str, str]
+# The same row as SQLite's page statement hands it over (a page as one value, as
+# JobRowText): a RowText.
+ListedSubJob = SubJobRow | str
+
+# A row of a page as SQLite's sub-job and server lists hand it over: its values as a JSON
+# array, the id first as a string zero-padded to 19 digits (the texts sort as the ids do).
+# Their names and messages may hold any character; JSON escapes every control character,
+# so a page's rows are joined by one, ROW_SEPARATOR (storage.job_store.json_rows_sql).
+RowText = str
+ROW_SEPARATOR = "\x1e"
+
+
+def row_of_text(text: RowText) -> tuple[Any, ...]:
+    """A row's values from its text, the id an integer again."""
+    values = json.loads(text)
+    values[0] = int(values[0])
+    return tuple(values)
+
+
+def sub_job_row(row: ListedSubJob) -> SubJobRow:
+    """``row`` as a tuple (a row's text parsed)."""
+    return row_of_text(row) if isinstance(row, str) else row
 
 
 def job_of_row(project_id: str, listed: ListedJob) -> Job:

@@ -13,6 +13,22 @@ from typing import Any
 
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.errors import Conflict, NotFound
+from imagejobs.domain.records import RowText, row_of_text
+
+# An image server as the list path reads it: (id, name, description, status, image_ref,
+# authorize_accounts, server_group_id, app_group_id, server_id (APS), instance_id,
+# image_id, enterprise_project_id, create_time, update_time), the status as stored and
+# image_ref and authorize_accounts as their stored JSON. ListImageServers turns these rows
+# straight into its body (bench/README.md, Session 8); SQLite hands them over as their
+# text (records.RowText).
+ServerListRow = tuple[int, str, str, str, str, str, str, str, str, str, str, str, int, int]
+ListedServer = ServerListRow | RowText
+
+
+def server_list_row(row: ListedServer) -> ServerListRow:
+    """``row`` as a tuple (a row's text parsed)."""
+    return row_of_text(row) if isinstance(row, str) else row
+
 
 # BatchDeleteImageServer refuses servers with a job in progress (spec §5.5).
 UNDELETABLE_STATUSES = frozenset({ImageServerStatus.CREATING, ImageServerStatus.BUILDING})

@@ -12,9 +12,9 @@ from imagejobs.domain.records import (
     JobDetail,
     JobFilter,
     ListedJob,
+    ListedSubJob,
     Page,
     PageRequest,
-    SubJob,
     SubJobFilter,
 )
 from imagejobs.ports import JobStore
@@ -53,15 +53,16 @@ class JobService:
             raise JobNotFound(f"The job {job_id} does not exist.")
         return detail
 
-    async def list_sub_jobs(
+    async def list_sub_job_rows(
         self,
         project_id: str,
         job_type: JobType,
         status: SubJobStatus | None = None,
         job_id: str | None = None,
         page: PageRequest = FIRST_PAGE,
-    ) -> Page[SubJob]:
-        return await self._store.list_sub_jobs(
+    ) -> Page[ListedSubJob]:
+        """The sub-jobs as rows (ListImageSubJobs encodes them without per-row objects)."""
+        return await self._store.list_sub_job_rows(
             project_id, _sub_job_filter((job_type,), status, job_id), page
         )
 

@@ -16,6 +16,7 @@ from imagejobs.domain.lifecycle import NewTask
 from imagejobs.domain.records import Job, JobDetail, Page, PageRequest, SubJob
 from imagejobs.domain.servers import (
     ImageServer,
+    ListedServer,
     NewImage,
     NewServer,
     ServerFilter,
@@ -44,7 +45,7 @@ class ServerStore(Protocol):
 
     async def list(
         self, project_id: str, server_filter: ServerFilter, page: PageRequest
-    ) -> Page[ImageServer]: ...
+    ) -> Page[ListedServer]: ...
 
     async def update(
         self, project_id: str, server_id: int, update: ServerUpdate, now: int
@@ -147,7 +148,8 @@ class ServerService:
 
     async def list(
         self, project_id: str, server_filter: ServerFilter, page: PageRequest
-    ) -> Page[ImageServer]:
+    ) -> Page[ListedServer]:
+        """The page as rows (ListImageServers encodes them without per-row objects)."""
         return await self._store.list(project_id, server_filter, page)
 
     async def show(self, project_id: str, server_id: str) -> ImageServer:

@@ -18,12 +18,15 @@ from typing import Any, cast
 
 from imagejobs.domain.enums import QUERYABLE_JOB_TYPES, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.records import (
+    ROW_SEPARATOR,
     Job,
     JobDetail,
     JobFilter,
     ListedJob,
+    ListedSubJob,
     Page,
     PageRequest,
+    RowText,
     SubJob,
     SubJobFilter,
 )
@@ -108,6 +111,37 @@ def list_job_texts_statement(with_status: bool) -> Statement:
         f"SELECT c.total, group_concat({row}, ';'), MAX(j.status IN ({_UNFINISHED_SQL}))"
         f" FROM ({total}) AS c"
         f"{_page_join('jobs', 'j', where, 'sqlite')}"
+    )
+
+
+def json_rows_sql(alias: str, columns: str) -> str:
+    """SQLite: a page's rows as one value (``list_job_texts_statement``'s way, for rows
+    holding any text), each a ``RowText`` of ``alias``'s id and ``columns``, joined by
+    ROW_SEPARATOR in no set order (``row_texts`` sorts them); NULL without a row."""
+    values = ", ".join(f"{alias}.{column}" for column in columns.split(", "))
+    row = f"json_array(printf('%019d', {alias}.id), {values})"
+    # The page join gives one all-NULL row for an empty page: json_array of it is not NULL.
+    return f"group_concat({row}, char({ord(ROW_SEPARATOR)})) FILTER (WHERE {alias}.id IS NOT NULL)"
+
+
+def row_texts(joined: str) -> list[RowText]:
+    """``json_rows_sql``'s value as the page's rows, newest first (as ORDER BY id DESC)."""
+    rows = joined.split(ROW_SEPARATOR)
+    rows.sort(reverse=True)
+    return rows
+
+
+@cache
+def list_sub_job_texts_statement(
+    type_count: int, with_status: bool, with_job_id: bool
+) -> Statement:
+    """``list_sub_jobs_statement`` on SQLite with the page as one value: the count and
+    ``json_rows_sql``'s rows."""
+    where = _sub_job_conditions(type_count, with_status, with_job_id)
+    count = count_sub_jobs_statement(type_count, with_status, with_job_id).text
+    rows = json_rows_sql("s", _SUB_JOB_COLUMNS.removeprefix("id, "))
+    return Statement(
+        f"SELECT c.total, {rows} FROM ({count}) AS c{_page_join('sub_jobs', 's', where, 'sqlite')}"
     )
 
 
@@ -314,6 +348,30 @@ class SqlJobStore:
             rows = await self._db.fetch(statement, params)
         items = [_sub_job(project_id, row, 1) for row in rows if row[1] is not None]
         return Page(count=rows[0][0], items=items)
+
+    async def list_sub_job_rows(
+        self, project_id: str, sub_job_filter: SubJobFilter, page: PageRequest
+    ) -> Page[ListedSubJob]:
+        """``list_sub_jobs`` as rows, for ListImageSubJobs (no per-row objects); on SQLite
+        a page read inline as the rows' texts."""
+        if sub_job_filter.impossible:
+            return Page(count=0, items=[])
+        params = self._sub_job_params(project_id, sub_job_filter)
+        params["limit"] = page.limit
+        params["offset"] = page.offset
+        shape = self._shape(sub_job_filter)
+        # One job's sub-jobs are a handful: with job_id, any offset is cheap.
+        deep = page.offset >= self._db.deep_offset and sub_job_filter.job_id is None
+        if not deep and self._db.dialect == "sqlite":
+            ((count, texts),) = await self._db.fetch(list_sub_job_texts_statement(*shape), params)
+            return Page(count, [] if texts is None else row_texts(texts))
+        statement = list_sub_jobs_statement(*shape, self._db.dialect)
+        if deep:
+            rows = await self._db.fetch_deep(statement, statement.args(params))
+        else:
+            rows = await self._db.fetch(statement, params)
+        listed = cast("list[ListedSubJob]", [row[1:] for row in rows if row[1] is not None])
+        return Page(rows[0][0], listed)
 
     async def count_sub_jobs(self, project_id: str, sub_job_filter: SubJobFilter) -> int:
         if sub_job_filter.impossible:

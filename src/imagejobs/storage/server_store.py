@@ -12,7 +12,7 @@ import random
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 import msgspec
@@ -29,6 +29,7 @@ from imagejobs.domain.servers import (
     AccountInfo,
     ImageRef,
     ImageServer,
+    ListedServer,
     ServerBusy,
     ServerFilter,
     ServerNameTaken,
@@ -36,7 +37,7 @@ from imagejobs.domain.servers import (
     ServerUpdate,
 )
 from imagejobs.storage.database import COUNTER_STRIPES, Database, Row, Statement, Transaction
-from imagejobs.storage.job_store import insert_jobs
+from imagejobs.storage.job_store import insert_jobs, json_rows_sql, row_texts
 from imagejobs.storage.steering_store import RULED_DUE_AT_SQL
 
 # A job and its tasks, planned from the servers the transaction found.
@@ -122,8 +123,15 @@ def lock_servers_statement(dialect: str, size: int) -> Statement:
     )
 
 
-@cache
-def list_servers_statement(dialect: str, by_name: bool, by_id: bool, by_project: bool) -> Statement:
+# A page's columns, in the order of ServerListRow.
+_LIST_COLUMNS = (
+    "id, name, description, status, image_ref, authorize_accounts, server_group_id,"
+    " app_group_id, aps_server_id, instance_id, image_id, enterprise_project_id,"
+    " create_time, update_time"
+)
+
+
+def _server_conditions(dialect: str, by_name: bool, by_id: bool, by_project: bool) -> str:
     conditions = ["project_id = :project_id"]
     if by_name:
         # A plain, case-sensitive substring test: no LIKE wildcards to escape.
@@ -133,16 +141,32 @@ def list_servers_statement(dialect: str, by_name: bool, by_id: bool, by_project:
         conditions.append("id = :server_id")
     if by_project:
         conditions.append("enterprise_project_id = :enterprise_project_id")
-    where = " AND ".join(conditions)
-    columns = ", ".join(f"s.{c}" for c in _COLUMNS.split(", "))
-    return Statement(
-        f"SELECT c.total, {columns}"
+    return " AND ".join(conditions)
+
+
+def _server_page(where: str) -> str:
+    return (
         f" FROM (SELECT COUNT(*) AS total FROM image_servers WHERE {where}) AS c"
         f" LEFT JOIN (SELECT id FROM image_servers WHERE {where}"
         " ORDER BY id DESC LIMIT :limit OFFSET :offset) AS page ON 1 = 1"
         " LEFT JOIN image_servers AS s ON s.id = page.id"
-        " ORDER BY s.id DESC"
     )
+
+
+@cache
+def list_servers_statement(dialect: str, by_name: bool, by_id: bool, by_project: bool) -> Statement:
+    where = _server_conditions(dialect, by_name, by_id, by_project)
+    columns = ", ".join(f"s.{c}" for c in _LIST_COLUMNS.split(", "))
+    return Statement(f"SELECT c.total, {columns}{_server_page(where)} ORDER BY s.id DESC")
+
+
+@cache
+def list_server_texts_statement(by_name: bool, by_id: bool, by_project: bool) -> Statement:
+    """``list_servers_statement`` on SQLite with the page as one value: the count and
+    ``json_rows_sql``'s rows."""
+    where = _server_conditions("sqlite", by_name, by_id, by_project)
+    rows = json_rows_sql("s", _LIST_COLUMNS.removeprefix("id, "))
+    return Statement(f"SELECT c.total, {rows}{_server_page(where)}")
 
 
 def server_row(server: ImageServer) -> dict[str, Any]:
@@ -289,7 +313,9 @@ class SqlServerStore:
 
     async def list(
         self, project_id: str, server_filter: ServerFilter, page: PageRequest
-    ) -> Page[ImageServer]:
+    ) -> Page[ListedServer]:
+        """The page as rows (ListImageServers encodes them without per-row objects); on
+        SQLite as the rows' texts."""
         params: dict[str, Any] = {
             "project_id": project_id,
             "limit": page.limit,
@@ -307,14 +333,22 @@ class SqlServerStore:
         by_project = server_filter.enterprise_project_id is not None
         if by_project:
             params["enterprise_project_id"] = server_filter.enterprise_project_id or "0"
-        statement = list_servers_statement(self._dialect, by_name, by_id, by_project)
+        sqlite = self._dialect == "sqlite"
+        if sqlite:
+            statement = list_server_texts_statement(by_name, by_id, by_project)
+        else:
+            statement = list_servers_statement(self._dialect, by_name, by_id, by_project)
         # A deep page, or a filter that tests every server of the project (no index
         # serves a substring): read where it holds up no other caller.
         if not by_id and (page.offset >= self._db.deep_offset or by_name or by_project):
             rows = await self._db.fetch_deep(statement, statement.args(params))
         else:
             rows = await self._db.fetch(statement, params)
-        return Page(count=rows[0][0], items=[_server(r, 1) for r in rows if r[1] is not None])
+        if sqlite:
+            ((count, texts),) = rows
+            return Page(count, [] if texts is None else row_texts(texts))
+        listed = cast("list[ListedServer]", [row[1:] for row in rows if row[1] is not None])
+        return Page(rows[0][0], listed)
 
     async def update(self, project_id: str, server_id: int, update: ServerUpdate, now: int) -> None:
         params = {
