@@ -262,3 +262,38 @@ def test_a_deep_page_past_the_statement_timeout_is_answered_503_and_others_go_on
         }
         assert deep.headers["X-Request-Id"]
         assert lister(cloud, tenant)(0).count == 3
+
+
+def test_a_roots_audit_reads_take_turns(cloud: Cloud, held: HeldDeepReads) -> None:
+    """A page of the audit trail (up to 1,000 events) is a deep read, and a root asked for
+    as many as it liked at once: 64 of them waited for the two deep-read threads, holding
+    every place in flight, and 43% of another tenant's lists were answered 503. They take
+    turns with the account's deep pages now: one read, one waiting, the rest 429."""
+    a, b = cloud.tenant(), cloud.tenant()
+    url = f"{cloud.endpoint}/_imagejobs/audit"
+    auth = AkSkAuth(a.access_key, a.secret_key)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(httpx.get, url, params={"limit": "1000"}, auth=auth, timeout=WAIT)
+        assert held.started.wait(WAIT), "the audit page never reached a deep read"
+        assert not held.held_on_loop, "the audit page was read on the event loop"
+        more = [pool.submit(httpx.get, url, auth=auth, timeout=WAIT) for _ in range(2)]
+        done, _ = wait(more, timeout=10, return_when=FIRST_COMPLETED)
+        assert len(done) == 1, "every audit read of the root waited for a deep-read thread"
+        (refused,) = done
+        answer = refused.result()
+        assert answer.status_code == 429, answer.text
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json() == {
+            "error_code": "APIGW.0308",
+            "error_msg": "The throttling threshold has been reached:"
+            " policy deep page over ratelimit,limit:2,time:in flight",
+        }
+        (queued,) = [f for f in more if f is not refused]
+        # Another account's root reads its own trail meanwhile.
+        other = httpx.get(url, auth=AkSkAuth(b.access_key, b.secret_key), timeout=WAIT)
+        assert (other.status_code, other.json()) == (200, {"events": []})
+        assert not first.done(), "another account waited for the root's audit read"
+        assert not queued.done(), "the root's audit reads did not take turns"
+        held.release.set()
+        assert first.result(WAIT).status_code == 200
+        assert queued.result(WAIT).status_code == 200

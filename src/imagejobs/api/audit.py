@@ -3,7 +3,9 @@ first. The operator sees every account's events; an account's root user its own.
 
 A page holds up to 1,000 events: it is read as a deep read (off the event loop on
 SQLite, within the deep reads' share of the pool on PostgreSQL) and turned into JSON on a
-thread, so other callers are served meanwhile (docs/operations.md)."""
+thread, so other callers are served meanwhile (docs/operations.md). A root's reads take
+turns with its account's other deep reads (``DeepReadBudget``): the few deep-read slots
+are every tenant's, and 64 reads of one root held every place in flight for the others."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from imagejobs.domain.ids import MAX_ID
 from imagejobs.domain.params import IntegerParam
 from imagejobs.domain.times import format_time
 from imagejobs.services.access import AccessControl
+from imagejobs.services.protection import DeepReadBudget
 from imagejobs.storage.database import Row
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore, audit_event
 
@@ -72,7 +75,9 @@ def audit_page(rows: Sequence[Row]) -> bytes:
     return msgspec.json.encode(AuditResponse([audit_info(audit_event(row)) for row in rows]))
 
 
-def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
+def audit_routes(
+    ops: SqlOpsStore, access: AccessControl, deep_reads: DeepReadBudget | None = None
+) -> list[BaseRoute]:
     authenticate = make_authenticator(access)
 
     async def audit(request: Request) -> Response:
@@ -85,9 +90,12 @@ def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
             # Within a temporary key's session policy: every project's trail of the account.
             await access.authorize_account(principal, AUDIT_ACTION)
         query = request.query_params
-        rows = await ops.audit_rows(
-            LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before")), account_id
-        )
+        limit, before = LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before"))
+        if account_id is None or deep_reads is None:  # the operator's are not bounded
+            rows = await ops.audit_rows(limit, before, account_id)
+        else:
+            async with deep_reads.admit(account_id):
+                rows = await ops.audit_rows(limit, before, account_id)
         body = await asyncio.to_thread(audit_page, rows)
         return Response(body, 200, media_type="application/json")
 
