@@ -112,7 +112,12 @@ class _Connection:
         self._reader = self._socket.makefile("rb")
 
     def get(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        lines = [f"GET {target} HTTP/1.1", f"Host: {self._host}"]
+        return self.request("GET", target, headers)
+
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self._socket.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         status = int(self._reader.readline().split()[1])
@@ -172,6 +177,33 @@ def test_an_outsider_cannot_make_a_worker_keep_long_paths(sqlite_server: ServerP
     grown = _growth(sqlite_server, send, 2048)
     connection.close()
     assert grown < 25, f"the worker kept {grown:.0f} MB of 2,048 long paths"
+    sqlite_server.assert_quiet_log()
+
+
+def test_an_outsider_cannot_make_a_worker_keep_made_up_methods(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A method is any token the client likes, as long as the head allows. The edge named
+    each request's operation by its route and method, and remembered every name: 2,048
+    methods of 14 KiB sent to a route kept ~28 MB alive per worker, before any
+    authentication, and on a mount (no methods of its own: /console/assets) each method
+    also became the label of 16 new series on /metrics, which every scrape then rendered.
+    Such a request is "unmatched", like a method its route does not have."""
+    connection = _Connection(sqlite_server)
+
+    def send(i: int) -> None:
+        status, _ = connection.request(f"M{i:08d}{PAD}", "/_imagejobs/audit")
+        assert status == 405
+
+    grown = _growth(sqlite_server, send, 2048)
+    for i in range(20):
+        status, _ = connection.request(f"MOUNTED{i:04d}", "/console/assets/app.js")
+        assert status == 405
+    connection.close()
+    assert grown < 10, f"the worker kept {grown:.0f} MB of 2,048 long methods"
+    metrics = httpx.get(sqlite_server.base_url + "/metrics").text
+    assert "MOUNTED0001" not in metrics
+    assert 'imagejobs_requests_total{operation="unmatched",status="405"}' in metrics
     sqlite_server.assert_quiet_log()
 
 

@@ -37,6 +37,8 @@ from imagejobs.observability import (
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The methods an operation's name (a metric label) may hold: any other is "unmatched".
+_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *MUTATING})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
 # still alive and ready, and its metrics matter most then.
 UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
@@ -211,11 +213,14 @@ class Edge:
         name = self._names.get(key)
         if name is None:
             methods = getattr(route, "methods", None)
+            if method not in _HTTP_METHODS or (methods is not None and method not in methods):
+                # Neither remembered nor a metric label of its own: the method is the
+                # caller's text (any token, up to the head's size). A name per method kept
+                # 14 KiB for each new one, and a mount (no methods: /console/assets) made
+                # it the label of 16 new series on /metrics, before any authentication.
+                return "unmatched"
             template: str = getattr(route, "path", "")
-            if methods is not None and method not in methods:
-                name = "unmatched"
-            else:
-                name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
+            name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
             self._names[key] = name
         return name
 
