@@ -320,3 +320,55 @@ def test_a_tenant_cannot_fill_the_places_in_flight_with_reads_that_wait(
     assert answers == [200, 200, 200]
     assert statuses.count(200) == 70, statuses
     sqlite_server.assert_quiet_log()
+
+
+# --- probes and scrapes take no place in flight -----------------------------------------------
+
+
+def test_an_outsider_cannot_shed_tenants_with_scrapes_and_probes(tmp_path: Path) -> None:
+    """/metrics and /_imagejobs/ready need no credentials and are answered even at the
+    in-flight bound, but each one held a place while it was served: a scrape renders on a
+    thread, a readiness check waits for the database. 256 connections asking them back to
+    back had 100% of another tenant's lists answered 503 on SQLite (64% for readiness on
+    PostgreSQL). They take no place now."""
+    import asyncio
+    import threading
+
+    from imagejobs.storage.migrate import migrate
+
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+    asyncio.run(migrate(url))
+    server = ServerProcess(url, tmp_path / "server", extra_env={"IMAGEJOBS_MAX_IN_FLIGHT": "2"})
+    try:
+        tenant = new_tenant(url)
+        stop = threading.Event()
+
+        def ask(path: str) -> int:
+            asked = 0
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                while not stop.is_set():
+                    assert client.get(path).status_code == 200
+                    asked += 1
+            return asked
+
+        paths = ["/metrics"] * 12 + ["/_imagejobs/ready"] * 4
+        with ThreadPoolExecutor(len(paths)) as pool:
+            askers = [pool.submit(ask, path) for path in paths]
+            time.sleep(0.5)  # every asker is connected and asking
+            with httpx.Client(
+                base_url=server.base_url,
+                auth=AkSkAuth(tenant.access_key, tenant.secret_key),
+                timeout=30,
+            ) as victim:
+                path = f"/v1/{tenant.project_id}/image-server-jobs"
+                answers = [
+                    victim.get(path, params={"job_type": "CREATE_SERVER"}).status_code
+                    for _ in range(40)
+                ]
+            stop.set()
+            asked = [asker.result() for asker in askers]
+        assert min(asked) > 0
+        assert answers == [200] * 40, f"{answers.count(503)} of 40 lists were shed"
+        server.assert_quiet_log()
+    finally:
+        server.stop()

@@ -40,7 +40,9 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The methods an operation's name (a metric label) may hold: any other is "unmatched".
 _HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *MUTATING})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
-# still alive and ready, and its metrics matter most then.
+# still alive and ready, and its metrics matter most then. They take no place either: they
+# need no credentials, and 256 scrapes (or, on PostgreSQL, readiness checks) held at once
+# had every tenant's request shed with 503.
 UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}
@@ -143,7 +145,7 @@ class Edge:
             if arriving:
                 place = _Place(self, bounded)
                 receive = place.taken_on_arrival(receive)
-            else:
+            elif bounded:
                 # _Place.take inlined (every request without a body comes here): the bound
                 # was checked above, with no await since, so the place is free.
                 self.in_flight += 1
@@ -151,7 +153,8 @@ class Edge:
             await self.app(scope, receive, send_and_watch)
         finally:
             if place is None:
-                self.in_flight -= 1
+                if bounded:
+                    self.in_flight -= 1
             else:
                 place.release()
             CURRENT_REQUEST.reset(token)
@@ -297,7 +300,9 @@ class _Place:
 
     async def take(self) -> None:
         edge = self._edge
-        if self._bounded and edge.in_flight >= edge._max_in_flight:
+        if not self._bounded:
+            return  # a probe or a scrape: answered at the bound, and takes no place
+        if edge.in_flight >= edge._max_in_flight:
             edge.refusals.busy_routed += 1
             raise ServiceUnavailable()  # a body's reader answers it: the route maps errors
         edge.in_flight += 1
