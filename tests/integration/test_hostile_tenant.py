@@ -4,6 +4,7 @@ what a worker keeps of the long strings a client sends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -204,6 +205,32 @@ def test_an_outsider_cannot_make_a_worker_keep_made_up_methods(
     metrics = httpx.get(sqlite_server.base_url + "/metrics").text
     assert "MOUNTED0001" not in metrics
     assert 'imagejobs_requests_total{operation="unmatched",status="405"}' in metrics
+    sqlite_server.assert_quiet_log()
+
+
+def test_an_outsider_cannot_make_a_worker_hold_huge_unfinished_heads(
+    sqlite_server: ServerProcess,
+) -> None:
+    """Granian buffered up to 408 KiB of a request head (its default) before the edge could
+    refuse it, for as long as the header read timeout: 300 connections each sending 400 KB
+    of one header, never finishing it, grew the worker by 120 MB (4,096 connections: 1.6
+    GB). Beyond twice IMAGEJOBS_MAX_HEADER_BYTES plus 16 KiB, Granian answers 431 and
+    closes the connection."""
+    before = _worker_rss_mb(sqlite_server)
+    connections = []
+    for _ in range(200):
+        connection = socket.create_connection(("127.0.0.1", sqlite_server.port), timeout=30)
+        with contextlib.suppress(OSError):  # refused and closed while sending: as wanted
+            connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 300_000)
+        connections.append(connection)
+    time.sleep(1.0)  # every head has arrived as far as the server takes it
+    grown = _worker_rss_mb(sqlite_server) - before
+    answer = connections[0].recv(64)
+    for connection in connections:
+        connection.close()
+    assert grown < 20, f"the worker held {grown:.0f} MB of 200 unfinished heads"
+    assert answer.startswith(b"HTTP/1.1 431"), answer
+    assert httpx.get(sqlite_server.base_url + "/_imagejobs/health").status_code == 200
     sqlite_server.assert_quiet_log()
 
 
