@@ -234,6 +234,36 @@ def test_an_outsider_cannot_make_a_worker_hold_huge_unfinished_heads(
     sqlite_server.assert_quiet_log()
 
 
+def test_an_outsider_cannot_make_the_access_log_hold_its_long_paths(
+    sqlite_server: ServerProcess,
+) -> None:
+    """Every request gets an access line, a refused one too: a 401 with 14 KiB of path and
+    as much of method wrote a 28 KiB line, ~70 times a usual one, megabytes of log a
+    second from one unauthenticated client. A line keeps what the audit trail keeps:
+    512 characters of path, 16 of method, 128 of project."""
+    connection = _Connection(sqlite_server)
+    marker = "longpath"
+    assert connection.get(f"/v1/{marker}{PAD}/image-server-jobs")[0] == 401
+    assert connection.request(f"LONGMETHOD{PAD}", f"/{marker}{PAD}")[0] in (404, 405)
+    connection.close()
+    for _ in range(100):
+        lines = [
+            json.loads(line)
+            for line in sqlite_server.log_path.read_text().splitlines()
+            if line.startswith("{") and marker in line
+        ]
+        if len(lines) == 2:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 2, lines
+    first, second = lines
+    assert first["path"] == f"/v1/{marker}{PAD}"[:512]
+    assert first["project"] == f"{marker}{PAD}"[:128]
+    assert second["method"] == "LONGMETHOD" + PAD[:6]
+    assert max(len(json.dumps(line)) for line in lines) < 1024
+    sqlite_server.assert_quiet_log()
+
+
 def test_a_tenant_cannot_make_a_worker_keep_long_queries(sqlite_server: ServerProcess) -> None:
     """Each /v1 operation remembered 1,024 parsed queries whatever their length (unknown
     parameters are allowed): ~15 MB per operation and worker for any tenant."""
