@@ -42,7 +42,7 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *MUTATING})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
 # still alive and ready, and its metrics matter most then. They take no place either: they
 # need no credentials, and 256 scrapes (or, on PostgreSQL, readiness checks) held at once
-# had every tenant's request shed with 503.
+# had most of the tenants' requests shed with 503.
 UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}

@@ -101,7 +101,7 @@ class SharedRender:
     prometheus_client's own server renders, so the loop serves others meanwhile). Scrapes
     that arrive while a render runs share it instead of starting another: /metrics needs
     no credentials, and 256 connections scraping back to back each rendered on their own,
-    holding the GIL most of the time (another tenant's median list went from 1 to 90 ms)."""
+    holding the GIL most of the time (bench/README.md, hostile_floods.py)."""
 
     def __init__(self, render: Callable[[], bytes]) -> None:
         self._render = render
