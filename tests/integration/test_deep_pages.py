@@ -111,6 +111,24 @@ def jobs_state(project_id: str, first_id: int, count: int) -> dict[str, Any]:
     }
 
 
+def one_refused(more: list[Future[httpx.Response]], timeout: float) -> Future[httpx.Response]:
+    """Of two more deep reads of an account whose first is held, one is refused at once
+    (the gateway's throttling answer) and one waits its turn: that one is returned."""
+    done, _ = wait(more, timeout=timeout, return_when=FIRST_COMPLETED)
+    assert len(done) == 1, "every read waited for a deep-read thread; none was refused"
+    (refused,) = done
+    answer = refused.result()
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.json() == {
+        "error_code": "APIGW.0308",
+        "error_msg": "The throttling threshold has been reached:"
+        " policy deep page over ratelimit,limit:2,time:in flight",
+    }
+    (queued,) = [f for f in more if f is not refused]
+    return queued
+
+
 def lister(cloud: Cloud, tenant: Tenant) -> Callable[[int], ListImageJobsResponse]:
     def list_page(offset: int) -> ListImageJobsResponse:
         request = ListImageJobsRequest(job_type="CREATE_SERVER", offset=offset, limit=10)
@@ -141,17 +159,7 @@ def test_another_tenant_is_served_while_one_reads_deep_pages(
         more: list[Future[httpx.Response]] = [
             pool.submit(httpx.get, url, params=query, auth=auth, timeout=WAIT) for _ in range(2)
         ]
-        done, _ = wait(more, timeout=WAIT, return_when=FIRST_COMPLETED)
-        (refused,) = done
-        answer = refused.result()
-        assert answer.status_code == 429
-        assert answer.headers["Retry-After"] == "1"
-        assert answer.json() == {
-            "error_code": "APIGW.0308",
-            "error_msg": "The throttling threshold has been reached:"
-            " policy deep page over ratelimit,limit:2,time:in flight",
-        }
-        (queued,) = [f for f in more if f is not refused]
+        queued = one_refused(more, WAIT)
 
         # Meanwhile tenant B lists its jobs, a first page and a deep one, as usual.
         first_b = list_b(0)
@@ -277,18 +285,7 @@ def test_a_roots_audit_reads_take_turns(cloud: Cloud, held: HeldDeepReads) -> No
         assert held.started.wait(WAIT), "the audit page never reached a deep read"
         assert not held.held_on_loop, "the audit page was read on the event loop"
         more = [pool.submit(httpx.get, url, auth=auth, timeout=WAIT) for _ in range(2)]
-        done, _ = wait(more, timeout=10, return_when=FIRST_COMPLETED)
-        assert len(done) == 1, "every audit read of the root waited for a deep-read thread"
-        (refused,) = done
-        answer = refused.result()
-        assert answer.status_code == 429, answer.text
-        assert answer.headers["Retry-After"] == "1"
-        assert answer.json() == {
-            "error_code": "APIGW.0308",
-            "error_msg": "The throttling threshold has been reached:"
-            " policy deep page over ratelimit,limit:2,time:in flight",
-        }
-        (queued,) = [f for f in more if f is not refused]
+        queued = one_refused(more, 10)
         # Another account's root reads its own trail meanwhile.
         other = httpx.get(url, auth=AkSkAuth(b.access_key, b.secret_key), timeout=WAIT)
         assert (other.status_code, other.json()) == (200, {"events": []})
