@@ -63,6 +63,33 @@ def test_a_temporary_keys_session_policy_bounds_its_audit_read(
     live_server.assert_quiet_log()
 
 
+def test_operator_and_audit_queries_are_read_as_the_signature_covers_them(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """The signature sorts a repeated key's values, so ``limit=1&limit=1000`` and
+    ``limit=1000&limit=1`` are signed alike; /v1 refuses a repeated key, but the operator
+    and audit routes read the query with Starlette, which takes the last value (and "+" as
+    a space): whoever replayed a captured call could choose which one counted. They read
+    it as /v1 does now."""
+    tenant = new_tenant(live_database_url)
+    http = signed_client(live_server.base_url, tenant)
+    for path, query in [
+        (AUDIT, [("limit", "1"), ("limit", "1000")]),
+        ("/_imagejobs/engine/tasks", [("project_id", tenant.project_id)] * 2),
+    ]:
+        refused = http.get(path, params=query)
+        assert refused.status_code == 400, refused.text
+        name = query[0][0]
+        assert refused.json() == {
+            "error_code": "WKS.00211102",
+            "error_msg": f"The parameter is invalid: {name} must not be given more than once",
+        }
+    assert http.get(AUDIT, params={"limit": "1"}).status_code == 200
+    tasks = http.get("/_imagejobs/engine/tasks", params={"project_id": tenant.project_id})
+    assert (tasks.status_code, tasks.json()) == (200, {"tasks": []})
+    live_server.assert_quiet_log()
+
+
 # --- memory: nothing long a client sends is remembered --------------------------------------
 
 

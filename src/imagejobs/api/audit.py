@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs.api.auth import make_authenticator
+from imagejobs.api.endpoint import parse_query
 from imagejobs.api.errors import guarded
 from imagejobs.domain.errors import PermissionDenied
 from imagejobs.domain.ids import MAX_ID
@@ -89,7 +90,7 @@ def audit_routes(
             account_id = principal.account_id
             # Within a temporary key's session policy: every project's trail of the account.
             await access.authorize_account(principal, AUDIT_ACTION)
-        query = request.query_params
+        query = parse_query(request.scope["query_string"])  # as the signature covers it
         limit, before = LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before"))
         if account_id is None or deep_reads is None:  # the operator's are not bounded
             rows = await ops.audit_rows(limit, before, account_id)
