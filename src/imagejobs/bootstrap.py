@@ -358,7 +358,7 @@ def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
         + probe_routes(
             ops, head_revision(), runner, metrics, settings.metrics_counts_max_age_seconds
         )
-        + audit_routes(ops, access),
+        + audit_routes(ops, access, services.deep_reads),
         on_startup=startup,
         on_shutdown=shutdown,
         body_read_timeout=settings.body_read_timeout_seconds,

@@ -166,7 +166,9 @@ class Metrics:
         self.requests = _RequestCounts(self.refusals)
         r.register(self.requests)
         self.in_flight = Gauge(
-            "imagejobs_requests_in_flight", "Requests being served by this process.", registry=r
+            "imagejobs_requests_in_flight",
+            "Requests holding a place in flight (IMAGEJOBS_MAX_IN_FLIGHT): not probes or scrapes.",
+            registry=r,
         )
         self.auth_failures = Counter(
             "imagejobs_auth_failures",

@@ -111,6 +111,24 @@ def jobs_state(project_id: str, first_id: int, count: int) -> dict[str, Any]:
     }
 
 
+def one_refused(more: list[Future[httpx.Response]], timeout: float) -> Future[httpx.Response]:
+    """Of two more deep reads of an account whose first is held, one is refused at once
+    (the gateway's throttling answer) and one waits its turn: that one is returned."""
+    done, _ = wait(more, timeout=timeout, return_when=FIRST_COMPLETED)
+    assert len(done) == 1, "every read waited for a deep-read thread; none was refused"
+    (refused,) = done
+    answer = refused.result()
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.json() == {
+        "error_code": "APIGW.0308",
+        "error_msg": "The throttling threshold has been reached:"
+        " policy deep page over ratelimit,limit:2,time:in flight",
+    }
+    (queued,) = [f for f in more if f is not refused]
+    return queued
+
+
 def lister(cloud: Cloud, tenant: Tenant) -> Callable[[int], ListImageJobsResponse]:
     def list_page(offset: int) -> ListImageJobsResponse:
         request = ListImageJobsRequest(job_type="CREATE_SERVER", offset=offset, limit=10)
@@ -141,17 +159,7 @@ def test_another_tenant_is_served_while_one_reads_deep_pages(
         more: list[Future[httpx.Response]] = [
             pool.submit(httpx.get, url, params=query, auth=auth, timeout=WAIT) for _ in range(2)
         ]
-        done, _ = wait(more, timeout=WAIT, return_when=FIRST_COMPLETED)
-        (refused,) = done
-        answer = refused.result()
-        assert answer.status_code == 429
-        assert answer.headers["Retry-After"] == "1"
-        assert answer.json() == {
-            "error_code": "APIGW.0308",
-            "error_msg": "The throttling threshold has been reached:"
-            " policy deep page over ratelimit,limit:2,time:in flight",
-        }
-        (queued,) = [f for f in more if f is not refused]
+        queued = one_refused(more, WAIT)
 
         # Meanwhile tenant B lists its jobs, a first page and a deep one, as usual.
         first_b = list_b(0)
@@ -262,3 +270,27 @@ def test_a_deep_page_past_the_statement_timeout_is_answered_503_and_others_go_on
         }
         assert deep.headers["X-Request-Id"]
         assert lister(cloud, tenant)(0).count == 3
+
+
+def test_a_roots_audit_reads_take_turns(cloud: Cloud, held: HeldDeepReads) -> None:
+    """A page of the audit trail (up to 1,000 events) is a deep read, and a root asked for
+    as many as it liked at once: 64 of them waited for the two deep-read threads, holding
+    every place in flight, and 34-47% of another tenant's lists were answered 503. They take
+    turns with the account's deep pages now: one read, one waiting, the rest 429."""
+    a, b = cloud.tenant(), cloud.tenant()
+    url = f"{cloud.endpoint}/_imagejobs/audit"
+    auth = AkSkAuth(a.access_key, a.secret_key)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(httpx.get, url, params={"limit": "1000"}, auth=auth, timeout=WAIT)
+        assert held.started.wait(WAIT), "the audit page never reached a deep read"
+        assert not held.held_on_loop, "the audit page was read on the event loop"
+        more = [pool.submit(httpx.get, url, auth=auth, timeout=WAIT) for _ in range(2)]
+        queued = one_refused(more, 10)
+        # Another account's root reads its own trail meanwhile.
+        other = httpx.get(url, auth=AkSkAuth(b.access_key, b.secret_key), timeout=WAIT)
+        assert (other.status_code, other.json()) == (200, {"events": []})
+        assert not first.done(), "another account waited for the root's audit read"
+        assert not queued.done(), "the root's audit reads did not take turns"
+        held.release.set()
+        assert first.result(WAIT).status_code == 200
+        assert queued.result(WAIT).status_code == 200

@@ -4,6 +4,7 @@ what a worker keeps of the long strings a client sends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -156,6 +157,33 @@ def test_a_temporary_keys_session_policy_bounds_its_project_list(
     live_server.assert_quiet_log()
 
 
+def test_operator_and_audit_queries_are_read_as_the_signature_covers_them(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """The signature sorts a repeated key's values, so ``limit=1&limit=1000`` and
+    ``limit=1000&limit=1`` are signed alike; /v1 refuses a repeated key, but the operator
+    and audit routes read the query with Starlette, which takes the last value (and "+" as
+    a space): whoever replayed a captured call could choose which one counted. They read
+    it as /v1 does now."""
+    tenant = new_tenant(live_database_url)
+    http = signed_client(live_server.base_url, tenant)
+    for path, query in [
+        (AUDIT, [("limit", "1"), ("limit", "1000")]),
+        ("/_imagejobs/engine/tasks", [("project_id", tenant.project_id)] * 2),
+    ]:
+        refused = http.get(path, params=query)
+        assert refused.status_code == 400, refused.text
+        name = query[0][0]
+        assert refused.json() == {
+            "error_code": "WKS.00211102",
+            "error_msg": f"The parameter is invalid: {name} must not be given more than once",
+        }
+    assert http.get(AUDIT, params={"limit": "1"}).status_code == 200
+    tasks = http.get("/_imagejobs/engine/tasks", params={"project_id": tenant.project_id})
+    assert (tasks.status_code, tasks.json()) == (200, {"tasks": []})
+    live_server.assert_quiet_log()
+
+
 # --- memory: nothing long a client sends is remembered --------------------------------------
 
 
@@ -206,7 +234,12 @@ class _Connection:
         self._reader = self._socket.makefile("rb")
 
     def get(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        lines = [f"GET {target} HTTP/1.1", f"Host: {self._host}"]
+        return self.request("GET", target, headers)
+
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self._socket.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         status = int(self._reader.readline().split()[1])
@@ -266,6 +299,89 @@ def test_an_outsider_cannot_make_a_worker_keep_long_paths(sqlite_server: ServerP
     grown = _growth(sqlite_server, send, 2048)
     connection.close()
     assert grown < 25, f"the worker kept {grown:.0f} MB of 2,048 long paths"
+    sqlite_server.assert_quiet_log()
+
+
+def test_an_outsider_cannot_make_a_worker_keep_made_up_methods(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A method is any token the client likes, as long as the head allows. The edge named
+    each request's operation by its route and method, and remembered every name: 2,048
+    methods of 14 KiB sent to a route kept ~28 MB alive per worker, before any
+    authentication, and on a mount (no methods of its own: /console/assets) each method
+    also became the label of 16 new series on /metrics, which every scrape then rendered.
+    Such a request is "unmatched", like a method its route does not have."""
+    connection = _Connection(sqlite_server)
+
+    def send(i: int) -> None:
+        status, _ = connection.request(f"M{i:08d}{PAD}", "/_imagejobs/audit")
+        assert status == 405
+
+    grown = _growth(sqlite_server, send, 2048)
+    for i in range(20):
+        status, _ = connection.request(f"MOUNTED{i:04d}", "/console/assets/app.js")
+        assert status == 405
+    connection.close()
+    assert grown < 10, f"the worker kept {grown:.0f} MB of 2,048 long methods"
+    metrics = httpx.get(sqlite_server.base_url + "/metrics").text
+    assert "MOUNTED0001" not in metrics
+    assert 'imagejobs_requests_total{operation="unmatched",status="405"}' in metrics
+    sqlite_server.assert_quiet_log()
+
+
+def test_an_outsider_cannot_make_a_worker_hold_huge_unfinished_heads(
+    sqlite_server: ServerProcess,
+) -> None:
+    """Granian buffered up to 408 KiB of a request head (its default) before the edge could
+    refuse it, for as long as the header read timeout: 300 connections each sending 400 KB
+    of one header, never finishing it, grew the worker by 120 MB (4,096 connections: 1.6
+    GB). Beyond twice IMAGEJOBS_MAX_HEADER_BYTES plus 16 KiB, Granian answers 431 and
+    closes the connection."""
+    before = _worker_rss_mb(sqlite_server)
+    connections = []
+    for _ in range(200):
+        connection = socket.create_connection(("127.0.0.1", sqlite_server.port), timeout=30)
+        with contextlib.suppress(OSError):  # refused and closed while sending: as wanted
+            connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 300_000)
+        connections.append(connection)
+    time.sleep(1.0)  # every head has arrived as far as the server takes it
+    grown = _worker_rss_mb(sqlite_server) - before
+    answer = connections[0].recv(64)
+    for connection in connections:
+        connection.close()
+    assert grown < 20, f"the worker held {grown:.0f} MB of 200 unfinished heads"
+    assert answer.startswith(b"HTTP/1.1 431"), answer
+    assert httpx.get(sqlite_server.base_url + "/_imagejobs/health").status_code == 200
+    sqlite_server.assert_quiet_log()
+
+
+def test_an_outsider_cannot_make_the_access_log_hold_its_long_paths(
+    sqlite_server: ServerProcess,
+) -> None:
+    """Every request gets an access line, a refused one too: a 401 with 14 KiB of path and
+    as much of method wrote a 28 KiB line, ~70 times a usual one, megabytes of log a
+    second from one unauthenticated client. A line keeps what the audit trail keeps:
+    512 characters of path, 16 of method, 128 of project."""
+    connection = _Connection(sqlite_server)
+    marker = "longpath"
+    assert connection.get(f"/v1/{marker}{PAD}/image-server-jobs")[0] == 401
+    assert connection.request(f"LONGMETHOD{PAD}", f"/{marker}{PAD}")[0] in (404, 405)
+    connection.close()
+    for _ in range(100):
+        lines = [
+            json.loads(line)
+            for line in sqlite_server.log_path.read_text().splitlines()
+            if line.startswith("{") and marker in line
+        ]
+        if len(lines) == 2:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 2, lines
+    first, second = lines
+    assert first["path"] == f"/v1/{marker}{PAD}"[:512]
+    assert first["project"] == f"{marker}{PAD}"[:128]
+    assert second["method"] == "LONGMETHOD" + PAD[:6]
+    assert max(len(json.dumps(line)) for line in lines) < 1024
     sqlite_server.assert_quiet_log()
 
 
@@ -382,3 +498,55 @@ def test_a_tenant_cannot_fill_the_places_in_flight_with_reads_that_wait(
     assert answers == [200, 200, 200]
     assert statuses.count(200) == 70, statuses
     sqlite_server.assert_quiet_log()
+
+
+# --- probes and scrapes take no place in flight -----------------------------------------------
+
+
+def test_an_outsider_cannot_shed_tenants_with_scrapes_and_probes(tmp_path: Path) -> None:
+    """/metrics and /_imagejobs/ready need no credentials and are answered even at the
+    in-flight bound, but each one held a place while it was served: a scrape renders on a
+    thread, a readiness check waits for the database. 256 connections asking them back to
+    back had 80-84% of another tenant's lists answered 503 on SQLite (64% for readiness on
+    PostgreSQL). They take no place now."""
+    import asyncio
+    import threading
+
+    from imagejobs.storage.migrate import migrate
+
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+    asyncio.run(migrate(url))
+    server = ServerProcess(url, tmp_path / "server", extra_env={"IMAGEJOBS_MAX_IN_FLIGHT": "2"})
+    try:
+        tenant = new_tenant(url)
+        stop = threading.Event()
+
+        def ask(path: str) -> int:
+            asked = 0
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                while not stop.is_set():
+                    assert client.get(path).status_code == 200
+                    asked += 1
+            return asked
+
+        paths = ["/metrics"] * 12 + ["/_imagejobs/ready"] * 4
+        with ThreadPoolExecutor(len(paths)) as pool:
+            askers = [pool.submit(ask, path) for path in paths]
+            time.sleep(0.5)  # every asker is connected and asking
+            with httpx.Client(
+                base_url=server.base_url,
+                auth=AkSkAuth(tenant.access_key, tenant.secret_key),
+                timeout=30,
+            ) as victim:
+                path = f"/v1/{tenant.project_id}/image-server-jobs"
+                answers = [
+                    victim.get(path, params={"job_type": "CREATE_SERVER"}).status_code
+                    for _ in range(40)
+                ]
+            stop.set()
+            asked = [asker.result() for asker in askers]
+        assert min(asked) > 0
+        assert answers == [200] * 40, f"{answers.count(503)} of 40 lists were shed"
+        server.assert_quiet_log()
+    finally:
+        server.stop()

@@ -40,9 +40,14 @@ def test_a_root_reads_and_steers_its_own_projects_only(
     rule = f"/_imagejobs/engine/rules/{foreign}/CREATE_SERVER"
     _refused(http.request("PUT", rule, json={"completion": "immediate"}), denied)
     _refused(http.get(rule), denied)
-    # The last of a repeated project_id is the one both checked and used.
-    both = [("project_id", own), ("project_id", foreign)]
-    _refused(http.get("/_imagejobs/engine/tasks", params=both), denied)
+    # A repeated project_id is refused before any check, as on /v1 (the signature sorts
+    # its values, so a replay could otherwise choose which one counted).
+    for both in ([("project_id", own), ("project_id", foreign)], [("project_id", own)] * 2):
+        answer = http.get("/_imagejobs/engine/tasks", params=both)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error_msg"] == (
+            "The parameter is invalid: project_id must not be given more than once"
+        )
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,29 @@ async def test_a_failed_read_fails_its_scrapes_and_the_next_scrape_reads_again()
         await shared.get()
     failing[0] = False
     assert (await shared.get()).queue_due == 7
+
+
+async def test_scrapes_during_a_render_share_it_and_a_later_scrape_renders_again() -> None:
+    """/metrics needs no credentials: 256 connections scraping back to back rendered 256
+    times at once, holding the GIL from every tenant. Scrapes share a render in progress."""
+    import threading
+
+    from imagejobs.api.probes import SharedRender
+
+    release = threading.Event()
+    renders: list[int] = []
+
+    def render() -> bytes:
+        renders.append(1)
+        release.wait(10)
+        return b"metrics %d" % len(renders)
+
+    shared = SharedRender(render)
+    scrapes = [asyncio.create_task(shared.get()) for _ in range(10)]
+    while not renders:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)  # every scrape is waiting now
+    release.set()
+    assert {await s for s in scrapes} == {b"metrics 1"}
+    assert len(renders) == 1
+    assert await shared.get() == b"metrics 2"  # a scrape after it: rendered afresh

@@ -5,7 +5,9 @@ only its project's, none of the account's own (IAM calls, with no project).
 
 A page holds up to 1,000 events: it is read as a deep read (off the event loop on
 SQLite, within the deep reads' share of the pool on PostgreSQL) and turned into JSON on a
-thread, so other callers are served meanwhile (docs/operations.md)."""
+thread, so other callers are served meanwhile (docs/operations.md). A root's reads take
+turns with its account's other deep reads (``DeepReadBudget``): the few deep-read slots
+are every tenant's, and 64 reads of one root held every place in flight for the others."""
 
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from imagejobs.api.auth import make_authenticator
+from imagejobs.api.endpoint import parse_query
 from imagejobs.api.errors import guarded
 from imagejobs.domain.errors import PermissionDenied
 from imagejobs.domain.ids import MAX_ID
 from imagejobs.domain.params import IntegerParam
 from imagejobs.domain.times import format_time
 from imagejobs.services.access import AccessControl
+from imagejobs.services.protection import DeepReadBudget
 from imagejobs.storage.database import Row
 from imagejobs.storage.ops_store import AuditEvent, SqlOpsStore, audit_event
 
@@ -77,7 +81,9 @@ def audit_page(rows: Sequence[Row]) -> bytes:
     return msgspec.json.encode(AuditResponse([audit_info(audit_event(row)) for row in rows]))
 
 
-def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
+def audit_routes(
+    ops: SqlOpsStore, access: AccessControl, deep_reads: DeepReadBudget | None = None
+) -> list[BaseRoute]:
     authenticate = make_authenticator(access)
 
     async def audit(request: Request) -> Response:
@@ -92,9 +98,13 @@ def audit_routes(ops: SqlOpsStore, access: AccessControl) -> list[BaseRoute]:
             project_id = principal.project_id
             # Within a temporary key's session policy.
             await access.authorize_account(principal, AUDIT_ACTION)
-        query = request.query_params
+        query = parse_query(request.scope["query_string"])  # as the signature covers it
         limit, before = LIMIT.parse(query.get("limit")), BEFORE.parse(query.get("before"))
-        rows = await ops.audit_rows(limit, before, account_id, project_id)
+        if account_id is None or deep_reads is None:  # the operator's are not bounded
+            rows = await ops.audit_rows(limit, before, account_id, project_id)
+        else:
+            async with deep_reads.admit(account_id):
+                rows = await ops.audit_rows(limit, before, account_id, project_id)
         body = await asyncio.to_thread(audit_page, rows)
         return Response(body, 200, media_type="application/json")
 

@@ -37,8 +37,12 @@ from imagejobs.observability import (
 from imagejobs.storage.ops_store import AuditEvent
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The methods an operation's name (a metric label) may hold: any other is "unmatched".
+_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *MUTATING})
 # Probes and scrapes are answered even at the in-flight bound: a saturated process is
-# still alive and ready, and its metrics matter most then.
+# still alive and ready, and its metrics matter most then. They take no place either: they
+# need no credentials, and 256 scrapes (or, on PostgreSQL, readiness checks) held at once
+# had most of the tenants' requests shed with 503.
 UNBOUNDED_PATHS = frozenset({"/_imagejobs/health", "/_imagejobs/ready", "/metrics"})
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _OPERATION_NAMES = {(op.method, op.path): op.operation_id for op in ALL_OPERATIONS}
@@ -51,6 +55,8 @@ _BUSY_TYPE = (b"content-type", b"application/json")
 _BUSY_BODY_MESSAGE: Message = {"type": "http.response.body", "body": _BUSY_BODY}
 REFUSAL_LOG_SECONDS = 1.0  # refusals at the bound are logged as one line this often
 _NO_PARAMS: dict[str, str] = {}
+# What an access line and an audit event keep of a request's method, path and project.
+_LOGGED_METHOD, _LOGGED_PATH, _LOGGED_PROJECT = 16, 512, 128
 
 
 class _ErrorCode(msgspec.Struct):
@@ -141,7 +147,7 @@ class Edge:
             if arriving:
                 place = _Place(self, bounded)
                 receive = place.taken_on_arrival(receive)
-            else:
+            elif bounded:
                 # _Place.take inlined (every request without a body comes here): the bound
                 # was checked above, with no await since, so the place is free.
                 self.in_flight += 1
@@ -149,7 +155,8 @@ class Edge:
             await self.app(scope, receive, send_and_watch)
         finally:
             if place is None:
-                self.in_flight -= 1
+                if bounded:
+                    self.in_flight -= 1
             else:
                 place.release()
             CURRENT_REQUEST.reset(token)
@@ -211,11 +218,14 @@ class Edge:
         name = self._names.get(key)
         if name is None:
             methods = getattr(route, "methods", None)
+            if method not in _HTTP_METHODS or (methods is not None and method not in methods):
+                # Neither remembered nor a metric label of its own: the method is the
+                # caller's text (any token, up to the head's size). A name per method kept
+                # 14 KiB for each new one, and a mount (no methods: /console/assets) made
+                # it the label of 16 new series on /metrics, before any authentication.
+                return "unmatched"
             template: str = getattr(route, "path", "")
-            if methods is not None and method not in methods:
-                name = "unmatched"
-            else:
-                name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
+            name = _OPERATION_NAMES.get((method, template)) or f"{method} {template}"
             self._names[key] = name
         return name
 
@@ -241,10 +251,13 @@ class Edge:
                 AccessLine(
                     format_now(),
                     request_id,
-                    scope["method"],
-                    scope["path"],
+                    # As the audit trail keeps them: a head may hold 16 KiB of path and as
+                    # much of method, and an outsider's 401s, each logged, made lines ~70
+                    # times their usual size (megabytes a second of log from one client).
+                    scope["method"][:_LOGGED_METHOD],
+                    scope["path"][:_LOGGED_PATH],
                     operation,
-                    project,
+                    project if project is None else project[:_LOGGED_PROJECT],
                     note.principal,
                     status,
                     # Milliseconds to two decimals; round(x, 2) goes through a decimal
@@ -262,9 +275,9 @@ class Edge:
                 method=scope["method"],
                 # A refused request with NUL in its path is still audited: the store
                 # keeps every field's NUL as U+FFFD (ops_store._storable).
-                path=scope["path"][:512],
+                path=scope["path"][:_LOGGED_PATH],
                 operation=operation,
-                project_id=(project or "")[:128],
+                project_id=(project or "")[:_LOGGED_PROJECT],
                 status=status,
                 error_code=_code_of(error_body) if status >= 400 else "",
             )
@@ -292,7 +305,9 @@ class _Place:
 
     async def take(self) -> None:
         edge = self._edge
-        if self._bounded and edge.in_flight >= edge._max_in_flight:
+        if not self._bounded:
+            return  # a probe or a scrape: answered at the bound, and takes no place
+        if edge.in_flight >= edge._max_in_flight:
             edge.refusals.busy_routed += 1
             raise ServiceUnavailable()  # a body's reader answers it: the route maps errors
         edge.in_flight += 1

@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from imagejobs import __version__
 from imagejobs.api.auth import MAX_BODY_BYTES, make_authenticator, read_body, received_request
-from imagejobs.api.endpoint import decode_body
+from imagejobs.api.endpoint import decode_body, parse_query
 from imagejobs.api.errors import guarded
 from imagejobs.api.openapi import parameter_schema
 from imagejobs.api.operator_schemas import (
@@ -346,14 +346,18 @@ async def _before_the_body(
 
 
 async def _check(
-    route: OperatorRoute, principal: Principal, access: AccessControl, request: Request
+    route: OperatorRoute,
+    principal: Principal,
+    access: AccessControl,
+    request: Request,
+    query: Mapping[str, str],
 ) -> None:
     """The operator may do anything; others only what names a project they may steer."""
     if principal.is_operator:
         return
     if route.project_in is None:  # reset, tenants, loading a state: the operator's alone
         raise PermissionDenied(f"Only the operator may use {route.method} {route.path}.")
-    source = request.path_params if route.project_in == "path" else request.query_params
+    source = request.path_params if route.project_in == "path" else query
     project_id = source.get("project_id")
     if not project_id or project_id == ANY:
         raise PermissionDenied(
@@ -374,14 +378,18 @@ def _endpoint(
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)
-        await _check(route, principal, access, request)
+        # Read as the signature covers it, as /v1 queries are (a repeated key refused, "+"
+        # a plus sign): Starlette's reading took the last of repeated keys, whose values
+        # the signature sorts, so that a replay could choose the project or the limit.
+        query = parse_query(request.scope["query_string"])
+        await _check(route, principal, access, request, query)
         body = None
         if route.body is not None:
             raw = await read_body(request, route.max_body_bytes)
             if not raw and route.empty_body_is_object:
                 raw = b"{}"
             body = decode_body(raw, route.body)
-        call = OperatorCall(services, request.path_params, request.query_params, body)
+        call = OperatorCall(services, request.path_params, query, body)
         result = await route.handler(call)
         body = result if isinstance(result, bytes) else encoder.encode(result)
         return Response(body, 200, media_type="application/json")

@@ -96,6 +96,30 @@ class SharedCounts:
             self._reading = None
 
 
+class SharedRender:
+    """The Prometheus text, rendered on a thread (milliseconds of Python: as
+    prometheus_client's own server renders, so the loop serves others meanwhile). Scrapes
+    that arrive while a render runs share it instead of starting another: /metrics needs
+    no credentials, and 256 connections scraping back to back each rendered on their own,
+    holding the GIL most of the time (bench/README.md, hostile_floods.py)."""
+
+    def __init__(self, render: Callable[[], bytes]) -> None:
+        self._render = render
+        self._running: asyncio.Future[bytes] | None = None
+
+    async def get(self) -> bytes:
+        if self._running is None:
+            running = asyncio.ensure_future(asyncio.to_thread(self._render))
+            self._running = running
+            running.add_done_callback(self._done)
+        # A scrape that goes away leaves the render running for the others.
+        return await asyncio.shield(self._running)
+
+    def _done(self, finished: asyncio.Future[bytes]) -> None:
+        if self._running is finished:
+            self._running = None
+
+
 def probe_routes(
     ops: SqlOpsStore,
     head_revision: str,
@@ -130,6 +154,7 @@ def probe_routes(
     routes: list[BaseRoute] = [Route(READY_PATH, guarded(ready), methods=["GET"])]
     if metrics is not None:
         counts = SharedCounts(lambda: ops.engine_counts(now_ms()), counts_max_age)
+        render = SharedRender(lambda: generate_latest(metrics.registry))
 
         async def scrape(request: Request) -> Response:
             try:
@@ -137,10 +162,7 @@ def probe_routes(
                     metrics.set_engine_counts(await counts.get())
             except (ImageJobsError, TimeoutError, OSError):
                 pass  # the database is away: the other metrics are what matters now
-            # Rendering every metric takes milliseconds of Python: on a thread, as
-            # prometheus_client's own server renders, so the loop serves others meanwhile.
-            body = await asyncio.to_thread(generate_latest, metrics.registry)
-            return Response(body, media_type=CONTENT_TYPE_LATEST)
+            return Response(await render.get(), media_type=CONTENT_TYPE_LATEST)
 
         routes.append(Route(METRICS_PATH, guarded(scrape), methods=["GET"]))
     return routes

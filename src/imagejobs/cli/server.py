@@ -135,7 +135,8 @@ def serve(
         backlog=settings.listen_backlog,
         backpressure=max_connections,
         http1_settings=HTTP1Settings(
-            header_read_timeout=max(1, round(settings.header_read_timeout_seconds * 1000))
+            header_read_timeout=max(1, round(settings.header_read_timeout_seconds * 1000)),
+            max_buffer_size=head_buffer_bytes(settings.max_header_bytes),
         ),
         # A worker that has not stopped this long after SIGTERM is killed rather than left
         # behind holding the port: after a flood of connections a worker was seen to miss
@@ -144,6 +145,15 @@ def serve(
             1800, math.ceil(settings.shutdown_grace_seconds) + WORKER_STOP_SECONDS
         ),
     ).serve()
+
+
+def head_buffer_bytes(max_header_bytes: int) -> int:
+    """What Granian may buffer of a connection's request head: room for the headers the
+    edge accepts (IMAGEJOBS_MAX_HEADER_BYTES) and a request line as long, plus 16 KiB.
+    Its default, 408 KiB, let anyone hold that much per connection for the header read
+    timeout (300 unfinished heads: +120 MB; 4,096 connections: 1.6 GB per worker); a
+    longer head is answered 431 by Granian."""
+    return 2 * max_header_bytes + 16_384
 
 
 def _load_init_dir(settings: Settings) -> None:
