@@ -1,0 +1,19 @@
+"""Types of the optional C module compiled from _sigcore.c (see that file)."""
+
+SHA_EXTENSIONS: int
+
+def signature_matches(
+    pads: bytes,
+    method: str,
+    uri: str,
+    queries: tuple[str, ...],
+    headers: dict[str, str],
+    signed_headers: tuple[str, ...],
+    payload_hashes: list[str],
+    token: str,
+    sdk_date: str,
+    signature: str,
+    /,
+) -> bool | None: ...
+def hmac_pads(key: bytes, /) -> bytes: ...
+def sha256(data: bytes, portable: bool, /) -> bytes: ...
