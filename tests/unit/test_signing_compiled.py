@@ -21,6 +21,7 @@ from imagejobs.iam.signing import (
     SigningAlgorithm,
     SigningKey,
     parse_authorization,
+    parsing,
     sign_request,
     verification,
     verify,
@@ -239,3 +240,39 @@ def test_the_usual_request_is_checked_in_c_and_others_are_left_to_python() -> No
     error_type, message = _outcome(missing, "SKTEST", use_compiled=True)
     assert error_type is AuthenticationFailed
     assert message.endswith("signed header x-project-id not found in the request")
+
+
+_HEADER_NAME = st.one_of(
+    st.sampled_from([b"host", b"x-sdk-date", b"authorization", b"x-project-id", b"accept"]),
+    st.binary(min_size=1, max_size=6),  # upper case, non-ASCII, anything
+)
+_HEADER_BYTES = st.one_of(
+    st.binary(max_size=12),  # not always UTF-8
+    st.text(st.sampled_from(" \t\x0b\x0c\x1c\x1f\x85\xa0\u3000aé€"), max_size=8).map(str.encode),
+)
+
+
+@needs_compiled
+@settings(max_examples=500, deadline=None, database=None)
+@given(headers=st.lists(st.tuples(_HEADER_NAME, _HEADER_BYTES), max_size=6))
+def test_headers_decoded_in_c_are_those_from_raw_decodes(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    with_c = ReceivedRequest.from_raw("GET", b"/", b"", headers, b"")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "_decode_headers", None)
+        in_python = ReceivedRequest.from_raw("GET", b"/", b"", headers, b"")
+    assert with_c == in_python
+    assert with_c.header_map == in_python.header_map
+
+
+@needs_compiled
+def test_what_asgi_servers_hand_over_is_decoded_in_c() -> None:
+    assert compiled is not None
+    headers = [(b"host", b"example.com"), (b"x-custom", b" caf\xc3\xa9 "), (b"x-raw", b"\xff")]
+    decoded, header_map = compiled.decode_headers(headers) or ((), {})
+    assert decoded == (("host", "example.com"), ("x-custom", " café "), ("x-raw", "\udcff"))
+    assert header_map == {"host": "example.com", "x-custom": "café", "x-raw": "\udcff"}
+    # Upper-case or repeated names are the Python's (it lower-cases and joins them).
+    assert compiled.decode_headers([(b"Host", b"a")]) is None
+    assert compiled.decode_headers([(b"a", b"1"), (b"a", b"2")]) is None

@@ -444,10 +444,99 @@ static PyObject *sha256(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return PyBytes_FromStringAndSize((const char *)digest, 32);
 }
 
+/* decode_headers(headers) -> (tuple of (name, value), {name: stripped value}) | None
+ *
+ * ReceivedRequest.from_raw's loop in one call, for what ASGI servers hand over: a list of
+ * (bytes, bytes) with lower-case ASCII names, each once. Names are decoded as Latin-1,
+ * values as UTF-8 with surrogateescape (non-UTF-8 bytes kept); map values are stripped as
+ * str.strip() does. None for anything else (from_raw's Python then handles it). */
+static PyObject *decode_headers(PyObject *module, PyObject *headers) {
+    (void)module;
+    if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    PyObject *decoded = PyTuple_New(count);
+    PyObject *map = decoded ? PyDict_New() : NULL;
+    if (map == NULL) {
+        Py_XDECREF(decoded);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            goto decline;
+        }
+        PyObject *raw_name = PyTuple_GET_ITEM(pair, 0), *raw_value = PyTuple_GET_ITEM(pair, 1);
+        const unsigned char *name_data = (const unsigned char *)PyBytes_AS_STRING(raw_name);
+        Py_ssize_t name_size = PyBytes_GET_SIZE(raw_name);
+        for (Py_ssize_t j = 0; j < name_size; j++) {
+            if (name_data[j] >= 0x80 || (name_data[j] >= 'A' && name_data[j] <= 'Z')) {
+                goto decline; /* upper case or non-ASCII: the general path lower-cases */
+            }
+        }
+        PyObject *name = PyUnicode_DecodeLatin1((const char *)name_data, name_size, NULL);
+        PyObject *value = name ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_value),
+                                                      PyBytes_GET_SIZE(raw_value),
+                                                      "surrogateescape")
+                               : NULL;
+        PyObject *entry = value ? PyTuple_Pack(2, name, value) : NULL;
+        if (entry == NULL) {
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            goto error;
+        }
+        PyTuple_SET_ITEM(decoded, i, entry);
+        PyObject *stripped;
+        if (PyUnicode_IS_ASCII(value)) {
+            const uint8_t *text = (const uint8_t *)PyUnicode_DATA(value);
+            Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(value);
+            while (start < end && is_space(text[start])) {
+                start++;
+            }
+            while (end > start && is_space(text[end - 1])) {
+                end--;
+            }
+            if (start == 0 && end == PyUnicode_GET_LENGTH(value)) {
+                stripped = Py_NewRef(value);
+            } else {
+                stripped = PyUnicode_Substring(value, start, end);
+            }
+        } else {
+            stripped = PyObject_CallMethod(value, "strip", NULL);
+        }
+        int failed = stripped == NULL || PyDict_SetItem(map, name, stripped) < 0;
+        Py_XDECREF(stripped);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (failed) {
+            goto error;
+        }
+    }
+    if (PyDict_GET_SIZE(map) != count) {
+        goto decline; /* a repeated name: the general path joins the values */
+    }
+    PyObject *result = PyTuple_Pack(2, decoded, map);
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    return result;
+decline:
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"signature_matches", (PyCFunction)(void (*)(void))signature_matches, METH_FASTCALL,
      "Check an SDK-HMAC-SHA256 signature: True, False, or None (not handled here)."},
     {"hmac_pads", hmac_pads, METH_O, "SHA-256 states after the HMAC key blocks."},
+    {"decode_headers", decode_headers, METH_O, "ASGI headers decoded as from_raw does, or None."},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
     {NULL, NULL, 0, NULL}};
 

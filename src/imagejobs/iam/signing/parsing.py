@@ -12,6 +12,11 @@ from typing import Any, NamedTuple
 from imagejobs.domain.errors import AuthenticationFailed
 from imagejobs.iam.signing.schemes import SigningAlgorithm
 
+try:  # _sigcore.c's decode_headers, when it was compiled at install
+    from imagejobs.iam.signing._sigcore import decode_headers as _decode_headers
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _decode_headers = None  # type: ignore[assignment]
+
 _BY_TOKEN = {algorithm.value: algorithm for algorithm in SigningAlgorithm}
 # Schemes the SDK can emit but this service does not verify; named so the error says so.
 _UNSUPPORTED_SCHEMES = frozenset({"SDK-ECDSA-P256-SHA256", "SDK-SM2-SM3", "V11-HMAC-SHA256"})
@@ -54,6 +59,10 @@ class ReceivedRequest:
         headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
     ) -> ReceivedRequest:
+        if _decode_headers is not None:  # the loop below in one C call, where it applies
+            done = _decode_headers(headers)
+            if done is not None:
+                return cls._with_map(method, raw_path, raw_query, done[0], body, done[1])
         # Values: surrogateescape keeps non-UTF-8 bytes intact, so hashing gives back the wire
         # bytes. Names: Latin-1, so that no non-ASCII name can lower-case into an ASCII one
         # (the Kelvin sign would make "x-sdK-date" an x-sdk-date as UTF-8).
