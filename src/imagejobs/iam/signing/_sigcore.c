@@ -444,6 +444,8 @@ static PyObject *sha256(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return PyBytes_FromStringAndSize((const char *)digest, 32);
 }
 
+static PyObject *decode(PyObject *headers);
+
 /* decode_headers(headers) -> (tuple of (name, value), {name: stripped value}) | None
  *
  * ReceivedRequest.from_raw's loop in one call, for what ASGI servers hand over: a list of
@@ -455,6 +457,10 @@ static PyObject *decode_headers(PyObject *module, PyObject *headers) {
     if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
         Py_RETURN_NONE;
     }
+    return decode(headers);
+}
+
+static PyObject *decode(PyObject *headers) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
     PyObject **items = PySequence_Fast_ITEMS(headers);
     PyObject *decoded = PyTuple_New(count);
@@ -532,11 +538,54 @@ error:
     return NULL;
 }
 
+static PyObject *FIELDS[6]; /* ReceivedRequest's slots, interned at import */
+static const char *FIELD_NAMES[6] = {"method", "raw_path", "raw_query", "headers", "body",
+                                     "header_map"};
+
+/* new_request(cls, method, raw_path, raw_query, headers, body) -> cls | None
+ *
+ * ReceivedRequest.from_raw for what decode_headers handles: the instance with its slots
+ * set through their descriptors (as _with_map does, without six Python-level calls).
+ * None when decode_headers declines. */
+static PyObject *new_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "new_request(cls, method, path, query, headers, body)");
+        return NULL;
+    }
+    if (!PyList_Check(args[4]) && !PyTuple_Check(args[4])) {
+        Py_RETURN_NONE;
+    }
+    PyObject *decoded = decode(args[4]);
+    if (decoded == NULL || decoded == Py_None) {
+        return decoded;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    PyObject *request = cls->tp_alloc(cls, 0);
+    if (request == NULL) {
+        Py_DECREF(decoded);
+        return NULL;
+    }
+    PyObject *values[6] = {args[1], args[2], args[3], PyTuple_GET_ITEM(decoded, 0), args[5],
+                           PyTuple_GET_ITEM(decoded, 1)};
+    for (int i = 0; i < 6; i++) {
+        if (PyObject_GenericSetAttr(request, FIELDS[i], values[i]) < 0) {
+            Py_DECREF(decoded);
+            Py_DECREF(request);
+            return NULL;
+        }
+    }
+    Py_DECREF(decoded);
+    return request;
+}
+
 static PyMethodDef methods[] = {
     {"signature_matches", (PyCFunction)(void (*)(void))signature_matches, METH_FASTCALL,
      "Check an SDK-HMAC-SHA256 signature: True, False, or None (not handled here)."},
     {"hmac_pads", hmac_pads, METH_O, "SHA-256 states after the HMAC key blocks."},
     {"decode_headers", decode_headers, METH_O, "ASGI headers decoded as from_raw does, or None."},
+    {"new_request", (PyCFunction)(void (*)(void))new_request, METH_FASTCALL,
+     "ReceivedRequest.from_raw for ASGI's headers, or None."},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
     {NULL, NULL, 0, NULL}};
 
@@ -546,6 +595,13 @@ PyMODINIT_FUNC PyInit__sigcore(void) {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) {
         return NULL;
+    }
+    for (int i = 0; i < 6; i++) {
+        FIELDS[i] = PyUnicode_InternFromString(FIELD_NAMES[i]);
+        if (FIELDS[i] == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
     }
     int shani = 0;
 #ifdef SIGCORE_SHANI
