@@ -489,6 +489,22 @@ def test_a_signed_content_hash_must_be_the_body_received(algorithm: SigningAlgor
         hashed_payload="0" * 64,
     )
     fails_with(made_up, f"the {name} of the body received")
+    # A missing signed header is named first, as before the C check: it is not a wrong
+    # signature, so it does not count towards the (AK, address) lockout.
+    fails_with(without_header(made_up, "x-sdk-date"), "X-Sdk-Date header not found")
+    unlisted = signed(
+        "POST",
+        "/v1/p/items",
+        "",
+        body=BODY,
+        algorithm=algorithm,
+        extra_headers=((header.lower(), "0" * 64), ("x-custom", "1")),
+        hashed_payload="0" * 64,
+    )
+    with pytest.raises(AuthenticationFailed) as caught:
+        verify(without_header(unlisted, "x-custom"), "SKTEST", NOW)
+    assert type(caught.value) is AuthenticationFailed  # not SignatureMismatch
+    assert "signed header x-custom not found" in caught.value.message
 
 
 def test_a_signed_unsigned_payload_still_leaves_the_body_out() -> None:

@@ -184,6 +184,9 @@ def verify(
     )
     body = request.body
     if body or scheme.content_key in headers:
+        # A missing signed header is named before the content hash is judged (it is no
+        # wrong signature, so it is not counted towards the lockout).
+        _header_block(headers, signed_headers)
         content_hash = _content_hash(headers, signed_headers, scheme, body)
         payload_hashes = [payload_hash(algorithm, body, content_hash)]
         # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
