@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from imagejobs.iam.signing import (
     payload_hash,
     sign_request,
     string_to_sign,
+    verification,
     verify,
 )
 from imagejobs.iam.signing.canonical import _cached_query_variants
@@ -46,6 +48,18 @@ OTHER_VECTORS = [v for v in VECTORS if v["algorithm"] not in SUPPORTED]
 BY_NAME = {v["name"].split("-")[0]: v for v in VECTORS}
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 HOST = "workspace.ap-southeast-1.myhuaweicloud.com"
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"], autouse=True)
+def signature_check(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs twice: with the C check of SDK-HMAC-SHA256 (_sigcore.c) when
+    it was compiled, and with the Python alone (what an install without a compiler runs)."""
+    if request.param == "compiled" and verification._compiled is None:
+        pytest.skip("the C signature check was not compiled (test_signing_compiled.py says why)")
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "python":
+            patch.setattr(verification, "_compiled", None)
+        yield request.param
 
 
 def wire_request(vector: dict[str, Any], **changes: Any) -> ReceivedRequest:
@@ -475,6 +489,22 @@ def test_a_signed_content_hash_must_be_the_body_received(algorithm: SigningAlgor
         hashed_payload="0" * 64,
     )
     fails_with(made_up, f"the {name} of the body received")
+    # A missing signed header is named first, as before the C check: it is not a wrong
+    # signature, so it does not count towards the (AK, address) lockout.
+    fails_with(without_header(made_up, "x-sdk-date"), "X-Sdk-Date header not found")
+    unlisted = signed(
+        "POST",
+        "/v1/p/items",
+        "",
+        body=BODY,
+        algorithm=algorithm,
+        extra_headers=((header.lower(), "0" * 64), ("x-custom", "1")),
+        hashed_payload="0" * 64,
+    )
+    with pytest.raises(AuthenticationFailed) as caught:
+        verify(without_header(unlisted, "x-custom"), "SKTEST", NOW)
+    assert type(caught.value) is AuthenticationFailed  # not SignatureMismatch
+    assert "signed header x-custom not found" in caught.value.message
 
 
 def test_a_signed_unsigned_payload_still_leaves_the_body_out() -> None:

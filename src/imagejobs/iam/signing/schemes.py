@@ -121,11 +121,19 @@ class SigningKey:
     """A secret key made ready for HMAC: the padded inner and outer hash states are computed
     once per algorithm, so each verification only hashes the message (RFC 2104)."""
 
-    __slots__ = ("_pads", "secret")
+    __slots__ = ("_compiled_pads", "_pads", "secret")
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
         self._pads: dict[str, tuple[Hash, Hash]] = {}
+        self._compiled_pads: bytes | None = None
+
+    def sha256_pads(self, hmac_pads: Callable[[bytes], bytes]) -> bytes:
+        """The HMAC-SHA256 pads as the compiled verifier takes them (``_sigcore``)."""
+        pads = self._compiled_pads
+        if pads is None:
+            pads = self._compiled_pads = hmac_pads(self.secret.encode())
+        return pads
 
     def __repr__(self) -> str:
         return "SigningKey(<secret>)"

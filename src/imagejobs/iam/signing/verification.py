@@ -25,7 +25,19 @@ from imagejobs.iam.signing.canonical import (
     payload_hash,
 )
 from imagejobs.iam.signing.parsing import ParsedAuthorization, ReceivedRequest, parse_authorization
-from imagejobs.iam.signing.schemes import SCHEMES, UNSIGNED_PAYLOAD, Scheme, SigningKey, encode
+from imagejobs.iam.signing.schemes import (
+    SCHEMES,
+    UNSIGNED_PAYLOAD,
+    Scheme,
+    SigningAlgorithm,
+    SigningKey,
+    encode,
+)
+
+try:  # the C check of SDK-HMAC-SHA256 (_sigcore.c), when it was compiled at install
+    from imagejobs.iam.signing import _sigcore as _compiled
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _compiled = None  # type: ignore[assignment]
 
 DEFAULT_MAX_SKEW = timedelta(minutes=15)
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
@@ -106,6 +118,20 @@ def _check_security_token(
         raise SignatureMismatch("invalid security token")
 
 
+def _header_block(headers: Mapping[str, str], signed_headers: Sequence[str]) -> str:
+    try:
+        # Header values in header_map are already trimmed (ReceivedRequest's rule).
+        # A plain loop: a comprehension is a frame of its own before Python 3.12.
+        header_block = ""
+        for name in signed_headers:
+            header_block += f"{name}:{headers[name]}\n"
+    except KeyError as missing:
+        raise AuthenticationFailed(
+            f"signed header {missing.args[0]} not found in the request"
+        ) from None
+    return header_block
+
+
 def verify(
     request: ReceivedRequest,
     secret_key: str | SigningKey,
@@ -156,20 +182,11 @@ def verify(
         if type(raw_query) is bytes and len(raw_query) <= _CACHED_INPUT_MAX
         else cached_query_variants(raw_query.encode() if isinstance(raw_query, str) else raw_query)
     )
-    try:
-        # Header values in header_map are already trimmed (ReceivedRequest's rule).
-        # A plain loop: a comprehension is a frame of its own before Python 3.12.
-        header_block = ""
-        for name in signed_headers:
-            header_block += f"{name}:{headers[name]}\n"
-    except KeyError as missing:
-        raise AuthenticationFailed(
-            f"signed header {missing.args[0]} not found in the request"
-        ) from None
-    prefix = f"{request.method.upper()}\n{uri}\n"
-    suffix = f"\n{header_block}\n{';'.join(signed_headers)}\n"
     body = request.body
     if body or scheme.content_key in headers:
+        # A missing signed header is named before the content hash is judged (it is no
+        # wrong signature, so it is not counted towards the lockout).
+        _header_block(headers, signed_headers)
         content_hash = _content_hash(headers, signed_headers, scheme, body)
         payload_hashes = [payload_hash(algorithm, body, content_hash)]
         # Python SDK hashes an empty body even with the header; the Go SDK uses the header.
@@ -178,8 +195,32 @@ def verify(
     else:
         payload_hashes = [scheme.empty_hash]
 
-    new_hash, token = scheme.new_hash, scheme.token
-    for query in queries:
+    token = scheme.token
+    compiled = _compiled
+    matched = (
+        compiled.signature_matches(
+            key.sha256_pads(compiled.hmac_pads),
+            request.method,
+            uri,
+            queries,
+            headers,
+            signed_headers,
+            payload_hashes,
+            token,
+            sdk_date,
+            signature,
+        )
+        if compiled is not None
+        and algorithm is SigningAlgorithm.HMAC_SHA256
+        and type(headers) is dict
+        else None
+    )
+    if matched:
+        return
+    prefix = f"{request.method.upper()}\n{uri}\n"
+    suffix = f"\n{_header_block(headers, signed_headers)}\n{';'.join(signed_headers)}\n"
+    new_hash = scheme.new_hash
+    for query in queries if matched is None else ():
         for hashed_payload in payload_hashes:
             # encode()'s rule inline (surrogates back to the wire's bytes), without its frame.
             canonical = f"{prefix}{query}{suffix}{hashed_payload}".encode(

@@ -1,0 +1,618 @@
+/* The SDK-HMAC-SHA256 check of one signed request in one call: canonical request, its
+ * SHA-256 hex, the string to sign, HMAC-SHA256 with the key's prepared pads, and a
+ * constant-time compare (shared/spec/huaweicloud-auth.md §1.4-1.7).
+ *
+ * Optional: imagejobs.iam.signing.verification uses it when it was compiled, and its own
+ * Python otherwise (and for every case this module declines: non-ASCII text, a missing
+ * signed header, a canonical request over the stack buffer). The Python is the reference;
+ * tests/test_signing_compiled.py checks that both agree. SHA-256 uses the CPU's SHA
+ * instructions when it has them (x86-64 SHA-NI), else portable C. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define SIGCORE_SHANI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+static const uint32_t IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+typedef void (*compress_fn)(uint32_t state[8], const uint8_t *data, size_t blocks);
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+/* One round with the eight working variables renamed instead of moved (as libtomcrypt's
+ * and CPython's own SHA-256 do), the message schedule kept in a rolling 16-word window. */
+#define S0(x) (ROR(x, 2) ^ ROR(x, 13) ^ ROR(x, 22))
+#define S1(x) (ROR(x, 6) ^ ROR(x, 11) ^ ROR(x, 25))
+#define G0(x) (ROR(x, 7) ^ ROR(x, 18) ^ ((x) >> 3))
+#define G1(x) (ROR(x, 17) ^ ROR(x, 19) ^ ((x) >> 10))
+#define ROUND(a, b, c, d, e, f, g, h, i)                                    \
+    do {                                                                    \
+        uint32_t t1 = h + S1(e) + (g ^ (e & (f ^ g))) + K[i] + w[(i) & 15]; \
+        d += t1;                                                            \
+        h = t1 + S0(a) + ((a & b) | (c & (a | b)));                         \
+    } while (0)
+#define SCHEDULE(i)                                                                  \
+    (w[(i) & 15] += G1(w[((i) - 2) & 15]) + w[((i) - 7) & 15] + G0(w[((i) - 15) & 15]))
+
+static void compress_portable(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    uint32_t w[16];
+    while (blocks--) {
+        for (int i = 0; i < 16; i++) {
+            w[i] = (uint32_t)data[4 * i] << 24 | (uint32_t)data[4 * i + 1] << 16 |
+                   (uint32_t)data[4 * i + 2] << 8 | (uint32_t)data[4 * i + 3];
+        }
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+        for (int i = 0; i < 64; i += 8) {
+            if (i >= 16) {
+                for (int j = i; j < i + 8; j++) {
+                    SCHEDULE(j);
+                }
+            }
+            ROUND(a, b, c, d, e, f, g, h, i);
+            ROUND(h, a, b, c, d, e, f, g, i + 1);
+            ROUND(g, h, a, b, c, d, e, f, i + 2);
+            ROUND(f, g, h, a, b, c, d, e, i + 3);
+            ROUND(e, f, g, h, a, b, c, d, i + 4);
+            ROUND(d, e, f, g, h, a, b, c, i + 5);
+            ROUND(c, d, e, f, g, h, a, b, i + 6);
+            ROUND(b, c, d, e, f, g, h, a, i + 7);
+        }
+        state[0] += a;
+        state[1] += b;
+        state[2] += c;
+        state[3] += d;
+        state[4] += e;
+        state[5] += f;
+        state[6] += g;
+        state[7] += h;
+        data += 64;
+    }
+}
+
+#ifdef SIGCORE_SHANI
+/* Intel's SHA extensions: four message words per group, two rounds per sha256rnds2. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+compress_shani(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_loadu_si128((const __m128i *)&state[0]);
+    __m128i state1 = _mm_loadu_si128((const __m128i *)&state[4]);
+    tmp = _mm_shuffle_epi32(tmp, 0xB1);                 /* CDAB */
+    state1 = _mm_shuffle_epi32(state1, 0x1B);           /* EFGH */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);   /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);        /* CDGH */
+    while (blocks--) {
+        __m128i abef = state0, cdgh = state1, m[4];
+        for (int g = 0; g < 16; g++) {
+            __m128i *w = &m[g & 3];
+            if (g < 4) {
+                *w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * g)), mask);
+            } else {
+                /* W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16], four at a time. */
+                __m128i sum = _mm_add_epi32(_mm_sha256msg1_epu32(*w, m[(g - 3) & 3]),
+                                            _mm_alignr_epi8(m[(g - 1) & 3], m[(g - 2) & 3], 4));
+                *w = _mm_sha256msg2_epu32(sum, m[(g - 1) & 3]);
+            }
+            __m128i msg = _mm_add_epi32(*w, _mm_loadu_si128((const __m128i *)&K[4 * g]));
+            state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+            state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(msg, 0x0E));
+        }
+        state0 = _mm_add_epi32(state0, abef);
+        state1 = _mm_add_epi32(state1, cdgh);
+        data += 64;
+    }
+    tmp = _mm_shuffle_epi32(state0, 0x1B);              /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);           /* DCHG */
+    state0 = _mm_blend_epi16(tmp, state1, 0xF0);        /* DCBA */
+    state1 = _mm_alignr_epi8(state1, tmp, 8);           /* ABEF */
+    _mm_storeu_si128((__m128i *)&state[0], state0);
+    _mm_storeu_si128((__m128i *)&state[4], state1);
+}
+
+static int cpu_has_shani(void) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) {
+        return 0;
+    }
+    if (__get_cpuid_max(0, NULL) < 7) {
+        return 0;
+    }
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 29) & 1;
+}
+#endif
+
+static compress_fn compress = compress_portable;
+
+typedef struct {
+    uint32_t state[8];
+    uint64_t length; /* bytes hashed so far */
+    uint8_t buffer[64];
+    size_t used;
+} sha256_ctx;
+
+static void sha_update(sha256_ctx *ctx, const uint8_t *data, size_t size) {
+    ctx->length += size;
+    if (ctx->used) {
+        size_t take = 64 - ctx->used;
+        if (take > size) {
+            take = size;
+        }
+        memcpy(ctx->buffer + ctx->used, data, take);
+        ctx->used += take;
+        data += take;
+        size -= take;
+        if (ctx->used < 64) {
+            return;
+        }
+        compress(ctx->state, ctx->buffer, 1);
+        ctx->used = 0;
+    }
+    if (size >= 64) {
+        compress(ctx->state, data, size / 64);
+        data += size & ~(size_t)63;
+        size &= 63;
+    }
+    memcpy(ctx->buffer, data, size);
+    ctx->used = size;
+}
+
+static void sha_final(sha256_ctx *ctx, uint8_t out[32]) {
+    uint64_t bits = ctx->length * 8;
+    ctx->buffer[ctx->used++] = 0x80;
+    if (ctx->used > 56) {
+        memset(ctx->buffer + ctx->used, 0, 64 - ctx->used);
+        compress(ctx->state, ctx->buffer, 1);
+        ctx->used = 0;
+    }
+    memset(ctx->buffer + ctx->used, 0, 56 - ctx->used);
+    for (int i = 0; i < 8; i++) {
+        ctx->buffer[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    }
+    compress(ctx->state, ctx->buffer, 1);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(ctx->state[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(ctx->state[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(ctx->state[i] >> 8);
+        out[4 * i + 3] = (uint8_t)ctx->state[i];
+    }
+}
+
+static void sha_start(sha256_ctx *ctx, const uint32_t state[8], uint64_t length) {
+    memcpy(ctx->state, state, sizeof ctx->state);
+    ctx->length = length;
+    ctx->used = 0;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+static void to_hex(const uint8_t *digest, char out[64]) {
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = HEX[digest[i] >> 4];
+        out[2 * i + 1] = HEX[digest[i] & 15];
+    }
+}
+
+/* An ASCII str's bytes (its UTF-8 and surrogateescape encodings are those bytes), or
+ * NULL: the caller then declines and the Python path handles the text. */
+static const uint8_t *ascii_of(PyObject *text, Py_ssize_t *size) {
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        return NULL;
+    }
+    *size = PyUnicode_GET_LENGTH(text);
+    return (const uint8_t *)PyUnicode_DATA(text);
+}
+
+/* The middle of every canonical request: "\n" header block "\n" signed;names "\n". */
+#define SUFFIX_MAX 8192
+
+typedef struct {
+    uint8_t data[SUFFIX_MAX];
+    size_t size;
+} buffer;
+
+static int put(buffer *out, const uint8_t *data, size_t size) {
+    if (size > SUFFIX_MAX - out->size) {
+        return 0;
+    }
+    memcpy(out->data + out->size, data, size);
+    out->size += size;
+    return 1;
+}
+
+static int put_char(buffer *out, uint8_t ch) { return put(out, &ch, 1); }
+
+/* A header value with the ASCII whitespace that str.strip() removes taken off (values
+ * in the header map are already trimmed; this keeps the rule if one is not). */
+static int is_space(uint8_t ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= 0x1c && ch <= 0x1f); }
+
+/* signature_matches(pads, method, uri, queries, headers, signed_headers, payload_hashes,
+ *                   token, sdk_date, signature) -> True | False | None
+ *
+ * True when some (query, payload hash) pair gives the signature; False when none does;
+ * None when this function does not handle the input (the caller checks it in Python). */
+static PyObject *signature_matches(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "signature_matches takes 10 arguments");
+        return NULL;
+    }
+    PyObject *pads = args[0], *queries = args[3], *headers = args[4], *signed_headers = args[5],
+             *payload_hashes = args[6];
+    if (!PyBytes_Check(pads) || PyBytes_GET_SIZE(pads) != 64 || !PyTuple_Check(queries) ||
+        !PyDict_Check(headers) || !PyTuple_Check(signed_headers) ||
+        !PyList_Check(payload_hashes)) {
+        PyErr_SetString(PyExc_TypeError, "signature_matches: unexpected argument types");
+        return NULL;
+    }
+    uint32_t inner[8], outer[8];
+    memcpy(inner, PyBytes_AS_STRING(pads), 32);
+    memcpy(outer, PyBytes_AS_STRING(pads) + 32, 32);
+
+    Py_ssize_t method_size, uri_size, token_size, date_size, signature_size;
+    const uint8_t *method = ascii_of(args[1], &method_size);
+    const uint8_t *uri = ascii_of(args[2], &uri_size);
+    const uint8_t *token = ascii_of(args[7], &token_size);
+    const uint8_t *date = ascii_of(args[8], &date_size);
+    const uint8_t *signature = ascii_of(args[9], &signature_size);
+    if (!method || !uri || !token || !date || !signature || signature_size != 64 ||
+        method_size > 32) {
+        Py_RETURN_NONE;
+    }
+
+    buffer suffix;
+    suffix.size = 0;
+    put_char(&suffix, '\n');
+    Py_ssize_t count = PyTuple_GET_SIZE(signed_headers);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(signed_headers, i);
+        Py_ssize_t name_size, value_size;
+        const uint8_t *name_data = ascii_of(name, &name_size);
+        PyObject *value = name_data ? PyDict_GetItemWithError(headers, name) : NULL;
+        if (value == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_NONE; /* missing or non-ASCII: the Python path says which */
+        }
+        const uint8_t *value_data = ascii_of(value, &value_size);
+        if (!value_data) {
+            Py_RETURN_NONE;
+        }
+        while (value_size && is_space(value_data[0])) {
+            value_data++;
+            value_size--;
+        }
+        while (value_size && is_space(value_data[value_size - 1])) {
+            value_size--;
+        }
+        if (!put(&suffix, name_data, name_size) || !put_char(&suffix, ':') ||
+            !put(&suffix, value_data, value_size) || !put_char(&suffix, '\n')) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (!put_char(&suffix, '\n')) {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t name_size;
+        const uint8_t *name_data = ascii_of(PyTuple_GET_ITEM(signed_headers, i), &name_size);
+        if ((i && !put_char(&suffix, ';')) || !put(&suffix, name_data, name_size)) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (!put_char(&suffix, '\n')) {
+        Py_RETURN_NONE;
+    }
+
+    /* "METHOD\nURI\n", the method upper-cased as the Python path does (ASCII only here). */
+    uint8_t upper[32];
+    for (Py_ssize_t i = 0; i < method_size; i++) {
+        uint8_t ch = method[i];
+        upper[i] = (ch >= 'a' && ch <= 'z') ? (uint8_t)(ch - 32) : ch;
+    }
+    sha256_ctx prefix;
+    sha_start(&prefix, IV, 0);
+    sha_update(&prefix, upper, (size_t)method_size);
+    sha_update(&prefix, (const uint8_t *)"\n", 1);
+    sha_update(&prefix, uri, (size_t)uri_size);
+    sha_update(&prefix, (const uint8_t *)"\n", 1);
+
+    /* "token\ndate\n" then the canonical request's hex: the string to sign. */
+    uint8_t to_sign[256 + 64];
+    if (token_size + date_size + 2 > 256) {
+        Py_RETURN_NONE;
+    }
+    memcpy(to_sign, token, token_size);
+    to_sign[token_size] = '\n';
+    memcpy(to_sign + token_size + 1, date, date_size);
+    to_sign[token_size + 1 + date_size] = '\n';
+    size_t head_size = (size_t)(token_size + date_size + 2);
+
+    Py_ssize_t query_count = PyTuple_GET_SIZE(queries);
+    Py_ssize_t hash_count = PyList_GET_SIZE(payload_hashes);
+    for (Py_ssize_t q = 0; q < query_count; q++) {
+        Py_ssize_t query_size;
+        const uint8_t *query = ascii_of(PyTuple_GET_ITEM(queries, q), &query_size);
+        if (!query) {
+            Py_RETURN_NONE;
+        }
+        for (Py_ssize_t p = 0; p < hash_count; p++) {
+            Py_ssize_t payload_size;
+            const uint8_t *payload = ascii_of(PyList_GET_ITEM(payload_hashes, p), &payload_size);
+            if (!payload) {
+                Py_RETURN_NONE;
+            }
+            sha256_ctx ctx = prefix;
+            uint8_t digest[32];
+            sha_update(&ctx, query, (size_t)query_size);
+            sha_update(&ctx, suffix.data, suffix.size);
+            sha_update(&ctx, payload, (size_t)payload_size);
+            sha_final(&ctx, digest);
+            to_hex(digest, (char *)to_sign + head_size);
+
+            sha_start(&ctx, inner, 64);
+            sha_update(&ctx, to_sign, head_size + 64);
+            sha_final(&ctx, digest);
+            sha_start(&ctx, outer, 64);
+            sha_update(&ctx, digest, 32);
+            sha_final(&ctx, digest);
+
+            char expected[64];
+            to_hex(digest, expected);
+            uint8_t difference = 0; /* constant time over the 64 hex digits */
+            for (int i = 0; i < 64; i++) {
+                difference |= (uint8_t)(expected[i] ^ signature[i]);
+            }
+            if (difference == 0) {
+                Py_RETURN_TRUE;
+            }
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+/* hmac_pads(key: bytes) -> bytes: SHA-256's state after the HMAC inner and outer key
+ * blocks (RFC 2104), 64 bytes in this machine's word order, for signature_matches. */
+static PyObject *hmac_pads(PyObject *module, PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "hmac_pads takes bytes");
+        return NULL;
+    }
+    uint8_t block[64] = {0}, pad[64];
+    Py_ssize_t size = PyBytes_GET_SIZE(key);
+    if (size > 64) {
+        sha256_ctx ctx;
+        sha_start(&ctx, IV, 0);
+        sha_update(&ctx, (const uint8_t *)PyBytes_AS_STRING(key), (size_t)size);
+        sha_final(&ctx, block);
+    } else {
+        memcpy(block, PyBytes_AS_STRING(key), (size_t)size);
+    }
+    uint32_t states[16];
+    memcpy(states, IV, 32);
+    memcpy(states + 8, IV, 32);
+    for (int i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x36;
+    }
+    compress(states, pad, 1);
+    for (int i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x5c;
+    }
+    compress(states + 8, pad, 1);
+    return PyBytes_FromStringAndSize((const char *)states, sizeof states);
+}
+
+/* sha256(data: bytes, portable: bool) -> bytes: for the tests of both compressions. */
+static PyObject *sha256(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sha256(data: bytes, portable: bool)");
+        return NULL;
+    }
+    int portable = PyObject_IsTrue(args[1]);
+    if (portable < 0) {
+        return NULL;
+    }
+    compress_fn chosen = compress;
+    if (portable) {
+        compress = compress_portable;
+    }
+    sha256_ctx ctx;
+    uint8_t digest[32];
+    sha_start(&ctx, IV, 0);
+    sha_update(&ctx, (const uint8_t *)PyBytes_AS_STRING(args[0]),
+               (size_t)PyBytes_GET_SIZE(args[0]));
+    sha_final(&ctx, digest);
+    compress = chosen;
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
+static PyObject *decode(PyObject *headers);
+
+/* decode_headers(headers) -> (tuple of (name, value), {name: stripped value}) | None
+ *
+ * ReceivedRequest.from_raw's loop in one call, for what ASGI servers hand over: a list of
+ * (bytes, bytes) with lower-case ASCII names, each once. Names are decoded as Latin-1,
+ * values as UTF-8 with surrogateescape (non-UTF-8 bytes kept); map values are stripped as
+ * str.strip() does. None for anything else (from_raw's Python then handles it). */
+static PyObject *decode_headers(PyObject *module, PyObject *headers) {
+    (void)module;
+    if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
+        Py_RETURN_NONE;
+    }
+    return decode(headers);
+}
+
+static PyObject *decode(PyObject *headers) {
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    PyObject *decoded = PyTuple_New(count);
+    PyObject *map = decoded ? PyDict_New() : NULL;
+    if (map == NULL) {
+        Py_XDECREF(decoded);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            goto decline;
+        }
+        PyObject *raw_name = PyTuple_GET_ITEM(pair, 0), *raw_value = PyTuple_GET_ITEM(pair, 1);
+        const unsigned char *name_data = (const unsigned char *)PyBytes_AS_STRING(raw_name);
+        Py_ssize_t name_size = PyBytes_GET_SIZE(raw_name);
+        for (Py_ssize_t j = 0; j < name_size; j++) {
+            if (name_data[j] >= 0x80 || (name_data[j] >= 'A' && name_data[j] <= 'Z')) {
+                goto decline; /* upper case or non-ASCII: the general path lower-cases */
+            }
+        }
+        PyObject *name = PyUnicode_DecodeLatin1((const char *)name_data, name_size, NULL);
+        PyObject *value = name ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_value),
+                                                      PyBytes_GET_SIZE(raw_value),
+                                                      "surrogateescape")
+                               : NULL;
+        PyObject *entry = value ? PyTuple_Pack(2, name, value) : NULL;
+        if (entry == NULL) {
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            goto error;
+        }
+        PyTuple_SET_ITEM(decoded, i, entry);
+        PyObject *stripped;
+        if (PyUnicode_IS_ASCII(value)) {
+            const uint8_t *text = (const uint8_t *)PyUnicode_DATA(value);
+            Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(value);
+            while (start < end && is_space(text[start])) {
+                start++;
+            }
+            while (end > start && is_space(text[end - 1])) {
+                end--;
+            }
+            if (start == 0 && end == PyUnicode_GET_LENGTH(value)) {
+                stripped = Py_NewRef(value);
+            } else {
+                stripped = PyUnicode_Substring(value, start, end);
+            }
+        } else {
+            stripped = PyObject_CallMethod(value, "strip", NULL);
+        }
+        int failed = stripped == NULL || PyDict_SetItem(map, name, stripped) < 0;
+        Py_XDECREF(stripped);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (failed) {
+            goto error;
+        }
+    }
+    if (PyDict_GET_SIZE(map) != count) {
+        goto decline; /* a repeated name: the general path joins the values */
+    }
+    PyObject *result = PyTuple_Pack(2, decoded, map);
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    return result;
+decline:
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(decoded);
+    Py_DECREF(map);
+    return NULL;
+}
+
+static PyObject *FIELDS[6]; /* ReceivedRequest's slots, interned at import */
+static const char *FIELD_NAMES[6] = {"method", "raw_path", "raw_query", "headers", "body",
+                                     "header_map"};
+
+/* new_request(cls, method, raw_path, raw_query, headers, body) -> cls | None
+ *
+ * ReceivedRequest.from_raw for what decode_headers handles: the instance with its slots
+ * set through their descriptors (as _with_map does, without six Python-level calls).
+ * None when decode_headers declines. */
+static PyObject *new_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "new_request(cls, method, path, query, headers, body)");
+        return NULL;
+    }
+    if (!PyList_Check(args[4]) && !PyTuple_Check(args[4])) {
+        Py_RETURN_NONE;
+    }
+    PyObject *decoded = decode(args[4]);
+    if (decoded == NULL || decoded == Py_None) {
+        return decoded;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    PyObject *request = cls->tp_alloc(cls, 0);
+    if (request == NULL) {
+        Py_DECREF(decoded);
+        return NULL;
+    }
+    PyObject *values[6] = {args[1], args[2], args[3], PyTuple_GET_ITEM(decoded, 0), args[5],
+                           PyTuple_GET_ITEM(decoded, 1)};
+    for (int i = 0; i < 6; i++) {
+        if (PyObject_GenericSetAttr(request, FIELDS[i], values[i]) < 0) {
+            Py_DECREF(decoded);
+            Py_DECREF(request);
+            return NULL;
+        }
+    }
+    Py_DECREF(decoded);
+    return request;
+}
+
+static PyMethodDef methods[] = {
+    {"signature_matches", (PyCFunction)(void (*)(void))signature_matches, METH_FASTCALL,
+     "Check an SDK-HMAC-SHA256 signature: True, False, or None (not handled here)."},
+    {"hmac_pads", hmac_pads, METH_O, "SHA-256 states after the HMAC key blocks."},
+    {"decode_headers", decode_headers, METH_O, "ASGI headers decoded as from_raw does, or None."},
+    {"new_request", (PyCFunction)(void (*)(void))new_request, METH_FASTCALL,
+     "ReceivedRequest.from_raw for ASGI's headers, or None."},
+    {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_sigcore", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__sigcore(void) {
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < 6; i++) {
+        FIELDS[i] = PyUnicode_InternFromString(FIELD_NAMES[i]);
+        if (FIELDS[i] == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    int shani = 0;
+#ifdef SIGCORE_SHANI
+    shani = cpu_has_shani();
+    if (shani) {
+        compress = compress_shani;
+    }
+#endif
+    if (PyModule_AddIntConstant(module, "SHA_EXTENSIONS", shani) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,29 @@
+"""Types of the optional C module compiled from _sigcore.c (see that file)."""
+
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+SHA_EXTENSIONS: int
+
+def signature_matches(
+    pads: bytes,
+    method: str,
+    uri: str,
+    queries: tuple[str, ...],
+    headers: dict[str, str],
+    signed_headers: tuple[str, ...],
+    payload_hashes: list[str],
+    token: str,
+    sdk_date: str,
+    signature: str,
+    /,
+) -> bool | None: ...
+def decode_headers(
+    headers: object, /
+) -> tuple[tuple[tuple[str, str], ...], dict[str, str]] | None: ...
+def new_request(
+    cls: type[_T], method: str, raw_path: bytes, raw_query: bytes, headers: object, body: bytes, /
+) -> _T | None: ...
+def hmac_pads(key: bytes, /) -> bytes: ...
+def sha256(data: bytes, portable: bool, /) -> bytes: ...
