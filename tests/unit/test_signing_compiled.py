@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from imagejobs.domain.errors import AuthenticationFailed
 from imagejobs.iam.signing import (
+    ParsedAuthorization,
     ReceivedRequest,
     SigningAlgorithm,
     SigningKey,
@@ -276,3 +277,134 @@ def test_what_asgi_servers_hand_over_is_decoded_in_c() -> None:
     # Upper-case or repeated names are the Python's (it lower-cases and joins them).
     assert compiled.decode_headers([(b"Host", b"a")]) is None
     assert compiled.decode_headers([(b"a", b"1"), (b"a", b"2")]) is None
+
+
+# --- the Authorization header parsed in C ---------------------------------------------------
+
+
+def _parsed(value: str) -> object:
+    """parse_authorization's answer: the parsed tuple, or the error's type and message."""
+    try:
+        return parse_authorization(value)
+    except AuthenticationFailed as error:
+        return (type(error), str(error))
+
+
+def _parsed_in_python(value: str) -> object:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "_parse_plain", None)
+        return _parsed(value)
+
+
+_SPACES = st.text(st.just(" "), max_size=3)
+_PLAIN = st.builds(
+    "SDK-HMAC-SHA256 {}Access={}{},{}SignedHeaders={}{},{}Signature={}{}".format,
+    _SPACES,
+    st.text(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=",="),
+        min_size=1,
+        max_size=128,
+    ),
+    _SPACES,
+    _SPACES,
+    st.lists(
+        st.text(st.sampled_from("ahx-z09_.!~#`|"), min_size=1, max_size=8), min_size=1, max_size=5
+    ).map(";".join),
+    _SPACES,
+    _SPACES,
+    st.text(st.sampled_from("0123456789abcdefABCDEF"), min_size=64, max_size=64),
+    _SPACES,
+)
+
+
+@st.composite
+def _near_plain(draw: st.DrawFn) -> str:
+    """A plain header with one character inserted, replaced or removed."""
+    value = draw(_PLAIN)
+    at = draw(st.integers(min_value=0, max_value=len(value)))
+    char = draw(st.sampled_from(" \t\n\x0b\x1c\x85\u3000,;=:AZaz09gG-é\x7f\x00"))
+    how = draw(st.sampled_from(["insert", "replace", "remove"]))
+    if how == "insert":
+        return value[:at] + char + value[at:]
+    if how == "replace":
+        return value[:at] + char + value[at + 1 :]
+    return value[:at] + value[at + 1 :]
+
+
+_AUTHORIZATION = st.one_of(_PLAIN, _near_plain(), st.text(max_size=80))
+
+
+@needs_compiled
+@settings(max_examples=1500, deadline=None, database=None)
+@given(value=_AUTHORIZATION)
+def test_authorization_parsed_in_c_is_what_python_parses(value: str) -> None:
+    # The C either declines (None: the Python decides, errors included) or gives exactly
+    # the Python's result; it never accepts what the Python refuses.
+    assert compiled is not None
+    answer = compiled.parse_authorization(ParsedAuthorization, SigningAlgorithm.HMAC_SHA256, value)
+    if answer is not None:
+        expected = _parsed_in_python(value)
+        assert type(answer) is ParsedAuthorization
+        assert answer == expected
+        assert answer.scheme is SigningAlgorithm.HMAC_SHA256
+        assert all(type(part) is str for part in (answer.access_key, answer.signature))
+        assert all(type(name) is str for name in answer.signed_headers)
+    assert _parsed(value) == _parsed_in_python(value)
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=" + "aB" * 32,
+        "SDK-HMAC-SHA256   Access=A;K!, SignedHeaders=host ,  Signature=" + "0" * 64 + "  ",
+        "SDK-HMAC-SHA256 Access=" + "K" * 128 + ",SignedHeaders=a;b;c,Signature=" + "f" * 64,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders="
+        + ";".join(f"x-h{i}" for i in range(300))
+        + ", Signature="
+        + "0" * 64,
+    ],
+)
+def test_every_sdks_authorization_is_parsed_in_c(value: str) -> None:
+    assert compiled is not None
+    answer = compiled.parse_authorization(ParsedAuthorization, SigningAlgorithm.HMAC_SHA256, value)
+    assert answer is not None
+    assert answer == _parsed_in_python(value)
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "value",
+    [
+        " SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256\tAccess=AK, SignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=AK,\tSignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=" + "0" * 64 + "\t",
+        "SDK-HMAC-SHA256 Access=AKé, SignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SM3 Access=AK, SignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=" + "K" * 129 + ", SignedHeaders=host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=Host, Signature=" + "0" * 64,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=" + "0" * 63,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=" + "0" * 65,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=" + "0" * 9000,
+        "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host",
+        "",
+    ],
+)
+def test_anything_else_is_left_to_the_python_parser(value: str) -> None:
+    assert compiled is not None
+    answer = compiled.parse_authorization(ParsedAuthorization, SigningAlgorithm.HMAC_SHA256, value)
+    assert answer is None
+    # ... which still decides it (accepting the tolerated forms, wording every error).
+    assert _parsed(value) == _parsed_in_python(value)
+
+
+@needs_compiled
+def test_parse_authorization_refuses_wrong_arguments() -> None:
+    assert compiled is not None
+    with pytest.raises(TypeError):
+        compiled.parse_authorization(dict, SigningAlgorithm.HMAC_SHA256, "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        compiled.parse_authorization(ParsedAuthorization, "x")  # type: ignore[call-arg]
+    assert compiled.parse_authorization(ParsedAuthorization, None, b"SDK") is None  # type: ignore[arg-type]

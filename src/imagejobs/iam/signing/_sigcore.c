@@ -579,6 +579,169 @@ static PyObject *new_request(PyObject *module, PyObject *const *args, Py_ssize_t
     return request;
 }
 
+/* The Authorization header of every SDK, "SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<a;b>,
+ * Signature=<64 hex>", parsed as parsing.parse_authorization does, in a strict subset of
+ * what that accepts: ASCII, the scheme first with nothing before it, spaces (no other
+ * whitespace) around the separators, an access key of printable characters. Anything else
+ * (other schemes, tabs, errors of every kind) is declined: the Python parser decides it,
+ * and every error message stays Python's. */
+#define AUTHORIZATION_MAX 8192
+#define ACCESS_KEY_MAX 128
+
+static int starts_with(const uint8_t *text, Py_ssize_t size, Py_ssize_t at, const char *what,
+                       Py_ssize_t what_size) {
+    return size - at >= what_size && memcmp(text + at, what, (size_t)what_size) == 0;
+}
+
+/* SignedHeaders' name characters: parsing._AUTHORIZATION_HEAD's [0-9a-z!#$%&'*+.^_`|~-]. */
+static int is_name_char(uint8_t ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '!' || ch == '#' ||
+           ch == '$' || ch == '%' || ch == '&' || ch == '\'' || ch == '*' || ch == '+' ||
+           ch == '.' || ch == '^' || ch == '_' || ch == '`' || ch == '|' || ch == '~' ||
+           ch == '-';
+}
+
+/* " , " with any number of spaces on either side (the regex's \s*,\s*, spaces only). */
+static int separator(const uint8_t *text, Py_ssize_t size, Py_ssize_t *at) {
+    Py_ssize_t i = *at;
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    if (i >= size || text[i] != ',') {
+        return 0;
+    }
+    i++;
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    *at = i;
+    return 1;
+}
+
+static int hex_value(uint8_t ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* parse_authorization(cls, scheme, value) -> cls((scheme, access_key, names, signature))
+ *                                           | None
+ *
+ * cls is ParsedAuthorization (a tuple subclass), scheme SigningAlgorithm.HMAC_SHA256; the
+ * signature lower-cased. None when the value is not the plain form above. */
+static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "parse_authorization(tuple subclass, scheme, value)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    Py_ssize_t size;
+    const uint8_t *text = ascii_of(args[2], &size);
+    if (!text || size > AUTHORIZATION_MAX) {
+        Py_RETURN_NONE;
+    }
+    static const char SCHEME[] = "SDK-HMAC-SHA256 ";
+    Py_ssize_t i = (Py_ssize_t)sizeof SCHEME - 1;
+    if (!starts_with(text, size, 0, SCHEME, i)) {
+        Py_RETURN_NONE;
+    }
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    if (!starts_with(text, size, i, "Access=", 7)) {
+        Py_RETURN_NONE;
+    }
+    i += 7;
+    Py_ssize_t access_at = i;
+    while (i < size && text[i] > ' ' && text[i] < 0x7f && text[i] != ',' && text[i] != '=') {
+        i++;
+    }
+    Py_ssize_t access_size = i - access_at;
+    if (access_size < 1 || access_size > ACCESS_KEY_MAX || !separator(text, size, &i) ||
+        !starts_with(text, size, i, "SignedHeaders=", 14)) {
+        Py_RETURN_NONE;
+    }
+    i += 14;
+    Py_ssize_t names_at = i, count = 0;
+    for (;;) {
+        Py_ssize_t start = i;
+        while (i < size && is_name_char(text[i])) {
+            i++;
+        }
+        if (i == start) {
+            Py_RETURN_NONE; /* an empty name */
+        }
+        count++;
+        if (i < size && text[i] == ';') {
+            i++;
+            continue;
+        }
+        break;
+    }
+    Py_ssize_t names_end = i;
+    if (!separator(text, size, &i) || !starts_with(text, size, i, "Signature=", 10)) {
+        Py_RETURN_NONE;
+    }
+    i += 10;
+    Py_ssize_t signature_at = i;
+    if (size - i < 64) {
+        Py_RETURN_NONE;
+    }
+    for (; i < signature_at + 64; i++) {
+        if (!hex_value(text[i])) {
+            Py_RETURN_NONE;
+        }
+    }
+    for (; i < size; i++) {
+        if (text[i] != ' ') {
+            Py_RETURN_NONE; /* rstrip() takes more than spaces: Python decides */
+        }
+    }
+
+    PyObject *access = PyUnicode_FromStringAndSize((const char *)text + access_at, access_size);
+    PyObject *names = PyTuple_New(count);
+    PyObject *signature = PyUnicode_New(64, 127);
+    if (access == NULL || names == NULL || signature == NULL) {
+        goto failed;
+    }
+    Py_ssize_t start = names_at, index = 0;
+    for (Py_ssize_t j = names_at; j <= names_end && index < count; j++) {
+        if (j == names_end || text[j] == ';') {
+            PyObject *name = PyUnicode_FromStringAndSize((const char *)text + start, j - start);
+            if (name == NULL) {
+                goto failed;
+            }
+            PyTuple_SET_ITEM(names, index++, name);
+            start = j + 1;
+        }
+    }
+    if (index != count) {
+        PyErr_SetString(PyExc_SystemError, "parse_authorization: name count");
+        goto failed;
+    }
+    uint8_t *lower = PyUnicode_1BYTE_DATA(signature);
+    for (Py_ssize_t j = 0; j < 64; j++) {
+        uint8_t ch = text[signature_at + j];
+        lower[j] = (ch >= 'A' && ch <= 'F') ? (uint8_t)(ch + 32) : ch;
+    }
+    PyObject *result = cls->tp_alloc(cls, 4);
+    if (result == NULL) {
+        goto failed;
+    }
+    Py_INCREF(args[1]);
+    PyTuple_SET_ITEM(result, 0, args[1]);
+    PyTuple_SET_ITEM(result, 1, access);
+    PyTuple_SET_ITEM(result, 2, names);
+    PyTuple_SET_ITEM(result, 3, signature);
+    return result;
+
+failed:
+    Py_XDECREF(access);
+    Py_XDECREF(names); /* with the names set so far; the others are NULL */
+    Py_XDECREF(signature);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"signature_matches", (PyCFunction)(void (*)(void))signature_matches, METH_FASTCALL,
      "Check an SDK-HMAC-SHA256 signature: True, False, or None (not handled here)."},
@@ -586,6 +749,8 @@ static PyMethodDef methods[] = {
     {"decode_headers", decode_headers, METH_O, "ASGI headers decoded as from_raw does, or None."},
     {"new_request", (PyCFunction)(void (*)(void))new_request, METH_FASTCALL,
      "ReceivedRequest.from_raw for ASGI's headers, or None."},
+    {"parse_authorization", (PyCFunction)(void (*)(void))parse_authorization, METH_FASTCALL,
+     "The plain SDK-HMAC-SHA256 Authorization header parsed, or None."},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
     {NULL, NULL, 0, NULL}};
 
