@@ -19,6 +19,19 @@ def signature_matches(
     signature: str,
     /,
 ) -> bool | None: ...
+def verify_plain(
+    pads: bytes,
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: dict[str, str],
+    body: bytes,
+    signed_headers: tuple[str, ...],
+    signature: str,
+    now: float,
+    max_skew: float,
+    /,
+) -> bool | None: ...
 def decode_headers(
     headers: object, /
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, str]] | None: ...
