@@ -35,6 +35,7 @@ def main() -> None:
     if args.python:
         verification._compiled = None
         parsing._new_request = None
+        parsing._parse_plain = None
     headers = {"Host": "127.0.0.1:20080", "X-Project-Id": "a4da8115c9d8464ead3a38309130523f"}
     secret, now = "S" * 40, datetime.now(UTC)
     pairs = [tuple(pair.split("=")) for pair in QUERY.split("&")]

@@ -28,6 +28,7 @@ from imagejobs.iam.signing import (
     canonical_uri,
     compute_signature,
     parse_authorization,
+    parsing,
     payload_hash,
     sign_request,
     string_to_sign,
@@ -59,6 +60,7 @@ def signature_check(request: pytest.FixtureRequest) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         if request.param == "python":
             patch.setattr(verification, "_compiled", None)
+            patch.setattr(parsing, "_parse_plain", None)
         yield request.param
 
 

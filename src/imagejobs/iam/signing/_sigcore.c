@@ -244,12 +244,127 @@ static int put_char(buffer *out, uint8_t ch) { return put(out, &ch, 1); }
  * in the header map are already trimmed; this keeps the rule if one is not). */
 static int is_space(uint8_t ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= 0x1c && ch <= 0x1f); }
 
+/* The part of every canonical request after the query: "\n" header block "\n"
+ * signed;names "\n". 1 when built, 0 to decline (a missing or non-ASCII header, too
+ * long), -1 on a Python error. */
+static int build_suffix(PyObject *headers, PyObject *signed_headers, buffer *suffix) {
+    suffix->size = 0;
+    put_char(suffix, '\n');
+    Py_ssize_t count = PyTuple_GET_SIZE(signed_headers);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(signed_headers, i);
+        Py_ssize_t name_size, value_size;
+        const uint8_t *name_data = ascii_of(name, &name_size);
+        PyObject *value = name_data ? PyDict_GetItemWithError(headers, name) : NULL;
+        if (value == NULL) {
+            return PyErr_Occurred() ? -1 : 0; /* missing or non-ASCII: Python says which */
+        }
+        const uint8_t *value_data = ascii_of(value, &value_size);
+        if (!value_data) {
+            return 0;
+        }
+        while (value_size && is_space(value_data[0])) {
+            value_data++;
+            value_size--;
+        }
+        while (value_size && is_space(value_data[value_size - 1])) {
+            value_size--;
+        }
+        if (!put(suffix, name_data, name_size) || !put_char(suffix, ':') ||
+            !put(suffix, value_data, value_size) || !put_char(suffix, '\n')) {
+            return 0;
+        }
+    }
+    if (!put_char(suffix, '\n')) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t name_size;
+        const uint8_t *name_data = ascii_of(PyTuple_GET_ITEM(signed_headers, i), &name_size);
+        if ((i && !put_char(suffix, ';')) || !put(suffix, name_data, name_size)) {
+            return 0;
+        }
+    }
+    return put_char(suffix, '\n');
+}
+
+/* What every (query, payload hash) pair of one request shares. */
+typedef struct {
+    uint32_t inner[8], outer[8]; /* the key's HMAC pads */
+    sha256_ctx prefix;           /* "METHOD\nURI\n" hashed */
+    uint8_t to_sign[256 + 64];   /* "token\ndate\n", the canonical hash's hex after it */
+    size_t head_size;
+    const uint8_t *signature; /* 64 lower-case hex digits */
+} check;
+
+/* 1 when set up, 0 to decline (non-ASCII, a long method, token or date). */
+static int start_check(check *c, PyObject *pads, PyObject *method_text, const uint8_t *uri,
+                       size_t uri_size, PyObject *token_text, PyObject *date_text,
+                       PyObject *signature_text) {
+    Py_ssize_t method_size, token_size, date_size, signature_size;
+    const uint8_t *method = ascii_of(method_text, &method_size);
+    const uint8_t *token = ascii_of(token_text, &token_size);
+    const uint8_t *date = ascii_of(date_text, &date_size);
+    c->signature = ascii_of(signature_text, &signature_size);
+    if (!method || !token || !date || !c->signature || signature_size != 64 ||
+        method_size > 32 || token_size + date_size + 2 > 256) {
+        return 0;
+    }
+    memcpy(c->inner, PyBytes_AS_STRING(pads), 32);
+    memcpy(c->outer, PyBytes_AS_STRING(pads) + 32, 32);
+    /* The method upper-cased as the Python path does (ASCII only here). */
+    uint8_t upper[32];
+    for (Py_ssize_t i = 0; i < method_size; i++) {
+        uint8_t ch = method[i];
+        upper[i] = (ch >= 'a' && ch <= 'z') ? (uint8_t)(ch - 32) : ch;
+    }
+    sha_start(&c->prefix, IV, 0);
+    sha_update(&c->prefix, upper, (size_t)method_size);
+    sha_update(&c->prefix, (const uint8_t *)"\n", 1);
+    sha_update(&c->prefix, uri, uri_size);
+    sha_update(&c->prefix, (const uint8_t *)"\n", 1);
+    memcpy(c->to_sign, token, (size_t)token_size);
+    c->to_sign[token_size] = '\n';
+    memcpy(c->to_sign + token_size + 1, date, (size_t)date_size);
+    c->to_sign[token_size + 1 + date_size] = '\n';
+    c->head_size = (size_t)(token_size + date_size + 2);
+    return 1;
+}
+
+/* Does the canonical request prefix + query + suffix + payload give the signature? */
+static int pair_matches(check *c, const uint8_t *query, size_t query_size, const buffer *suffix,
+                        const uint8_t *payload, size_t payload_size) {
+    sha256_ctx ctx = c->prefix;
+    uint8_t digest[32];
+    sha_update(&ctx, query, query_size);
+    sha_update(&ctx, suffix->data, suffix->size);
+    sha_update(&ctx, payload, payload_size);
+    sha_final(&ctx, digest);
+    to_hex(digest, (char *)c->to_sign + c->head_size);
+
+    sha_start(&ctx, c->inner, 64);
+    sha_update(&ctx, c->to_sign, c->head_size + 64);
+    sha_final(&ctx, digest);
+    sha_start(&ctx, c->outer, 64);
+    sha_update(&ctx, digest, 32);
+    sha_final(&ctx, digest);
+
+    char expected[64];
+    to_hex(digest, expected);
+    uint8_t difference = 0; /* constant time over the 64 hex digits */
+    for (int i = 0; i < 64; i++) {
+        difference |= (uint8_t)(expected[i] ^ c->signature[i]);
+    }
+    return difference == 0;
+}
+
 /* signature_matches(pads, method, uri, queries, headers, signed_headers, payload_hashes,
  *                   token, sdk_date, signature) -> True | False | None
  *
  * True when some (query, payload hash) pair gives the signature; False when none does;
  * None when this function does not handle the input (the caller checks it in Python). */
 static PyObject *signature_matches(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
     if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "signature_matches takes 10 arguments");
         return NULL;
@@ -262,90 +377,21 @@ static PyObject *signature_matches(PyObject *module, PyObject *const *args, Py_s
         PyErr_SetString(PyExc_TypeError, "signature_matches: unexpected argument types");
         return NULL;
     }
-    uint32_t inner[8], outer[8];
-    memcpy(inner, PyBytes_AS_STRING(pads), 32);
-    memcpy(outer, PyBytes_AS_STRING(pads) + 32, 32);
-
-    Py_ssize_t method_size, uri_size, token_size, date_size, signature_size;
-    const uint8_t *method = ascii_of(args[1], &method_size);
+    Py_ssize_t uri_size;
     const uint8_t *uri = ascii_of(args[2], &uri_size);
-    const uint8_t *token = ascii_of(args[7], &token_size);
-    const uint8_t *date = ascii_of(args[8], &date_size);
-    const uint8_t *signature = ascii_of(args[9], &signature_size);
-    if (!method || !uri || !token || !date || !signature || signature_size != 64 ||
-        method_size > 32) {
+    check c;
+    if (!uri || !start_check(&c, pads, args[1], uri, (size_t)uri_size, args[7], args[8],
+                             args[9])) {
         Py_RETURN_NONE;
     }
-
     buffer suffix;
-    suffix.size = 0;
-    put_char(&suffix, '\n');
-    Py_ssize_t count = PyTuple_GET_SIZE(signed_headers);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *name = PyTuple_GET_ITEM(signed_headers, i);
-        Py_ssize_t name_size, value_size;
-        const uint8_t *name_data = ascii_of(name, &name_size);
-        PyObject *value = name_data ? PyDict_GetItemWithError(headers, name) : NULL;
-        if (value == NULL) {
-            if (PyErr_Occurred()) {
-                return NULL;
-            }
-            Py_RETURN_NONE; /* missing or non-ASCII: the Python path says which */
+    int built = build_suffix(headers, signed_headers, &suffix);
+    if (built <= 0) {
+        if (built < 0) {
+            return NULL;
         }
-        const uint8_t *value_data = ascii_of(value, &value_size);
-        if (!value_data) {
-            Py_RETURN_NONE;
-        }
-        while (value_size && is_space(value_data[0])) {
-            value_data++;
-            value_size--;
-        }
-        while (value_size && is_space(value_data[value_size - 1])) {
-            value_size--;
-        }
-        if (!put(&suffix, name_data, name_size) || !put_char(&suffix, ':') ||
-            !put(&suffix, value_data, value_size) || !put_char(&suffix, '\n')) {
-            Py_RETURN_NONE;
-        }
-    }
-    if (!put_char(&suffix, '\n')) {
         Py_RETURN_NONE;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t name_size;
-        const uint8_t *name_data = ascii_of(PyTuple_GET_ITEM(signed_headers, i), &name_size);
-        if ((i && !put_char(&suffix, ';')) || !put(&suffix, name_data, name_size)) {
-            Py_RETURN_NONE;
-        }
-    }
-    if (!put_char(&suffix, '\n')) {
-        Py_RETURN_NONE;
-    }
-
-    /* "METHOD\nURI\n", the method upper-cased as the Python path does (ASCII only here). */
-    uint8_t upper[32];
-    for (Py_ssize_t i = 0; i < method_size; i++) {
-        uint8_t ch = method[i];
-        upper[i] = (ch >= 'a' && ch <= 'z') ? (uint8_t)(ch - 32) : ch;
-    }
-    sha256_ctx prefix;
-    sha_start(&prefix, IV, 0);
-    sha_update(&prefix, upper, (size_t)method_size);
-    sha_update(&prefix, (const uint8_t *)"\n", 1);
-    sha_update(&prefix, uri, (size_t)uri_size);
-    sha_update(&prefix, (const uint8_t *)"\n", 1);
-
-    /* "token\ndate\n" then the canonical request's hex: the string to sign. */
-    uint8_t to_sign[256 + 64];
-    if (token_size + date_size + 2 > 256) {
-        Py_RETURN_NONE;
-    }
-    memcpy(to_sign, token, token_size);
-    to_sign[token_size] = '\n';
-    memcpy(to_sign + token_size + 1, date, date_size);
-    to_sign[token_size + 1 + date_size] = '\n';
-    size_t head_size = (size_t)(token_size + date_size + 2);
-
     Py_ssize_t query_count = PyTuple_GET_SIZE(queries);
     Py_ssize_t hash_count = PyList_GET_SIZE(payload_hashes);
     for (Py_ssize_t q = 0; q < query_count; q++) {
@@ -360,33 +406,284 @@ static PyObject *signature_matches(PyObject *module, PyObject *const *args, Py_s
             if (!payload) {
                 Py_RETURN_NONE;
             }
-            sha256_ctx ctx = prefix;
-            uint8_t digest[32];
-            sha_update(&ctx, query, (size_t)query_size);
-            sha_update(&ctx, suffix.data, suffix.size);
-            sha_update(&ctx, payload, (size_t)payload_size);
-            sha_final(&ctx, digest);
-            to_hex(digest, (char *)to_sign + head_size);
-
-            sha_start(&ctx, inner, 64);
-            sha_update(&ctx, to_sign, head_size + 64);
-            sha_final(&ctx, digest);
-            sha_start(&ctx, outer, 64);
-            sha_update(&ctx, digest, 32);
-            sha_final(&ctx, digest);
-
-            char expected[64];
-            to_hex(digest, expected);
-            uint8_t difference = 0; /* constant time over the 64 hex digits */
-            for (int i = 0; i < 64; i++) {
-                difference |= (uint8_t)(expected[i] ^ signature[i]);
-            }
-            if (difference == 0) {
+            if (pair_matches(&c, query, (size_t)query_size, &suffix, payload,
+                             (size_t)payload_size)) {
                 Py_RETURN_TRUE;
             }
         }
     }
     Py_RETURN_FALSE;
+}
+
+/* --- verify_plain: the usual signed request checked from its raw parts, in one call -------
+ *
+ * What verification.verify prepares in Python, done here for the request every SDK sends
+ * without a body: X-Sdk-Date signed and within the window, Host signed, no content-hash
+ * header, a path of unreserved characters and slashes, a query of unreserved key=value
+ * pairs. It answers only True (verify would return); anything else, a wrong signature
+ * included, is None and verify's Python path decides and words it. */
+
+#define RAW_MAX 512 /* canonical.py's _CACHED_INPUT_MAX: longer paths and queries are Python's */
+#define PAIRS_MAX 64
+
+static PyObject *NAME_DATE, *NAME_CONTENT_HASH, *SHA256_TOKEN; /* interned at import */
+static const char EMPTY_SHA256[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static int is_unreserved(uint8_t ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '~' || ch == '-';
+}
+
+/* Is the ASCII name in the tuple of signed header names? */
+static int is_signed(PyObject *signed_headers, const char *name, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(signed_headers); i++) {
+        Py_ssize_t item_size;
+        const uint8_t *item = ascii_of(PyTuple_GET_ITEM(signed_headers, i), &item_size);
+        if (item && item_size == size && memcmp(item, name, (size_t)size) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int digits(const uint8_t *text, int count, int *value) {
+    int result = 0;
+    for (int i = 0; i < count; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return 0;
+        }
+        result = result * 10 + (text[i] - '0');
+    }
+    *value = result;
+    return 1;
+}
+
+/* X-Sdk-Date (YYYYMMDDTHHMMSSZ, a real UTC time) in seconds since the epoch; 0 when it is
+ * not one (verification._signed_at's None: the Python words the error). */
+static int sdk_date_seconds(const uint8_t *text, Py_ssize_t size, double *seconds) {
+    int year, month, day, hour, minute, second;
+    if (size != 16 || text[8] != 'T' || text[15] != 'Z' || !digits(text, 4, &year) ||
+        !digits(text + 4, 2, &month) || !digits(text + 6, 2, &day) ||
+        !digits(text + 9, 2, &hour) || !digits(text + 11, 2, &minute) ||
+        !digits(text + 13, 2, &second)) {
+        return 0;
+    }
+    static const int DAYS[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || month < 1 || month > 12 || day < 1 ||
+        day > DAYS[month - 1] + (month == 2 && leap) || hour > 23 || minute > 59 ||
+        second > 59) {
+        return 0;
+    }
+    /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+    long y = year - (month <= 2);
+    long era = y / 400; /* y >= 0 here */
+    long yoe = y - era * 400;
+    long doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long days = era * 146097 + doe - 719468;
+    *seconds = (double)days * 86400.0 + hour * 3600 + minute * 60 + second;
+    return 1;
+}
+
+typedef struct {
+    const uint8_t *key, *value;
+    size_t key_size, value_size;
+} pair;
+
+static int compare_bytes(const uint8_t *a, size_t a_size, const uint8_t *b, size_t b_size) {
+    int order = memcmp(a, b, a_size < b_size ? a_size : b_size);
+    return order ? order : (a_size > b_size) - (a_size < b_size);
+}
+
+/* Stable insertion sort by key, then (by_value) by value: Python's sorted() of the pairs
+ * (bytes compare as memcmp then length) or with key=itemgetter(0). */
+static void sort_pairs(pair *pairs, int count, int by_value) {
+    for (int i = 1; i < count; i++) {
+        pair item = pairs[i];
+        int j = i;
+        while (j > 0) {
+            int order = compare_bytes(pairs[j - 1].key, pairs[j - 1].key_size, item.key,
+                                      item.key_size);
+            if (order == 0 && by_value) {
+                order = compare_bytes(pairs[j - 1].value, pairs[j - 1].value_size, item.value,
+                                      item.value_size);
+            }
+            if (order <= 0) {
+                break;
+            }
+            pairs[j] = pairs[j - 1];
+            j--;
+        }
+        pairs[j] = item;
+    }
+}
+
+typedef struct {
+    uint8_t data[RAW_MAX + PAIRS_MAX + 1];
+    size_t size;
+} query_text;
+
+static int join_pairs(const pair *pairs, int count, query_text *out) {
+    out->size = 0;
+    for (int i = 0; i < count; i++) {
+        size_t need = (i ? 1 : 0) + pairs[i].key_size + 1 + pairs[i].value_size;
+        if (need > sizeof out->data - out->size) {
+            return 0;
+        }
+        if (i) {
+            out->data[out->size++] = '&';
+        }
+        memcpy(out->data + out->size, pairs[i].key, pairs[i].key_size);
+        out->size += pairs[i].key_size;
+        out->data[out->size++] = '=';
+        memcpy(out->data + out->size, pairs[i].value, pairs[i].value_size);
+        out->size += pairs[i].value_size;
+    }
+    return 1;
+}
+
+/* canonical._compute_query_variants for a query of unreserved key=value parts: the pairs
+ * sorted by key and value, and (when different) by key alone. The number of variants, 0
+ * to decline. */
+static int query_variants(const uint8_t *raw, size_t size, query_text variants[2]) {
+    pair pairs[PAIRS_MAX];
+    int count = 0;
+    size_t at = 0;
+    while (at <= size) {
+        size_t end = at;
+        while (end < size && raw[end] != '&') {
+            end++;
+        }
+        if (end > at) { /* empty parts are skipped */
+            if (count == PAIRS_MAX) {
+                return 0;
+            }
+            size_t equals = at;
+            while (equals < end && raw[equals] != '=') {
+                equals++;
+            }
+            pair *item = &pairs[count++];
+            item->key = raw + at;
+            item->key_size = equals - at;
+            item->value = raw + (equals < end ? equals + 1 : end);
+            item->value_size = equals < end ? end - equals - 1 : 0;
+            for (size_t i = 0; i < item->key_size; i++) {
+                if (!is_unreserved(item->key[i])) {
+                    return 0;
+                }
+            }
+            for (size_t i = 0; i < item->value_size; i++) {
+                if (!is_unreserved(item->value[i])) {
+                    return 0; /* a second '=' too: Python decodes and re-encodes it */
+                }
+            }
+        }
+        at = end + 1;
+    }
+    pair by_key[PAIRS_MAX];
+    memcpy(by_key, pairs, sizeof(pair) * (size_t)count);
+    sort_pairs(pairs, count, 1);
+    sort_pairs(by_key, count, 0);
+    if (!join_pairs(pairs, count, &variants[0]) || !join_pairs(by_key, count, &variants[1])) {
+        return 0;
+    }
+    int same = variants[0].size == variants[1].size &&
+               memcmp(variants[0].data, variants[1].data, variants[0].size) == 0;
+    return same ? 1 : 2;
+}
+
+/* verify_plain(pads, method, raw_path, raw_query, headers, body, signed_headers, signature,
+ *              now, max_skew) -> True | None */
+static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "verify_plain takes 10 arguments");
+        return NULL;
+    }
+    PyObject *pads = args[0], *raw_path = args[2], *raw_query = args[3], *headers = args[4],
+             *body = args[5], *signed_headers = args[6];
+    if (!PyBytes_Check(pads) || PyBytes_GET_SIZE(pads) != 64 || !PyBytes_Check(raw_path) ||
+        !PyBytes_Check(raw_query) || !PyDict_Check(headers) || !PyBytes_Check(body) ||
+        PyBytes_GET_SIZE(body) != 0 || !PyTuple_Check(signed_headers) ||
+        !PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
+        Py_RETURN_NONE;
+    }
+    /* The date window and the signed-header rules (verify's _check_sdk_date, host). */
+    PyObject *date = PyDict_GetItemWithError(headers, NAME_DATE);
+    if (date == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t date_size;
+    const uint8_t *date_text = ascii_of(date, &date_size);
+    double signed_at;
+    if (!date_text || !sdk_date_seconds(date_text, date_size, &signed_at) ||
+        !is_signed(signed_headers, "x-sdk-date", 10) || !is_signed(signed_headers, "host", 4)) {
+        Py_RETURN_NONE;
+    }
+    double skew = PyFloat_AS_DOUBLE(args[8]) - signed_at;
+    skew = skew < 0 ? -skew : skew;
+    if (!(skew <= PyFloat_AS_DOUBLE(args[9]))) { /* NaN declines too */
+        Py_RETURN_NONE;
+    }
+    /* No body and no content-hash header: the payload hash is the empty body's. */
+    int has_content_hash = PyDict_Contains(headers, NAME_CONTENT_HASH);
+    if (has_content_hash != 0) {
+        if (has_content_hash < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    /* The canonical URI: a path of unreserved characters and slashes is its own. */
+    size_t path_size = (size_t)PyBytes_GET_SIZE(raw_path);
+    const uint8_t *path = (const uint8_t *)PyBytes_AS_STRING(raw_path);
+    if (path_size > RAW_MAX) {
+        Py_RETURN_NONE;
+    }
+    uint8_t uri[RAW_MAX + 1];
+    for (size_t i = 0; i < path_size; i++) {
+        if (!is_unreserved(path[i]) && path[i] != '/') {
+            Py_RETURN_NONE;
+        }
+    }
+    memcpy(uri, path, path_size);
+    size_t uri_size = path_size;
+    if (uri_size == 0 || uri[uri_size - 1] != '/') {
+        uri[uri_size++] = '/';
+    }
+    size_t query_size = (size_t)PyBytes_GET_SIZE(raw_query);
+    if (query_size > RAW_MAX) {
+        Py_RETURN_NONE;
+    }
+    query_text variants[2];
+    int variant_count =
+        query_variants((const uint8_t *)PyBytes_AS_STRING(raw_query), query_size, variants);
+    if (variant_count == 0) {
+        Py_RETURN_NONE;
+    }
+    check c;
+    if (!start_check(&c, pads, args[1], uri, uri_size, SHA256_TOKEN, date, args[7])) {
+        Py_RETURN_NONE;
+    }
+    buffer suffix;
+    int built = build_suffix(headers, signed_headers, &suffix);
+    if (built <= 0) {
+        if (built < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    for (int v = 0; v < variant_count; v++) {
+        if (pair_matches(&c, variants[v].data, variants[v].size, &suffix,
+                         (const uint8_t *)EMPTY_SHA256, 64)) {
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_NONE; /* refused by the Python path, with its message and its count */
 }
 
 /* hmac_pads(key: bytes) -> bytes: SHA-256's state after the HMAC inner and outer key
@@ -579,6 +876,169 @@ static PyObject *new_request(PyObject *module, PyObject *const *args, Py_ssize_t
     return request;
 }
 
+/* The Authorization header of every SDK, "SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<a;b>,
+ * Signature=<64 hex>", parsed as parsing.parse_authorization does, in a strict subset of
+ * what that accepts: ASCII, the scheme first with nothing before it, spaces (no other
+ * whitespace) around the separators, an access key of printable characters. Anything else
+ * (other schemes, tabs, errors of every kind) is declined: the Python parser decides it,
+ * and every error message stays Python's. */
+#define AUTHORIZATION_MAX 8192
+#define ACCESS_KEY_MAX 128
+
+static int starts_with(const uint8_t *text, Py_ssize_t size, Py_ssize_t at, const char *what,
+                       Py_ssize_t what_size) {
+    return size - at >= what_size && memcmp(text + at, what, (size_t)what_size) == 0;
+}
+
+/* SignedHeaders' name characters: parsing._AUTHORIZATION_HEAD's [0-9a-z!#$%&'*+.^_`|~-]. */
+static int is_name_char(uint8_t ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '!' || ch == '#' ||
+           ch == '$' || ch == '%' || ch == '&' || ch == '\'' || ch == '*' || ch == '+' ||
+           ch == '.' || ch == '^' || ch == '_' || ch == '`' || ch == '|' || ch == '~' ||
+           ch == '-';
+}
+
+/* " , " with any number of spaces on either side (the regex's \s*,\s*, spaces only). */
+static int separator(const uint8_t *text, Py_ssize_t size, Py_ssize_t *at) {
+    Py_ssize_t i = *at;
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    if (i >= size || text[i] != ',') {
+        return 0;
+    }
+    i++;
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    *at = i;
+    return 1;
+}
+
+static int hex_value(uint8_t ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* parse_authorization(cls, scheme, value) -> cls((scheme, access_key, names, signature))
+ *                                           | None
+ *
+ * cls is ParsedAuthorization (a tuple subclass), scheme SigningAlgorithm.HMAC_SHA256; the
+ * signature lower-cased. None when the value is not the plain form above. */
+static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "parse_authorization(tuple subclass, scheme, value)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    Py_ssize_t size;
+    const uint8_t *text = ascii_of(args[2], &size);
+    if (!text || size > AUTHORIZATION_MAX) {
+        Py_RETURN_NONE;
+    }
+    static const char SCHEME[] = "SDK-HMAC-SHA256 ";
+    Py_ssize_t i = (Py_ssize_t)sizeof SCHEME - 1;
+    if (!starts_with(text, size, 0, SCHEME, i)) {
+        Py_RETURN_NONE;
+    }
+    while (i < size && text[i] == ' ') {
+        i++;
+    }
+    if (!starts_with(text, size, i, "Access=", 7)) {
+        Py_RETURN_NONE;
+    }
+    i += 7;
+    Py_ssize_t access_at = i;
+    while (i < size && text[i] > ' ' && text[i] < 0x7f && text[i] != ',' && text[i] != '=') {
+        i++;
+    }
+    Py_ssize_t access_size = i - access_at;
+    if (access_size < 1 || access_size > ACCESS_KEY_MAX || !separator(text, size, &i) ||
+        !starts_with(text, size, i, "SignedHeaders=", 14)) {
+        Py_RETURN_NONE;
+    }
+    i += 14;
+    Py_ssize_t names_at = i, count = 0;
+    for (;;) {
+        Py_ssize_t start = i;
+        while (i < size && is_name_char(text[i])) {
+            i++;
+        }
+        if (i == start) {
+            Py_RETURN_NONE; /* an empty name */
+        }
+        count++;
+        if (i < size && text[i] == ';') {
+            i++;
+            continue;
+        }
+        break;
+    }
+    Py_ssize_t names_end = i;
+    if (!separator(text, size, &i) || !starts_with(text, size, i, "Signature=", 10)) {
+        Py_RETURN_NONE;
+    }
+    i += 10;
+    Py_ssize_t signature_at = i;
+    if (size - i < 64) {
+        Py_RETURN_NONE;
+    }
+    for (; i < signature_at + 64; i++) {
+        if (!hex_value(text[i])) {
+            Py_RETURN_NONE;
+        }
+    }
+    for (; i < size; i++) {
+        if (text[i] != ' ') {
+            Py_RETURN_NONE; /* rstrip() takes more than spaces: Python decides */
+        }
+    }
+
+    PyObject *access = PyUnicode_FromStringAndSize((const char *)text + access_at, access_size);
+    PyObject *names = PyTuple_New(count);
+    PyObject *signature = PyUnicode_New(64, 127);
+    if (access == NULL || names == NULL || signature == NULL) {
+        goto failed;
+    }
+    Py_ssize_t start = names_at, index = 0;
+    for (Py_ssize_t j = names_at; j <= names_end && index < count; j++) {
+        if (j == names_end || text[j] == ';') {
+            PyObject *name = PyUnicode_FromStringAndSize((const char *)text + start, j - start);
+            if (name == NULL) {
+                goto failed;
+            }
+            PyTuple_SET_ITEM(names, index++, name);
+            start = j + 1;
+        }
+    }
+    if (index != count) {
+        PyErr_SetString(PyExc_SystemError, "parse_authorization: name count");
+        goto failed;
+    }
+    uint8_t *lower = PyUnicode_1BYTE_DATA(signature);
+    for (Py_ssize_t j = 0; j < 64; j++) {
+        uint8_t ch = text[signature_at + j];
+        lower[j] = (ch >= 'A' && ch <= 'F') ? (uint8_t)(ch + 32) : ch;
+    }
+    PyObject *result = cls->tp_alloc(cls, 4);
+    if (result == NULL) {
+        goto failed;
+    }
+    Py_INCREF(args[1]);
+    PyTuple_SET_ITEM(result, 0, args[1]);
+    PyTuple_SET_ITEM(result, 1, access);
+    PyTuple_SET_ITEM(result, 2, names);
+    PyTuple_SET_ITEM(result, 3, signature);
+    return result;
+
+failed:
+    Py_XDECREF(access);
+    Py_XDECREF(names); /* with the names set so far; the others are NULL */
+    Py_XDECREF(signature);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"signature_matches", (PyCFunction)(void (*)(void))signature_matches, METH_FASTCALL,
      "Check an SDK-HMAC-SHA256 signature: True, False, or None (not handled here)."},
@@ -586,6 +1046,10 @@ static PyMethodDef methods[] = {
     {"decode_headers", decode_headers, METH_O, "ASGI headers decoded as from_raw does, or None."},
     {"new_request", (PyCFunction)(void (*)(void))new_request, METH_FASTCALL,
      "ReceivedRequest.from_raw for ASGI's headers, or None."},
+    {"verify_plain", (PyCFunction)(void (*)(void))verify_plain, METH_FASTCALL,
+     "The usual signed request verified from its raw parts: True, or None (Python decides)."},
+    {"parse_authorization", (PyCFunction)(void (*)(void))parse_authorization, METH_FASTCALL,
+     "The plain SDK-HMAC-SHA256 Authorization header parsed, or None."},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
     {NULL, NULL, 0, NULL}};
 
@@ -602,6 +1066,13 @@ PyMODINIT_FUNC PyInit__sigcore(void) {
             Py_DECREF(module);
             return NULL;
         }
+    }
+    NAME_DATE = PyUnicode_InternFromString("x-sdk-date");
+    NAME_CONTENT_HASH = PyUnicode_InternFromString("x-sdk-content-sha256");
+    SHA256_TOKEN = PyUnicode_InternFromString("SDK-HMAC-SHA256");
+    if (NAME_DATE == NULL || NAME_CONTENT_HASH == NULL || SHA256_TOKEN == NULL) {
+        Py_DECREF(module);
+        return NULL;
     }
     int shani = 0;
 #ifdef SIGCORE_SHANI

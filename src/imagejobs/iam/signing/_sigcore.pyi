@@ -19,11 +19,25 @@ def signature_matches(
     signature: str,
     /,
 ) -> bool | None: ...
+def verify_plain(
+    pads: bytes,
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: dict[str, str],
+    body: bytes,
+    signed_headers: tuple[str, ...],
+    signature: str,
+    now: float,
+    max_skew: float,
+    /,
+) -> bool | None: ...
 def decode_headers(
     headers: object, /
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, str]] | None: ...
 def new_request(
     cls: type[_T], method: str, raw_path: bytes, raw_query: bytes, headers: object, body: bytes, /
 ) -> _T | None: ...
+def parse_authorization(cls: type[_T], scheme: object, value: str, /) -> _T | None: ...
 def hmac_pads(key: bytes, /) -> bytes: ...
 def sha256(data: bytes, portable: bool, /) -> bytes: ...

@@ -132,6 +132,37 @@ def _header_block(headers: Mapping[str, str], signed_headers: Sequence[str]) -> 
     return header_block
 
 
+def _verified_in_c(
+    request: ReceivedRequest,
+    headers: dict[str, str],
+    secret_key: str | SigningKey,
+    authorization: ParsedAuthorization,
+    now: float,
+    max_skew: float,
+) -> bool:
+    """The usual request (no body, X-Sdk-Date and Host signed, a plain path and query)
+    checked from its raw parts in one C call (_sigcore's verify_plain). True only when it
+    verified; anything it does not take, a wrong signature included, is False and
+    ``verify`` decides it in full."""
+    compiled = _compiled
+    key = SigningKey(secret_key) if isinstance(secret_key, str) else secret_key
+    return (
+        compiled.verify_plain(
+            key.sha256_pads(compiled.hmac_pads),
+            request.method,
+            request.raw_path,
+            request.raw_query,
+            headers,
+            request.body,
+            authorization.signed_headers,
+            authorization.signature,
+            now,
+            max_skew,
+        )
+        is True
+    )
+
+
 def verify(
     request: ReceivedRequest,
     secret_key: str | SigningKey,
@@ -155,12 +186,19 @@ def verify(
             raise AuthenticationFailed("x-auth-token not found")
         authorization = parse_authorization(header_value)
     algorithm, _, signed_headers, signature = authorization
-    sdk_date = _check_sdk_date(
-        headers,
-        signed_headers,
-        now if type(now) is float else _epoch_seconds(now),
-        _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds(),
+    now_seconds = now if type(now) is float else _epoch_seconds(now)
+    skew_seconds = (
+        _DEFAULT_SKEW_SECONDS if max_skew is DEFAULT_MAX_SKEW else max_skew.total_seconds()
     )
+    if (
+        security_token is None
+        and algorithm is SigningAlgorithm.HMAC_SHA256
+        and _compiled is not None
+        and type(headers) is dict
+        and _verified_in_c(request, headers, secret_key, authorization, now_seconds, skew_seconds)
+    ):
+        return
+    sdk_date = _check_sdk_date(headers, signed_headers, now_seconds, skew_seconds)
     if "host" not in signed_headers:
         # Unsigned, a captured request could be replayed to another endpoint that trusts
         # the same keys (another region's deployment); every SDK signs it.
