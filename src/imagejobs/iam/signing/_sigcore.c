@@ -212,9 +212,11 @@ static void to_hex(const uint8_t *digest, char out[64]) {
 }
 
 /* An ASCII str's bytes (its UTF-8 and surrogateescape encodings are those bytes), or
- * NULL: the caller then declines and the Python path handles the text. */
+ * NULL: the caller then declines and the Python path handles the text. Exactly str: a
+ * subclass may give the Python other text (its upper(), __format__ or __hash__) than its
+ * bytes, so the Python decides it. */
 static const uint8_t *ascii_of(PyObject *text, Py_ssize_t *size) {
-    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text)) {
         return NULL;
     }
     *size = PyUnicode_GET_LENGTH(text);
@@ -240,8 +242,7 @@ static int put(buffer *out, const uint8_t *data, size_t size) {
 
 static int put_char(buffer *out, uint8_t ch) { return put(out, &ch, 1); }
 
-/* A header value with the ASCII whitespace that str.strip() removes taken off (values
- * in the header map are already trimmed; this keeps the rule if one is not). */
+/* The ASCII whitespace that str.strip() removes. */
 static int is_space(uint8_t ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= 0x1c && ch <= 0x1f); }
 
 /* The part of every canonical request after the query: "\n" header block "\n"
@@ -260,15 +261,12 @@ static int build_suffix(PyObject *headers, PyObject *signed_headers, buffer *suf
             return PyErr_Occurred() ? -1 : 0; /* missing or non-ASCII: Python says which */
         }
         const uint8_t *value_data = ascii_of(value, &value_size);
-        if (!value_data) {
+        /* Values in the header map are trimmed (ReceivedRequest's rule) and the Python
+         * signs them as they are: an untrimmed one is the Python's to sign, not trimmed
+         * here into a canonical request the Python would not build. */
+        if (!value_data || (value_size && (is_space(value_data[0]) ||
+                                           is_space(value_data[value_size - 1])))) {
             return 0;
-        }
-        while (value_size && is_space(value_data[0])) {
-            value_data++;
-            value_size--;
-        }
-        while (value_size && is_space(value_data[value_size - 1])) {
-            value_size--;
         }
         if (!put(suffix, name_data, name_size) || !put_char(suffix, ':') ||
             !put(suffix, value_data, value_size) || !put_char(suffix, '\n')) {
@@ -610,6 +608,16 @@ static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_
         !PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
         Py_RETURN_NONE;
     }
+    /* No body and no content-hash header: the payload hash is the empty body's. This
+     * lookup comes first: it may run Python code (a key's __eq__) that could free the
+     * borrowed date below before it is copied into the string to sign. */
+    int has_content_hash = PyDict_Contains(headers, NAME_CONTENT_HASH);
+    if (has_content_hash != 0) {
+        if (has_content_hash < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
     /* The date window and the signed-header rules (verify's _check_sdk_date, host). */
     PyObject *date = PyDict_GetItemWithError(headers, NAME_DATE);
     if (date == NULL) {
@@ -628,14 +636,6 @@ static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_
     double skew = PyFloat_AS_DOUBLE(args[8]) - signed_at;
     skew = skew < 0 ? -skew : skew;
     if (!(skew <= PyFloat_AS_DOUBLE(args[9]))) { /* NaN declines too */
-        Py_RETURN_NONE;
-    }
-    /* No body and no content-hash header: the payload hash is the empty body's. */
-    int has_content_hash = PyDict_Contains(headers, NAME_CONTENT_HASH);
-    if (has_content_hash != 0) {
-        if (has_content_hash < 0) {
-            return NULL;
-        }
         Py_RETURN_NONE;
     }
     /* The canonical URI: a path of unreserved characters and slashes is its own. */
@@ -665,7 +665,7 @@ static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_
     if (variant_count == 0) {
         Py_RETURN_NONE;
     }
-    check c;
+    check c; /* copies the date: no Python code ran since it was looked up */
     if (!start_check(&c, pads, args[1], uri, uri_size, SHA256_TOKEN, date, args[7])) {
         Py_RETURN_NONE;
     }
@@ -846,7 +846,10 @@ static const char *FIELD_NAMES[6] = {"method", "raw_path", "raw_query", "headers
  * None when decode_headers declines. */
 static PyObject *new_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 6 || !PyType_Check(args[0])) {
+    /* cls is made as object.__new__ makes it (a type's own tp_new, as type's, is refused:
+     * a zeroed type object would crash when freed). */
+    if (nargs != 6 || !PyType_Check(args[0]) ||
+        ((PyTypeObject *)args[0])->tp_new != PyBaseObject_Type.tp_new) {
         PyErr_SetString(PyExc_TypeError, "new_request(cls, method, path, query, headers, body)");
         return NULL;
     }
@@ -924,10 +927,15 @@ static int hex_value(uint8_t ch) {
  *
  * cls is ParsedAuthorization (a tuple subclass), scheme SigningAlgorithm.HMAC_SHA256; the
  * signature lower-cased. None when the value is not the plain form above. */
+static destructor class_dealloc; /* tp_dealloc of a class statement's type (set at import) */
+
 static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
+    /* A tuple subclass made by a class statement, as ParsedAuthorization: its four items
+     * are all it holds. A struct sequence (os.stat_result) reads hidden fields past them. */
     if (nargs != 3 || !PyType_Check(args[0]) ||
-        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
+        ((PyTypeObject *)args[0])->tp_dealloc != class_dealloc) {
         PyErr_SetString(PyExc_TypeError, "parse_authorization(tuple subclass, scheme, value)");
         return NULL;
     }
@@ -1074,6 +1082,14 @@ PyMODINIT_FUNC PyInit__sigcore(void) {
         Py_DECREF(module);
         return NULL;
     }
+    PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){}", "probe",
+                                            (PyObject *)&PyTuple_Type);
+    if (probe == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    class_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
     int shani = 0;
 #ifdef SIGCORE_SHANI
     shani = cpu_has_shani();
