@@ -1,7 +1,8 @@
-"""What AK/SK costs ListImageJobs in-process: the same app built twice, IAM on (the request
+"""What IAM costs ListImageJobs in-process: the same app built twice, IAM on (the request
 SDK-HMAC-SHA256-signed, verified in full every time) and ``IMAGEJOBS_AUTH=none`` (the
 same request without Authorization, X-Sdk-Date and X-Project-Id), called directly, no HTTP
-server; rounds alternate; CPU time per request, and with ``--instructions N`` instructions
+server (``--client token``: the demo root's X-Auth-Token instead of the signature); rounds
+alternate; CPU time per request, and with ``--instructions N`` instructions
 per request under callgrind (each app counted from zero; dumps kept for
 callgrind_annotate as DIR/cg/iam.callgrind and none.callgrind):
 
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 import list_inprocess as lip
 import list_jobs as lj
@@ -46,6 +50,23 @@ async def build(workdir: Path, auth: str, counting: bool) -> lip.App:
     return build_app(settings)
 
 
+async def token_headers(app: lip.App, workdir: Path) -> dict[str, str]:
+    """The demo root's X-Auth-Token for its project, asked of the app itself."""
+    demo = json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
+    user = {"name": demo["user"], "password": demo["password"], "domain": {"name": demo["account"]}}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": {"user": user}},
+            "scope": {"project": {"name": demo["region"]}},
+        }
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{lip.HOST}") as client:
+        response = await client.post("/v3/auth/tokens?nocatalog=true", json=body)
+    response.raise_for_status()
+    return {"Host": lip.HOST, "X-Auth-Token": response.headers["x-subject-token"]}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     path = f"/v1/{lj.PROJECT}/image-server-jobs"
     counting = bool(args.instructions)
@@ -54,8 +75,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "none": await build(args.workdir, "none", counting),
     }
     stops = [await lip.lifespan(app) for app in apps.values()]
+    iam_headers = (
+        await token_headers(apps["iam"], args.workdir)
+        if args.client == "token"
+        else lip.signed(args.workdir, path, args.query)
+    )
     requests = {
-        "iam": lip.scope(path, args.query, lip.signed(args.workdir, path, args.query)),
+        "iam": lip.scope(path, args.query, iam_headers),
         "none": lip.scope(path, args.query, {"Host": lip.HOST}),
     }
     if args.same_headers:  # the no-auth app gets the signed headers too (it ignores them)
@@ -99,6 +125,12 @@ def main() -> int:
         "--instructions", type=int, default=0, help="requests counted under callgrind (0: none)"
     )
     parser.add_argument(
+        "--client",
+        choices=["aksk", "token"],
+        default="aksk",
+        help="how the IAM app's request authenticates (the demo root's AK/SK or token)",
+    )
+    parser.add_argument(
         "--same-headers",
         action="store_true",
         help="send the no-auth app the signed request too (isolates the headers' cost)",
@@ -115,7 +147,7 @@ def main() -> int:
         print(f"{name:<5} {row['cpu_us_per_request']:>7} µs/request  (rounds {rounds})")
     if "instructions_per_request" in result["iam"]:
         iam, none = (result[n]["instructions_per_request"] for n in ("iam", "none"))
-        print(f"instructions/request: iam {iam:,}, none {none:,}, AK/SK +{iam - none:,}")
+        print(f"instructions/request: iam {iam:,}, none {none:,}, IAM +{iam - none:,}")
     ratio = result["none"]["cpu_us_per_request"] / result["iam"]["cpu_us_per_request"]
     print(f"CPU ratio none/iam: {ratio:.3f}; bodies identical: {result['bodies_identical']}")
     return 0
