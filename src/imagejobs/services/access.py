@@ -169,7 +169,7 @@ class IamAccess:
         self._generation = -1
         self._checked_at = float("-inf")
         self._keys: dict[str, _KeyEntry | None] = {}
-        # Token digest -> (principal, expiry in epoch ms).
+        # Token -> (principal, expiry in epoch ms), for tokens validated in full (see _token).
         self._tokens: dict[str, tuple[Principal, int]] = {}
         # (AK, source address) whose signatures failed lately in this process -> the end
         # of its lock (0: failing, not locked).
@@ -294,8 +294,11 @@ class IamAccess:
             await self._store.clear_failures(failure_subject("signature", access_key, source))
 
     async def _token(self, token: str) -> Principal:
-        cache_key = digest(token)
-        cached = self._tokens.get(cache_key)
+        # Keyed by the token as sent, not by its SHA-256 (the stored form): the digest was
+        # half of what a token request cost here beyond no auth (an OpenSSL call per
+        # request). Only tokens validated in full are keys, so the cache's bound holds;
+        # they stay in this process's memory as long as a request's headers would.
+        cached = self._tokens.get(token)
         if cached is not None and cached[1] > self._now():
             return cached[0]
         issued = await self._identity.validate_token(token)
@@ -305,7 +308,7 @@ class IamAccess:
             project_id=issued.record.project_id,
             domain_scoped=issued.record.project_id is None,
         )
-        _remember(self._tokens, cache_key, (principal, issued.record.expires_at))
+        _remember(self._tokens, token, (principal, issued.record.expires_at))
         return principal
 
     # --- authorization --------------------------------------------------------------------
