@@ -381,12 +381,11 @@ class IamAccess:
         Evaluating them cost an IAM user's request ~55k instructions (callgrind), about
         what an AK/SK signature's whole check costs, for an answer that depends only on
         these three objects, the action and, if a condition tests g:CurrentTime, the time.
-        So it is
-        remembered per (policies, principal, project, action), by identity, unless a
-        condition reads the time. The three are the ones cached above; a change to any of
-        them (a policy, an attachment, the user, the key, the project) bumps the identity
-        generation, which empties these caches and this one together, so an answer is
-        never older than the policies it would be evaluated with."""
+        So it is remembered per (policies, principal, project, action), by identity,
+        unless a condition reads the time. The three are the ones cached above; a change
+        to any of them (a policy, an attachment, the user, the key, the project) bumps the
+        identity generation, which empties these caches and this one together, so an
+        answer is never older than the policies it would be evaluated with."""
         key = (id(policies), id(principal), id(project), action)
         remembered = self._decisions.get(key)
         if (
