@@ -1,7 +1,9 @@
-"""What AK/SK costs ListImageJobs in-process: the same app built twice, IAM on (the request
+"""What IAM costs ListImageJobs in-process: the same app built twice, IAM on (the request
 SDK-HMAC-SHA256-signed, verified in full every time) and ``IMAGEJOBS_AUTH=none`` (the
 same request without Authorization, X-Sdk-Date and X-Project-Id), called directly, no HTTP
-server; rounds alternate; CPU time per request, and with ``--instructions N`` instructions
+server (``--client token``: the demo root's X-Auth-Token instead of the signature;
+``--user``: an IAM user's credentials, whose policies are evaluated, not the root's); rounds
+alternate; CPU time per request, and with ``--instructions N`` instructions
 per request under callgrind (each app counted from zero; dumps kept for
 callgrind_annotate as DIR/cg/iam.callgrind and none.callgrind):
 
@@ -17,14 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import list_inprocess as lip
 import list_jobs as lj
+from imagejobs.iam.signing import SigningAlgorithm, sign_request
 
 
 async def build(workdir: Path, auth: str, counting: bool) -> lip.App:
@@ -46,6 +53,82 @@ async def build(workdir: Path, auth: str, counting: bool) -> lip.App:
     return build_app(settings)
 
 
+BENCH_USER = "bench-user"
+
+
+async def iam_user(workdir: Path) -> dict[str, str]:
+    """The demo account's IAM user ``bench-user`` (Workspace FullAccess in every project,
+    an AK/SK of its own): made once, its credentials kept in DIR/bench-user.json."""
+    path = workdir / f"{BENCH_USER}.json"
+    if path.exists():
+        saved: dict[str, str] = json.loads(path.read_text())
+        return saved
+    from imagejobs.keys import load_secret_box
+    from imagejobs.services.identity import IdentityService
+    from imagejobs.settings import load_settings
+    from imagejobs.storage.database import database_for
+    from imagejobs.storage.iam_store import SqlIamStore
+
+    settings = load_settings()  # build() set the environment
+    demo = json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
+    database = database_for(settings.database_url)
+    await database.open()
+    try:
+        identity = IdentityService(SqlIamStore(database), load_secret_box(settings))
+        _, password = await identity.create_user(demo["account"], BENCH_USER)
+        await identity.attach_policy(demo["account"], "Workspace FullAccess", user_name=BENCH_USER)
+        key = await identity.create_access_key(demo["account"], BENCH_USER)
+    finally:
+        await database.close()
+    credentials = {
+        **demo,
+        "user": BENCH_USER,
+        "password": password,
+        "access_key": key.key.access_key,
+        "secret_key": key.secret_key,
+    }
+    path.write_text(json.dumps(credentials))
+    return credentials
+
+
+def signed_as(credentials: dict[str, str], path: str, query: str) -> dict[str, str]:
+    headers = {"Host": lip.HOST, "X-Project-Id": lj.PROJECT}
+    pairs = [tuple(pair.split("=", 1)) for pair in query.split("&")]
+    headers |= sign_request(
+        "GET",
+        path,
+        pairs,
+        headers,
+        b"",
+        ak=credentials["access_key"],
+        sk=credentials["secret_key"],
+        algorithm=SigningAlgorithm.HMAC_SHA256,
+        now=datetime.now(UTC),
+    )
+    return headers
+
+
+async def token_headers(app: lip.App, workdir: Path, as_user: bool = False) -> dict[str, str]:
+    """The demo root's (or bench-user's) X-Auth-Token for its project, asked of the app."""
+    demo = (
+        await iam_user(workdir)
+        if as_user
+        else json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
+    )
+    user = {"name": demo["user"], "password": demo["password"], "domain": {"name": demo["account"]}}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": {"user": user}},
+            "scope": {"project": {"name": demo["region"]}},
+        }
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{lip.HOST}") as client:
+        response = await client.post("/v3/auth/tokens?nocatalog=true", json=body)
+    response.raise_for_status()
+    return {"Host": lip.HOST, "X-Auth-Token": response.headers["x-subject-token"]}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     path = f"/v1/{lj.PROJECT}/image-server-jobs"
     counting = bool(args.instructions)
@@ -54,8 +137,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "none": await build(args.workdir, "none", counting),
     }
     stops = [await lip.lifespan(app) for app in apps.values()]
+    if args.client == "token":
+        iam_headers = await token_headers(apps["iam"], args.workdir, args.user)
+    elif args.user:
+        iam_headers = signed_as(await iam_user(args.workdir), path, args.query)
+    else:
+        iam_headers = lip.signed(args.workdir, path, args.query)
     requests = {
-        "iam": lip.scope(path, args.query, lip.signed(args.workdir, path, args.query)),
+        "iam": lip.scope(path, args.query, iam_headers),
         "none": lip.scope(path, args.query, {"Host": lip.HOST}),
     }
     if args.same_headers:  # the no-auth app gets the signed headers too (it ignores them)
@@ -99,6 +188,17 @@ def main() -> int:
         "--instructions", type=int, default=0, help="requests counted under callgrind (0: none)"
     )
     parser.add_argument(
+        "--client",
+        choices=["aksk", "token"],
+        default="aksk",
+        help="how the IAM app's request authenticates (the demo root's AK/SK or token)",
+    )
+    parser.add_argument(
+        "--user",
+        action="store_true",
+        help="the IAM app's caller is an IAM user with Workspace FullAccess, not the root",
+    )
+    parser.add_argument(
         "--same-headers",
         action="store_true",
         help="send the no-auth app the signed request too (isolates the headers' cost)",
@@ -115,7 +215,7 @@ def main() -> int:
         print(f"{name:<5} {row['cpu_us_per_request']:>7} µs/request  (rounds {rounds})")
     if "instructions_per_request" in result["iam"]:
         iam, none = (result[n]["instructions_per_request"] for n in ("iam", "none"))
-        print(f"instructions/request: iam {iam:,}, none {none:,}, AK/SK +{iam - none:,}")
+        print(f"instructions/request: iam {iam:,}, none {none:,}, IAM +{iam - none:,}")
     ratio = result["none"]["cpu_us_per_request"] / result["iam"]["cpu_us_per_request"]
     print(f"CPU ratio none/iam: {ratio:.3f}; bodies identical: {result['bodies_identical']}")
     return 0

@@ -40,6 +40,9 @@ server of its own on that code (and environment), driven in the same rounds: its
 `aksk` compares two versions of the signed path at the same moments, which runs one after
 the other cannot on a busy machine (each server then gets a smaller share of CPU 0).
 
+``--user``: the token and AK/SK clients (and variants) are an IAM user of the demo account
+with Workspace FullAccess instead of its root, whose requests skip policy evaluation.
+
 Prints a table, writes JSON to bench/results/, exits 0.
 """
 
@@ -68,9 +71,41 @@ from imagejobs.iam.signing import SigningAlgorithm, sign_request
 TARGET_MIN_RATIO = 0.85
 
 
-def signed_headers(server: lj.Server, workdir: Path) -> dict[str, str]:
-    """Headers of one SDK-style signed ListImageJobs request, replayable for 15 minutes."""
+def iam_user(url: str, workdir: Path) -> dict[str, str]:
+    """The credentials of a new IAM user of the demo account, ``bench-user``, with Workspace
+    FullAccess in every project: made with `imagejobs iam` as an operator would."""
     demo = json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
+    where = ["--database-url", url, "--data-dir", str(workdir), "-o", "json"]
+    account = ["--account", demo["account"]]
+
+    def iam(*args: str) -> Any:
+        done = subprocess.run(
+            [lj.tool("imagejobs"), "iam", *args, *where, *account],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=lj.clean_env(),
+        )
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    user = iam("create-user", "bench-user")
+    iam("attach-policy", "--policy", "Workspace FullAccess", "--user", "bench-user")
+    key = iam("create-access-key", "--user", "bench-user")
+    return {
+        **demo,
+        "user": "bench-user",
+        "password": user["password"],
+        "access_key": key["access_key"],
+        "secret_key": key["secret_key"],
+    }
+
+
+def signed_headers(
+    server: lj.Server, workdir: Path, credentials: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Headers of one SDK-style signed ListImageJobs request, replayable for 15 minutes,
+    by the demo root or the holder of ``credentials``."""
+    demo = credentials or json.loads((workdir / lj.DEMO_CREDENTIALS).read_text())
     path = f"/v1/{lj.PROJECT}/image-server-jobs"
     headers = {"Host": f"{lj.HOST}:{server.port}", "X-Project-Id": lj.PROJECT}
     query = [tuple(pair.split("=", 1)) for pair in lj.QUERY.split("&")]
@@ -196,6 +231,11 @@ def main() -> int:
         "--src", type=Path, help="run the servers on the imagejobs package in this directory"
     )
     parser.add_argument(
+        "--user",
+        action="store_true",
+        help="token and AK/SK of an IAM user with Workspace FullAccess, not the demo root",
+    )
+    parser.add_argument(
         "--batch",
         action="store_true",
         help="the servers with IMAGEJOBS_BATCH_SCHEDULING=true",
@@ -229,13 +269,14 @@ def main() -> int:
             stack.enter_context(server)
         lj.log(f"seeding {args.jobs} jobs…")
         results["seed_s"] = lj.seed(url, lj.PROJECT, args.jobs, workdir)
+        user = iam_user(url, workdir) if args.user else None
         clients = {
             "none": (noauth, {}),
-            "token": (iam_token, {"X-Auth-Token": lj.demo_token(iam_token, workdir)}),
-            "aksk": (iam_aksk, signed_headers(iam_aksk, workdir)),
+            "token": (iam_token, {"X-Auth-Token": lj.demo_token(iam_token, workdir, user)}),
+            "aksk": (iam_aksk, signed_headers(iam_aksk, workdir, user)),
         }
         for name, server in variants:
-            clients[name] = (server, signed_headers(server, workdir))
+            clients[name] = (server, signed_headers(server, workdir, user))
         for name, (server, headers) in clients.items():
             page = httpx.get(server.url(lj.PROJECT, lj.QUERY), headers=headers, timeout=30)
             if page.status_code != 200:

@@ -305,9 +305,10 @@ def imagejobs_server(url: str, workdir: Path, workers: int, auth: str) -> Server
     return Server(name, argv, clean_env(IMAGEJOBS_AUTH=auth), port, workdir / f"{name}.log")
 
 
-def demo_token(server: Server, workdir: Path) -> str:
-    """An X-Auth-Token of the demo account's root user, scoped to its project."""
-    demo = json.loads((workdir / DEMO_CREDENTIALS).read_text())
+def demo_token(server: Server, workdir: Path, credentials: dict[str, str] | None = None) -> str:
+    """An X-Auth-Token of the demo account's root user (or of the holder of
+    ``credentials``), scoped to its project."""
+    demo = credentials or json.loads((workdir / DEMO_CREDENTIALS).read_text())
     if demo["project_id"] != PROJECT:
         raise RuntimeError(f"the demo project is {demo['project_id']}, not {PROJECT}")
     user = {"name": demo["user"], "password": demo["password"], "domain": {"name": demo["account"]}}

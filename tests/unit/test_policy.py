@@ -18,6 +18,7 @@ from imagejobs.iam.policy import (
     RequestContext,
     evaluate,
     parse_policy,
+    reads_the_time,
     require_allowed,
     stored_policy,
 )
@@ -465,3 +466,13 @@ def test_json_text_and_bytes_are_accepted_and_round_trip() -> None:
     assert from_text == parse_policy(json.dumps(document).encode())
     assert from_text.to_document() == document
     assert parse_policy(from_text.to_document()) == from_text
+
+
+def test_reads_the_time_names_policies_whose_answer_can_change_with_the_clock() -> None:
+    """IamAccess remembers decisions except where a condition tests g:CurrentTime."""
+    allow = {"Effect": "Allow", "Action": ["workspace:*:*"]}
+    by_name = {**allow, "Condition": {"StringEquals": {"g:UserName": ["alice"]}}}
+    by_time = {**allow, "Condition": {"DateLessThan": {"g:currenttime": ["2030-01-01T00:00:00Z"]}}}
+    assert not reads_the_time([policy(allow), policy(by_name)])
+    assert reads_the_time([policy(allow), policy(by_name, by_time)])
+    assert not reads_the_time([])

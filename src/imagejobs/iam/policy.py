@@ -34,6 +34,7 @@ __all__ = [
     "Statement",
     "evaluate",
     "parse_policy",
+    "reads_the_time",
     "require_allowed",
     "stored_policy",
 ]
@@ -533,6 +534,17 @@ def evaluate(policies: Iterable[Policy], context: RequestContext) -> Decision:
                     return Decision.EXPLICIT_DENY
                 allowed = True
     return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
+
+
+def reads_the_time(policies: Iterable[Policy]) -> bool:
+    """Whether a condition of ``policies`` tests g:CurrentTime: the only context value that
+    changes between two requests of one caller, action and project."""
+    return any(
+        condition.key.lower() == "g:currenttime"
+        for policy in policies
+        for statement in policy.statements
+        for condition in statement.conditions
+    )
 
 
 def require_allowed(policies: Iterable[Policy], context: RequestContext) -> None:
