@@ -287,6 +287,22 @@ def audit_retention_metrics(retention: _AuditRetention) -> Iterable[Metric]:
     )
 
 
+class _AuditTrail(Protocol):
+    dropped_by_reason: dict[str, int]
+
+
+def audit_drop_metrics(trail: _AuditTrail) -> Iterable[Metric]:
+    metric = CounterMetricFamily(
+        "imagejobs_audit_events_dropped",
+        "Audit events this process did not store, by reason (account_rate, "
+        "unauthenticated_rate: over their budget; database: it refused or was away).",
+        labels=["reason"],
+    )
+    for reason, n in trail.dropped_by_reason.items():
+        metric.add_metric([reason], n)
+    yield metric
+
+
 class _Sweeper(Protocol):
     swept: int
 
