@@ -471,7 +471,7 @@ def list_access_keys(account: str) -> Action:
 @iam_command
 @_account
 def list_policies(account: str) -> Action:
-    """List the system policies and the account's own."""
+    """List the system policies and the account's own (their documents with -o json)."""
 
     async def action(identity: IdentityService) -> Any:
         return [
