@@ -41,6 +41,7 @@ from imagejobs.keys import load_secret_box
 from imagejobs.observability import (
     AccessLog,
     Metrics,
+    audit_drop_metrics,
     audit_retention_metrics,
     database_metrics,
     reset_sweep_metrics,
@@ -301,6 +302,7 @@ def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
     ops = SqlOpsStore(database)
     # Every serving process deletes audit events past retention (docs/operations.md, Logs).
     retention = audit_retention(settings, ops)
+    audit = AuditTrail(ops, settings.audit_account_rate, settings.audit_account_burst)
     runner = None
     if embedded is not None:
         runner = runner_state(embedded.heartbeat_at, settings.lease_seconds)
@@ -310,6 +312,7 @@ def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
             metrics.sample(lambda: runner_metrics(embedded.runner))
         metrics.sample(lambda: audit_retention_metrics(retention))
         metrics.sample(lambda: reset_sweep_metrics(services.keys.sweeper))
+        metrics.sample(lambda: audit_drop_metrics(audit))
 
     async def startup() -> None:
         await database.open()
@@ -367,7 +370,7 @@ def build_app(settings: Settings, *, serve_worker: bool = False) -> Edge:
         app,
         metrics=metrics,
         access_log=AccessLog() if settings.access_log else None,
-        audit=AuditTrail(ops, settings.audit_account_rate, settings.audit_account_burst),
+        audit=audit,
         max_in_flight=settings.max_in_flight,
         max_header_bytes=settings.max_header_bytes,
     )

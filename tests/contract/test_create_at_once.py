@@ -162,5 +162,11 @@ async def test_an_event_the_database_refuses_costs_only_itself(postgres_url: str
             trail.add(event)  # queued together: one batch
         await trail.drain(timeout=30)
         assert sorted(e.request_id for e in await ops.audit_events(10)) == ["after", "before"]
+        # Counted for /metrics (imagejobs_audit_events_dropped_total{reason="database"}).
+        assert trail.dropped_by_reason == {
+            "account_rate": 0,
+            "unauthenticated_rate": 0,
+            "database": 1,
+        }
     finally:
         await database.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from imagejobs.api.audit_trail import (
     DROPPED_OPERATION,
@@ -70,6 +71,12 @@ def test_unauthenticated_calls_are_audited_within_a_budget(
     assert len(unauthenticated) <= UNAUTHENTICATED_BURST + UNAUTHENTICATED_PER_SECOND * (
         elapsed + 1
     )
+    # What was not stored is counted where an operator looks, by reason only.
+    assert _dropped(server) == {
+        "account_rate": 0,
+        "unauthenticated_rate": FLOOD - len(unauthenticated),
+        "database": 0,
+    }
     server.assert_quiet_log()
 
 
@@ -123,6 +130,13 @@ def test_one_accounts_events_are_stored_within_a_budget_and_the_rest_counted(
         else:
             raise AssertionError(f"{len(stored)} stored + {dropped} counted != {flood}")
         assert burst <= len(stored) <= burst + rate * (elapsed + 1)
+        # The operator sees the drops in /metrics too (the markers are per account, the
+        # counter is not: its label is the reason, of which there are three).
+        assert _dropped(server) == {
+            "account_rate": flood - len(stored),
+            "unauthenticated_rate": 0,
+            "database": 0,
+        }
         markers = [e for e in mine if e["operation"] == DROPPED_OPERATION]
         assert all(m["status"] == 429 and m["principal"] == "imagejobs" for m in markers)
         # The account's root reads its markers too.
@@ -131,6 +145,20 @@ def test_one_accounts_events_are_stored_within_a_budget_and_the_rest_counted(
         server.assert_quiet_log()
     finally:
         server.stop()
+
+
+def _dropped(server: ServerProcess) -> dict[str, float]:
+    """imagejobs_audit_events_dropped_total by reason, as Prometheus would read /metrics."""
+    scrape = httpx.get(server.base_url + "/metrics")
+    assert scrape.status_code == 200, scrape.text
+    families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
+    family = families["imagejobs_audit_events_dropped"]
+    assert family.type == "counter"
+    return {
+        sample.labels["reason"]: sample.value
+        for sample in family.samples
+        if sample.name == "imagejobs_audit_events_dropped_total"
+    }
 
 
 def _account_id(server: ServerProcess, tenant: Tenant) -> str:

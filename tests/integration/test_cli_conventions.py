@@ -56,7 +56,7 @@ def test_iam_and_audit_print_json_with_dash_o_and_still_with_json(tmp_path: Path
     assert isinstance(json.loads(projects.stdout), list)
     table = _invoke(tmp_path, "iam", "list-projects", "--account", "acme")
     assert table.exit_code == 0, table.output
-    assert "name=" in table.stdout  # the readable form stays the default
+    assert table.stdout.startswith("NAME ")  # the readable form (a table) stays the default
 
     for spelling in (["-o", "json"], ["--output", "json"], ["--json"]):
         audited = _invoke(tmp_path, "audit", *spelling)

@@ -102,8 +102,8 @@ def test_a_tenant_is_served_while_a_big_audit_page_is_rendered(
 def test_a_tenant_is_served_while_the_metrics_are_rendered(
     cloud: Cloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldRender(imagejobs.api.probes.generate_latest)
-    monkeypatch.setattr(imagejobs.api.probes, "generate_latest", held)
+    held = HeldRender(imagejobs.api.probes.render_metrics)
+    monkeypatch.setattr(imagejobs.api.probes, "render_metrics", held)
     answer = _served_meanwhile(cloud, held, f"{cloud.endpoint}/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=")

@@ -33,7 +33,7 @@ from tests.factories import (
     with_identity,
     write_jobs,
 )
-from tests.integration.http import password_token
+from tests.integration.http import login_body, password_token, signed_client
 from tests.integration.sdk import sdk_client
 
 LIST = ListImageJobsRequest(job_type="CREATE_SERVER")
@@ -488,6 +488,110 @@ def test_a_session_policy_is_bounded(live_server: ServerProcess, live_database_u
     assert too_long.json()["error_msg"] == (
         "The parameter is invalid: policy must be at most 6144 characters of JSON"
     )
+
+
+def _iam_refusal(name: str, reason: str) -> dict[str, str]:
+    return {"error_code": "IAM.0011", "error_msg": f"The parameter is invalid: {name} {reason}"}
+
+
+def test_v3_queries_are_read_as_the_signature_covers_them(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """The /v3 routes read their query with the /v1 parser: a repeated key (whose values a
+    signature sorts, so a replay could choose one) or a key that is not UTF-8 is a 400 in
+    IAM's shape, where Starlette's reading took the last value."""
+    tenant = new_tenant(live_database_url)
+    base = live_server.base_url
+    login = login_body(tenant)
+    login["auth"]["scope"] = {"project": {"id": tenant.project_id}}
+    twice = "nocatalog=&nocatalog=true"
+    refused = httpx.post(f"{base}/v3/auth/tokens?{twice}", json=login)
+    assert (refused.status_code, refused.json()) == (
+        400,
+        _iam_refusal("nocatalog", "must not be given more than once"),
+    )
+    assert refused.headers["x-request-id"]
+    not_utf8 = httpx.post(f"{base}/v3/auth/tokens?nocatalog=%FF", json=login)
+    assert (not_utf8.status_code, not_utf8.json()) == (
+        400,
+        _iam_refusal("query", "must be UTF-8 once percent-decoded"),
+    )
+    # The flag itself: any non-empty value leaves the catalog out; "+" is a value too.
+    with_catalog = httpx.post(f"{base}/v3/auth/tokens?nocatalog=", json=login)
+    assert with_catalog.status_code == 201
+    assert with_catalog.json()["token"]["catalog"][0]["type"] == "workspace"
+    token = with_catalog.headers["x-subject-token"]
+    without = httpx.post(f"{base}/v3/auth/tokens?nocatalog=+", json=login)
+    assert (without.status_code, "catalog" in without.json()["token"]) == (201, False)
+
+    both = {"X-Auth-Token": token, "X-Subject-Token": token}
+    checked = httpx.get(f"{base}/v3/auth/tokens?{twice}", headers=both)
+    assert (checked.status_code, checked.json()["error_code"]) == (400, "IAM.0011")
+    checked = httpx.get(f"{base}/v3/auth/tokens?nocatalog=1", headers=both)
+    assert (checked.status_code, "catalog" in checked.json()["token"]) == (200, False)
+
+    http = signed_client(base, tenant)
+    for path in ("/v3/projects", "/v3/auth/domains"):
+        repeated = http.get(path, params=[("name", tenant.region), ("name", "x")])
+        assert (repeated.status_code, repeated.json()) == (
+            400,
+            _iam_refusal("name", "must not be given more than once"),
+        ), path
+    temporary = httpx.post(
+        f"{base}/v3.0/OS-CREDENTIAL/securitytokens?a=1&a=2",
+        json={"auth": {"identity": {"methods": ["token"], "token": {"id": token}}}},
+    )
+    assert (temporary.status_code, temporary.json()) == (
+        400,
+        _iam_refusal("a", "must not be given more than once"),
+    )
+    live_server.assert_quiet_log()
+
+
+def test_v3_projects_answers_keystones_filters_and_pages(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    """IAM's project list takes domain_id, parent_id, enabled, is_domain, page and
+    per_page besides name (IAMSDK KeystoneListProjectsRequest); they were ignored, so
+    ``enabled=false`` listed enabled projects. Each is answered now, and a bad value is a
+    400 in IAM's shape."""
+    tenant = new_tenant(live_database_url)
+    base = live_server.base_url
+    second = with_identity(
+        live_database_url, lambda i: i.create_project(tenant.account, "zz-second-1")
+    )
+    http = signed_client(base, tenant)
+
+    def names(**query: str) -> list[str]:
+        listed = http.get("/v3/projects", params=query)
+        assert listed.status_code == 200, listed.text
+        return [p["name"] for p in listed.json()["projects"]]
+
+    both = [tenant.region, second.name]
+    account = http.get("/v3/auth/domains").json()["domains"][0]["id"]
+    assert names() == both
+    assert names(name=second.name) == [second.name]
+    assert names(domain_id=account, parent_id=account, enabled="true", is_domain="false") == both
+    assert names(domain_id="another") == names(enabled="false") == names(is_domain="true") == []
+
+    first_page = http.get("/v3/projects", params={"per_page": "1"}).json()
+    assert [p["name"] for p in first_page["projects"]] == [tenant.region]
+    links = first_page["links"]
+    assert links["previous"] is None
+    assert links["next"] == f"{base}/v3/projects?page=2&per_page=1"
+    following = http.get(links["next"].removeprefix(base)).json()
+    assert [p["name"] for p in following["projects"]] == [second.name]
+    assert following["links"]["next"] is None
+    assert following["links"]["previous"] == f"{base}/v3/projects?page=1&per_page=1"
+
+    for query, name, reason in [
+        ({"per_page": "0"}, "per_page", "must be an integer from 1 to 5000"),
+        ({"page": "x"}, "page", "must be an integer from 1 to 2147483647"),
+        ({"enabled": "yes"}, "enabled", "must be one of true, false"),
+    ]:
+        refused = http.get("/v3/projects", params=query)
+        assert (refused.status_code, refused.json()) == (400, _iam_refusal(name, reason))
+    live_server.assert_quiet_log()
 
 
 def test_the_sdk_discovers_its_project_through_v3_projects(

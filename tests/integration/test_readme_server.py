@@ -82,7 +82,9 @@ def test_the_iam_block_runs_in_order_on_a_fresh_database(
         args = [keys[-1] if a == "AKXXXXXXXXXXXXXXXXXX" else a for a in args[1:]]
         result = runner.invoke(main, args, env=env)
         assert result.exit_code == 0, (line, result.output, result.stderr)
-        keys += re.findall(r"access_key=(\w+)", result.output)
+        keys += re.findall(r"^Access key +(\w+)$", result.output, re.MULTILINE)
+    assert len(keys) == 2  # create-account's and create-access-key's, as they print them
+    assert result.output.startswith("POLICY ")  # list-attachments, a table
 
 
 def _python_blocks(heading: str) -> list[str]:

@@ -9,12 +9,19 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagejobs.domain.errors import AuthenticationFailed, SignatureMismatch, Throttled
-from imagejobs.observability import AccessLine, AccessLog, Metrics, RefusalLine
+from imagejobs.observability import (
+    AccessLine,
+    AccessLog,
+    EngineCounts,
+    Metrics,
+    RefusalLine,
+    counter,
+)
 from imagejobs.services.protection import RateLimiter, failure_reason
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(metrics.registry).decode()
+    text = metrics.render().decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -46,6 +53,57 @@ def test_request_latency_is_a_cumulative_histogram_per_operation() -> None:
     )
     ok = (("operation", "ListImageJobs"), ("status", "200"))
     assert got[("imagejobs_requests_total", ok)] == 5
+
+
+def _busy_metrics() -> Metrics:
+    metrics = Metrics()
+    names = ["ListImageJobs", "GET /_imagejobs/audit", 'odd "name" \\ with\na newline']
+    for i, seconds in enumerate((0.0004, 0.001, 0.003, 0.07, 0.3, 2.0, 7.0, 1e-9)):
+        for name in names:
+            metrics.observe_request(name, (200, 400, 401, 503)[i % 4], seconds)
+    metrics.requests.counts[("ListImageJobs", 200)] = 1_234_567  # written 1.234567e+06
+    metrics.refusals.busy, metrics.refusals.throttled = 3, 2_000_000
+    metrics.auth_failed("signature")
+    metrics.auth_failed("nonsense")
+    metrics.in_flight.inc(4)
+    metrics.sample(lambda: [counter("imagejobs_sub_job_retries", "Retried.", 3)])
+    return metrics
+
+
+def _engine_counts(jobs: int) -> EngineCounts:
+    return EngineCounts(
+        {("CREATE_SERVER", "SUCCESS"): jobs, ("DELETE_SERVER", "FAILED"): 1},
+        {("CREATE_SERVER", "RUNNING"): 2},
+        queue_due=7,
+        oldest_due_age_seconds=1.25,
+        leased=3,
+        expired_leases=0,
+    )
+
+
+def test_the_fast_render_writes_what_prometheus_client_writes() -> None:
+    """/metrics' text is written directly (its label strings kept between scrapes, the
+    engine's gauges once per read of their counts): it must stay line for line what
+    prometheus_client's own writer makes of the same metrics, and parse as one family per
+    name, whatever the counts (a large one is written as a Go float) and before or after
+    the engine's counts are read."""
+    metrics = _busy_metrics()
+    for step in ("no counts yet", "counts", "the same counts", "new counts"):
+        if step == "counts":
+            metrics.set_engine_counts(_engine_counts(5))
+        elif step == "new counts":
+            metrics.set_engine_counts(_engine_counts(6))
+            metrics.observe_request("ShowImageJob", 200, 0.002)
+        fast = metrics.render().decode()
+        reference = generate_latest(metrics.registry).decode()
+        assert sorted(fast.splitlines()) == sorted(reference.splitlines()), step
+        assert fast.endswith("\n")
+        names = [family.name for family in text_string_to_metric_families(fast)]
+        assert len(names) == len(set(names)), step  # each family's lines together
+    text = metrics.render().decode()
+    assert 'imagejobs_requests_total{operation="ListImageJobs",status="200"} 1.234567e+06' in (text)
+    assert 'imagejobs_jobs{job_type="CREATE_SERVER",status="SUCCESS"} 6.0' in text
+    assert 'imagejobs_requests_shed_total{reason="rate_limit"} 2e+06' in text
 
 
 def test_two_apps_never_share_counts() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 from msgspec import Struct
 from starlette.requests import Request
@@ -18,14 +20,37 @@ from starlette.routing import BaseRoute, Route
 
 from imagejobs.api import iam_schemas as s
 from imagejobs.api.auth import make_authenticator, read_body
-from imagejobs.api.endpoint import decode_body
+from imagejobs.api.endpoint import decode_body, parse_query
 from imagejobs.api.errors import guarded
 from imagejobs.api.schemas import encoder
-from imagejobs.domain.errors import InvalidIamRequest, LoginFailed, PermissionDenied
+from imagejobs.domain.errors import (
+    InvalidIamRequest,
+    InvalidParameter,
+    LoginFailed,
+    PermissionDenied,
+)
+from imagejobs.domain.params import EnumParam, IntegerParam, Param, StringParam
 from imagejobs.services.access import AccessControl, from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
+
+# The /v3 query parameters (spec huaweicloud-auth.md §4.1-4.3), read with the /v1 parser.
+NOCATALOG = StringParam(
+    "nocatalog", 0, 255, "Any non-empty value leaves the catalog out of the token body."
+)
+_BOOLEAN = ("true", "false")
+# IAMSDK KeystoneListProjectsRequest's query set. Every project here is an enabled region
+# project whose domain and parent are its account, so each filter is answered exactly.
+PROJECT_QUERY: tuple[Param, ...] = (
+    StringParam("name", 0, 255, "Only the project of this name (the SDK sends its region)."),
+    StringParam("domain_id", 0, 255, "Only projects of this account (domain)."),
+    StringParam("parent_id", 0, 255, "Only projects whose parent is this id (the account)."),
+    EnumParam("enabled", _BOOLEAN, "Only enabled (true) or disabled (false) projects."),
+    EnumParam("is_domain", _BOOLEAN, "Only domains (true) or projects (false)."),
+    IntegerParam("page", 1, 2_147_483_647, 1, "Page number, from 1."),
+    IntegerParam("per_page", 1, 5000, 5000, "Projects per page, 1 to 5000."),
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,7 @@ class IamRouteDoc:
     body: type[Struct] | None
     response: type[Struct] | None
     errors: tuple[int, ...]
+    query: tuple[Param, ...] = ()
 
 
 IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
@@ -52,6 +78,7 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         s.AuthRequest,
         s.TokenResponse,
         (400, 401, 409, 429),
+        (NOCATALOG,),
     ),
     IamRouteDoc(
         "KeystoneValidateToken",
@@ -62,6 +89,7 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         None,
         s.TokenResponse,
         (400, 401, 403),
+        (NOCATALOG,),
     ),
     IamRouteDoc(
         "KeystoneCheckToken",
@@ -91,7 +119,8 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         200,
         None,
         s.ProjectsResponse,
-        (401, 403),
+        (400, 401, 403),
+        PROJECT_QUERY,
     ),
     IamRouteDoc(
         "KeystoneListAuthDomains",
@@ -101,7 +130,7 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         200,
         None,
         s.DomainsResponse,
-        (401,),
+        (400, 401),
     ),
     IamRouteDoc(
         "CreateTemporaryAccessKeyByToken",
@@ -114,6 +143,17 @@ IAM_ROUTE_DOCS: tuple[IamRouteDoc, ...] = (
         (400, 401, 409),
     ),
 )
+
+
+def read_query(request: Request, params: tuple[Param, ...] = ()) -> dict[str, Any]:
+    """``params`` as the query gives them, read as /v1 reads its query (as the signature
+    covers it: a repeated key refused, "+" a plus sign); other keys are ignored, as /v1
+    ignores them. A bad query is a 400 in IAM's shape (``IAM.0011``), naming the key."""
+    try:
+        query = parse_query(request.scope["query_string"])
+        return {param.name: param.parse(query.get(param.name)) for param in params}
+    except InvalidParameter as exc:
+        raise InvalidIamRequest(exc.parameter, exc.reason) from None
 
 
 def _decode(raw: bytes) -> s.AuthRequest:
@@ -149,6 +189,13 @@ def token_body(issued: IssuedToken, base_url: str, *, catalog: bool) -> s.TokenR
             else None,
         )
     )
+
+
+def _page_link(base: str, query: dict[str, Any], page: int) -> str:
+    """``GET /v3/projects`` with the same filters and page size, at ``page``."""
+    given = {k: v for k, v in query.items() if v is not None} | {"page": page}
+    text = "&".join(f"{quote(k, safe='')}={quote(str(v), safe='')}" for k, v in given.items())
+    return f"{base}/v3/projects?{text}"
 
 
 # Huawei IAM's action for KeystoneListProjects (GET /v3/projects).
@@ -191,6 +238,8 @@ class IamApi:
                 "POST /v3/auth/tokens answers no browser request sent by a page of another site"
             )
         auth = _decode(await read_body(request)).auth
+        # Read before the login: a bad query must not spend the user's failed-login budget.
+        catalog = not read_query(request, (NOCATALOG,))["nocatalog"]
         if "password" not in auth.identity.methods or auth.identity.password is None:
             raise InvalidIamRequest("auth.identity", "must use the password method")
         user = auth.identity.password.user
@@ -224,12 +273,12 @@ class IamApi:
                 issued.account.name,
             ):
                 raise LoginFailed("The domain in the scope is not the user's account.")
-        catalog = not request.query_params.get("nocatalog")
         body = token_body(issued, _base_url(request), catalog=catalog)
         return _json(body, 201, {SUBJECT_TOKEN: issued.token})
 
     async def check_token(self, request: Request) -> Response:
         caller = await self.identity.validate_token(request.headers.get("x-auth-token") or "")
+        catalog = not read_query(request, (NOCATALOG,))["nocatalog"]
         subject_token = request.headers.get(SUBJECT_TOKEN)
         if not subject_token:
             raise InvalidIamRequest(SUBJECT_TOKEN, "is required")
@@ -245,7 +294,6 @@ class IamApi:
         headers = {SUBJECT_TOKEN: subject_token}
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
-        catalog = not request.query_params.get("nocatalog")
         return _json(token_body(subject, _base_url(request), catalog=catalog), 200, headers)
 
     async def list_projects(self, request: Request) -> Response:
@@ -255,26 +303,39 @@ class IamApi:
         # A temporary key is no wider than its session policy here either: one made to
         # list jobs does not list the account's projects unless the policy allows it.
         await self._access.authorize_account(principal, LIST_PROJECTS_ACTION)
-        name = request.query_params.get("name")
+        query = read_query(request, PROJECT_QUERY)
         base = _base_url(request)
-        projects = [
+        account_id = principal.account_id
+        matching = [
             s.ProjectInfo(
                 id=p.id,
                 name=p.name,
-                domain_id=p.account_id,
-                parent_id=p.account_id,
+                domain_id=account_id,
+                parent_id=account_id,
                 enabled=True,
                 is_domain=False,
                 description="",
                 links=s.SelfLink(f"{base}/v3/projects/{p.id}"),
             )
-            for p in await self.identity.projects_of(principal.account_id)
-            if name is None or p.name == name
+            for p in await self.identity.projects_of(account_id)
+            if query["name"] in (None, p.name)
+            and query["domain_id"] in (None, account_id)
+            and query["parent_id"] in (None, account_id)
+            and query["enabled"] in (None, "true")
+            and query["is_domain"] in (None, "false")
         ]
-        return _json(s.ProjectsResponse(s.ListLinks(f"{base}/v3/projects"), projects))
+        page, per_page = query["page"], query["per_page"]
+        start = (page - 1) * per_page
+        links = s.ListLinks(
+            f"{base}/v3/projects",
+            _page_link(base, query, page - 1) if page > 1 else None,
+            _page_link(base, query, page + 1) if start + per_page < len(matching) else None,
+        )
+        return _json(s.ProjectsResponse(links, matching[start : start + per_page]))
 
     async def list_domains(self, request: Request) -> Response:
         principal = await self._authenticate(request)
+        read_query(request)  # no parameters, but a repeated key is refused as on /v1
         account = None
         if principal.account_id is not None:
             account = await self.identity.account_by_id(principal.account_id)
@@ -287,6 +348,7 @@ class IamApi:
 
     async def create_security_token(self, request: Request) -> Response:
         auth = _decode(await read_body(request)).auth
+        read_query(request)  # no parameters, but a repeated key is refused as on /v1
         if "token" not in auth.identity.methods:
             raise InvalidIamRequest("auth.identity.methods", "must contain token")
         ref = auth.identity.token or s.TokenRef()

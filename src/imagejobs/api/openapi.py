@@ -104,6 +104,8 @@ def _iam_operation(doc: IamRouteDoc) -> dict[str, Any]:
         "summary": doc.summary,
         "tags": ["Identity (IAM)"],
     }
+    if doc.query:  # the rules read_query parses with
+        document["parameters"] = [_parameter(param) for param in doc.query]
     if doc.body is not None:
         document["requestBody"] = {
             "required": True,
@@ -117,6 +119,12 @@ def _iam_operation(doc: IamRouteDoc) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": _REF.format(name=doc.response.__name__)}}
         }
     responses = {str(doc.status): ok, **_error_responses(doc.errors)}
+    if "400" in responses:  # the identity API's bad input is IAM's code
+        example = {
+            "error_code": errors.InvalidIamRequest.code,
+            "error_msg": "Request body is invalid.",
+        }
+        responses["400"]["content"]["application/json"]["example"] = example
     if doc.path == "/v3/auth/tokens" and doc.method == "POST":
         # A wrong user name or password answers in Keystone's own error shape.
         responses["401"]["content"] = {

@@ -1,8 +1,8 @@
 """``imagejobs iam``: identity administration for operators and scripts.
 
-Every command works directly on the database (like ``migrate``), prints a readable
-summary, or JSON with ``-o json``. Secrets (passwords, secret keys) are printed once, when
-they are created, and never again.
+Every command works directly on the database (like ``migrate``), prints a table (a list)
+or its fields (one record) as the client commands do, or JSON with ``-o json``. Secrets
+(passwords, secret keys) are printed once, when they are created, and never again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import click
 
 from imagejobs.cli.client_options import ClientExit, exit_code_of
 from imagejobs.cli.common import data_dir_option, database_url_option, load, output_option
+from imagejobs.cli.tables import echo_fields, echo_table, short_time
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.times import format_time
 from imagejobs.services.identity import IdentityService
@@ -43,20 +44,102 @@ def _public(value: Any) -> Any:
     return value
 
 
-def _emit(result: Any, output: str) -> None:
+# The columns of each listing's table: (header, field of its JSON). Other fields, such as
+# a policy's document or a project's account id, are in its -o json.
+_CREATED = ("CREATED (UTC)", "created_at")
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "list-accounts": (("NAME", "name"), ("ID", "id"), ("ENABLED", "enabled"), _CREATED),
+    "list-projects": (("NAME", "name"), ("ID", "id"), _CREATED),
+    "list-users": (
+        ("NAME", "name"),
+        ("ID", "id"),
+        ("ROOT", "is_root"),
+        ("ENABLED", "enabled"),
+        _CREATED,
+    ),
+    "list-groups": (("GROUP", "group"), ("ID", "id"), ("MEMBERS", "members")),
+    "list-access-keys": (
+        ("ACCESS KEY", "access_key"),
+        ("USER", "user"),
+        ("STATUS", "status"),
+        ("DESCRIPTION", "description"),
+        _CREATED,
+    ),
+    "list-policies": (
+        ("NAME", "name"),
+        ("TYPE", "type"),
+        ("ID", "id"),
+        ("DESCRIPTION", "description"),
+    ),
+    "list-attachments": (
+        ("POLICY", "policy_name"),
+        ("GRANTED TO", "principal_type"),
+        ("NAME", "principal_name"),
+        ("PROJECT", "project_id"),
+    ),
+}
+_SECRETS = ("password", "secret_key")
+
+
+def _cell(name: str, value: Any) -> str:
+    """One value as a person reads it in a table; never a line break or an escape
+    sequence (a description is free text)."""
+    if name in ("created_at", "expires_at") and isinstance(value, str):
+        return short_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "project_id" and value == "*":  # an attachment to every project
+        return "* (every project)"
+    if isinstance(value, list):
+        text = ", ".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = str(value)
+    if not text:
+        return "-"
+    return text if text.isprintable() else json.dumps(text)
+
+
+def _label(name: str) -> str:
+    """``account_id`` as ``Account ID``, ``created_at`` as ``Created (UTC)``."""
+    if name.endswith("_at"):
+        return name[:-3].capitalize() + " (UTC)"
+    if name == "id":
+        return "ID"
+    if name.endswith("_id"):
+        return name[:-3].replace("_", " ").capitalize() + " ID"
+    return name.replace("_", " ").capitalize()
+
+
+def _emit(result: Any, output: str, columns: tuple[tuple[str, str], ...] | None) -> None:
     data = _public(result)
     if output == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    rows = data if isinstance(data, list) else [data]
-    for row in rows:
-        if isinstance(row, dict):
-            click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
-        else:
-            click.echo(str(row))
+    if isinstance(data, list):  # a listing: a table, as `jobs list` prints one
+        headers = [header for header, _ in columns] if columns else sorted(data[0] if data else {})
+        fields = [field for _, field in columns] if columns else headers
+        echo_table(headers, [[_cell(f, row.get(f, "")) for f in fields] for row in data])
+        return
+    if not isinstance(data, dict):
+        click.echo(_cell("", data))
+        return
+    # One record (what a create made): its fields, as `jobs show` prints a job's.
+    echo_fields([(_label(name), _cell(name, value)) for name, value in data.items()])
+    shown = [name.replace("_", " ") for name in _SECRETS if name in data]
+    if shown:
+        verb, them = ("is", "it") if len(shown) == 1 else ("are", "them")
+        click.echo(f"\nThe {' and '.join(shown)} {verb} shown only now: keep {them} safe.")
 
 
-def _run(action: Action, database_url: str | None, data_dir: Path | None, output: str) -> None:
+def _run(
+    action: Action,
+    database_url: str | None,
+    data_dir: Path | None,
+    output: str,
+    columns: tuple[tuple[str, str], ...] | None = None,
+) -> None:
     from imagejobs.bootstrap import opened_database
     from imagejobs.keys import load_secret_box
     from imagejobs.storage.iam_store import SqlIamStore
@@ -81,11 +164,12 @@ def _run(action: Action, database_url: str | None, data_dir: Path | None, output
     except OSError as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     if result is not None:
-        _emit(result, output)
+        _emit(result, output, columns)
 
 
 def iam_command(fn: Callable[P, Action]) -> click.Command:
     """A subcommand whose function returns the action to run on the identity service."""
+    name = fn.__name__.replace("_", "-")
 
     @database_url_option
     @data_dir_option
@@ -94,10 +178,10 @@ def iam_command(fn: Callable[P, Action]) -> click.Command:
     def command(
         *args: Any, database_url: str | None, data_dir: Path | None, output: str, **kwargs: Any
     ) -> None:
-        _run(fn(*args, **kwargs), database_url, data_dir, output)
+        _run(fn(*args, **kwargs), database_url, data_dir, output, TABLES.get(name))
 
     # Named explicitly: click would strip a "_group" suffix (create_group -> "create").
-    return iam.command(name=fn.__name__.replace("_", "-"))(command)
+    return iam.command(name=name)(command)
 
 
 @click.group()
@@ -387,7 +471,7 @@ def list_access_keys(account: str) -> Action:
 @iam_command
 @_account
 def list_policies(account: str) -> Action:
-    """List the system policies and the account's own."""
+    """List the system policies and the account's own (their documents with -o json)."""
 
     async def action(identity: IdentityService) -> Any:
         return [
