@@ -110,6 +110,35 @@ def test_jobs_list_as_a_table_and_as_json(server: ServerProcess, tenant: Tenant)
     assert [j["status"] for j in data["items"]] == ["FAILED"]
 
 
+def test_lists_give_their_ids_alone_for_scripts(server: ServerProcess, tenant: Tenant) -> None:
+    """`-o id`: what README's `JOB=$(imagejobs jobs list ... --limit 1 -o id)` relies on."""
+    listed = json.loads(
+        ok(run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "-o", "json"))
+    )
+    ids = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "-o", "id")
+    assert ok(ids).splitlines() == [job["id"] for job in listed["items"]]
+    assert ids.stderr == ""  # no footer: the output is the IDs and nothing else
+    job_id = listed["items"][0]["id"]
+    sub_jobs = run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
+                   "--job-id", job_id, "-o", "id")  # fmt: skip
+    detail = json.loads(ok(run(server, tenant, "jobs", "show", job_id, "-o", "json")))
+    assert ok(sub_jobs).splitlines() == [s["id"] for s in detail["sub_jobs"]]
+    servers = json.loads(ok(run(server, tenant, "servers", "list", "-o", "json")))
+    server_ids = ok(run(server, tenant, "servers", "list", "-o", "id")).splitlines()
+    assert server_ids == [s["id"] for s in servers["items"]]
+    shown = run(server, tenant, "jobs", "show", job_id, "-o", "id")  # not a list: no `id`
+    assert shown.exit_code == 2
+
+
+def test_a_page_past_the_end_says_so(server: ServerProcess, tenant: Tenant) -> None:
+    past = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--offset", "500")
+    assert ok(past).splitlines()[1:] == []
+    assert past.stderr.strip() == "none: --offset 500 is past the last of 7"
+    fresh = new_tenant(server.database_url)  # type: ignore[attr-defined]
+    empty = run(server, fresh, "jobs", "list", "--job-type", "CREATE_SERVER_IMAGE")
+    assert empty.stderr.strip() == "none of 0"
+
+
 def test_jobs_show_sub_jobs_and_count(server: ServerProcess, tenant: Tenant) -> None:
     listed = json.loads(
         ok(run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--status",

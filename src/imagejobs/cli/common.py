@@ -51,6 +51,14 @@ data_dir_option = click.option(
 )
 
 
+_OUTPUT_HELP = {
+    ("table", "json"): "table: for people; json: for scripts.",
+    ("table", "json", "id"): "table: for people; json: for scripts; id: the IDs alone, one a"
+    " line (JOB=$(... -o id)).",
+    ("json",): "Always JSON (the operator API's answer).",
+}
+
+
 def output_option(
     choices: tuple[str, ...] = ("table", "json"), *, json_alias: bool = True
 ) -> Callable[..., Any]:
@@ -72,9 +80,7 @@ def output_option(
             type=click.Choice(choices),
             default=choices[0],
             show_default=True,
-            help="table: for people; json: for scripts."
-            if len(choices) > 1
-            else "Always JSON (the operator API's answer).",
+            help=_OUTPUT_HELP[choices],
         )(command)
 
     return decorate
