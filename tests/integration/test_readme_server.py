@@ -183,3 +183,28 @@ def test_the_command_line_block_runs_as_pasted_against_the_demo(tmp_path: Path) 
     assert "Traceback" not in ran.stderr, ran.stderr
     assert ran.stdout.count("SUCCESS  [####################] 1/1") == 2  # both watches
     assert '"job_id"' in ran.stdout  # the last line's JSON
+
+
+def test_the_test_kit_example_runs_in_the_example_project(tmp_path: Path) -> None:
+    """README's complete test file, saved in examples/image_builder (whose application it
+    imports) and run by pytest there: the plugin alone, no conftest.py. The file once
+    imported a make_client that the example did not have."""
+    import shutil
+
+    [example] = _python_blocks("## Testing your application")
+    project = tmp_path / "image_builder"
+    shutil.copytree(ROOT / "examples" / "image_builder", project)
+    (project / "tests" / "test_readme_example.py").write_text(example)
+    env = _plain_env()
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_readme_example.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "4 passed" in ran.stdout
