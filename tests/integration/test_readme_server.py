@@ -64,14 +64,10 @@ def test_the_iam_block_runs_in_order_on_a_fresh_database(
     section = readme.split("Operators manage identities with `imagejobs iam`", 1)[1]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block is not None
-    (tmp_path / "policy.json").write_text(
-        json.dumps(
-            {
-                "Version": "1.1",
-                "Statement": [{"Effect": "Deny", "Action": ["workspace:imageServer:batchDelete*"]}],
-            }
-        )
-    )
+    policy = re.search(r"```json\n(.*?)```", section, re.DOTALL)  # the README's policy.json
+    assert policy is not None
+    assert policy.start() < block.start()
+    (tmp_path / "policy.json").write_text(policy.group(1))
     env = {"IMAGEJOBS_DATA_DIR": str(tmp_path / "data"), "IMAGEJOBS_PASSWORD_HASH_COST": "4"}
     runner = CliRunner()
     url = f"sqlite:///{tmp_path / 'data' / 'imagejobs.db'}"

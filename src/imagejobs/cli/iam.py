@@ -278,7 +278,7 @@ def delete_access_key(account: str, access_key: str) -> Action:
     "--file",
     "path",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     help="The policy document (JSON, Version 1.1); - reads standard input.",
 )
 @click.option("--description", default="")

@@ -77,6 +77,7 @@ def serve(
     from imagejobs.storage.migrate import current_revision, head_revision, migrate
 
     settings = load(
+        runs_jobs=True,
         host=host,
         port=_free_port(host or load().host) if port == 0 else port,
         workers=workers,
@@ -100,6 +101,8 @@ def serve(
             demo_account = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
+    except InvalidSettings as exc:  # the operator key (IMAGEJOBS_ENCRYPTION_KEY, …): no database's
+        raise click.BadParameter(exc.message) from None
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     _load_init_dir(settings)
