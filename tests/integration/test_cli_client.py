@@ -338,6 +338,20 @@ def test_an_unreachable_server_exits_6_in_one_line(tenant: Tenant) -> None:
     failed(result, 6, "cannot reach http://127.0.0.1:9", "imagejobs serve")
 
 
+def test_an_endpoint_without_a_scheme_is_a_usage_error(tenant: Tenant) -> None:
+    """Not "is `imagejobs serve` running there?" and exit 6: nothing was tried."""
+    env = {
+        "HUAWEICLOUD_SDK_AK": tenant.access_key,
+        "HUAWEICLOUD_SDK_SK": tenant.secret_key,
+        "HUAWEICLOUD_SDK_PROJECT_ID": tenant.project_id,
+    }
+    for endpoint in ("127.0.0.1:8080", "localhost:8080"):
+        args = ["jobs", "list", "--job-type", "CREATE_SERVER", "--endpoint", endpoint]
+        line = failed(CliRunner().invoke(main, args, env=env), 2, "not an http:// or https://")
+        assert f"did you mean http://{endpoint}?" in line
+        assert "running" not in line
+
+
 @pytest.mark.postgres
 def test_a_server_error_exits_5_with_its_request_id(postgres_url: str, tmp_path: Path) -> None:
     tenant = new_tenant(postgres_url)

@@ -16,6 +16,7 @@ from imagejobs.cli.common import output_option
 from imagejobs.client import (
     ApiClient,
     ApiError,
+    BadEndpoint,
     CredentialsProblem,
     Unreachable,
     resolve_credentials,
@@ -137,6 +138,8 @@ def api_command(
             return function(Context(client, output), **kwargs)
         except CredentialsProblem as exc:
             raise ClientExit(str(exc), EXIT_AUTH) from None
+        except BadEndpoint as exc:
+            raise ClientExit(f"{exc} (see --endpoint)", EXIT_USAGE) from None
         except Unreachable as exc:
             raise ClientExit(
                 f"{exc} (is `imagejobs serve` running there? see --endpoint)", EXIT_UNREACHABLE
