@@ -143,3 +143,27 @@ def test_a_missing_policy_file_is_named_not_blamed_on_the_database(tmp_path: Pat
     assert "'--file'" in result.stderr
     assert "does not exist" in result.stderr
     assert "database" not in result.stderr
+
+
+def test_migrate_says_what_it_changed(tmp_path: Path) -> None:
+    """A first run and a run with nothing to do printed the same line."""
+    import subprocess
+    import sys
+
+    from imagejobs.storage.migrate import head_revision
+
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagejobs", "migrate", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    first, again = migrate(), migrate()
+    assert f"migrated the database schema from empty to {head_revision()}" in first.stderr
+    assert "migrated" not in again.stderr
+    assert first.stdout == again.stdout == f"Database is at schema revision {head_revision()}.\n"

@@ -269,10 +269,14 @@ imagejobs is starting on {base}
 @data_dir_option
 def migrate(database_url: str | None, data_dir: Path | None) -> None:
     """Create or upgrade the database schema (idempotent)."""
+    from imagejobs.bootstrap import configure_logging
     from imagejobs.storage.migrate import head_revision
     from imagejobs.storage.migrate import migrate as run_migrations
 
     settings = load(database_url=database_url, data_dir=data_dir)
+    # The one line saying what changed ("migrated the database schema from 0008 to
+    # 0009"), as `serve` logs it: without it a first run and a no-op printed the same.
+    configure_logging(settings.log_level)
     try:
         asyncio.run(run_migrations(settings.database_url))
     except (ImageJobsError, OSError) as exc:
