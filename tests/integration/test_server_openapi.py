@@ -117,7 +117,7 @@ def test_the_engine_cli_steers_the_shared_rules(sqlite_url: str) -> None:
     assert status == {"driver": "simulated", "due": 0, "scheduled": 0, "leased": 0, "expired": 0}
 
     bad = runner.invoke(main, ["engine", "rules", "set", "proj", "NOPE", *base, "--reads", "2"])
-    assert bad.exit_code != 0
+    assert bad.exit_code == 2  # invalid, as `iam` and the API client say it (it was 1)
     assert "job_type" in bad.output
     bad = runner.invoke(main, ["engine", "rules", "set", "p", "*", *base, "--reads", "0"])
     assert bad.exit_code != 0

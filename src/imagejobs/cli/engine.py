@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from imagejobs.cli.client_options import ClientExit, exit_code_of
 from imagejobs.cli.common import (
     SETTINGS_POINTER,
     data_dir_option,
@@ -43,7 +44,9 @@ def _run(
     try:
         return asyncio.run(run())
     except ImageJobsError as exc:
-        raise click.ClickException(exc.message) from exc
+        # The exit codes of `iam` and the API client: a mistyped job type is 2 (invalid),
+        # an unknown project 4, as a script tells them apart.
+        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
 
