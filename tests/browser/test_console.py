@@ -319,6 +319,8 @@ def test_an_unknown_task_shows_the_apis_404(browser: WebDriver, console: Console
 
 
 def test_an_unknown_page_says_so_in_its_title_too(browser: WebDriver, console: Console) -> None:
+    browser.get(console.url + "#/signin")
+    browser.execute_script("sessionStorage.clear()")  # signed in or not, sign in afresh
     sign_in(browser, console, console.tenant.account, console.tenant.password)
     browser.get(console.url + "#/tasks/123456789012345678")
     wait(browser, lambda d: d.title.startswith("Task "))
@@ -450,6 +452,13 @@ def test_a_phone_sized_window_needs_no_sideways_scrolling(
                 "return document.documentElement.scrollWidth - window.innerWidth"
             )
             assert overflow <= 0, view
+            if view.startswith("#/tasks/"):
+                # A sub-job's resource: its id under its name, as on a laptop (they were
+                # side by side, the name broken over three lines beside the label).
+                cell = element(browser, "#sub-jobs-table td[data-label=Resource] .stack")
+                name, resource_id = cell.find_elements(By.XPATH, "./div")
+                assert resource_id.location["y"] > name.location["y"]
+                assert resource_id.location["x"] == name.location["x"]
             if view == "#/tasks":
                 browser.save_screenshot(str(screenshot_dir / "tasks-phone.png"))
     finally:
