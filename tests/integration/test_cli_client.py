@@ -214,10 +214,23 @@ def test_servers_create_list_show_recreate_and_delete(
     assert states[-1]["status"] == "SUCCESS"
     assert states[-1]["sub_jobs"][0]["job_resource_info"]["resource_name"] == "golden"
 
-    deleted = ok(run(server, tenant, "servers", "delete", server_id))
-    ok(run(server, tenant, "jobs", "watch", deleted.strip(), "--interval", "0.1"))
+    deleted = run(server, tenant, "servers", "delete", server_id)
+    assert "Warning" not in deleted.stderr
+    ok(run(server, tenant, "jobs", "watch", ok(deleted).strip(), "--interval", "0.1"))
     gone = run(server, tenant, "servers", "show", server_id)
     failed(gone, 4, "(HTTP 404, request id ")
+    # The API ignores an unknown ID and still answers a job: the command says so.
+    mistyped = run(server, tenant, "servers", "delete", server_id + "9")
+    assert ok(mistyped).strip()  # the job's id, as the API answered
+    assert "Warning: 1 of the 1 server IDs matched no server that could be deleted" in (
+        mistyped.stderr
+    )
+
+
+def test_servers_create_names_the_missing_flags(server: ServerProcess, tenant: Tenant) -> None:
+    # The API's words would be "image_ref is required": no flag is called that.
+    missing = run(server, tenant, "servers", "create", "--name", "x", "--image-id", "i")
+    failed(missing, 2, "missing --product-id, --vpc-id, --subnet-id, --account (or give")
 
 
 def test_watching_a_job_that_fails_exits_1_with_its_error(
@@ -247,7 +260,10 @@ def test_an_invalid_parameter_is_a_usage_error_with_the_apis_words(
     result = run(server, tenant, "jobs", "list", "--job-type", "createServer")
     line = failed(result, 2, "WKS.00211102", "job_type", "request id ")
     assert len(line.rsplit("request id ", 1)[1].rstrip(")")) == 32
-    failed(run(server, tenant, "servers", "create", "--name", "bad name!"), 2, "WKS.00211102")
+    flags = ["--image-id", "i", "--product-id", "p", "--vpc-id", "v", "--subnet-id", "s"]
+    bad_name = run(server, tenant, "servers", "create", "--name", "bad name!", *flags,
+                   "--account", "a")  # fmt: skip
+    failed(bad_name, 2, "WKS.00211102", "name must be 1 to 64 characters")
     missing = run(server, tenant, "jobs", "list")  # click's own usage error
     assert missing.exit_code == 2
     assert "--job-type" in missing.stderr

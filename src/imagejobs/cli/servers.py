@@ -104,7 +104,22 @@ def create_server(
     request.setdefault("root_volume", {"type": volume_type, "size": volume_size})
     if account is not None:
         request["authorize_accounts"] = [{"account": account, "account_type": "USER"}]
+    missing = [flag for field, flag in _REQUIRED_FLAGS.items() if field not in request]
+    if missing:  # named as flags: the API would say "image_ref is required"
+        also = " (or give those fields in --body)" if body is None else ""
+        raise ClientExit(f"missing {', '.join(missing)}{also}", EXIT_USAGE)
     _started(ctx, ctx.client.call("CreateImageServer", body=request), "Creating the server")
+
+
+# CreateImageServer's required fields, and the flag that gives each.
+_REQUIRED_FLAGS = {
+    "name": "--name",
+    "image_ref": "--image-id",
+    "product_id": "--product-id",
+    "vpc_id": "--vpc-id",
+    "subnet_id": "--subnet-id",
+    "authorize_accounts": "--account",
+}
 
 
 @servers.command("list", epilog=CLIENT_EPILOG)
@@ -164,7 +179,19 @@ def show_server(ctx: Context, server_id: str) -> None:
 def delete_servers(ctx: Context, server_ids: tuple[str, ...], recursive: bool) -> None:
     """Delete image servers; prints the ID of the DELETE_SERVER job (BatchDeleteImageServer)."""
     body = {"items": list(server_ids), "recursive": recursive}
-    _started(ctx, ctx.client.call("BatchDeleteImageServer", body=body), "Deleting")
+    answer = ctx.client.call("BatchDeleteImageServer", body=body)
+    _started(ctx, answer, "Deleting")
+    # The API ignores unknown IDs (and servers already DELETING) and still answers a job:
+    # say so, or a mistyped ID looks deleted.
+    job = ctx.client.call("ShowImageJob", path={"job_id": answer["job_id"]})
+    skipped = len(set(server_ids)) - job["sub_jobs_total"]
+    if skipped > 0:
+        click.echo(
+            f"Warning: {skipped} of the {len(set(server_ids))} server IDs matched no server"
+            " that could be deleted (unknown, or already being deleted): nothing done for"
+            " them.",
+            err=True,
+        )
 
 
 @servers.command("update", epilog=CLIENT_EPILOG)
