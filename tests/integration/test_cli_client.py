@@ -313,7 +313,10 @@ def test_credentials_from_flags_a_token_and_a_profile(
 def test_credential_problems_exit_3(server: ServerProcess, tenant: Tenant, tmp_path: Path) -> None:
     wrong = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--sk", "wrong")
     failed(wrong, 3, "APIGW.0301", "(HTTP 401, request id ")
-    failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER"), 3, "no project id")
+    nothing = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER")
+    failed(nothing, 3, "no credentials: pass --profile (after ./scripts/demo: data/demo-cred")
+    only_key = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--ak", "AK")
+    failed(only_key, 3, "no project id")
     no_key = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--project-id", "p")
     failed(no_key, 3, "no credentials", "--ak")
     broken = tmp_path / "profile.json"
