@@ -490,6 +490,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
         if not settings.bootstrap_demo_account or await store.has_accounts():
+            await _point_demo_credentials_here(settings, store)
             return None
         try:
             created = await identity.create_account(
@@ -501,6 +502,26 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)
     return credentials, path
+
+
+async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -> None:
+    """Set the ``endpoint`` of this database's demo credentials file to where this server
+    listens. The file is written on the first start only, and is the CLI's profile: a
+    later start on another port (``./scripts/demo --port 9000``) left it naming the old
+    one, where nothing, or another database's server, answered."""
+    endpoint = local_endpoint(settings)
+    for path in sorted(settings.data_dir.glob(f"{Path(DEMO_CREDENTIALS_FILE).stem}*.json")):
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(content, dict) or content.get("endpoint") == endpoint:
+            continue
+        access_key = content.get("access_key")
+        if not isinstance(access_key, str) or await store.access_key(access_key) is None:
+            continue  # another database's demo (README's SQLite, then PostgreSQL)
+        write_private_json(path, content | {"endpoint": endpoint})
+        logger.info("%s now names this server: endpoint %s", path, endpoint)
 
 
 def _unused_credentials_path(settings: Settings) -> Path:
