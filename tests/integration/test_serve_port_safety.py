@@ -49,7 +49,10 @@ def test_port_zero_then_a_second_server_on_that_port_fails_at_once(tmp_path: Pat
             timeout=30,
         )
         assert second.returncode != 0
-        assert second.stderr.strip() == f"Error: port {port} is already in use on 127.0.0.1"
+        assert second.stderr.strip() == (
+            f"Error: port {port} is already in use on 127.0.0.1: choose another with --port"
+            " (0: any free port), or stop what listens there"
+        )
         assert not second_dir.exists()  # nothing bootstrapped
     finally:
         first.terminate()

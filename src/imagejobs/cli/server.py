@@ -227,7 +227,10 @@ def _check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 in_use = exc.errno == errno.EADDRINUSE
     if in_use:
-        raise click.ClickException(f"port {port} is already in use on {host}")
+        raise click.ClickException(
+            f"port {port} is already in use on {host}: choose another with --port (0: any free"
+            " port), or stop what listens there"
+        )
 
 
 def _credentials_banner(credentials: Any, path: Path, shown: bool) -> str:
