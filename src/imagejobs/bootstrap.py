@@ -32,7 +32,7 @@ from imagejobs.api.operator_schemas import (
 )
 from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
-from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
+from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidParameter, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
@@ -411,9 +411,15 @@ async def load_init_dir(settings: Settings) -> list[str]:
             try:
                 raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
-                    for entry in decode_body(raw, list[RuleFileEntry]):
-                        key = await services.keys.storage_key(entry.project_id)
-                        await services.steering.put_rule(rule_record(key, entry.job_type, entry))
+                    for index, entry in enumerate(decode_body(raw, list[RuleFileEntry])):
+                        try:
+                            key = await services.keys.storage_key(entry.project_id)
+                            rule = rule_record(key, entry.job_type, entry)
+                            await services.steering.put_rule(rule)
+                        except InvalidParameter as exc:  # which rule of the file: "[2].job_type"
+                            raise InvalidParameter(
+                                f"[{index}].{exc.parameter}", exc.reason
+                            ) from exc
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
             except (ImageJobsError, OSError) as exc:
@@ -434,6 +440,8 @@ def _init_file_problem(exc: ImageJobsError | OSError) -> str:
         if detail == "Input data was truncated":
             detail = "it ends before the JSON document does (truncated)"
         return f"is not valid JSON: {detail}"
+    if isinstance(exc, InvalidParameter):  # the field and its rule; "The parameter is
+        return f"{exc.parameter} {exc.reason}"  # invalid" is an HTTP answer's opening
     return str(exc)
 
 
