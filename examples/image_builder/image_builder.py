@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkworkspaceapp.v1 import (
     CreateImageServerReq,
     CreateImageServerRequest,
@@ -15,6 +16,22 @@ from huaweicloudsdkworkspaceapp.v1 import (
     Volume,
     WorkspaceAppClient,
 )
+
+# Where production reaches WorkspaceApp; in tests, imagejobs answers in its place.
+ENDPOINT = "https://workspaceapp.cn-north-4.myhuaweicloud.com"
+
+
+def make_client(
+    access_key: str, secret_key: str, project_id: str, endpoint: str = ENDPOINT
+) -> WorkspaceAppClient:
+    """The SDK client, built as production builds it."""
+    credentials = BasicCredentials(access_key, secret_key, project_id)
+    return (
+        WorkspaceAppClient.new_builder()
+        .with_credentials(credentials)
+        .with_endpoints([endpoint])
+        .build()
+    )
 
 
 class BuildFailed(Exception):

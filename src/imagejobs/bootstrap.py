@@ -32,7 +32,7 @@ from imagejobs.api.operator_schemas import (
 )
 from imagejobs.api.probes import probe_routes, runner_state
 from imagejobs.domain.enums import JobType
-from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidSettings
+from imagejobs.domain.errors import Conflict, ImageJobsError, InvalidParameter, InvalidSettings
 from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
@@ -414,9 +414,15 @@ async def load_init_dir(settings: Settings) -> list[str]:
             try:
                 raw = path.read_bytes()
                 if path.name.endswith(".rules.json"):
-                    for entry in decode_body(raw, list[RuleFileEntry]):
-                        key = await services.keys.storage_key(entry.project_id)
-                        await services.steering.put_rule(rule_record(key, entry.job_type, entry))
+                    for index, entry in enumerate(decode_body(raw, list[RuleFileEntry])):
+                        try:
+                            key = await services.keys.storage_key(entry.project_id)
+                            rule = rule_record(key, entry.job_type, entry)
+                            await services.steering.put_rule(rule)
+                        except InvalidParameter as exc:  # which rule of the file: "[2].job_type"
+                            raise InvalidParameter(
+                                f"[{index}].{exc.parameter}", exc.reason
+                            ) from exc
                 else:
                     await testkit.load(project_state(decode_body(raw, StateDocument)))
             except (ImageJobsError, OSError) as exc:
@@ -437,6 +443,8 @@ def _init_file_problem(exc: ImageJobsError | OSError) -> str:
         if detail == "Input data was truncated":
             detail = "it ends before the JSON document does (truncated)"
         return f"is not valid JSON: {detail}"
+    if isinstance(exc, InvalidParameter):  # the field and its rule; "The parameter is
+        return f"{exc.parameter} {exc.reason}"  # invalid" is an HTTP answer's opening
     return str(exc)
 
 
@@ -493,6 +501,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
         if not settings.bootstrap_demo_account or await store.has_accounts():
+            await _point_demo_credentials_here(settings, store)
             return None
         try:
             created = await identity.create_account(
@@ -504,6 +513,26 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] |
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)
     return credentials, path
+
+
+async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -> None:
+    """Set the ``endpoint`` of this database's demo credentials file to where this server
+    listens. The file is written on the first start only, and is the CLI's profile: a
+    later start on another port (``./scripts/demo --port 9000``) left it naming the old
+    one, where nothing, or another database's server, answered."""
+    endpoint = local_endpoint(settings)
+    for path in sorted(settings.data_dir.glob(f"{Path(DEMO_CREDENTIALS_FILE).stem}*.json")):
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(content, dict) or content.get("endpoint") == endpoint:
+            continue
+        access_key = content.get("access_key")
+        if not isinstance(access_key, str) or await store.access_key(access_key) is None:
+            continue  # another database's demo (README's SQLite, then PostgreSQL)
+        write_private_json(path, content | {"endpoint": endpoint})
+        logger.info("%s now names this server: endpoint %s", path, endpoint)
 
 
 def _unused_credentials_path(settings: Settings) -> Path:

@@ -318,6 +318,19 @@ def test_an_unknown_task_shows_the_apis_404(browser: WebDriver, console: Console
     assert not error.find_elements(By.TAG_NAME, "button")
 
 
+def test_an_unknown_page_says_so_in_its_title_too(browser: WebDriver, console: Console) -> None:
+    browser.get(console.url + "#/signin")
+    browser.execute_script("sessionStorage.clear()")  # signed in or not, sign in afresh
+    sign_in(browser, console, console.tenant.account, console.tenant.password)
+    browser.get(console.url + "#/tasks/123456789012345678")
+    wait(browser, lambda d: d.title.startswith("Task "))
+    browser.get(console.url + "#/no-such-page")
+    assert element(browser, "main h1").text == "Not found"
+    # The tab kept the previous page's title ("Task 1234…"), so history and a screen
+    # reader named a page that was not there.
+    assert browser.title == "Not found \N{MIDDLE DOT} imagejobs console"
+
+
 def test_the_filters_show_what_a_hand_made_url_asks_for(
     browser: WebDriver, console: Console
 ) -> None:
@@ -370,7 +383,11 @@ def test_create_a_server_and_watch_its_task_then_delete_it(
     browser.find_element(By.ID, "create-submit").click()
     error = wait(browser, lambda d: d.find_element(By.ID, "create-error").text)
     assert "WKS.00211102" in error
-    assert "name" in error
+    # The rule in words, not the pattern's regular expression.
+    assert "name must be 1 to 64 characters: Chinese characters, letters, digits, - and _" in (
+        error
+    )
+    assert "^" not in error
 
     _fill_create_form(browser, "web-01")
     browser.find_element(By.ID, "create-submit").click()
@@ -435,6 +452,13 @@ def test_a_phone_sized_window_needs_no_sideways_scrolling(
                 "return document.documentElement.scrollWidth - window.innerWidth"
             )
             assert overflow <= 0, view
+            if view.startswith("#/tasks/"):
+                # A sub-job's resource: its id under its name, as on a laptop (they were
+                # side by side, the name broken over three lines beside the label).
+                cell = element(browser, "#sub-jobs-table td[data-label=Resource] .stack")
+                name, resource_id = cell.find_elements(By.XPATH, "./div")
+                assert resource_id.location["y"] > name.location["y"]
+                assert resource_id.location["x"] == name.location["x"]
             if view == "#/tasks":
                 browser.save_screenshot(str(screenshot_dir / "tasks-phone.png"))
     finally:

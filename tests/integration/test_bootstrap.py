@@ -50,7 +50,11 @@ def test_first_start_bootstraps_a_demo_account(sqlite_url: str, tmp_path: Path) 
         extra_env={"IMAGEJOBS_ENCRYPTION_KEY": "", "IMAGEJOBS_BOOTSTRAP_DEMO_ACCOUNT": "true"},
     )
     try:
-        assert json.loads(credentials_file.read_text()) == saved  # not created twice
+        # Not created twice; but it names the server now running, on another port: as the
+        # CLI's profile it kept naming the first start's port, where nothing answered.
+        assert json.loads(credentials_file.read_text()) == saved | {"endpoint": again.base_url}
+        assert again.base_url != saved["endpoint"]
+        assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
         assert saved["secret_key"] not in again.log_path.read_text()
         assert (
             sdk_client(again.base_url, tenant)
@@ -116,5 +120,8 @@ def test_a_second_database_never_overwrites_the_first_ones_demo_credentials(
     try:
         client = sdk_client(again.base_url, _demo_tenant(saved_first))
         assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count > 0
+        # Each file follows its own database's server, never the other's.
+        assert json.loads(first_file.read_text())["endpoint"] == again.base_url
+        assert json.loads(second_file.read_text()) == saved_second
     finally:
         again.stop()

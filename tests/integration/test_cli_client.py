@@ -110,6 +110,35 @@ def test_jobs_list_as_a_table_and_as_json(server: ServerProcess, tenant: Tenant)
     assert [j["status"] for j in data["items"]] == ["FAILED"]
 
 
+def test_lists_give_their_ids_alone_for_scripts(server: ServerProcess, tenant: Tenant) -> None:
+    """`-o id`: what README's `JOB=$(imagejobs jobs list ... --limit 1 -o id)` relies on."""
+    listed = json.loads(
+        ok(run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "-o", "json"))
+    )
+    ids = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "-o", "id")
+    assert ok(ids).splitlines() == [job["id"] for job in listed["items"]]
+    assert ids.stderr == ""  # no footer: the output is the IDs and nothing else
+    job_id = listed["items"][0]["id"]
+    sub_jobs = run(server, tenant, "jobs", "sub-jobs", "--job-type", "CREATE_SERVER",
+                   "--job-id", job_id, "-o", "id")  # fmt: skip
+    detail = json.loads(ok(run(server, tenant, "jobs", "show", job_id, "-o", "json")))
+    assert ok(sub_jobs).splitlines() == [s["id"] for s in detail["sub_jobs"]]
+    servers = json.loads(ok(run(server, tenant, "servers", "list", "-o", "json")))
+    server_ids = ok(run(server, tenant, "servers", "list", "-o", "id")).splitlines()
+    assert server_ids == [s["id"] for s in servers["items"]]
+    shown = run(server, tenant, "jobs", "show", job_id, "-o", "id")  # not a list: no `id`
+    assert shown.exit_code == 2
+
+
+def test_a_page_past_the_end_says_so(server: ServerProcess, tenant: Tenant) -> None:
+    past = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--offset", "500")
+    assert ok(past).splitlines()[1:] == []
+    assert past.stderr.strip() == "none: --offset 500 is past the last of 7"
+    fresh = new_tenant(server.database_url)  # type: ignore[attr-defined]
+    empty = run(server, fresh, "jobs", "list", "--job-type", "CREATE_SERVER_IMAGE")
+    assert empty.stderr.strip() == "none of 0"
+
+
 def test_jobs_show_sub_jobs_and_count(server: ServerProcess, tenant: Tenant) -> None:
     listed = json.loads(
         ok(run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--status",
@@ -185,10 +214,23 @@ def test_servers_create_list_show_recreate_and_delete(
     assert states[-1]["status"] == "SUCCESS"
     assert states[-1]["sub_jobs"][0]["job_resource_info"]["resource_name"] == "golden"
 
-    deleted = ok(run(server, tenant, "servers", "delete", server_id))
-    ok(run(server, tenant, "jobs", "watch", deleted.strip(), "--interval", "0.1"))
+    deleted = run(server, tenant, "servers", "delete", server_id)
+    assert "Warning" not in deleted.stderr
+    ok(run(server, tenant, "jobs", "watch", ok(deleted).strip(), "--interval", "0.1"))
     gone = run(server, tenant, "servers", "show", server_id)
     failed(gone, 4, "(HTTP 404, request id ")
+    # The API ignores an unknown ID and still answers a job: the command says so.
+    mistyped = run(server, tenant, "servers", "delete", server_id + "9")
+    assert ok(mistyped).strip()  # the job's id, as the API answered
+    assert "Warning: 1 of the 1 server IDs matched no server that could be deleted" in (
+        mistyped.stderr
+    )
+
+
+def test_servers_create_names_the_missing_flags(server: ServerProcess, tenant: Tenant) -> None:
+    # The API's words would be "image_ref is required": no flag is called that.
+    missing = run(server, tenant, "servers", "create", "--name", "x", "--image-id", "i")
+    failed(missing, 2, "missing --product-id, --vpc-id, --subnet-id, --account (or give")
 
 
 def test_watching_a_job_that_fails_exits_1_with_its_error(
@@ -218,7 +260,10 @@ def test_an_invalid_parameter_is_a_usage_error_with_the_apis_words(
     result = run(server, tenant, "jobs", "list", "--job-type", "createServer")
     line = failed(result, 2, "WKS.00211102", "job_type", "request id ")
     assert len(line.rsplit("request id ", 1)[1].rstrip(")")) == 32
-    failed(run(server, tenant, "servers", "create", "--name", "bad name!"), 2, "WKS.00211102")
+    flags = ["--image-id", "i", "--product-id", "p", "--vpc-id", "v", "--subnet-id", "s"]
+    bad_name = run(server, tenant, "servers", "create", "--name", "bad name!", *flags,
+                   "--account", "a")  # fmt: skip
+    failed(bad_name, 2, "WKS.00211102", "name must be 1 to 64 characters")
     missing = run(server, tenant, "jobs", "list")  # click's own usage error
     assert missing.exit_code == 2
     assert "--job-type" in missing.stderr
@@ -268,7 +313,10 @@ def test_credentials_from_flags_a_token_and_a_profile(
 def test_credential_problems_exit_3(server: ServerProcess, tenant: Tenant, tmp_path: Path) -> None:
     wrong = run(server, tenant, "jobs", "list", "--job-type", "CREATE_SERVER", "--sk", "wrong")
     failed(wrong, 3, "APIGW.0301", "(HTTP 401, request id ")
-    failed(run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER"), 3, "no project id")
+    nothing = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER")
+    failed(nothing, 3, "no credentials: pass --profile (after ./scripts/demo: data/demo-cred")
+    only_key = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--ak", "AK")
+    failed(only_key, 3, "no project id")
     no_key = run(server, None, "jobs", "count", "--job-type", "CREATE_SERVER", "--project-id", "p")
     failed(no_key, 3, "no credentials", "--ak")
     broken = tmp_path / "profile.json"
@@ -307,6 +355,20 @@ def test_an_unreachable_server_exits_6_in_one_line(tenant: Tenant) -> None:
         },
     )
     failed(result, 6, "cannot reach http://127.0.0.1:9", "imagejobs serve")
+
+
+def test_an_endpoint_without_a_scheme_is_a_usage_error(tenant: Tenant) -> None:
+    """Not "is `imagejobs serve` running there?" and exit 6: nothing was tried."""
+    env = {
+        "HUAWEICLOUD_SDK_AK": tenant.access_key,
+        "HUAWEICLOUD_SDK_SK": tenant.secret_key,
+        "HUAWEICLOUD_SDK_PROJECT_ID": tenant.project_id,
+    }
+    for endpoint in ("127.0.0.1:8080", "localhost:8080"):
+        args = ["jobs", "list", "--job-type", "CREATE_SERVER", "--endpoint", endpoint]
+        line = failed(CliRunner().invoke(main, args, env=env), 2, "not an http:// or https://")
+        assert f"did you mean http://{endpoint}?" in line
+        assert "running" not in line
 
 
 @pytest.mark.postgres

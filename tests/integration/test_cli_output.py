@@ -20,13 +20,13 @@ from tests.factories import TEST_KEY_BASE64
 FORGED = "/v1/x\n2026-01-01T00:00:00.000Z 1 acme/root DELETE /v1/p/image-servers/1 \x1b[2J"
 
 
-def _store(database_url: str, paths: list[str]) -> None:
+def _store(database_url: str, paths: list[str], operation: str = "unmatched") -> None:
     async def store() -> None:
         database = database_for(database_url)
         await database.open()
         try:
             events = [
-                AuditEvent(0, now_ms(), f"r{i}", "-", "", "POST", path, "unmatched", "", 401, "")
+                AuditEvent(0, now_ms(), f"r{i}", "-", "", "POST", path, operation, "", 401, "")
                 for i, path in enumerate(paths)
             ]
             await SqlOpsStore(database).add_audit_events(events)
@@ -168,3 +168,17 @@ def test_iam_prints_tables_and_fields_like_the_client_commands(
     assert [u["name"] for u in listed] == ["acme", "reader"]
     assert listed[0]["is_root"] is True
     assert "password_hash" not in listed[0]
+
+
+def test_a_route_named_by_its_method_and_path_is_not_said_twice(sqlite_url: str) -> None:
+    # A login's line read "POST /v3/auth/tokens POST /v3/auth/tokens -> 201".
+    _store(sqlite_url, ["/v3/auth/tokens"], operation="POST /v3/auth/tokens")
+    listed = subprocess.run(
+        _imagejobs("audit", "--database-url", sqlite_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert listed.stdout.count("/v3/auth/tokens") == 1, listed.stdout
+    assert " - POST /v3/auth/tokens -> 401 (request r0)" in listed.stdout

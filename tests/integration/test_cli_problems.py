@@ -84,3 +84,86 @@ def test_iam_errors_exit_with_the_api_clients_codes(tmp_path: Path) -> None:
     invalid = iam("create-policy", "--account", "acme", "--name", "p", "--file", str(policy))
     assert invalid.exit_code == 2
     assert "policy is not valid JSON" in invalid.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        # A variable is named as the user set it, with the value it holds.
+        ([], {"IMAGEJOBS_WORKERS": "0"}, "IMAGEJOBS_WORKERS must be from 1 to 64, not 0"),
+        (
+            [],
+            {"IMAGEJOBS_LOG_LEVEL": "verbose"},
+            "IMAGEJOBS_LOG_LEVEL must be debug, info, warning or error, not verbose",
+        ),
+        ([], {"IMAGEJOBS_LEASE_SECONDS": "-1"}, "IMAGEJOBS_LEASE_SECONDS must be from 1 to 3600"),
+        # A flag is named as the flag.
+        (["--workers", "0"], {}, "Invalid value for '--workers': must be from 1 to 64, not 0"),
+        # A driver no package provides: one line, before the server starts (its worker
+        # process died with a traceback after the demo account had been created).
+        (
+            [],
+            {"IMAGEJOBS_DRIVER": "nosuch"},
+            "IMAGEJOBS_DRIVER must name an installed driver (simulated), not 'nosuch'",
+        ),
+        # The operator key is no database problem.
+        (
+            [],
+            {"IMAGEJOBS_ENCRYPTION_KEY": "short"},
+            "Invalid value: IMAGEJOBS_ENCRYPTION_KEY must be base64 of 32 bytes",
+        ),
+    ],
+)
+def test_a_bad_setting_names_the_variable_or_flag_it_came_from(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    data = tmp_path / "data"
+    result = CliRunner().invoke(
+        main, ["serve", "--port", "0", "--data-dir", str(data), *args], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data / "demo-credentials.json").exists()  # refused before anything started
+
+
+def test_a_worker_refuses_a_driver_that_is_not_installed(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["worker", "--data-dir", str(tmp_path)], env={"IMAGEJOBS_DRIVER": "nosuch"}
+    )
+    assert result.exit_code == 2
+    assert "IMAGEJOBS_DRIVER must name an installed driver" in result.stderr
+
+
+def test_a_missing_policy_file_is_named_not_blamed_on_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'iam.db'}"
+    args = ["iam", "create-policy", "--account", "acme", "--name", "p", "--file"]
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "policy.json"), "--database-url", url])
+    assert result.exit_code == 2
+    assert "'--file'" in result.stderr
+    assert "does not exist" in result.stderr
+    assert "database" not in result.stderr
+
+
+def test_migrate_says_what_it_changed(tmp_path: Path) -> None:
+    """A first run and a run with nothing to do printed the same line."""
+    import subprocess
+    import sys
+
+    from imagejobs.storage.migrate import head_revision
+
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagejobs", "migrate", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    first, again = migrate(), migrate()
+    assert f"migrated the database schema from empty to {head_revision()}" in first.stderr
+    assert "migrated" not in again.stderr
+    assert first.stdout == again.stdout == f"Database is at schema revision {head_revision()}.\n"

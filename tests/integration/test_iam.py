@@ -479,9 +479,17 @@ def test_a_session_policy_is_bounded(live_server: ServerProcess, live_database_u
     assert request([allow] * 8).status_code == 201
     too_many = request([allow] * 9)
     assert too_many.status_code == 400, too_many.text
-    assert too_many.json()["error_msg"] == (
-        "The parameter is invalid: policy.Statement must hold at most 8 statements"
-    )
+    assert too_many.json() == {
+        "error_code": "IAM.0011",  # the IAM API's code, as for the rest of its body
+        "error_msg": "The parameter is invalid: policy.Statement must hold at most 8 statements",
+    }
+    short = {"methods": ["token"], "token": {"id": token, "duration_seconds": 60}}
+    too_short = httpx.post(url, json={"auth": {"identity": short}})
+    assert too_short.status_code == 400, too_short.text
+    assert too_short.json() == {
+        "error_code": "IAM.0011",
+        "error_msg": "The parameter is invalid: duration_seconds must be from 900 to 86400",
+    }
     long_patterns = {"Effect": "Allow", "Action": [f"workspace:*:list{i:04}*" for i in range(400)]}
     too_long = request([long_patterns])
     assert too_long.status_code == 400, too_long.text

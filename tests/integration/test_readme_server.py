@@ -3,12 +3,14 @@ server another language can use, and leave that user with a tenant's credentials
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -62,14 +64,10 @@ def test_the_iam_block_runs_in_order_on_a_fresh_database(
     section = readme.split("Operators manage identities with `imagejobs iam`", 1)[1]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block is not None
-    (tmp_path / "policy.json").write_text(
-        json.dumps(
-            {
-                "Version": "1.1",
-                "Statement": [{"Effect": "Deny", "Action": ["workspace:imageServer:batchDelete*"]}],
-            }
-        )
-    )
+    policy = re.search(r"```json\n(.*?)```", section, re.DOTALL)  # the README's policy.json
+    assert policy is not None
+    assert policy.start() < block.start()
+    (tmp_path / "policy.json").write_text(policy.group(1))
     env = {"IMAGEJOBS_DATA_DIR": str(tmp_path / "data"), "IMAGEJOBS_PASSWORD_HASH_COST": "4"}
     runner = CliRunner()
     url = f"sqlite:///{tmp_path / 'data' / 'imagejobs.db'}"
@@ -93,12 +91,11 @@ def _python_blocks(heading: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
-def test_the_sdk_example_runs_as_pasted_against_the_demo(tmp_path: Path) -> None:
-    """`./scripts/demo`, then README's "Using the official SDK" blocks, unchanged (on
-    another port than 8080: the credentials file says where the server listens)."""
+@contextlib.contextmanager
+def _demo(tmp_path: Path, env: dict[str, str]) -> Iterator[None]:
+    """`./scripts/demo`'s server (`serve --demo`) in ``tmp_path``, on a free port: its
+    credentials file, data/demo-credentials.json, says where it listens."""
     port_file = tmp_path / "port"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEJOBS_")}
-    env["IMAGEJOBS_ACCESS_LOG"] = "false"
     args = ["serve", "--demo", "--port", "0", "--port-file", str(port_file)]
     serve = subprocess.Popen(
         [sys.executable, "-m", "imagejobs", *args],
@@ -121,6 +118,23 @@ def test_the_sdk_example_runs_as_pasted_against_the_demo(tmp_path: Path) -> None
             except (OSError, httpx.TransportError):
                 pass
             time.sleep(0.2)
+        yield
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.communicate(timeout=30)
+
+
+def _plain_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEJOBS_")}
+    env["IMAGEJOBS_ACCESS_LOG"] = "false"
+    return env
+
+
+def test_the_sdk_example_runs_as_pasted_against_the_demo(tmp_path: Path) -> None:
+    """`./scripts/demo`, then README's "Using the official SDK" blocks, unchanged (on
+    another port than 8080: the credentials file says where the server listens)."""
+    env = _plain_env()
+    with _demo(tmp_path, env):
         first, discovery = _python_blocks("## Using the official SDK")
         listing = (
             "print(client.list_image_jobs(ListImageJobsRequest(job_type='DELETE_SERVER')).count)"
@@ -138,6 +152,57 @@ def test_the_sdk_example_runs_as_pasted_against_the_demo(tmp_path: Path) -> None
             assert ran.returncode == 0, ran.stderr
         assert ran.stdout.splitlines()[1].startswith("SUCCESS ")  # job.status, a server id
         assert int(ran.stdout.splitlines()[-1]) > 0  # the project found through IAM
-    finally:
-        os.killpg(serve.pid, 15)
-        serve.communicate(timeout=30)
+
+
+def test_the_command_line_block_runs_as_pasted_against_the_demo(tmp_path: Path) -> None:
+    """README's command-line block, line after line in one shell, against the demo: every
+    ID it uses comes from the demo itself (the block once named job IDs that no demo
+    has, so its second command answered 404)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("**Command line.**", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    env = _plain_env()
+    # The demo's engine, quicker: the block watches two jobs to their end.
+    env |= {"IMAGEJOBS_SIMULATED_QUEUE_SECONDS": "0", "IMAGEJOBS_SIMULATED_DURATION_SECONDS": "0"}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    with _demo(tmp_path, env):
+        ran = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + block.group(1)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Error" not in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert ran.stdout.count("SUCCESS  [####################] 1/1") == 2  # both watches
+    assert '"job_id"' in ran.stdout  # the last line's JSON
+
+
+def test_the_test_kit_example_runs_in_the_example_project(tmp_path: Path) -> None:
+    """README's complete test file, saved in examples/image_builder (whose application it
+    imports) and run by pytest there: the plugin alone, no conftest.py. The file once
+    imported a make_client that the example did not have."""
+    import shutil
+
+    [example] = _python_blocks("## Testing your application")
+    project = tmp_path / "image_builder"
+    shutil.copytree(ROOT / "examples" / "image_builder", project)
+    (project / "tests" / "test_readme_example.py").write_text(example)
+    env = _plain_env()
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_readme_example.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "4 passed" in ran.stdout

@@ -49,7 +49,10 @@ def test_port_zero_then_a_second_server_on_that_port_fails_at_once(tmp_path: Pat
             timeout=30,
         )
         assert second.returncode != 0
-        assert second.stderr.strip() == f"Error: port {port} is already in use on 127.0.0.1"
+        assert second.stderr.strip() == (
+            f"Error: port {port} is already in use on 127.0.0.1: choose another with --port"
+            " (0: any free port), or stop what listens there"
+        )
         assert not second_dir.exists()  # nothing bootstrapped
     finally:
         first.terminate()
@@ -72,11 +75,16 @@ def test_an_init_dir_that_cannot_be_loaded_stops_serve_with_one_line(tmp_path: P
     (truncated / "a.json").write_text('{"project_id":"p","jobs":[')
     malformed.mkdir()
     (malformed / "a.rules.json").write_text('[{"project_id": "p", }]')
+    wrong_type = tmp_path / "wrong-type"  # said "The parameter is invalid: job_type ...": which?
+    wrong_type.mkdir()
+    rules = '[{"project_id": "*", "job_type": "*"}, {"project_id": "*", "job_type": "NOPE"}]'
+    (wrong_type / "b.rules.json").write_text(rules)
     for init_dir, expected in (
         (tmp_path / "no-such-dir", "is not a directory"),
         (broken, "10-project.json: "),
         (truncated, "a.json: is not valid JSON: it ends before the JSON document does"),
         (malformed, "a.rules.json: is not valid JSON: trailing comma in object (byte 21)"),
+        (wrong_type, "b.rules.json: [1].job_type must be * or one of CREATE_SERVER,"),
     ):
         done = subprocess.run(
             command,

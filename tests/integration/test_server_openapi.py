@@ -117,11 +117,16 @@ def test_the_engine_cli_steers_the_shared_rules(sqlite_url: str) -> None:
     assert status == {"driver": "simulated", "due": 0, "scheduled": 0, "leased": 0, "expired": 0}
 
     bad = runner.invoke(main, ["engine", "rules", "set", "proj", "NOPE", *base, "--reads", "2"])
-    assert bad.exit_code != 0
+    assert bad.exit_code == 2  # invalid, as `iam` and the API client say it (it was 1)
     assert "job_type" in bad.output
     bad = runner.invoke(main, ["engine", "rules", "set", "p", "*", *base, "--reads", "0"])
     assert bad.exit_code != 0
-    assert "reads must be at least 1" in bad.output  # the API's words, not msgspec's
+    # The API's words, not msgspec's, for the flag that gave the value.
+    assert "Invalid value for '--reads': must be at least 1" in bad.output
+    bad = runner.invoke(
+        main, ["engine", "rules", "set", "p", "*", *base, "--fail-probability", "2"]
+    )
+    assert "Invalid value for '--fail-probability': must be at most 1" in bad.output
     as_json = ["--json", '{"completion": "later"}']
     bad = runner.invoke(main, ["engine", "rules", "set", "p", "*", *base, *as_json])
     assert bad.exit_code != 0

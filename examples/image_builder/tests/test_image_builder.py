@@ -4,11 +4,10 @@ plugin's fixtures and the in-process mock. No cloud account, no glue code."""
 from __future__ import annotations
 
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkworkspaceapp.v1 import WorkspaceAppClient
 
 import imagejobs.testing
-from image_builder import BuildFailed, build_server, recent_builds
+from image_builder import BuildFailed, build_server, make_client, recent_builds
 
 
 def test_build_returns_the_new_server(workspaceapp_client: WorkspaceAppClient) -> None:
@@ -42,10 +41,5 @@ def test_builds_are_listed_newest_first(workspaceapp_client: WorkspaceAppClient)
 def test_in_process_with_the_clients_own_configuration() -> None:
     tenant = imagejobs.testing.active_cloud().tenant()
     # The client exactly as production builds it: the real endpoint, routed in-process.
-    client = (
-        WorkspaceAppClient.new_builder()
-        .with_credentials(BasicCredentials(tenant.access_key, tenant.secret_key, tenant.project_id))
-        .with_endpoints(["https://workspaceapp.cn-north-4.myhuaweicloud.com"])
-        .build()
-    )
+    client = make_client(tenant.access_key, tenant.secret_key, tenant.project_id)
     assert build_server(client, "golden-image")

@@ -3,6 +3,7 @@ the use case, encode. Every failure becomes a documented error response here."""
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -16,7 +17,7 @@ from imagejobs.api.errors import error_response, internal_error_response
 from imagejobs.api.errors import new_request_id as _new_request_id
 from imagejobs.api.input_guard import guarded_receive, request_problem
 from imagejobs.api.operations import Call, Operation
-from imagejobs.api.schemas import encoder
+from imagejobs.api.schemas import PATTERN_RULES, encoder
 from imagejobs.domain.errors import AuthenticationFailed, ImageJobsError, InvalidParameter
 from imagejobs.domain.params import PROJECT_ID
 from imagejobs.services import Services
@@ -87,6 +88,8 @@ _LENGTH = re.compile(r"Expected `(\w+)` of length (>=|<=) (\d+)")
 _BOUND = re.compile(r"Expected `(?:int|float)` (>=|<=|>|<) (\S+)")
 _TYPE = re.compile(r"Expected `([^`]+)`, got `(\w+)`")
 _FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
+# A struct's own check (``__post_init__``): "`name` must be …", the field in backquotes.
+_OWN_CHECK = re.compile(r"`([\w.\[\]]+)` (.+)", re.DOTALL)
 _BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
 _LENGTH_UNITS = {"array": "items", "object": "entries", "str": "characters"}
 
@@ -121,12 +124,26 @@ def validation_problem(exc: msgspec.ValidationError, body_type: Any) -> tuple[st
         allowed = _allowed_values(body_type, name)
         reason = "must be one of " + ", ".join(allowed) if allowed else "is not an allowed value"
     elif text.startswith("Expected `str` matching regex"):
-        reason = "is not in the expected format" + (
-            f" ({text.split('regex ', 1)[1]})" if "regex " in text else ""
-        )
+        reason = _pattern_reason(text.split("regex ", 1)[1] if "regex " in text else "")
     elif text == "Number out of range":
         reason = "is out of range"
+    elif m := _OWN_CHECK.fullmatch(text):
+        name = f"{name}.{m.group(1)}" if name else m.group(1)
+        reason = m.group(2)
     return name or "body", reason
+
+
+def _pattern_reason(quoted: str) -> str:
+    """What a pattern msgspec names (``'^…$'``, as Python quotes it) asks for, in words,
+    where the schema recorded them; else the pattern itself, the one thing known."""
+    try:
+        pattern = ast.literal_eval(quoted)
+    except (ValueError, SyntaxError):
+        pattern = None
+    rule = PATTERN_RULES.get(pattern) if isinstance(pattern, str) else None
+    if rule is not None:
+        return f"must be {rule}"
+    return "is not in the expected format" + (f" ({quoted})" if quoted else "")
 
 
 def _allowed_values(body_type: Any, path: str) -> list[str]:

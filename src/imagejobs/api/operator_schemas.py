@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from imagejobs.api.schemas import DateTime
+from imagejobs.api.schemas import DateTime, pattern_rule
 from imagejobs.domain.enums import ImageServerStatus, JobStatus, JobType, SubJobStatus
 from imagejobs.domain.lifecycle import (
     GENERIC_ERROR_CODE,
@@ -276,19 +276,27 @@ class ResetResponse(Struct, kw_only=True):
     reset: Annotated[str, Meta(description="A project ID, or * for every project.")]
 
 
+_ACCOUNT_PATTERN = pattern_rule(
+    "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "1 to 64 letters, digits, _, . or -, the first a letter or digit",
+)
+_REGION_PATTERN = pattern_rule(
+    "^[a-z0-9][a-z0-9_-]{0,63}$",
+    "1 to 64 lowercase letters, digits, _ or -, the first a letter or digit",
+)
+_PROJECT_ID_PATTERN = pattern_rule("^[0-9a-f]{32}$", "32 lowercase hexadecimal digits")
+
+
 class TenantBody(Struct, kw_only=True, forbid_unknown_fields=True):
     """The new tenant; every field left out is generated."""
 
     # The patterns the identity service enforces (services/accounts.py), stated here so that
     # the document tells clients what is accepted.
-    account: Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    account: Annotated[str, Meta(pattern=_ACCOUNT_PATTERN)] | None = None
     region: (
-        Annotated[
-            str, Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$", description="The project's name.")
-        ]
-        | None
+        Annotated[str, Meta(pattern=_REGION_PATTERN, description="The project's name.")] | None
     ) = None
-    project_id: Annotated[str, Meta(pattern="^[0-9a-f]{32}$")] | None = None
+    project_id: Annotated[str, Meta(pattern=_PROJECT_ID_PATTERN)] | None = None
     password: Annotated[str, Meta(min_length=8, max_length=128)] | None = None
 
 
@@ -314,7 +322,10 @@ class HealthResponse(Struct, kw_only=True):
 
 # Exactly 18 digits, as the service mints them: the API looks up no other id (parse_id),
 # so a shorter one would load, list, and then be "not found" by ShowImageJob.
-Id = Annotated[str, Meta(pattern="^[1-9][0-9]{17}$", description="An 18-digit id.")]
+Id = Annotated[
+    str,
+    Meta(pattern=pattern_rule("^[1-9][0-9]{17}$", "18 digits"), description="An 18-digit id."),
+]
 # Up to 9999-12-31T23:59:59.999Z: a later time fits no answer's date format (nor, past
 # 2**63, any database column).
 MAX_EPOCH_MS = 253_402_300_799_999

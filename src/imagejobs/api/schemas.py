@@ -21,6 +21,18 @@ from imagejobs.domain.records import (
 )
 from imagejobs.domain.times import format_optional_time, format_time
 
+# What each pattern of a request body asks for, in words: a value that does not match is
+# refused naming this rule (api/endpoint.py), not the regular expression, which a person
+# filling a form or a flag cannot be expected to read. OpenAPI still shows the pattern.
+PATTERN_RULES: dict[str, str] = {}
+
+
+def pattern_rule(pattern: str, rule: str) -> str:
+    """``pattern``, with ``rule`` ("1 to 64 letters, …") recorded as what it asks for."""
+    PATTERN_RULES[pattern] = rule
+    return pattern
+
+
 DateTime = Annotated[
     str,
     Meta(

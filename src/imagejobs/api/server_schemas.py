@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from imagejobs.api.schemas import DateTime, encoder
+from imagejobs.api.schemas import DateTime, encoder, pattern_rule
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.servers import (
     AccountInfo,
@@ -33,10 +33,21 @@ from imagejobs.domain.servers import (
 from imagejobs.domain.servers import ImageRef as ImageRefRecord
 from imagejobs.domain.times import format_time
 
-SERVER_NAME_PATTERN = r"^(?! +$)[\w\u4e00-\u9fa5\u002d_][\w\u4e00-\u9fa5\u002d_]{0,63}$"
-IMAGE_NAME_PATTERN = r"^(?! +)[\ \.\-\w\u4e00-\u9fa5]{0,127}[\.\-\w\u4e00-\u9fa5]$"
-IMAGE_DESCRIPTION_PATTERN = r"^(?! +)[^\r\n<>]{0,1024}$"
-NON_SPACE_PATTERN = r"^\S{0,100}$"
+NAME_RULE = "1 to 64 characters: Chinese characters, letters, digits, - and _"
+IMAGE_NAME_RULE = (
+    "1 to 128 letters, digits, spaces, Chinese characters or -._, not starting or ending with"
+    " a space"
+)
+IMAGE_DESCRIPTION_RULE = "1024 characters or less, without <, >, line breaks or a leading space"
+NON_SPACE_RULE = "100 characters or less, no spaces"
+SERVER_NAME_PATTERN = pattern_rule(
+    r"^(?! +$)[\w\u4e00-\u9fa5\u002d_][\w\u4e00-\u9fa5\u002d_]{0,63}$", NAME_RULE
+)
+IMAGE_NAME_PATTERN = pattern_rule(
+    r"^(?! +)[\ \.\-\w\u4e00-\u9fa5]{0,127}[\.\-\w\u4e00-\u9fa5]$", IMAGE_NAME_RULE
+)
+IMAGE_DESCRIPTION_PATTERN = pattern_rule(r"^(?! +)[^\r\n<>]{0,1024}$", IMAGE_DESCRIPTION_RULE)
+NON_SPACE_PATTERN = pattern_rule(r"^\S{0,100}$", NON_SPACE_RULE)
 TAG_KEY_PATTERN = r"^((?!_sys_)[\p{L}\p{Z}\p{N}_.:=+\-@]{1,128})(?<!\s)$"
 TAG_VALUE_PATTERN = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]{0,255})$"
 
@@ -64,7 +75,6 @@ ServerName = Annotated[
     _length(1, 64),
     _pattern(SERVER_NAME_PATTERN, "Chinese characters, letters, digits, - and _."),
 ]
-NAME_RULE = "1 to 64 characters: Chinese characters, letters, digits, - and _"
 Id128 = Annotated[str, _length(1, 128)]
 NonSpace100 = Annotated[str, _pattern(NON_SPACE_PATTERN)]
 
@@ -77,9 +87,7 @@ class ImageRef(Struct, kw_only=True):
 
     def __post_init__(self) -> None:
         for name in ("product_id", "spce_code"):
-            _require(
-                name, NON_SPACE_PATTERN, getattr(self, name), "100 characters or less, no spaces"
-            )
+            _require(name, NON_SPACE_PATTERN, getattr(self, name), NON_SPACE_RULE)
             if self.image_type == "gold" and not getattr(self, name):
                 raise ValueError(f"`{name}` is required for a gold (KooGallery) image")
 
@@ -181,19 +189,8 @@ class CreateServerImageReq(Struct, kw_only=True):
     execute_sysprep: bool | None = None
 
     def __post_init__(self) -> None:
-        _require(
-            "name",
-            IMAGE_NAME_PATTERN,
-            self.name,
-            "1 to 128 letters, digits, spaces, Chinese characters or -._,"
-            " not starting or ending with a space",
-        )
-        _require(
-            "description",
-            IMAGE_DESCRIPTION_PATTERN,
-            self.description,
-            "1024 characters or less, without <, >, line breaks or a leading space",
-        )
+        _require("name", IMAGE_NAME_PATTERN, self.name, IMAGE_NAME_RULE)
+        _require("description", IMAGE_DESCRIPTION_PATTERN, self.description, IMAGE_DESCRIPTION_RULE)
 
 
 class ImageServerInfo(Struct, kw_only=True):

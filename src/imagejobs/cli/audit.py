@@ -70,10 +70,13 @@ def audit(
         else:
             error = f" {info.error_code}" if info.error_code else ""
             error += f" ({info.dropped} events not stored)" if info.dropped else ""
+            # A route without an operation name is named "METHOD /path": said once.
+            same = info.operation == f"{info.method} {info.path}"
+            operation = "" if same else f" {info.operation}"
             click.echo(
                 # The path is any caller's (unauthenticated calls are audited too).
-                f"{info.time} {info.id} {plain(info.principal)} {info.method} {plain(info.path)} "
-                f"{info.operation} -> {info.status}{error} (request {info.request_id})"
+                f"{info.time} {info.id} {plain(info.principal)} {info.method} {plain(info.path)}"
+                f"{operation} -> {info.status}{error} (request {info.request_id})"
             )
 
 

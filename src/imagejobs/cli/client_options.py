@@ -16,6 +16,7 @@ from imagejobs.cli.common import output_option
 from imagejobs.client import (
     ApiClient,
     ApiError,
+    BadEndpoint,
     CredentialsProblem,
     Unreachable,
     resolve_credentials,
@@ -99,8 +100,28 @@ class Context:
     def emit_json(self, data: Any) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
+    def emitted_page(self, page: dict[str, Any]) -> bool:
+        """Print a page as JSON or as its items' IDs (``-o id``) and say so; False: the
+        table is the caller's to print."""
+        if self.as_json:
+            self.emit_json(page)
+        elif self.output == "id":
+            for item in page["items"]:
+                click.echo(item["id"])
+        else:
+            return False
+        return True
 
-def api_command(function: Callable[..., R]) -> Callable[..., R]:
+
+def api_list_command(function: Callable[..., R]) -> Callable[..., R]:
+    """An ``api_command`` that lists: its ``-o`` also takes ``id``, the items' IDs one a
+    line, so that a shell script takes an ID from a list without parsing JSON."""
+    return api_command(function, outputs=("table", "json", "id"))
+
+
+def api_command(
+    function: Callable[..., R], outputs: tuple[str, ...] = ("table", "json")
+) -> Callable[..., R]:
     """Adds the credential and output flags, builds the client, and turns every expected
     problem into one line on stderr and its exit code."""
 
@@ -117,6 +138,8 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
             return function(Context(client, output), **kwargs)
         except CredentialsProblem as exc:
             raise ClientExit(str(exc), EXIT_AUTH) from None
+        except BadEndpoint as exc:
+            raise ClientExit(f"{exc} (see --endpoint)", EXIT_USAGE) from None
         except Unreachable as exc:
             raise ClientExit(
                 f"{exc} (is `imagejobs serve` running there? see --endpoint)", EXIT_UNREACHABLE
@@ -126,5 +149,5 @@ def api_command(function: Callable[..., R]) -> Callable[..., R]:
             where = f"HTTP {exc.status}, request id {exc.request_id or '-'}"
             raise ClientExit(f"{exc.code}: {exc.message} ({where})", exit_code) from None
 
-    command: Callable[..., R] = output_option()(_options(wrapper))
+    command: Callable[..., R] = output_option(outputs)(_options(wrapper))
     return command

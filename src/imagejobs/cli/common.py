@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from imagejobs.domain.errors import InvalidSettings
-from imagejobs.settings import Settings, load_settings, setting_help
+from imagejobs.settings import ENV_PREFIX, Settings, env_name, load_settings, setting_help
 from imagejobs.storage.private_files import close_data_directory
 
 R = TypeVar("R")
@@ -30,14 +31,40 @@ def settings_epilog() -> str:
 SETTINGS_POINTER = "Settings: IMAGEJOBS_* environment variables, listed by `imagejobs --help`."
 
 
-def load(**overrides: Any) -> Settings:
-    """The settings, from flags (``overrides``) over ``IMAGEJOBS_*`` over defaults."""
+def load(*, runs_jobs: bool = False, **overrides: Any) -> Settings:
+    """The settings, from flags (``overrides``) over ``IMAGEJOBS_*`` over defaults.
+    ``runs_jobs``: the command runs the driver (``serve``, ``worker``), which must exist."""
     try:
         settings = load_settings(os.environ, **overrides)
+        if runs_jobs:
+            from imagejobs.drivers.registry import check_driver
+
+            check_driver(settings)
     except InvalidSettings as exc:
-        raise click.BadParameter(exc.message) from None
+        raise _settings_problem(exc, overrides) from None
     close_data_directory(settings.data_dir)
     return settings
+
+
+def _settings_problem(exc: InvalidSettings, overrides: dict[str, Any]) -> click.BadParameter:
+    """The bad setting named as the user gave it, with the value given: the flag if one
+    was passed (``Invalid value for '--workers': must be from 1 to 64, not 0``), else its
+    variable (``IMAGEJOBS_WORKERS must be …``), never the field name alone."""
+    field = exc.name.removeprefix(ENV_PREFIX).lower()
+    if field not in {f.name for f in dataclasses.fields(Settings)}:
+        return click.BadParameter(exc.message)
+    reason = exc.message.removeprefix(f"{exc.name} ")
+    given = overrides.get(field)
+    context = click.get_current_context(silent=True)
+    params = {p.name: p for p in context.command.params} if context else {}
+    if given is not None and field in params:
+        if ", not " not in reason:
+            reason += f", not {given}"
+        return click.BadParameter(reason, param=params[field])
+    raw = os.environ.get(env_name(field))
+    if raw and ", not " not in reason:
+        reason += f", not {raw}"
+    return click.BadParameter(f"{env_name(field)} {reason}")
 
 
 database_url_option = click.option(
@@ -49,6 +76,14 @@ data_dir_option = click.option(
     default=None,
     help="Data directory (IMAGEJOBS_DATA_DIR).",
 )
+
+
+_OUTPUT_HELP = {
+    ("table", "json"): "table: for people; json: for scripts.",
+    ("table", "json", "id"): "table: for people; json: for scripts; id: the IDs alone, one a"
+    " line (JOB=$(... -o id)).",
+    ("json",): "Always JSON (the operator API's answer).",
+}
 
 
 def output_option(
@@ -72,9 +107,7 @@ def output_option(
             type=click.Choice(choices),
             default=choices[0],
             show_default=True,
-            help="table: for people; json: for scripts."
-            if len(choices) > 1
-            else "Always JSON (the operator API's answer).",
+            help=_OUTPUT_HELP[choices],
         )(command)
 
     return decorate

@@ -8,6 +8,7 @@ sees a change at once. The same is available over HTTP under ``/_imagejobs``.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from imagejobs.cli.client_options import ClientExit, exit_code_of
 from imagejobs.cli.common import (
     SETTINGS_POINTER,
     data_dir_option,
@@ -43,7 +45,9 @@ def _run(
     try:
         return asyncio.run(run())
     except ImageJobsError as exc:
-        raise click.ClickException(exc.message) from exc
+        # The exit codes of `iam` and the API client: a mistyped job type is 2 (invalid),
+        # an unknown project 4, as a script tells them apart.
+        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
 
@@ -160,7 +164,23 @@ def _rule_body(options: dict[str, Any], raw_json: str | None) -> Any:
         return msgspec.convert(body, RuleBody)
     except msgspec.ValidationError as exc:
         name, reason = validation_problem(exc, RuleBody)
-        raise click.BadParameter(f"{name} {reason}") from exc
+        # Named as the flag that gave it: "faults[0].probability" is no flag of this command.
+        flag = _FLAG_OF_FIELD.get(re.sub(r"^faults\[\d+\]\.", "", name))
+        if flag is None:
+            raise click.BadParameter(f"{name} {reason}") from exc
+        raise click.BadParameter(reason, param_hint=f"'{flag}'") from exc
+
+
+_FLAG_OF_FIELD = {
+    "queue_seconds": "--queue-seconds",
+    "duration_seconds": "--duration-seconds",
+    "reads": "--reads",
+    "probability": "--fail-probability",
+    "error_code": "--error-code",
+    "error_message": "--error-message",
+    "slow_seconds": "--slow-seconds",
+    "sub_job_index": "--sub-job-index",
+}
 
 
 def _rule_project(ctx: click.Context, param: click.Parameter, value: str) -> str:

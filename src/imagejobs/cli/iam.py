@@ -315,7 +315,7 @@ def remove_from_group(account: str, group: str, user_name: str) -> Action:
 @iam_command
 @_account
 @_user
-@click.option("--description", default="")
+@click.option("--description", default="", help="Up to 255 characters.")
 def create_access_key(account: str, user_name: str, description: str) -> Action:
     """Create an AK/SK pair for a user (the SK is printed once)."""
 
@@ -357,15 +357,15 @@ def delete_access_key(account: str, access_key: str) -> Action:
 
 @iam_command
 @_account
-@click.option("--name", required=True)
+@click.option("--name", required=True, help="The policy's name, unique in the account.")
 @click.option(
     "--file",
     "path",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     help="The policy document (JSON, Version 1.1); - reads standard input.",
 )
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the policy is for (free text).")
 def create_policy(account: str, name: str, path: str, description: str) -> Action:
     """Create a custom policy from a JSON document."""
     document = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -379,8 +379,8 @@ def _attachment(fn: Callable[..., Action]) -> Callable[..., Action]:
             click.option(
                 "--policy", required=True, help="Policy name, e.g. 'Workspace ReadOnlyAccess'."
             ),
-            click.option("--user", "user_name", default=None),
-            click.option("--group", default=None),
+            click.option("--user", "user_name", default=None, help="The user it applies to."),
+            click.option("--group", default=None, help="Or the group it applies to."),
             click.option(
                 "--project",
                 default=None,

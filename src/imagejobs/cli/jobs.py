@@ -14,11 +14,13 @@ from imagejobs.cli.client_options import (
     ClientExit,
     Context,
     api_command,
+    api_list_command,
 )
-from imagejobs.cli.tables import echo_fields, echo_table, progress_bar, short_time
+from imagejobs.cli.tables import echo_fields, echo_table, page_footer, progress_bar, short_time
 from imagejobs.domain.enums import FINISHED_JOB_STATUSES, QUERYABLE_JOB_TYPES, SubJobStatus
 
 JOB_TYPES = ", ".join(QUERYABLE_JOB_TYPES)
+SUB_JOB_STATUSES = ", ".join(SubJobStatus)
 FINISHED_SUB_JOBS = {SubJobStatus.SUCCESS, SubJobStatus.FAILED}
 FINISHED = {str(s) for s in FINISHED_JOB_STATUSES}
 
@@ -32,25 +34,19 @@ def jobs() -> None:
     """List, show, watch and delete image jobs of a running service."""
 
 
-def _page_footer(offset: int | None, shown: int, count: int) -> None:
-    start = (offset or 0) + 1 if shown else 0
-    click.echo(f"{start}-{(offset or 0) + shown} of {count}", err=True)
-
-
 @jobs.command("list", epilog=CLIENT_EPILOG)
 @job_type_option
 @click.option("--status", default=None, help="WAITING, RUNNING, SUCCESS or FAILED.")
 @offset_option
 @limit_option
-@api_command
+@api_list_command
 def list_jobs(
     ctx: Context, job_type: str, status: str | None, offset: int | None, limit: int | None
 ) -> None:
     """Image jobs of one type, newest first (ListImageJobs)."""
     query = {"job_type": job_type, "status": status, "offset": offset, "limit": limit}
     page = ctx.client.call("ListImageJobs", query=query)
-    if ctx.as_json:
-        ctx.emit_json(page)
+    if ctx.emitted_page(page):
         return
     echo_table(
         ["ID", "TYPE", "STATUS", "SUB-JOBS", "BEGIN (UTC)", "END (UTC)"],
@@ -59,7 +55,7 @@ def list_jobs(
             for j in page["items"]
         ],
     )
-    _page_footer(offset, len(page["items"]), page["count"])
+    page_footer(offset, len(page["items"]), page["count"])
 
 
 def _times(item: dict[str, Any]) -> list[str]:
@@ -121,7 +117,13 @@ def show_job(ctx: Context, job_id: str) -> None:
 
 @jobs.command("watch", epilog=CLIENT_EPILOG)
 @click.argument("job_id")
-@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two reads of the job.",
+)
 @api_command
 def watch_job(ctx: Context, job_id: str, interval: float) -> None:
     """Follow a job until it ends; exit 1 if it failed (ShowImageJob, polled).
@@ -153,11 +155,11 @@ def watch_job(ctx: Context, job_id: str, interval: float) -> None:
 
 @jobs.command("sub-jobs", epilog=CLIENT_EPILOG)
 @job_type_option
-@click.option("--status", default=None, help="A sub-job status (WAITING, …, FAILED).")
+@click.option("--status", default=None, help=f"One of {SUB_JOB_STATUSES}.")
 @click.option("--job-id", default=None, help="Only the sub-jobs of this job.")
 @offset_option
 @limit_option
-@api_command
+@api_list_command
 def list_sub_jobs(
     ctx: Context,
     job_type: str,
@@ -169,8 +171,7 @@ def list_sub_jobs(
     """Image sub-jobs, newest first (ListImageSubJobs)."""
     query = {"job_type": job_type, "status": status, "job_id": job_id}
     page = ctx.client.call("ListImageSubJobs", query=query | {"offset": offset, "limit": limit})
-    if ctx.as_json:
-        ctx.emit_json(page)
+    if ctx.emitted_page(page):
         return
     echo_table(
         ["JOB ID", *_SUB_JOB_HEADERS],
@@ -179,12 +180,12 @@ def list_sub_jobs(
             for s, row in zip(page["items"], _sub_job_rows(page["items"]), strict=True)
         ],
     )
-    _page_footer(offset, len(page["items"]), page["count"])
+    page_footer(offset, len(page["items"]), page["count"])
 
 
 @jobs.command("count", epilog=CLIENT_EPILOG)
 @click.option("--job-type", required=True, help=f"One or more of {JOB_TYPES}, comma-separated.")
-@click.option("--status", default=None, help="A sub-job status.")
+@click.option("--status", default=None, help=f"One of {SUB_JOB_STATUSES}.")
 @click.option("--job-id", default=None, help="Only the sub-jobs of this job.")
 @api_command
 def count_sub_jobs(ctx: Context, job_type: str, status: str | None, job_id: str | None) -> None:

@@ -77,6 +77,7 @@ def serve(
     from imagejobs.storage.migrate import current_revision, head_revision, migrate
 
     settings = load(
+        runs_jobs=True,
         host=host,
         port=_free_port(host or load().host) if port == 0 else port,
         workers=workers,
@@ -100,6 +101,8 @@ def serve(
             demo_account = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
+    except InvalidSettings as exc:  # the operator key (IMAGEJOBS_ENCRYPTION_KEY, …): no database's
+        raise click.BadParameter(exc.message) from None
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot use the database: {exc}") from exc
     _load_init_dir(settings)
@@ -224,7 +227,10 @@ def _check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 in_use = exc.errno == errno.EADDRINUSE
     if in_use:
-        raise click.ClickException(f"port {port} is already in use on {host}")
+        raise click.ClickException(
+            f"port {port} is already in use on {host}: choose another with --port (0: any free"
+            " port), or stop what listens there"
+        )
 
 
 def _credentials_banner(credentials: Any, path: Path, shown: bool) -> str:
@@ -266,10 +272,14 @@ imagejobs is starting on {base}
 @data_dir_option
 def migrate(database_url: str | None, data_dir: Path | None) -> None:
     """Create or upgrade the database schema (idempotent)."""
+    from imagejobs.bootstrap import configure_logging
     from imagejobs.storage.migrate import head_revision
     from imagejobs.storage.migrate import migrate as run_migrations
 
     settings = load(database_url=database_url, data_dir=data_dir)
+    # The one line saying what changed ("migrated the database schema from 0008 to
+    # 0009"), as `serve` logs it: without it a first run and a no-op printed the same.
+    configure_logging(settings.log_level)
     try:
         asyncio.run(run_migrations(settings.database_url))
     except (ImageJobsError, OSError) as exc:

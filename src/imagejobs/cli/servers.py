@@ -8,8 +8,15 @@ from typing import Any
 
 import click
 
-from imagejobs.cli.client_options import CLIENT_EPILOG, EXIT_USAGE, ClientExit, Context, api_command
-from imagejobs.cli.tables import echo_fields, echo_table, short_time
+from imagejobs.cli.client_options import (
+    CLIENT_EPILOG,
+    EXIT_USAGE,
+    ClientExit,
+    Context,
+    api_command,
+    api_list_command,
+)
+from imagejobs.cli.tables import echo_fields, echo_table, page_footer, short_time
 
 
 @click.group(epilog=CLIENT_EPILOG)
@@ -37,14 +44,30 @@ def _body_from_file(path: Path) -> dict[str, Any]:
 
 @servers.command("create", epilog=CLIENT_EPILOG)
 @click.option("--name", help="Server name (1-64 letters, digits, - and _).")
-@click.option("--description", default=None)
+@click.option("--description", default=None, help="Up to 255 characters.")
 @click.option("--image-id", help="Image to start from.")
-@click.option("--image-type", default="public", show_default=True)
+@click.option(
+    "--image-type",
+    default="public",
+    show_default=True,
+    help="gold, public, private, shared or other.",
+)
 @click.option("--product-id", help="Product package, e.g. workspace.x86.a.b.")
-@click.option("--vpc-id")
-@click.option("--subnet-id")
-@click.option("--volume-type", default="SSD", show_default=True)
-@click.option("--volume-size", type=int, default=80, show_default=True, help="GB.")
+@click.option("--vpc-id", help="VPC the server is in.")
+@click.option("--subnet-id", help="Subnet of that VPC.")
+@click.option(
+    "--volume-type",
+    default="SSD",
+    show_default=True,
+    help="System disk: ESSD, SSD, GPSSD, SAS or SATA.",
+)
+@click.option(
+    "--volume-size",
+    type=int,
+    default=80,
+    show_default=True,
+    help="System disk size in GB (10 to 32768, a multiple of 10).",
+)
 @click.option("--account", help="The account the server is authorized to (USER).")
 @click.option(
     "--body",
@@ -81,15 +104,30 @@ def create_server(
     request.setdefault("root_volume", {"type": volume_type, "size": volume_size})
     if account is not None:
         request["authorize_accounts"] = [{"account": account, "account_type": "USER"}]
+    missing = [flag for field, flag in _REQUIRED_FLAGS.items() if field not in request]
+    if missing:  # named as flags: the API would say "image_ref is required"
+        also = " (or give those fields in --body)" if body is None else ""
+        raise ClientExit(f"missing {', '.join(missing)}{also}", EXIT_USAGE)
     _started(ctx, ctx.client.call("CreateImageServer", body=request), "Creating the server")
 
 
+# CreateImageServer's required fields, and the flag that gives each.
+_REQUIRED_FLAGS = {
+    "name": "--name",
+    "image_ref": "--image-id",
+    "product_id": "--product-id",
+    "vpc_id": "--vpc-id",
+    "subnet_id": "--subnet-id",
+    "authorize_accounts": "--account",
+}
+
+
 @servers.command("list", epilog=CLIENT_EPILOG)
-@click.option("--server-name", default=None)
-@click.option("--server-id", default=None)
-@click.option("--offset", type=int, default=None)
-@click.option("--limit", type=int, default=None)
-@api_command
+@click.option("--server-name", default=None, help="Servers whose name contains this.")
+@click.option("--server-id", default=None, help="The server with this ID.")
+@click.option("--offset", type=int, default=None, help="Items to skip.")
+@click.option("--limit", type=int, default=None, help="Items per page (1-100).")
+@api_list_command
 def list_servers(
     ctx: Context,
     server_name: str | None,
@@ -100,8 +138,7 @@ def list_servers(
     """Image servers, newest first (ListImageServers)."""
     query = {"server_name": server_name, "server_id": server_id, "offset": offset, "limit": limit}
     page = ctx.client.call("ListImageServers", query=query)
-    if ctx.as_json:
-        ctx.emit_json(page)
+    if ctx.emitted_page(page):
         return
     echo_table(
         ["ID", "NAME", "STATUS", "IMAGE", "CREATED (UTC)"],
@@ -110,7 +147,7 @@ def list_servers(
             for s in page["items"]
         ],
     )
-    click.echo(f"{len(page['items'])} of {page['count']}", err=True)
+    page_footer(offset, len(page["items"]), page["count"])
 
 
 def _image_of(server: dict[str, Any]) -> str:
@@ -142,7 +179,19 @@ def show_server(ctx: Context, server_id: str) -> None:
 def delete_servers(ctx: Context, server_ids: tuple[str, ...], recursive: bool) -> None:
     """Delete image servers; prints the ID of the DELETE_SERVER job (BatchDeleteImageServer)."""
     body = {"items": list(server_ids), "recursive": recursive}
-    _started(ctx, ctx.client.call("BatchDeleteImageServer", body=body), "Deleting")
+    answer = ctx.client.call("BatchDeleteImageServer", body=body)
+    _started(ctx, answer, "Deleting")
+    # The API ignores unknown IDs (and servers already DELETING) and still answers a job:
+    # say so, or a mistyped ID looks deleted.
+    job = ctx.client.call("ShowImageJob", path={"job_id": answer["job_id"]})
+    skipped = len(set(server_ids)) - job["sub_jobs_total"]
+    if skipped > 0:
+        click.echo(
+            f"Warning: {skipped} of the {len(set(server_ids))} server IDs matched no server"
+            " that could be deleted (unknown, or already being deleted): nothing done for"
+            " them.",
+            err=True,
+        )
 
 
 @servers.command("update", epilog=CLIENT_EPILOG)
@@ -164,8 +213,8 @@ def update_server(ctx: Context, server_id: str, name: str | None, description: s
 
 @servers.command("recreate-image", epilog=CLIENT_EPILOG)
 @click.argument("server_id")
-@click.option("--name", required=True, help="Name of the new image.")
-@click.option("--description", default=None)
+@click.option("--name", required=True, help="Name of the new image (1 to 128 characters).")
+@click.option("--description", default=None, help="Up to 1024 characters.")
 @api_command
 def recreate_image(ctx: Context, server_id: str, name: str, description: str | None) -> None:
     """Build an image from a server; prints the CREATE_SERVER_IMAGE job ID (RecreateServerImage)."""

@@ -28,3 +28,14 @@ def echo_fields(fields: Sequence[tuple[str, object]]) -> None:
 def progress_bar(done: int, total: int, width: int = 20) -> str:
     filled = width * done // total if total else 0
     return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+def page_footer(offset: int | None, shown: int, count: int) -> None:
+    """The range shown, "21-30 of 1009", under a table (on stderr: a pipe gets the table)."""
+    start = offset or 0
+    if shown:
+        click.echo(f"{start + 1}-{start + shown} of {count}", err=True)
+    elif start and start >= count:  # a page past the end is not "0-5000 of 1009"
+        click.echo(f"none: --offset {start} is past the last of {count}", err=True)
+    else:
+        click.echo(f"none of {count}", err=True)

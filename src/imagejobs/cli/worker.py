@@ -43,7 +43,12 @@ def worker(database_url: str | None, data_dir: Path | None, concurrency: int | N
     """
     from imagejobs.bootstrap import configure_logging, run_worker
 
-    settings = load(database_url=database_url, data_dir=data_dir, runner_concurrency=concurrency)
+    settings = load(
+        runs_jobs=True,
+        database_url=database_url,
+        data_dir=data_dir,
+        runner_concurrency=concurrency,
+    )
     configure_logging(settings.log_level)
     try:
         ensure_schema(settings)

@@ -92,6 +92,12 @@ def resolve_credentials(
         name: flags.get(name) or environ.get(variable) or from_profile.get(name) or ""
         for name, variable in ENVIRONMENT.items()
     }
+    if not any(values[name] for name in ("access_key", "secret_key", "project_id", "token")):
+        # Nothing at all: most likely the profile was forgotten (a new shell after the demo).
+        raise CredentialsProblem(
+            "no credentials: pass --profile (after ./scripts/demo: data/demo-credentials.json)"
+            " or set IMAGEJOBS_PROFILE, or give --ak, --sk and --project-id, or --token"
+        )
     if not values["project_id"] and not values["token"]:  # a token names its own project
         raise CredentialsProblem(
             "no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID or use --profile"

@@ -39,6 +39,10 @@ class Unreachable(Exception):
     """No HTTP answer from the endpoint (refused, timed out, bad address)."""
 
 
+class BadEndpoint(ValueError):
+    """The endpoint is not an http:// or https:// URL: a usage error, not an outage."""
+
+
 @cache
 def _operations() -> dict[str, tuple[str, str]]:
     from imagejobs.api.routes import ALL_OPERATIONS
@@ -70,8 +74,11 @@ class ApiClient:
         self._timeout = timeout
         parts = urlsplit(credentials.endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise Unreachable(
-                f"the endpoint {credentials.endpoint!r} is not an http:// or https:// URL"
+            # "host:port" without a scheme (urlsplit reads "localhost:8080" as one).
+            bare = "://" not in credentials.endpoint
+            hint = f"; did you mean http://{credentials.endpoint}?" if bare else ""
+            raise BadEndpoint(
+                f"the endpoint {credentials.endpoint!r} is not an http:// or https:// URL{hint}"
             )
         self._host = parts.netloc
         self._base_path = parts.path.rstrip("/")

@@ -26,14 +26,22 @@ def available_drivers() -> list[str]:
     return sorted(set(_installed()) | set(_BUILT_IN))
 
 
+def check_driver(settings: Settings) -> None:
+    """Refuse a driver name that no installed package provides, before a process starts
+    anything (a server worker that found out itself died with a traceback)."""
+    if settings.driver not in _installed() and settings.driver not in _BUILT_IN:
+        raise InvalidSettings(
+            "IMAGEJOBS_DRIVER",
+            f"must name an installed driver ({', '.join(available_drivers())}),"
+            f" not {settings.driver!r}",
+        )
+
+
 def load_driver(settings: Settings) -> Driver:
     """The driver named by ``settings.driver``, built by its factory."""
+    check_driver(settings)
     ep = _installed().get(settings.driver)
     if ep is not None:
         factory: DriverFactory = ep.load()
         return factory(settings)
-    if settings.driver in _BUILT_IN:
-        return _BUILT_IN[settings.driver](settings)
-    raise InvalidSettings(
-        "driver", f"{settings.driver!r} is not installed; choose one of {available_drivers()}"
-    )
+    return _BUILT_IN[settings.driver](settings)

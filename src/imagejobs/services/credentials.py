@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagejobs.domain.errors import Conflict, InvalidParameter, NotFound
+from imagejobs.domain.errors import Conflict, InvalidIamRequest, InvalidParameter, NotFound
 from imagejobs.iam.credentials import digest, new_access_key, new_secret_key, new_security_token
 from imagejobs.iam.policy import parse_policy
 from imagejobs.iam.records import AccessKey
@@ -90,7 +90,8 @@ class Credentials(Tokens):
         when the user's password changes (services/access.py).
         """
         if not MIN_TEMPORARY_SECONDS <= duration_seconds <= MAX_TEMPORARY_SECONDS:
-            raise InvalidParameter(
+            # The IAM API's own code, as for the rest of this body: not WorkspaceApp's.
+            raise InvalidIamRequest(
                 "duration_seconds",
                 f"must be from {MIN_TEMPORARY_SECONDS} to {MAX_TEMPORARY_SECONDS}",
             )
@@ -128,12 +129,12 @@ class Credentials(Tokens):
 def _session_policy(policy: str) -> str:
     """The stored text of a temporary key's session policy, checked and bounded."""
     if len(policy) > MAX_SESSION_POLICY_CHARACTERS:
-        raise InvalidParameter(
+        raise InvalidIamRequest(
             "policy", f"must be at most {MAX_SESSION_POLICY_CHARACTERS} characters of JSON"
         )
     parsed = parse_policy(policy)
     if len(parsed.statements) > MAX_SESSION_POLICY_STATEMENTS:
-        raise InvalidParameter(
+        raise InvalidIamRequest(
             "policy.Statement", f"must hold at most {MAX_SESSION_POLICY_STATEMENTS} statements"
         )
     return document_text(parsed)

@@ -123,6 +123,7 @@ function route() {
   } else if (path === "/servers") {
     renderServers(context, params);
   } else {
+    document.title = "Not found · imagejobs console";
     main.append(
       h("h1", { tabindex: "-1" }, "Not found"),
       h("p", {}, h("a", { href: "#/tasks" }, "Go to the task list")),

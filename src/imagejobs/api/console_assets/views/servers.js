@@ -329,15 +329,24 @@ export function renderServers({ main, navigate, autoRefresh, isCurrent }, params
         h(
           "td",
           { "data-label": "Name" },
-          h("strong", {}, server.name),
-          h("div", { class: "mono muted small" }, server.id),
+          // One block: on a phone a cell lays its children out in a row beside its label.
+          h(
+            "div",
+            { class: "stack" },
+            h("strong", {}, server.name),
+            h("div", { class: "mono muted small" }, server.id),
+          ),
         ),
         h("td", { "data-label": "Status" }, badge(server.status)),
         h(
           "td",
           { "data-label": "Image" },
-          h("div", { class: "mono small" }, server.image_ref.id),
-          server.image_id ? h("div", { class: "muted small" }, `Last built: ${server.image_id}`) : null,
+          h(
+            "div",
+            { class: "stack" },
+            h("div", { class: "mono small" }, server.image_ref.id),
+            server.image_id ? h("div", { class: "muted small" }, `Last built: ${server.image_id}`) : null,
+          ),
         ),
         h("td", { "data-label": "Created" }, time(server.create_time)),
         h(

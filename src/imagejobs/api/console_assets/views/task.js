@@ -80,8 +80,13 @@ export function renderTask({ main, autoRefresh, isCurrent }, jobId) {
         h(
           "td",
           { "data-label": "Resource" },
-          h("div", {}, s.job_resource_info.resource_name || h("span", { class: "muted" }, "–")),
-          h("div", { class: "mono muted small" }, s.job_resource_info.resource_id),
+          // One block: on a phone a cell lays its children out in a row beside its label.
+          h(
+            "div",
+            { class: "stack" },
+            h("div", {}, s.job_resource_info.resource_name || h("span", { class: "muted" }, "–")),
+            h("div", { class: "mono muted small" }, s.job_resource_info.resource_id),
+          ),
         ),
         h("td", { "data-label": "Started" }, time(s.begin_time)),
         h("td", { "data-label": "Ended" }, time(s.end_time)),
