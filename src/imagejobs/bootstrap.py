@@ -491,32 +491,32 @@ class DemoCredentials:
     endpoint: str
 
 
-async def prepare_identity(settings: Settings) -> tuple[DemoCredentials, Path] | None:
+async def prepare_identity(settings: Settings) -> tuple[DemoCredentials | None, Path | None]:
     """Before serving: the operator key, the system policies and, on the very first start
-    of an empty identity store, the demo account (returned once with the file it was
-    written to, 0600)."""
+    of an empty identity store, the demo account (returned once, 0600). Also answers this
+    database's demo credentials file, on every start: with several databases in one data
+    directory it may be demo-credentials-2.json, and the banner must name the right one."""
     box = load_secret_box(settings, create=True)
     async with opened_database(settings) as database:
         store = SqlIamStore(database)
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
         if not settings.bootstrap_demo_account or await store.has_accounts():
-            await _point_demo_credentials_here(settings, store)
-            return None
+            return None, await _point_demo_credentials_here(settings, store)
         try:
             created = await identity.create_account(
                 DEMO_ACCOUNT, project_name=DEMO_REGION, project_id=DEMO_PROJECT_ID
             )
         except Conflict:  # another process bootstrapped it a moment ago
-            return None
+            return None, None
     credentials = _demo_credentials(created, local_endpoint(settings))
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)
     return credentials, path
 
 
-async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -> None:
-    """Set the ``endpoint`` of this database's demo credentials file to where this server
+async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -> Path | None:
+    """This database's demo credentials file, its ``endpoint`` set to where this server
     listens. The file is written on the first start only, and is the CLI's profile: a
     later start on another port (``./scripts/demo --port 9000``) left it naming the old
     one, where nothing, or another database's server, answered."""
@@ -526,13 +526,14 @@ async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -
             content = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if not isinstance(content, dict) or content.get("endpoint") == endpoint:
-            continue
-        access_key = content.get("access_key")
+        access_key = content.get("access_key") if isinstance(content, dict) else None
         if not isinstance(access_key, str) or await store.access_key(access_key) is None:
             continue  # another database's demo (README's SQLite, then PostgreSQL)
-        write_private_json(path, content | {"endpoint": endpoint})
-        logger.info("%s now names this server: endpoint %s", path, endpoint)
+        if content.get("endpoint") != endpoint:
+            write_private_json(path, content | {"endpoint": endpoint})
+            logger.info("%s now names this server: endpoint %s", path, endpoint)
+        return path
+    return None
 
 
 def _unused_credentials_path(settings: Settings) -> Path:

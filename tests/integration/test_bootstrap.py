@@ -116,6 +116,14 @@ def test_a_second_database_never_overwrites_the_first_ones_demo_credentials(
         assert client.list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER")).count == 0
     finally:
         second.stop()
+    # Started again with --demo, the second database's banner names its own file: it used
+    # to name demo-credentials.json, the first database's.
+    second_again = ServerProcess(database_url, data_dir, "--demo", extra_env=env)
+    second_again.stop()
+    banner = second_again.log_path.read_text()
+    assert f"Credentials:   {second_file} " in banner, banner
+    saved_second = json.loads(second_file.read_text())
+    assert saved_second["endpoint"] == second_again.base_url
     again = ServerProcess(sqlite_url, data_dir, extra_env=env)
     try:
         client = sdk_client(again.base_url, _demo_tenant(saved_first))

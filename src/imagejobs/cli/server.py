@@ -96,9 +96,9 @@ def serve(
             raise click.ClickException(
                 "the database schema is not up to date: run `imagejobs migrate` first"
             )
-        demo_account = None
+        created, own_file = None, None
         if settings.auth == "iam":
-            demo_account = asyncio.run(prepare_identity(settings))
+            created, own_file = asyncio.run(prepare_identity(settings))
         if demo and asyncio.run(seed_demo(settings)):
             click.echo(f"Seeded demo project {DEMO_PROJECT_ID}.", err=True)
     except InvalidSettings as exc:  # the operator key (IMAGEJOBS_ENCRYPTION_KEY, …): no database's
@@ -111,11 +111,10 @@ def serve(
             "WARNING: IMAGEJOBS_AUTH=none: no authentication, any caller sees any project.",
             err=True,
         )
-    credentials_file = demo_credentials_path(settings)
-    if demo_account is not None:
-        credentials, credentials_file = demo_account
+    credentials_file = own_file or demo_credentials_path(settings)
+    if created is not None:
         shown = sys.stderr.isatty()  # a person reads it: not a log, kept and shared
-        click.echo(_credentials_banner(credentials, credentials_file, shown), err=True)
+        click.echo(_credentials_banner(created, credentials_file, shown), err=True)
     if demo:
         click.echo(_demo_instructions(settings, DEMO_PROJECT_ID, credentials_file), err=True)
     click.echo(f"imagejobs listening on http://{settings.host}:{settings.port}", err=True)
