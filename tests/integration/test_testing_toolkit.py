@@ -417,3 +417,18 @@ def test_another_serving_process_sees_a_reset_when_it_sees_identity_changes(
             assert (listed.count, listed.items, servers.count) == (0, [], 0)
             job_id = client.create_image_server(create_server_request()).job_id
             assert first.dump(tenant)["jobs"][0]["id"] == job_id  # the same generation
+
+
+@pytest.mark.parametrize("access_log", [None, True])
+def test_a_test_suites_output_gets_no_access_lines_unless_asked(
+    access_log: bool | None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """serve() wrote a JSON line to stderr for every request a test made: noise in a
+    script's output. Quiet by default; access_log=True brings them back."""
+    settings = {} if access_log is None else {"access_log": access_log}
+    with imagejobs.testing.serve(**settings) as own:
+        tenant = own.tenant()
+        own.client(tenant).list_image_jobs(ListImageJobsRequest(job_type="CREATE_SERVER"))
+    errors = capfd.readouterr().err
+    logged = [line for line in errors.splitlines() if "image-server-jobs" in line]
+    assert len(logged) == (0 if access_log is None else 1), errors

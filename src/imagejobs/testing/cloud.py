@@ -308,6 +308,9 @@ def cloud_settings(overrides: Mapping[str, Any]) -> Settings:
     values: dict[str, Any] = {
         "serve_profile": "test",
         "log_level": "warning",
+        # A test suite's output is its own: no access line per request (access_log=True
+        # to see them), as warnings and errors still are.
+        "access_log": False,
         "encryption_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "operator_token": secrets.token_urlsafe(24),
         **overrides,
