@@ -524,6 +524,13 @@ def test_v3_queries_are_read_as_the_signature_covers_them(
         400,
         _iam_refusal("query", "must be UTF-8 once percent-decoded"),
     )
+    # A NUL is refused before routing, by the edge guard: in IAM's shape here too (it
+    # answered WorkspaceApp's WKS.00211102 while the route's own refusals said IAM.0011).
+    with_nul = httpx.post(f"{base}/v3/auth/tokens?nocatalog=%00", json=login)
+    assert (with_nul.status_code, with_nul.json()) == (
+        400,
+        _iam_refusal("query", "must not contain NUL characters"),
+    )
     # The flag itself: any non-empty value leaves the catalog out; "+" is a value too.
     with_catalog = httpx.post(f"{base}/v3/auth/tokens?nocatalog=", json=login)
     assert with_catalog.status_code == 201

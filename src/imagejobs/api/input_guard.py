@@ -13,6 +13,7 @@ from imagejobs.api.errors import error_response, new_request_id
 from imagejobs.domain.errors import (
     AuthenticationFailed,
     ImageJobsError,
+    InvalidIamRequest,
     InvalidParameter,
     RequestTimeout,
 )
@@ -31,16 +32,18 @@ CREDENTIAL_HEADERS = {
 def request_problem(scope: Scope) -> ImageJobsError | None:
     """Why this request must be refused before routing, or None."""
     path: str = scope["path"]
+    # The identity API (/v3) answers bad input in IAM's shape, as its routes do.
+    invalid = InvalidIamRequest if path.startswith("/v3") else InvalidParameter
     if "\x00" in path:
-        return InvalidParameter("path", "must not contain NUL characters")
+        return invalid("path", "must not contain NUL characters")
     if not path.isascii():
         try:
             path.encode()
         except UnicodeEncodeError:
-            return InvalidParameter("path", "must be valid UTF-8 once percent-decoded")
+            return invalid("path", "must be valid UTF-8 once percent-decoded")
     query: bytes = scope["query_string"]
     if b"%00" in query or b"\x00" in query:
-        return InvalidParameter("query", "must not contain NUL characters")
+        return invalid("query", "must not contain NUL characters")
     for name, value in scope["headers"]:
         if name in CREDENTIAL_HEADERS and not value.isascii():
             return AuthenticationFailed(f"the {CREDENTIAL_HEADERS[name]} header is not ASCII")
