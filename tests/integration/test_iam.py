@@ -163,6 +163,26 @@ def test_a_disabled_key_is_401_until_enabled(
     assert client.list_image_jobs(LIST).count == 0
 
 
+def test_a_deleted_key_is_401_on_its_next_request(
+    live_server: ServerProcess, live_database_url: str
+) -> None:
+    # The server had the key cached (the C check's copy too): deleting it must empty both.
+    tenant = new_tenant(live_database_url)
+    client = sdk_client(live_server.base_url, tenant)
+    for _ in range(3):
+        assert client.list_image_jobs(LIST).count == 0
+    with_identity(
+        live_database_url, lambda i: i.delete_access_key(tenant.account, tenant.access_key)
+    )
+    for _ in range(2):
+        _refused(
+            lambda: client.list_image_jobs(LIST),
+            401,
+            "APIGW.0301",
+            f"ak {tenant.access_key} not exist",
+        )
+
+
 def test_another_accounts_key_is_403(live_server: ServerProcess, live_database_url: str) -> None:
     mine, theirs = new_tenant(live_database_url), new_tenant(live_database_url)
     write_jobs(live_database_url, [make_job(mine.project_id)])

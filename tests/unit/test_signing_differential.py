@@ -931,3 +931,271 @@ def _parsed_in_python(value: str) -> ParsedAuthorization:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(parsing, "_parse_plain", None)
         return parse_authorization(value)
+
+
+# --- authenticate_plain: IamAccess's one C call, against IamAccess's Python path ---------------
+
+NOW_MS = int(NOW * 1000)
+PRINCIPAL = object()  # what the key's requests run as: returned as is, never copied
+# The key store as authenticate_plain reads it, per state of the signing key "AKTEST":
+# (secret in the pads, usable_until), or None when the process knows no such permanent key.
+_KEY_STATES: dict[str, tuple[str, float] | None] = {
+    "usable": (SECRET, float("inf")),
+    "disabled": (SECRET, float("-inf")),
+    "usable_1ms_more": (SECRET, float(NOW_MS + 1)),
+    "expired_now": (SECRET, float(NOW_MS)),
+    "other_secret": ("SKOTHER", float("inf")),
+    "unknown": None,
+}
+
+
+def _plain_keys(state: str) -> dict[str, tuple[bytes, float, object]]:
+    assert compiled is not None
+    known = _KEY_STATES[state]
+    if known is None:
+        return {"AKOTHER": (compiled.hmac_pads(SECRET.encode()), float("inf"), PRINCIPAL)}
+    secret, usable_until = known
+    return {"AKTEST": (compiled.hmac_pads(secret.encode()), usable_until, PRINCIPAL)}
+
+
+def _authenticated_in_c(wire: Wire, state: str, now_ms: int = NOW_MS) -> object:
+    """authenticate_plain's answer for the request, built as the server builds it."""
+    assert compiled is not None
+    request = ReceivedRequest.from_raw(
+        wire.method, wire.path, wire.query, list(wire.headers), wire.body
+    )
+    authorization = request.header_map.get("authorization")
+    if authorization is None:
+        return None
+    return compiled.authenticate_plain(
+        _plain_keys(state),
+        authorization,
+        request.method,
+        request.raw_path,
+        request.raw_query,
+        request.header_map,
+        request.body,
+        now_ms,
+    )
+
+
+def _authenticated_in_python(wire: Wire, state: str, now_ms: int = NOW_MS) -> Any:
+    """IamAccess.authenticate's steps for a signed request, without any C: PRINCIPAL when
+    it accepts, else the error's type and message."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(verification, "_compiled", None)
+        patch.setattr(parsing, "_parse_plain", None)
+        patch.setattr(parsing, "_new_request", None)
+        request = ReceivedRequest.from_raw(
+            wire.method, wire.path, wire.query, list(wire.headers), wire.body
+        )
+        try:
+            authorization = request.header_map.get("authorization")
+            if authorization is None:
+                raise AuthenticationFailed("x-auth-token not found")
+            parsed = parse_authorization(authorization)
+            known = _KEY_STATES[state] if parsed.access_key == "AKTEST" else None
+            if known is None or now_ms >= known[1]:
+                raise AuthenticationFailed(f"ak {parsed.access_key} not exist")
+            verify(request, SigningKey(known[0]), now_ms / 1000, authorization=parsed)
+        except AuthenticationFailed as error:
+            return type(error), error.message
+    return PRINCIPAL
+
+
+def _assert_c_accepts_only_what_python_accepts(
+    wire: Wire, state: str, now_ms: int = NOW_MS
+) -> object:
+    answer = _authenticated_in_c(wire, state, now_ms)
+    assert answer is None or answer is PRINCIPAL
+    in_python = _authenticated_in_python(wire, state, now_ms)
+    if answer is PRINCIPAL:
+        assert in_python is PRINCIPAL, f"the C accepts what the Python refuses: {in_python}"
+    # ... and it takes what the module's verify_plain took before it (a usable key's usual
+    # request): the fast path is not one that quietly declines everything.
+    if in_python is PRINCIPAL and state == "usable" and _verify_plain(wire, now_ms / 1000):
+        assert answer is PRINCIPAL
+    return answer
+
+
+@settings(max_examples=600, deadline=None, database=None)
+@given(
+    wire=_signed_request(),
+    mutations=st.lists(st.sampled_from(sorted(_MUTATIONS)), max_size=2),
+    offset_ms=st.sampled_from([0] * 6 + [900_000, -900_000, 900_001, -900_001, 899_999, 1]),
+    # Mostly a usable key, so that most examples reach the signature check.
+    state=st.sampled_from(["usable"] * 5 + sorted(_KEY_STATES)),
+    data=st.data(),
+)
+def test_authenticate_plain_accepts_only_what_the_python_path_accepts(
+    wire: Wire, mutations: list[str], offset_ms: int, state: str, data: st.DataObject
+) -> None:
+    for mutation in mutations:
+        wire = _MUTATIONS[mutation](wire, data.draw)
+    _assert_c_accepts_only_what_python_accepts(wire, state, NOW_MS + offset_ms)
+
+
+@pytest.mark.parametrize("signer", [_signed_by_the_sdk, _signed_by_us])
+def test_authenticate_plain_takes_the_sdks_usual_request_and_no_variation_of_it(
+    signer: Callable[..., Wire],
+) -> None:
+    wire = signer("GET", "/v1/p/image-server-jobs", [("job_type", "CREATE_SERVER")], {}, b"")
+    assert _assert_c_accepts_only_what_python_accepts(wire, "usable") is PRINCIPAL
+    assert _assert_c_accepts_only_what_python_accepts(wire, "usable_1ms_more") is PRINCIPAL
+    for state in ("disabled", "expired_now", "other_secret", "unknown"):
+        assert _assert_c_accepts_only_what_python_accepts(wire, state) is None
+    for offset_ms in (900_001, -900_001):
+        assert (
+            _assert_c_accepts_only_what_python_accepts(wire, "usable", NOW_MS + offset_ms) is None
+        )
+    declined = [
+        replace(wire, method="DELETE"),
+        replace(wire, path=wire.path + b"x"),
+        replace(wire, query=wire.query + b"&limit=1"),
+        replace(wire, body=b"{}"),
+        wire.with_header(b"host", b"evil.example.com"),
+        wire.with_header(b"x-sdk-date", b"20250101T000001Z"),
+        wire.with_header(b"x-sdk-content-sha256", b"UNSIGNED-PAYLOAD"),
+        wire.with_header(b"authorization", None),
+        _with_authorization_of(wire, _signed_by_us("GET", "/v1/q/image-server-jobs", [], {}, b"")),
+    ]
+    for changed in declined:
+        assert _assert_c_accepts_only_what_python_accepts(changed, "usable") is None
+    # A security token sent with a permanent key's request is not the key's to check: the
+    # Python accepts it (unsigned, it is ignored), and so may the C.
+    with_token = wire.with_header(b"x-security-token", b"anything")
+    assert _authenticated_in_python(with_token, "usable") is PRINCIPAL
+    _assert_c_accepts_only_what_python_accepts(with_token, "usable")
+
+
+def test_authenticate_plain_uses_the_default_window_of_verify() -> None:
+    assert compiled is not None
+    assert verification.DEFAULT_MAX_SKEW.total_seconds() == compiled.DEFAULT_MAX_SKEW_SECONDS
+
+
+@pytest.mark.parametrize(
+    "now_ms",
+    [NOW_MS + 0.0, NOW_MS - 2**63, 2**63, 2**53 + 1, -(2**53) - 1, True, None, "0"],
+)
+def test_authenticate_plain_declines_a_time_it_cannot_hold_exactly(now_ms: Any) -> None:
+    wire = _plain(b"/v1/p/jobs", b"limit=10")
+    assert _authenticated_in_c(wire, "usable") is PRINCIPAL
+    assert _authenticated_in_c(wire, "usable", now_ms) is None
+
+
+def _plain_arguments() -> list[Any]:
+    wire = _plain(b"/v1/p/jobs", b"limit=10")
+    request = ReceivedRequest.from_raw(
+        wire.method, wire.path, wire.query, list(wire.headers), wire.body
+    )
+    return [
+        _plain_keys("usable"),
+        request.header_map["authorization"],
+        request.method,
+        request.raw_path,
+        request.raw_query,
+        dict(request.header_map),
+        b"",
+        NOW_MS,
+    ]
+
+
+def test_authenticate_plain_declines_odd_arguments_without_crashing() -> None:
+    assert compiled is not None
+    good = _plain_arguments()
+    assert compiled.authenticate_plain(*good) is PRINCIPAL
+    odd_entries: list[Any] = [
+        None,
+        (),
+        [b"", float("inf"), PRINCIPAL],
+        (good[0]["AKTEST"][0], float("inf")),
+        (good[0]["AKTEST"][0], 10**20, PRINCIPAL),  # an int usable_until: Python's
+        (good[0]["AKTEST"][0], float("nan"), PRINCIPAL),
+        (b"short", float("inf"), PRINCIPAL),
+        (good[0]["AKTEST"][0] + b"x", float("inf"), PRINCIPAL),
+        (bytearray(good[0]["AKTEST"][0]), float("inf"), PRINCIPAL),
+    ]
+    for entry in odd_entries:
+        assert compiled.authenticate_plain({"AKTEST": entry}, *good[1:]) is None
+    for position in range(1, len(good)):
+        for odd in _ODD:
+            arguments = list(good)
+            arguments[position] = odd
+            answer = compiled.authenticate_plain(*arguments)
+            # Only a method that spells GET in ASCII may still verify.
+            assert answer is None or (position == 2 and str(odd).upper() == "GET"), (position, odd)
+    for keys in (None, [], {"AKTEST"}, _DictLike(good[0])):
+        with pytest.raises(TypeError):
+            compiled.authenticate_plain(keys, *good[1:])
+    with pytest.raises(TypeError):
+        compiled.authenticate_plain(*good[:7])
+    with pytest.raises(TypeError):
+        compiled.authenticate_plain(*good, None)
+
+
+class _DictLike(dict[Any, Any]):
+    """A dict subclass may answer lookups otherwise (its __getitem__, __missing__): refused."""
+
+
+def test_a_key_entry_dropped_during_a_header_lookup_stays_alive_until_the_answer() -> None:
+    # The header lookups can run Python code (a hostile key's __eq__); one that empties the
+    # key store must not leave the C reading a freed entry, pads or principal.
+    assert compiled is not None
+    good = _plain_arguments()
+    keys = {"AKTEST": (bytes(good[0]["AKTEST"][0]), float("inf"), object())}
+    headers = dict(good[5])
+
+    class _Clearing(str):
+        def __hash__(self) -> int:
+            return hash("host")
+
+        def __eq__(self, other: object) -> bool:
+            keys.clear()
+            return False
+
+    headers[_Clearing("x-other")] = "v"
+    answer = compiled.authenticate_plain(keys, *good[1:5], headers, *good[6:])
+    assert keys == {}
+    assert answer is None or type(answer) is object
+    gc.collect()
+
+
+def test_authenticate_plain_leaks_no_reference_whatever_it_answers() -> None:
+    assert compiled is not None
+    good = _plain_arguments()
+    entry = good[0]["AKTEST"]
+    variants = [good]
+    for position, value in [
+        (0, {}),  # unknown key
+        (0, {"AKTEST": (entry[0], float("-inf"), PRINCIPAL)}),  # disabled
+        (0, {"AKTEST": (compiled.hmac_pads(b"SKOTHER"), float("inf"), PRINCIPAL)}),
+        (1, good[1].replace("Access=", "Access= ")),  # not the plain form
+        (1, good[1][:-1] + ("0" if good[1][-1] != "0" else "1")),  # wrong signature
+        (4, b"a=%20"),  # declined late
+        (5, {k: v for k, v in good[5].items() if k != "host"}),  # a signed header missing
+        (6, b"x"),  # a body
+        (7, 2**70),
+    ]:
+        changed = list(good)
+        changed[position] = value
+        variants.append(changed)
+    tracked = [item for arguments in variants for item in arguments]
+    tracked += [*entry, PRINCIPAL]
+
+    def calls() -> None:
+        for arguments in variants:
+            compiled.authenticate_plain(*arguments)
+        with suppress(TypeError):
+            compiled.authenticate_plain(None, *good[1:])
+
+    calls()
+    gc.collect()
+    before = _refcounts(tracked)
+    singletons = [None]
+    singletons_before = _refcounts(singletons)
+    for _ in range(2000):
+        calls()
+    gc.collect()
+    assert _refcounts(tracked) == before
+    moved = [a - b for a, b in zip(_refcounts(singletons), singletons_before, strict=True)]
+    assert all(abs(change) < 500 for change in moved), moved

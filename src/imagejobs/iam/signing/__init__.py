@@ -20,7 +20,12 @@ from imagejobs.iam.signing.canonical import (
 from imagejobs.iam.signing.client import sign_request
 from imagejobs.iam.signing.parsing import ParsedAuthorization, ReceivedRequest, parse_authorization
 from imagejobs.iam.signing.schemes import SigningAlgorithm, SigningKey
-from imagejobs.iam.signing.verification import DEFAULT_MAX_SKEW, verify
+from imagejobs.iam.signing.verification import (
+    DEFAULT_MAX_SKEW,
+    authenticate_plain,
+    plain_pads,
+    verify,
+)
 
 __all__ = [
     "DEFAULT_MAX_SKEW",
@@ -29,12 +34,14 @@ __all__ = [
     "ReceivedRequest",
     "SigningAlgorithm",
     "SigningKey",
+    "authenticate_plain",
     "canonical_query_string",
     "canonical_request",
     "canonical_uri",
     "compute_signature",
     "parse_authorization",
     "payload_hash",
+    "plain_pads",
     "sign_request",
     "string_to_sign",
     "verify",

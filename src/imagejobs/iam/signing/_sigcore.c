@@ -592,62 +592,51 @@ static int query_variants(const uint8_t *raw, size_t size, query_text variants[2
     return same ? 1 : 2;
 }
 
-/* verify_plain(pads, method, raw_path, raw_query, headers, body, signed_headers, signature,
- *              now, max_skew) -> True | None */
-static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "verify_plain takes 10 arguments");
-        return NULL;
-    }
-    PyObject *pads = args[0], *raw_path = args[2], *raw_query = args[3], *headers = args[4],
-             *body = args[5], *signed_headers = args[6];
+/* verify_plain's check, shared with authenticate_plain: 1 when verified, 0 to decline (a
+ * wrong signature included), -1 on a Python error. */
+static int plain_verified(PyObject *pads, PyObject *method, PyObject *raw_path,
+                          PyObject *raw_query, PyObject *headers, PyObject *body,
+                          PyObject *signed_headers, PyObject *signature, double now,
+                          double max_skew) {
     if (!PyBytes_Check(pads) || PyBytes_GET_SIZE(pads) != 64 || !PyBytes_Check(raw_path) ||
         !PyBytes_Check(raw_query) || !PyDict_Check(headers) || !PyBytes_Check(body) ||
-        PyBytes_GET_SIZE(body) != 0 || !PyTuple_Check(signed_headers) ||
-        !PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
-        Py_RETURN_NONE;
+        PyBytes_GET_SIZE(body) != 0 || !PyTuple_Check(signed_headers)) {
+        return 0;
     }
     /* No body and no content-hash header: the payload hash is the empty body's. This
      * lookup comes first: it may run Python code (a key's __eq__) that could free the
      * borrowed date below before it is copied into the string to sign. */
     int has_content_hash = PyDict_Contains(headers, NAME_CONTENT_HASH);
     if (has_content_hash != 0) {
-        if (has_content_hash < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return has_content_hash < 0 ? -1 : 0;
     }
     /* The date window and the signed-header rules (verify's _check_sdk_date, host). */
     PyObject *date = PyDict_GetItemWithError(headers, NAME_DATE);
     if (date == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     Py_ssize_t date_size;
     const uint8_t *date_text = ascii_of(date, &date_size);
     double signed_at;
     if (!date_text || !sdk_date_seconds(date_text, date_size, &signed_at) ||
         !is_signed(signed_headers, "x-sdk-date", 10) || !is_signed(signed_headers, "host", 4)) {
-        Py_RETURN_NONE;
+        return 0;
     }
-    double skew = PyFloat_AS_DOUBLE(args[8]) - signed_at;
+    double skew = now - signed_at;
     skew = skew < 0 ? -skew : skew;
-    if (!(skew <= PyFloat_AS_DOUBLE(args[9]))) { /* NaN declines too */
-        Py_RETURN_NONE;
+    if (!(skew <= max_skew)) { /* NaN declines too */
+        return 0;
     }
     /* The canonical URI: a path of unreserved characters and slashes is its own. */
     size_t path_size = (size_t)PyBytes_GET_SIZE(raw_path);
     const uint8_t *path = (const uint8_t *)PyBytes_AS_STRING(raw_path);
     if (path_size > RAW_MAX) {
-        Py_RETURN_NONE;
+        return 0;
     }
     uint8_t uri[RAW_MAX + 1];
     for (size_t i = 0; i < path_size; i++) {
         if (!is_unreserved(path[i]) && path[i] != '/') {
-            Py_RETURN_NONE;
+            return 0;
         }
     }
     memcpy(uri, path, path_size);
@@ -657,33 +646,52 @@ static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_
     }
     size_t query_size = (size_t)PyBytes_GET_SIZE(raw_query);
     if (query_size > RAW_MAX) {
-        Py_RETURN_NONE;
+        return 0;
     }
     query_text variants[2];
     int variant_count =
         query_variants((const uint8_t *)PyBytes_AS_STRING(raw_query), query_size, variants);
     if (variant_count == 0) {
-        Py_RETURN_NONE;
+        return 0;
     }
     check c; /* copies the date: no Python code ran since it was looked up */
-    if (!start_check(&c, pads, args[1], uri, uri_size, SHA256_TOKEN, date, args[7])) {
-        Py_RETURN_NONE;
+    if (!start_check(&c, pads, method, uri, uri_size, SHA256_TOKEN, date, signature)) {
+        return 0;
     }
     buffer suffix;
     int built = build_suffix(headers, signed_headers, &suffix);
     if (built <= 0) {
-        if (built < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return built;
     }
     for (int v = 0; v < variant_count; v++) {
         if (pair_matches(&c, variants[v].data, variants[v].size, &suffix,
                          (const uint8_t *)EMPTY_SHA256, 64)) {
-            Py_RETURN_TRUE;
+            return 1;
         }
     }
-    Py_RETURN_NONE; /* refused by the Python path, with its message and its count */
+    return 0; /* refused by the Python path, with its message and its count */
+}
+
+/* verify_plain(pads, method, raw_path, raw_query, headers, body, signed_headers, signature,
+ *              now, max_skew) -> True | None */
+static PyObject *verify_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "verify_plain takes 10 arguments");
+        return NULL;
+    }
+    if (!PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
+        Py_RETURN_NONE;
+    }
+    int verified = plain_verified(args[0], args[1], args[2], args[3], args[4], args[5], args[6],
+                                  args[7], PyFloat_AS_DOUBLE(args[8]), PyFloat_AS_DOUBLE(args[9]));
+    if (verified < 0) {
+        return NULL;
+    }
+    if (verified) {
+        Py_RETURN_TRUE;
+    }
+    Py_RETURN_NONE;
 }
 
 /* hmac_pads(key: bytes) -> bytes: SHA-256's state after the HMAC inner and outer key
@@ -922,39 +930,26 @@ static int hex_value(uint8_t ch) {
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
 }
 
-/* parse_authorization(cls, scheme, value) -> cls((scheme, access_key, names, signature))
- *                                           | None
- *
- * cls is ParsedAuthorization (a tuple subclass), scheme SigningAlgorithm.HMAC_SHA256; the
- * signature lower-cased. None when the value is not the plain form above. */
-static destructor class_dealloc; /* tp_dealloc of a class statement's type (set at import) */
-
-static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    /* A tuple subclass made by a class statement, as ParsedAuthorization: its four items
-     * are all it holds. A struct sequence (os.stat_result) reads hidden fields past them. */
-    if (nargs != 3 || !PyType_Check(args[0]) ||
-        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
-        ((PyTypeObject *)args[0])->tp_dealloc != class_dealloc) {
-        PyErr_SetString(PyExc_TypeError, "parse_authorization(tuple subclass, scheme, value)");
-        return NULL;
-    }
-    PyTypeObject *cls = (PyTypeObject *)args[0];
+/* The plain form's three parts: the access key, the SignedHeaders names (a tuple) and the
+ * signature (lower-cased), as new references. 1 when parsed, 0 when the value is not the
+ * plain form (nothing set), -1 on a Python error (nothing set). */
+static int parse_plain(PyObject *value, PyObject **access_out, PyObject **names_out,
+                       PyObject **signature_out) {
     Py_ssize_t size;
-    const uint8_t *text = ascii_of(args[2], &size);
+    const uint8_t *text = ascii_of(value, &size);
     if (!text || size > AUTHORIZATION_MAX) {
-        Py_RETURN_NONE;
+        return 0;
     }
     static const char SCHEME[] = "SDK-HMAC-SHA256 ";
     Py_ssize_t i = (Py_ssize_t)sizeof SCHEME - 1;
     if (!starts_with(text, size, 0, SCHEME, i)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     while (i < size && text[i] == ' ') {
         i++;
     }
     if (!starts_with(text, size, i, "Access=", 7)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     i += 7;
     Py_ssize_t access_at = i;
@@ -964,7 +959,7 @@ static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py
     Py_ssize_t access_size = i - access_at;
     if (access_size < 1 || access_size > ACCESS_KEY_MAX || !separator(text, size, &i) ||
         !starts_with(text, size, i, "SignedHeaders=", 14)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     i += 14;
     Py_ssize_t names_at = i, count = 0;
@@ -974,7 +969,7 @@ static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py
             i++;
         }
         if (i == start) {
-            Py_RETURN_NONE; /* an empty name */
+            return 0; /* an empty name */
         }
         count++;
         if (i < size && text[i] == ';') {
@@ -985,21 +980,21 @@ static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py
     }
     Py_ssize_t names_end = i;
     if (!separator(text, size, &i) || !starts_with(text, size, i, "Signature=", 10)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     i += 10;
     Py_ssize_t signature_at = i;
     if (size - i < 64) {
-        Py_RETURN_NONE;
+        return 0;
     }
     for (; i < signature_at + 64; i++) {
         if (!hex_value(text[i])) {
-            Py_RETURN_NONE;
+            return 0;
         }
     }
     for (; i < size; i++) {
         if (text[i] != ' ') {
-            Py_RETURN_NONE; /* rstrip() takes more than spaces: Python decides */
+            return 0; /* rstrip() takes more than spaces: Python decides */
         }
     }
 
@@ -1029,9 +1024,50 @@ static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py
         uint8_t ch = text[signature_at + j];
         lower[j] = (ch >= 'A' && ch <= 'F') ? (uint8_t)(ch + 32) : ch;
     }
+    *access_out = access;
+    *names_out = names;
+    *signature_out = signature;
+    return 1;
+
+failed:
+    Py_XDECREF(access);
+    Py_XDECREF(names); /* with the names set so far; the others are NULL */
+    Py_XDECREF(signature);
+    return -1;
+}
+
+/* parse_authorization(cls, scheme, value) -> cls((scheme, access_key, names, signature))
+ *                                           | None
+ *
+ * cls is ParsedAuthorization (a tuple subclass), scheme SigningAlgorithm.HMAC_SHA256; the
+ * signature lower-cased. None when the value is not the plain form above. */
+static destructor class_dealloc; /* tp_dealloc of a class statement's type (set at import) */
+
+static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    /* A tuple subclass made by a class statement, as ParsedAuthorization: its four items
+     * are all it holds. A struct sequence (os.stat_result) reads hidden fields past them. */
+    if (nargs != 3 || !PyType_Check(args[0]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
+        ((PyTypeObject *)args[0])->tp_dealloc != class_dealloc) {
+        PyErr_SetString(PyExc_TypeError, "parse_authorization(tuple subclass, scheme, value)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    PyObject *access, *names, *signature;
+    int parsed = parse_plain(args[2], &access, &names, &signature);
+    if (parsed <= 0) {
+        if (parsed < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
     PyObject *result = cls->tp_alloc(cls, 4);
     if (result == NULL) {
-        goto failed;
+        Py_DECREF(access);
+        Py_DECREF(names);
+        Py_DECREF(signature);
+        return NULL;
     }
     Py_INCREF(args[1]);
     PyTuple_SET_ITEM(result, 0, args[1]);
@@ -1039,12 +1075,83 @@ static PyObject *parse_authorization(PyObject *module, PyObject *const *args, Py
     PyTuple_SET_ITEM(result, 2, names);
     PyTuple_SET_ITEM(result, 3, signature);
     return result;
+}
 
-failed:
-    Py_XDECREF(access);
-    Py_XDECREF(names); /* with the names set so far; the others are NULL */
-    Py_XDECREF(signature);
-    return NULL;
+/* --- authenticate_plain: IamAccess.authenticate's usual signed request in one call --------
+ *
+ * authenticate_plain(keys, authorization, method, raw_path, raw_query, headers, body, now_ms)
+ *     -> principal | None
+ *
+ * keys maps an access key to (pads, usable_until, principal): a permanent key's HMAC-SHA256
+ * pads (hmac_pads), the epoch ms until which it may sign (a float, as _KeyEntry's), and who
+ * its requests run as. The principal is returned when authorization is the plain form
+ * (parse_plain), its access key is in keys, now_ms < usable_until, and verify_plain's check
+ * passes with the default 15-minute window (DEFAULT_MAX_SKEW_SECONDS): exactly the steps
+ * IamAccess.authenticate takes in Python for such a request, whose acceptance this is.
+ * Anything else (an unknown or temporary key, a wrong signature, a date out of the window,
+ * every odd input) is None: the caller's Python path decides it, and its errors, counts and
+ * messages stay the Python's. headers must be exactly a dict (verify's own rule for C). */
+#define DEFAULT_MAX_SKEW_SECONDS 900.0
+#define EXACT_INTEGER_MAX 9007199254740992LL /* 2**53: every int up to it is a double */
+
+static PyObject *authenticate_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 8 || !PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "authenticate_plain(keys: dict, authorization, method, raw_path, "
+                        "raw_query, headers, body, now_ms)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *headers = args[5], *now_object = args[7];
+    if (!PyDict_CheckExact(headers) || !PyLong_CheckExact(now_object) ||
+        !PyBytes_CheckExact(args[3]) || !PyBytes_CheckExact(args[4]) ||
+        !PyBytes_CheckExact(args[6])) {
+        Py_RETURN_NONE;
+    }
+    int overflow;
+    long long now_ms = PyLong_AsLongLongAndOverflow(now_object, &overflow);
+    if (overflow || now_ms > EXACT_INTEGER_MAX || now_ms < -EXACT_INTEGER_MAX) {
+        Py_RETURN_NONE; /* (an int this size has no error to report) */
+    }
+    PyObject *access, *names, *signature;
+    int parsed = parse_plain(args[1], &access, &names, &signature);
+    if (parsed <= 0) {
+        if (parsed < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    /* A strong reference: the header lookups below may run Python code (a hostile key's
+     * __eq__) that could drop the key's entry from keys. */
+    PyObject *entry = PyDict_GetItemWithError(keys, access);
+    Py_XINCREF(entry);
+    Py_DECREF(access);
+    PyObject *result = NULL;
+    if (entry == NULL) {
+        if (!PyErr_Occurred()) {
+            result = Py_NewRef(Py_None); /* not a permanent key this process knows */
+        }
+        goto done;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3 ||
+        !PyFloat_CheckExact(PyTuple_GET_ITEM(entry, 1)) ||
+        !((double)now_ms < PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 1)))) {
+        result = Py_NewRef(Py_None); /* disabled or expired: Python says so */
+        goto done;
+    }
+    /* IamAccess passes now / 1000: an exact int over an exact 1000.0, rounded once, as
+     * Python's int / int is. */
+    int verified =
+        plain_verified(PyTuple_GET_ITEM(entry, 0), args[2], args[3], args[4], headers, args[6],
+                       names, signature, (double)now_ms / 1000.0, DEFAULT_MAX_SKEW_SECONDS);
+    if (verified >= 0) {
+        result = Py_NewRef(verified ? PyTuple_GET_ITEM(entry, 2) : Py_None);
+    }
+done:
+    Py_XDECREF(entry);
+    Py_DECREF(names);
+    Py_DECREF(signature);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -1058,6 +1165,8 @@ static PyMethodDef methods[] = {
      "The usual signed request verified from its raw parts: True, or None (Python decides)."},
     {"parse_authorization", (PyCFunction)(void (*)(void))parse_authorization, METH_FASTCALL,
      "The plain SDK-HMAC-SHA256 Authorization header parsed, or None."},
+    {"authenticate_plain", (PyCFunction)(void (*)(void))authenticate_plain, METH_FASTCALL,
+     "The usual request of a permanent key verified: its principal, or None (Python decides)."},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_FASTCALL, "SHA-256 digest."},
     {NULL, NULL, 0, NULL}};
 
@@ -1097,9 +1206,13 @@ PyMODINIT_FUNC PyInit__sigcore(void) {
         compress = compress_shani;
     }
 #endif
-    if (PyModule_AddIntConstant(module, "SHA_EXTENSIONS", shani) < 0) {
+    PyObject *skew = PyFloat_FromDouble(DEFAULT_MAX_SKEW_SECONDS);
+    if (skew == NULL || PyModule_AddIntConstant(module, "SHA_EXTENSIONS", shani) < 0 ||
+        PyModule_AddObjectRef(module, "DEFAULT_MAX_SKEW_SECONDS", skew) < 0) {
+        Py_XDECREF(skew);
         Py_DECREF(module);
         return NULL;
     }
+    Py_DECREF(skew);
     return module;
 }

@@ -1,10 +1,13 @@
 """Types of the optional C module compiled from _sigcore.c (see that file)."""
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 _T = TypeVar("_T")
+_P = TypeVar("_P")
 
 SHA_EXTENSIONS: int
+DEFAULT_MAX_SKEW_SECONDS: float
 
 def signature_matches(
     pads: bytes,
@@ -41,3 +44,14 @@ def new_request(
 def parse_authorization(cls: type[_T], scheme: object, value: str, /) -> _T | None: ...
 def hmac_pads(key: bytes, /) -> bytes: ...
 def sha256(data: bytes, portable: bool, /) -> bytes: ...
+def authenticate_plain(
+    keys: dict[str, tuple[bytes, float, _P]],
+    authorization: str,
+    method: str,
+    raw_path: str | bytes,  # only bytes is taken; anything else is declined (None)
+    raw_query: str | bytes,
+    headers: Mapping[str, str],  # only a dict is taken
+    body: bytes,
+    now_ms: int,
+    /,
+) -> _P | None: ...

@@ -40,6 +40,9 @@ except ImportError:  # pragma: no cover - an install without a C compiler
     _compiled = None  # type: ignore[assignment]
 
 DEFAULT_MAX_SKEW = timedelta(minutes=15)
+# IamAccess.authenticate's usual signed request (a permanent key's) in one C call, or None
+# without the module: see _sigcore.c's authenticate_plain and docs/signing-c.md.
+authenticate_plain = None if _compiled is None else _compiled.authenticate_plain
 _SDK_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 
@@ -130,6 +133,12 @@ def _header_block(headers: Mapping[str, str], signed_headers: Sequence[str]) -> 
             f"signed header {missing.args[0]} not found in the request"
         ) from None
     return header_block
+
+
+def plain_pads(key: SigningKey) -> bytes | None:
+    """``key``'s HMAC-SHA256 pads as ``authenticate_plain`` takes them; None without the
+    C module."""
+    return None if _compiled is None else key.sha256_pads(_compiled.hmac_pads)
 
 
 def _verified_in_c(
