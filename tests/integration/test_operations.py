@@ -25,7 +25,7 @@ from imagejobs import __version__
 from tests.conftest import ServerProcess
 from tests.engine_support import FAST, server_body
 from tests.factories import OPERATOR_HEADERS, Tenant, new_tenant
-from tests.integration.http import AkSkAuth, password_token, signed_client
+from tests.integration.http import AkSkAuth, login_body, password_token, signed_client
 
 
 def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -256,6 +256,34 @@ def test_mutating_calls_are_audited_for_the_operator_and_the_cli(
     )
     printed = [json.loads(line) for line in cli.stdout.splitlines()]
     assert refused.headers["x-request-id"] in {e["request_id"] for e in printed}
+
+
+def test_a_login_is_audited_under_the_user_who_logged_in(
+    ops_server: tuple[ServerProcess, Tenant],
+) -> None:
+    server, tenant = ops_server
+    login = server.base_url + "/v3/auth/tokens"
+    good = httpx.post(login, json=login_body(tenant))
+    assert good.status_code == 201
+    wrong = httpx.post(login, json=login_body(tenant, password="not-it-0A!"))
+    assert wrong.status_code == 401
+    ids = {good.headers["x-request-id"]: "good", wrong.headers["x-request-id"]: "wrong"}
+    audit_url = server.base_url + "/_imagejobs/audit"
+    logins: dict[str, dict[str, Any]] = {}
+    for _ in range(100):  # events are stored beside the answers, a moment later
+        events = httpx.get(audit_url, headers=OPERATOR_HEADERS).json()["events"]
+        logins = {ids[e["request_id"]]: e for e in events if e["request_id"] in ids}
+        if len(logins) == 2:
+            break
+        time.sleep(0.05)
+    # Who logged in is what an auditor asks first; a failed login names nobody, since
+    # its names are whatever the sender typed.
+    assert logins["good"]["principal"] == f"{tenant.account}/{tenant.account}"
+    assert logins["good"]["status"] == 201
+    assert logins["wrong"]["principal"] == "-"
+    # The login is the account's own event: its root reads it with its own credentials.
+    own = signed_client(server.base_url, tenant).get("/_imagejobs/audit?limit=50").json()
+    assert good.headers["x-request-id"] in {e["request_id"] for e in own["events"]}
 
 
 def _held_request(base_url: str, path: str) -> socket.socket:

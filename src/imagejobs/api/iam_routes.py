@@ -30,6 +30,7 @@ from imagejobs.domain.errors import (
     PermissionDenied,
 )
 from imagejobs.domain.params import EnumParam, IntegerParam, Param, StringParam
+from imagejobs.observability import CURRENT_REQUEST
 from imagejobs.services.access import AccessControl, from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
 
@@ -273,6 +274,13 @@ class IamApi:
                 issued.account.name,
             ):
                 raise LoginFailed("The domain in the scope is not the user's account.")
+        note = CURRENT_REQUEST.get()
+        if note is not None:
+            # The access line and the audit trail name who logged in (as they name a signed
+            # caller), and the event is the account's own: its root reads its logins. A
+            # failed login keeps "-": its names are whatever the sender typed.
+            note.principal = f"{issued.account.name}/{issued.user.name}"
+            note.account_id = issued.account.id
         body = token_body(issued, _base_url(request), catalog=catalog)
         return _json(body, 201, {SUBJECT_TOKEN: issued.token})
 

@@ -133,8 +133,17 @@ function route() {
   if (document.activeElement === document.body) main.querySelector("h1")?.focus({ preventScroll: true });
 }
 
+// The service's 401 messages are IAM's own ("Incorrect IAM authentication information:
+// decrypt token fail", "...: token expires, expires_at: ..."): written for SDKs, not
+// people. Say what happened in words.
+function whySessionEnded(message) {
+  if (message.includes("token expires")) return "your sign-in expired.";
+  if (message.endsWith("decrypt token fail")) return "your sign-in was revoked or is no longer known here.";
+  return /[.!?]$/.test(message) ? message : `${message}.`;
+}
+
 whenSessionEnds((error) => {
-  signInNotice = `Your session has ended: ${error.message} Please sign in again.`;
+  signInNotice = `Your session has ended: ${whySessionEnded(error.message)} Please sign in again.`;
   const back = location.hash.replace(/^#/, "");
   navigate("/signin", { next: back });
 });
