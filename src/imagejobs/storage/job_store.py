@@ -104,11 +104,14 @@ def list_job_texts_statement(with_status: bool) -> Statement:
     total = _total("scope = 'job' AND job_type = :job_type" + status)
     where = f"project_id = :project_id AND job_type = :job_type{status}"
     # The id zero-padded to 19 digits (an INTEGER's most; ids are positive): the rows'
-    # texts then sort as their ids do.
-    row = "printf('%019d', j.id) || ',' || j.job_type || ',' || j.status || ',' ||"
-    row += " j.begin_time || ',' || IFNULL(j.end_time, '') || ',' || j.sub_jobs_total"
+    # texts then sort as their ids do. One printf a row, not ten ||: each || allocated a
+    # new string, ~33k of the statement's ~210k instructions (NULL end_time prints as '').
+    # The FILTER drops the page join's all-NULL row, which || had made NULL.
+    row = "printf('%019d,%s,%s,%d,%s,%d', j.id, j.job_type, j.status, j.begin_time,"
+    row += " j.end_time, j.sub_jobs_total)"
     return Statement(
-        f"SELECT c.total, group_concat({row}, ';'), MAX(j.status IN ({_UNFINISHED_SQL}))"
+        f"SELECT c.total, group_concat({row}, ';') FILTER (WHERE j.id IS NOT NULL),"
+        f" MAX(j.status IN ({_UNFINISHED_SQL}))"
         f" FROM ({total}) AS c"
         f"{_page_join('jobs', 'j', where, 'sqlite')}"
     )
