@@ -127,11 +127,41 @@ def json_rows_sql(alias: str, columns: str) -> str:
     return f"group_concat({row}, char({ord(ROW_SEPARATOR)})) FILTER (WHERE {alias}.id IS NOT NULL)"
 
 
-def row_texts(joined: str) -> list[RowText]:
+class PageRows:
+    """A page read as one value (``list_job_texts_statement``, ``json_rows_sql``) as its
+    rows, newest first (as ORDER BY id DESC), remembered by that value. Lists are read
+    again and again (consoles refresh, SDKs poll), and the value is the whole page, so a
+    remembered split and sort is never stale; repeated pages also hand on the same row
+    strings, whose hashes the per-row JSON caches then need not compute again. Bounded:
+    emptied when full, and a large page is not kept."""
+
+    _MAX_PAGES = 256
+    _MAX_TEXT = 8192  # characters: a 10-row page is ~700 (jobs) to ~3,000 (sub-jobs)
+
+    def __init__(self, separator: str) -> None:
+        self._separator = separator
+        self._pages: dict[str, tuple[str, ...]] = {}
+
+    def rows(self, joined: str) -> tuple[str, ...]:
+        rows = self._pages.get(joined)
+        if rows is None:
+            listed = joined.split(self._separator)
+            listed.sort(reverse=True)  # zero-padded ids: text order is id order
+            rows = tuple(listed)
+            if len(joined) <= self._MAX_TEXT:
+                if len(self._pages) >= self._MAX_PAGES:
+                    self._pages.clear()
+                self._pages[joined] = rows
+        return rows
+
+
+_JOB_PAGES = PageRows(";")
+_JSON_PAGES = PageRows(ROW_SEPARATOR)
+
+
+def row_texts(joined: str) -> tuple[RowText, ...]:
     """``json_rows_sql``'s value as the page's rows, newest first (as ORDER BY id DESC)."""
-    rows = joined.split(ROW_SEPARATOR)
-    rows.sort(reverse=True)
-    return rows
+    return _JSON_PAGES.rows(joined)
 
 
 @cache
@@ -296,9 +326,7 @@ class SqlJobStore:
             )
             if texts is None:  # no row on the page
                 return Page(count, [], all_finished=True)
-            items: list[ListedJob] = texts.split(";")
-            items.sort(reverse=True)  # newest first, as ORDER BY id DESC
-            return Page(count, items, all_finished=not unfinished)
+            return Page(count, _JOB_PAGES.rows(texts), all_finished=not unfinished)
         statement = list_jobs_statement(status is not None, self._db.dialect)
         if offset < self._db.deep_offset:
             rows = await self._db.fetch_args(statement, args)
