@@ -13,9 +13,14 @@ from imagejobs.api.schemas import (
     job_page_json,
     sub_job_page_json,
 )
-from imagejobs.domain.enums import JobStatus, JobType
-from imagejobs.domain.records import JobRow, job_of_row, job_row
-from imagejobs.storage.job_store import PageRows, list_jobs_statement
+from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
+from imagejobs.domain.records import JobRow, PageRequest, SubJobFilter, job_of_row, job_row
+from imagejobs.storage.job_store import (
+    PageRows,
+    SqlJobStore,
+    list_jobs_statement,
+    list_sub_job_texts_statement,
+)
 
 
 def _expected(count: int, rows: list[JobRow]) -> bytes:
@@ -103,3 +108,16 @@ def test_a_remembered_sub_job_page_is_the_requests_project_s() -> None:
     other = sub_job_page_json(1, rows, "project-b")
     assert other == first.replace(b"project-a", b"project-b")
     assert sub_job_page_json(1, [row], "project-a") == first
+
+
+def test_the_sub_job_list_takes_its_parameters_in_the_order_the_store_gives() -> None:
+    # SqlJobStore.list_sub_job_rows passes them positionally (_sub_job_args) on SQLite.
+    page = PageRequest(offset=20, limit=10)
+    for types in ((JobType.CREATE_SERVER,), ()):
+        for status in (None, SubJobStatus.FAILED):
+            for job_id in (None, 42):
+                flt = SubJobFilter(types, status, job_id)
+                params = SqlJobStore._sub_job_params("p", flt)
+                params |= {"limit": 10, "offset": 20}
+                statement = list_sub_job_texts_statement(*SqlJobStore._shape(flt))
+                assert SqlJobStore._sub_job_args("p", flt, page) == list(statement.args(params))

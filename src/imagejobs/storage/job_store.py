@@ -345,7 +345,8 @@ class SqlJobStore:
         sub_jobs = [_sub_job(project_id, row, 6, job.id) for row in rows if row[6] is not None]
         return JobDetail(job=job, sub_jobs=sub_jobs)
 
-    def _sub_job_params(self, project_id: str, sub_job_filter: SubJobFilter) -> dict[str, Any]:
+    @staticmethod
+    def _sub_job_params(project_id: str, sub_job_filter: SubJobFilter) -> dict[str, Any]:
         types = sub_job_filter.job_types or QUERYABLE_JOB_TYPES
         params: dict[str, Any] = {"project_id": project_id}
         params.update({f"job_type{i}": t.value for i, t in enumerate(types)})
@@ -354,6 +355,22 @@ class SqlJobStore:
         if sub_job_filter.job_id is not None:
             params["job_id"] = sub_job_filter.job_id
         return params
+
+    @staticmethod
+    def _sub_job_args(
+        project_id: str, sub_job_filter: SubJobFilter, page: PageRequest
+    ) -> list[Any]:
+        """``_sub_job_params`` and the page's limit and offset as the list statements take
+        them, in order (no dict of named values built and read back on every request;
+        test_job_page checks the order against the statements' own)."""
+        types = sub_job_filter.job_types or QUERYABLE_JOB_TYPES
+        args: list[Any] = [project_id, *[t.value for t in types]]
+        if sub_job_filter.status is not None:
+            args.append(sub_job_filter.status.value)
+        if sub_job_filter.job_id is not None:
+            args.append(sub_job_filter.job_id)
+        args += (page.limit, page.offset)
+        return args
 
     @staticmethod
     def _shape(sub_job_filter: SubJobFilter) -> tuple[int, bool, bool]:
@@ -387,15 +404,18 @@ class SqlJobStore:
         a page read inline as the rows' texts."""
         if sub_job_filter.impossible:
             return Page(count=0, items=[])
-        params = self._sub_job_params(project_id, sub_job_filter)
-        params["limit"] = page.limit
-        params["offset"] = page.offset
         shape = self._shape(sub_job_filter)
         # One job's sub-jobs are a handful: with job_id, any offset is cheap.
         deep = page.offset >= self._db.deep_offset and sub_job_filter.job_id is None
         if not deep and self._db.dialect == "sqlite":
-            ((count, texts),) = await self._db.fetch(list_sub_job_texts_statement(*shape), params)
+            ((count, texts),) = await self._db.fetch_args(
+                list_sub_job_texts_statement(*shape),
+                self._sub_job_args(project_id, sub_job_filter, page),
+            )
             return Page(count, [] if texts is None else row_texts(texts))
+        params = self._sub_job_params(project_id, sub_job_filter)
+        params["limit"] = page.limit
+        params["offset"] = page.offset
         statement = list_sub_jobs_statement(*shape, self._db.dialect)
         if deep:
             rows = await self._db.fetch_deep(statement, statement.args(params))
