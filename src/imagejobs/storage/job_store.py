@@ -136,7 +136,7 @@ class PageRows:
     emptied when full, and a large page is not kept."""
 
     _MAX_PAGES = 256
-    _MAX_TEXT = 8192  # characters: a 10-row page is ~700 (jobs) to ~3,000 (sub-jobs)
+    _MAX_TEXT = 8192  # characters: 10 rows are ~700 (jobs), ~3,000 (sub-jobs), ~7,000 (servers)
 
     def __init__(self, separator: str) -> None:
         self._separator = separator
