@@ -553,7 +553,13 @@ def _check_edge(settings: Settings) -> None:
 def _check_ranges(settings: Settings, ranges: tuple[tuple[str, float, float], ...]) -> None:
     for name, low, high in ranges:
         if not low <= getattr(settings, name) <= high:
-            raise InvalidSettings(name, f"must be from {low:g} to {high:g}")
+            raise InvalidSettings(name, f"must be from {_plain(low)} to {_plain(high)}")
+
+
+def _plain(bound: float) -> str:
+    """A bound as an operator types it: ``1048576``, ``0.05``; ``:g`` wrote ``1.04858e+06``,
+    a number nobody can set (IMAGEJOBS_MAX_HEADER_BYTES must be from 1024 to 1.04858e+06)."""
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
 def _text(value: Any) -> str:

@@ -97,6 +97,22 @@ def test_iam_errors_exit_with_the_api_clients_codes(tmp_path: Path) -> None:
             "IMAGEJOBS_LOG_LEVEL must be debug, info, warning or error, not verbose",
         ),
         ([], {"IMAGEJOBS_LEASE_SECONDS": "-1"}, "IMAGEJOBS_LEASE_SECONDS must be from 1 to 3600"),
+        # Bounds as one would type them: "from 1024 to 1.04858e+06" named no value one can set.
+        (
+            [],
+            {"IMAGEJOBS_MAX_HEADER_BYTES": "99999999999"},
+            "IMAGEJOBS_MAX_HEADER_BYTES must be from 1024 to 1048576, not 99999999999",
+        ),
+        (
+            [],
+            {"IMAGEJOBS_DEEP_PAGE_OFFSET": "0"},
+            "IMAGEJOBS_DEEP_PAGE_OFFSET must be from 1 to 2147483647, not 0",
+        ),
+        (
+            [],
+            {"IMAGEJOBS_DATABASE_CONNECT_TIMEOUT_SECONDS": "0"},
+            "IMAGEJOBS_DATABASE_CONNECT_TIMEOUT_SECONDS must be from 0.05 to 600, not 0",
+        ),
         # A flag is named as the flag.
         (["--workers", "0"], {}, "Invalid value for '--workers': must be from 1 to 64, not 0"),
         # A driver no package provides: one line, before the server starts (its worker
