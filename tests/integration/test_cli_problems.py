@@ -122,6 +122,20 @@ def test_iam_errors_exit_with_the_api_clients_codes(tmp_path: Path) -> None:
             {"IMAGEJOBS_DRIVER": "nosuch"},
             "IMAGEJOBS_DRIVER must name an installed driver (simulated), not 'nosuch'",
         ),
+        # An address to listen on that is not this machine's (TEST-NET-1): named as the
+        # flag or variable it came from, before anything starts. A name that did not resolve
+        # read "cannot use the database", and this address "port 8080 is already in use"
+        # where a proxy answered connections to it.
+        (
+            ["--host", "192.0.2.1"],
+            {},
+            "Invalid value for '--host': must be a name or address of this machine, not 192.0.2.1",
+        ),
+        (
+            [],
+            {"IMAGEJOBS_HOST": "192.0.2.1"},
+            "IMAGEJOBS_HOST must be a name or address of this machine, not 192.0.2.1",
+        ),
         # The operator key is no database problem.
         (
             [],

@@ -46,6 +46,12 @@ def load(*, runs_jobs: bool = False, **overrides: Any) -> Settings:
     return settings
 
 
+def bad_setting(name: str, reason: str, **overrides: Any) -> click.BadParameter:
+    """A setting found bad after loading (the host cannot be listened on): named as the user
+    gave it, flag or variable, as ``load`` names the ones it refuses."""
+    return _settings_problem(InvalidSettings(name, reason), overrides)
+
+
 def _settings_problem(exc: InvalidSettings, overrides: dict[str, Any]) -> click.BadParameter:
     """The bad setting named as the user gave it, with the value given: the flag if one
     was passed (``Invalid value for '--workers': must be from 1 to 64, not 0``), else its
