@@ -197,3 +197,23 @@ def test_migrate_says_what_it_changed(tmp_path: Path) -> None:
     assert f"migrated the database schema from empty to {head_revision()}" in first.stderr
     assert "migrated" not in again.stderr
     assert first.stdout == again.stdout == f"Database is at schema revision {head_revision()}.\n"
+
+
+def test_a_key_file_that_cannot_be_read_is_named_not_blamed_on_the_database(
+    tmp_path: Path,
+) -> None:
+    """IMAGEJOBS_KEY_FILE naming a directory (or bytes that are no text) said "cannot use
+    the database: [Errno 21] Is a directory", after migrating it."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "binary.key").write_bytes(b"\xff\xfe\x00\x81" * 10)
+    for key_file, why in (("keys", "Is a directory"), ("binary.key", "not base64 text")):
+        data = tmp_path / "data"
+        result = CliRunner().invoke(
+            main,
+            ["serve", "--port", "0", "--data-dir", str(data)],
+            env={"IMAGEJOBS_KEY_FILE": str(tmp_path / key_file)},
+        )
+        assert result.exit_code == 2, result.output
+        assert f"IMAGEJOBS_KEY_FILE {tmp_path / key_file} cannot be read ({why})" in result.stderr
+        assert "database" not in result.stderr
+        assert "Traceback" not in result.stderr
