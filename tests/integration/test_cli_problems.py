@@ -217,3 +217,54 @@ def test_a_key_file_that_cannot_be_read_is_named_not_blamed_on_the_database(
         assert f"IMAGEJOBS_KEY_FILE {tmp_path / key_file} cannot be read ({why})" in result.stderr
         assert "database" not in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_operator_key_that_does_not_open_the_stored_secret_keys(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A second machine started without the first one's key (README, PostgreSQL) made a key
+    file of its own, served, and answered every AK/SK request 500 with a traceback: now it
+    does not start, and says which setting to fix."""
+    import base64
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def key() -> str:
+        return base64.b64encode(os.urandom(32)).decode()
+
+    runner = CliRunner()
+    env = {"IMAGEJOBS_ENCRYPTION_KEY": key(), "IMAGEJOBS_PASSWORD_HASH_COST": "4"}
+    made = runner.invoke(
+        main, ["iam", "create-account", "acme", "--database-url", database_url], env=env
+    )
+    assert made.exit_code == 0, made.output
+    serve = ["serve", "--port", "0", "--database-url", database_url, "--data-dir", str(tmp_path)]
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEJOBS_")}
+    for other, named in (
+        ({"IMAGEJOBS_ENCRYPTION_KEY": key()}, "IMAGEJOBS_ENCRYPTION_KEY does not decrypt"),
+        (
+            {"IMAGEJOBS_KEY_FILE": str(tmp_path / "other.key")},  # made now: another key
+            f"IMAGEJOBS_KEY_FILE ({tmp_path / 'other.key'}) does not decrypt",
+        ),
+    ):
+        # A real process: one that starts serving is stopped, and fails the test.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imagejobs", *serve],
+            env=plain | other,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail("serve started with a key that opens none of the stored secret keys")
+        assert process.returncode == 2, stderr
+        assert named in stderr
+        assert "the same operator key" in stderr
+        assert "Traceback" not in stderr
