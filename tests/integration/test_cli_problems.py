@@ -52,7 +52,9 @@ def test_the_environment_variables_are_listed_in_the_top_level_help_only() -> No
     assert "IMAGEJOBS_SIMULATED_READS" in top
     assert "jobs" in top
     assert "servers" in top
-    for command in (["serve"], ["migrate"], ["seed"], ["engine"], ["worker"], ["jobs", "list"]):
+    # `audit --help` printed all of them (sixty-odd lines) below its own four options.
+    commands = (["serve"], ["migrate"], ["seed"], ["engine"], ["worker"], ["jobs", "list"])
+    for command in (*commands, ["audit"], ["audit", "purge"], ["iam"]):
         text = runner.invoke(main, [*command, "--help"]).output
         assert "IMAGEJOBS_SIMULATED_READS" not in text, command
         assert "--help" in text
@@ -268,3 +270,11 @@ def test_serve_refuses_an_operator_key_that_does_not_open_the_stored_secret_keys
         assert named in stderr
         assert "the same operator key" in stderr
         assert "Traceback" not in stderr
+
+
+def test_a_worker_names_an_unreachable_database_as_every_command_does(tmp_path: Path) -> None:
+    """`worker` said "cannot run jobs: [Errno 111] Connect call failed ('127.0.0.1', 1)",
+    without the hint that the other commands give."""
+    url = "postgresql://postgres@127.0.0.1:1/imagejobs"
+    result = CliRunner().invoke(main, ["worker", "--database-url", url])
+    one_line_error(result, "cannot use the database (", "check --database-url")

@@ -15,21 +15,27 @@ import click
 import msgspec
 
 from imagejobs.cli.common import (
+    SETTINGS_POINTER,
     data_dir_option,
     database_url_option,
     load,
     output_option,
-    settings_epilog,
 )
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.observability import plain
 from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
 
 
-@click.group(invoke_without_command=True, epilog=settings_epilog())
+@click.group(invoke_without_command=True, epilog=SETTINGS_POINTER)
 @database_url_option
 @data_dir_option
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="Events to show, newest first.",
+)
 @click.option("--before", type=int, default=None, help="Only events older than this event id.")
 @click.option("--account-id", default=None, help="Only this account's events.")
 @output_option()
