@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
+from imagejobs.cli.problems import database_problem
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
@@ -54,4 +55,6 @@ def worker(database_url: str | None, data_dir: Path | None, concurrency: int | N
         ensure_schema(settings)
         asyncio.run(run_worker(settings))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot run jobs: {exc}") from exc
+        # An unreachable database reads as for every other command: what to check.
+        problem = database_problem(exc) if isinstance(exc, OSError) else None
+        raise click.ClickException(problem or f"cannot run jobs: {exc}") from exc
