@@ -278,3 +278,32 @@ def test_a_worker_names_an_unreachable_database_as_every_command_does(tmp_path: 
     url = "postgresql://postgres@127.0.0.1:1/imagejobs"
     result = CliRunner().invoke(main, ["worker", "--database-url", url])
     one_line_error(result, "cannot use the database (", "check --database-url")
+
+
+@pytest.mark.postgres
+def test_iam_and_seed_leave_migrating_a_postgresql_database_to_migrate(
+    postgres_template: str,
+) -> None:
+    """`imagejobs iam …` and `seed` migrated any database they were given: a newer
+    release's CLI, run against production between releases, moved the schema under the
+    running servers (README: on PostgreSQL run `imagejobs migrate` first; serve and
+    worker refuse). Now they refuse as serve does, and leave the database as it was."""
+    import asyncio
+    import os
+
+    from imagejobs.storage.migrate import current_revision
+    from tests.conftest import _admin, _admin_url
+
+    name = f"imagejobs_unmigrated_{os.getpid()}"
+    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    url = _admin_url(name)
+    try:
+        for command in (
+            ["iam", "create-account", "acme"],
+            ["seed", "--project-id", "p1", "--jobs", "1"],
+        ):
+            result = CliRunner().invoke(main, [*command, "--database-url", url])
+            one_line_error(result, "run `imagejobs migrate` first")
+        assert asyncio.run(current_revision(url)) is None
+    finally:
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -73,6 +73,23 @@ def _settings_problem(exc: InvalidSettings, overrides: dict[str, Any]) -> click.
     return click.BadParameter(f"{env_name(field)} {reason}")
 
 
+async def prepare_schema(database_url: str) -> None:
+    """Before a command uses the database: SQLite is migrated (as ``serve`` does); a
+    PostgreSQL schema that is not this release's is refused. Migrating a shared database is
+    ``imagejobs migrate``'s, once per release before new processes start: an ``iam`` or
+    ``seed`` of a newer release migrated it under the running servers, whose readiness
+    would then all say ``schema: outdated`` at once (docs/operations.md, Deployment)."""
+    from imagejobs.storage.database import dialect_of
+    from imagejobs.storage.migrate import current_revision, head_revision, migrate
+
+    if dialect_of(database_url) == "sqlite":
+        await migrate(database_url)
+    elif await current_revision(database_url) != head_revision():
+        raise click.ClickException(
+            "the database schema is not up to date: run `imagejobs migrate` first"
+        )
+
+
 database_url_option = click.option(
     "--database-url", help="Database URL (IMAGEJOBS_DATABASE_URL).", default=None
 )

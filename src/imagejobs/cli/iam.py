@@ -19,7 +19,13 @@ from typing import Any, ParamSpec
 import click
 
 from imagejobs.cli.client_options import ClientExit, exit_code_of
-from imagejobs.cli.common import data_dir_option, database_url_option, load, output_option
+from imagejobs.cli.common import (
+    data_dir_option,
+    database_url_option,
+    load,
+    output_option,
+    prepare_schema,
+)
 from imagejobs.cli.tables import echo_fields, echo_table, short_time
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.times import format_time
@@ -143,12 +149,11 @@ def _run(
     from imagejobs.bootstrap import opened_database
     from imagejobs.keys import load_secret_box
     from imagejobs.storage.iam_store import SqlIamStore
-    from imagejobs.storage.migrate import migrate
 
     settings = load(database_url=database_url, data_dir=data_dir)
 
     async def run() -> Any:
-        await migrate(settings.database_url)
+        await prepare_schema(settings.database_url)
         box = load_secret_box(settings, create=True)
         async with opened_database(settings) as database:
             identity = IdentityService(SqlIamStore(database), box)

@@ -21,6 +21,7 @@ from imagejobs.cli.common import (
     data_dir_option,
     database_url_option,
     load,
+    prepare_schema,
 )
 from imagejobs.domain.errors import ImageJobsError, InvalidSettings
 from imagejobs.settings import Settings
@@ -359,7 +360,6 @@ def seed(
     seed that at least doubles the jobs table builds its indexes once at the end and holds
     the job tables until it is done.
     """
-    from imagejobs.storage.migrate import migrate as run_migrations
     from imagejobs.storage.seed import SeedPlan
 
     if not 1 <= len(project_id) <= 128:
@@ -367,7 +367,7 @@ def seed(
     settings = load(database_url=database_url, data_dir=data_dir)
     plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days, projects)
     try:
-        asyncio.run(run_migrations(settings.database_url))
+        asyncio.run(prepare_schema(settings.database_url))
         asyncio.run(_seed(settings, plan))
     except (ImageJobsError, OSError) as exc:
         raise click.ClickException(f"cannot seed: {exc}") from exc
