@@ -307,3 +307,18 @@ def test_iam_and_seed_leave_migrating_a_postgresql_database_to_migrate(
         assert asyncio.run(current_revision(url)) is None
     finally:
         asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_an_execution_log_that_cannot_be_written_is_refused_at_start(tmp_path: Path) -> None:
+    """IMAGEJOBS_SIMULATED_EXECUTION_LOG naming a directory started a server whose every
+    step then failed (five attempts each, a traceback per attempt): now serve and worker
+    refuse it, naming the variable."""
+    (tmp_path / "logs").mkdir()
+    env = {"IMAGEJOBS_SIMULATED_EXECUTION_LOG": str(tmp_path / "logs")}
+    data = ["--data-dir", str(tmp_path / "data")]
+    for command in (["serve", "--port", "0", *data], ["worker", *data]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 2, result.output
+        expected = f"IMAGEJOBS_SIMULATED_EXECUTION_LOG {tmp_path / 'logs'} cannot be appended to"
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
