@@ -391,8 +391,9 @@ class Settings:
         default="",
         metadata=_doc(
             "test: defaults for test suites (jobs finish at once unless steered, no queue "
-            "delay, no shutdown grace, no demo account, cheap password hashing); flags and "
-            "other IMAGEJOBS_* variables still win."
+            "delay, no shutdown grace, no demo account, IAM changes seen at once, cheap "
+            "password hashing, a 0.05 s retry backoff); flags and other IMAGEJOBS_* "
+            "variables still win."
         ),
     )
     init_dir: Path | None = field(
