@@ -272,11 +272,15 @@ def test_serve_refuses_an_operator_key_that_does_not_open_the_stored_secret_keys
         assert "Traceback" not in stderr
 
 
-def test_a_worker_names_an_unreachable_database_as_every_command_does(tmp_path: Path) -> None:
-    """`worker` said "cannot run jobs: [Errno 111] Connect call failed ('127.0.0.1', 1)",
-    without the hint that the other commands give."""
+@pytest.mark.parametrize(
+    "command", [["worker"], ["migrate"], ["seed", "--project-id", "p1", "--jobs", "1"]]
+)
+def test_an_unreachable_database_is_named_as_every_command_names_it(command: list[str]) -> None:
+    """`worker`, `migrate` and `seed` said "cannot run jobs: [Errno 111] Connect call
+    failed ('127.0.0.1', 1)" (or "cannot migrate: …"), without the hint that the other
+    commands give."""
     url = "postgresql://postgres@127.0.0.1:1/imagejobs"
-    result = CliRunner().invoke(main, ["worker", "--database-url", url])
+    result = CliRunner().invoke(main, [*command, "--database-url", url])
     one_line_error(result, "cannot use the database (", "check --database-url")
 
 

@@ -47,6 +47,13 @@ def database_problem(exc: BaseException) -> str | None:
     return None
 
 
+def command_problem(doing: str, exc: BaseException) -> str:
+    """The line for a command's expected failure: an unreachable database as every command
+    names it (with what to check), anything else as ``cannot DOING: reason``."""
+    problem = database_problem(exc) if isinstance(exc, OSError) else None
+    return problem or f"cannot {doing}: {exc}"
+
+
 class GuardedGroup(click.Group):
     """The top-level group: turns expected problems of every subcommand into one line."""
 

@@ -23,6 +23,7 @@ from imagejobs.cli.common import (
     load,
     prepare_schema,
 )
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError, InvalidSettings
 from imagejobs.settings import Settings
 
@@ -314,7 +315,7 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
     try:
         asyncio.run(run_migrations(settings.database_url))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot migrate: {exc}") from exc
+        raise click.ClickException(command_problem("migrate", exc)) from exc
     click.echo(f"Database is at schema revision {head_revision()}.")
 
 
@@ -370,7 +371,7 @@ def seed(
         asyncio.run(prepare_schema(settings.database_url))
         asyncio.run(_seed(settings, plan))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot seed: {exc}") from exc
+        raise click.ClickException(command_problem("seed", exc)) from exc
 
 
 async def _seed(settings: Settings, plan: Any) -> None:

@@ -14,7 +14,7 @@ from imagejobs.cli.common import (
     load,
     prepare_schema,
 )
-from imagejobs.cli.problems import database_problem
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
@@ -53,6 +53,4 @@ def worker(database_url: str | None, data_dir: Path | None, concurrency: int | N
         ensure_schema(settings)
         asyncio.run(run_worker(settings))
     except (ImageJobsError, OSError) as exc:
-        # An unreachable database reads as for every other command: what to check.
-        problem = database_problem(exc) if isinstance(exc, OSError) else None
-        raise click.ClickException(problem or f"cannot run jobs: {exc}") from exc
+        raise click.ClickException(command_problem("run jobs", exc)) from exc
