@@ -614,6 +614,8 @@ def _convert(name: str, annotation: Any, raw: str) -> Any:
         return Path(raw)
     if name == "sqlite_synchronous":
         return raw.upper()
+    if name == "log_level":  # Python's own names are upper case: WARNING is as good as warning
+        return raw.lower()
     return raw
 
 

@@ -326,3 +326,13 @@ def test_an_execution_log_that_cannot_be_written_is_refused_at_start(tmp_path: P
         expected = f"IMAGEJOBS_SIMULATED_EXECUTION_LOG {tmp_path / 'logs'} cannot be appended to"
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_log_level_may_be_written_in_capitals(tmp_path: Path) -> None:
+    """IMAGEJOBS_LOG_LEVEL=WARNING (Python's spelling) was refused: "must be debug, info,
+    warning or error, not WARNING"."""
+    url = f"sqlite:///{tmp_path / 'imagejobs.db'}"
+    result = CliRunner().invoke(
+        main, ["migrate", "--database-url", url], env={"IMAGEJOBS_LOG_LEVEL": "WARNING"}
+    )
+    assert result.exit_code == 0, result.output
