@@ -328,6 +328,22 @@ def test_an_execution_log_that_cannot_be_written_is_refused_at_start(tmp_path: P
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["audit"], ["audit", "purge"], ["engine", "status"], ["engine", "rules", "list"]],
+)
+def test_operator_commands_name_an_unreachable_database(command: list[str]) -> None:
+    """`audit` and `engine` said "The service is now unavailable to process the request."
+    (the API's 503 message: which service?) when the database was not there."""
+    url = "postgresql://postgres@127.0.0.1:1/imagejobs"
+    result = CliRunner().invoke(main, [*command, "--database-url", url])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: cannot use the database (")
+    assert "check --database-url" in lines[0]
+
+
 def test_a_log_level_may_be_written_in_capitals(tmp_path: Path) -> None:
     """IMAGEJOBS_LOG_LEVEL=WARNING (Python's spelling) was refused: "must be debug, info,
     warning or error, not WARNING"."""

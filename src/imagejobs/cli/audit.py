@@ -21,6 +21,7 @@ from imagejobs.cli.common import (
     load,
     output_option,
 )
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.observability import plain
 from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
@@ -68,7 +69,7 @@ def audit(
     try:
         events = asyncio.run(read())
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot read the audit trail: {exc}") from exc
+        raise click.ClickException(command_problem("read the audit trail", exc)) from exc
     for event in events:
         info = audit_info(event)
         if output == "json":
@@ -118,5 +119,5 @@ def purge(database_url: str | None, data_dir: Path | None, older_than_days: int 
     try:
         deleted = asyncio.run(run())
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot purge the audit trail: {exc}") from exc
+        raise click.ClickException(command_problem("purge the audit trail", exc)) from exc
     click.echo(f"deleted {deleted} audit events older than {settings.audit_retention_days} days")

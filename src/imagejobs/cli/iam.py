@@ -26,8 +26,9 @@ from imagejobs.cli.common import (
     output_option,
     prepare_schema,
 )
+from imagejobs.cli.problems import command_problem, database_problem
 from imagejobs.cli.tables import echo_fields, echo_table, short_time
-from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError, ServiceUnavailable
 from imagejobs.domain.times import format_time
 from imagejobs.services.identity import IdentityService
 
@@ -165,9 +166,11 @@ def _run(
     except ImageJobsError as exc:
         # The API client's exit codes (README): a script can tell "already exists" (1)
         # from "no such user" (4) and "invalid policy" (2), which all exited 1.
-        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
+        # A database away is named as every command names it, with what to check.
+        message = database_problem(exc) if isinstance(exc, ServiceUnavailable) else None
+        raise ClientExit(message or exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot use the database: {exc}") from exc
+        raise click.ClickException(command_problem("use the database", exc)) from exc
     if result is not None:
         _emit(result, output, columns)
 
