@@ -37,6 +37,7 @@ from imagejobs.domain.ids import IdGenerator
 from imagejobs.domain.records import JobFilter, PageRequest
 from imagejobs.domain.times import now_ms
 from imagejobs.drivers.registry import load_driver
+from imagejobs.iam.credentials import SecretBox
 from imagejobs.keys import load_secret_box
 from imagejobs.observability import (
     AccessLog,
@@ -501,6 +502,7 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials | None, 
         store = SqlIamStore(database)
         identity = IdentityService(store, box)
         await identity.ensure_system_policies()
+        await _check_operator_key(settings, store, box)
         if not settings.bootstrap_demo_account or await store.has_accounts():
             return None, await _point_demo_credentials_here(settings, store)
         try:
@@ -513,6 +515,25 @@ async def prepare_identity(settings: Settings) -> tuple[DemoCredentials | None, 
     path = _unused_credentials_path(settings)
     write_private_json(path, credentials.__dict__)
     return credentials, path
+
+
+async def _check_operator_key(settings: Settings, store: SqlIamStore, box: SecretBox) -> None:
+    """Refuse to serve with an operator key that does not open the database's secret keys.
+    A process given another key (a second machine without IMAGEJOBS_ENCRYPTION_KEY makes a
+    key file of its own) answered every AK/SK request 500, with a traceback in its log."""
+    key = await store.some_access_key()
+    if key is None:
+        return
+    try:
+        box.decrypt(key.secret_ciphertext, bound_to=key.access_key)
+    except ValueError:
+        given = "IMAGEJOBS_ENCRYPTION_KEY" if settings.encryption_key else "IMAGEJOBS_KEY_FILE"
+        where = "" if settings.encryption_key else f"({settings.key_file}) "
+        raise InvalidSettings(
+            given,
+            f"{where}does not decrypt the secret keys stored in this database: give every"
+            " process that serves it the same operator key (docs/operations.md, Deployment)",
+        ) from None
 
 
 async def _point_demo_credentials_here(settings: Settings, store: SqlIamStore) -> Path | None:

@@ -38,11 +38,25 @@ def load_secret_box(settings: Settings, *, create: bool = False) -> SecretBox:
             raise InvalidSettings(
                 "IMAGEJOBS_KEY_FILE", f"{path} does not exist (start `imagejobs serve` once)"
             )
-        _create_key_file(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
+        try:
+            _create_key_file(path)
+        except OSError as exc:
+            raise _unusable(path, "cannot be created", exc) from None
+    # A directory, a file of another user's, bytes that are no text: the key file's problem,
+    # named as such (it read "cannot use the database: [Errno 21] Is a directory").
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _unusable(path, "cannot be read", exc) from None
     if mode & 0o077:
         logger.warning("%s is readable by other users (mode %o); chmod 600 it", path, mode)
-    return SecretBox(_decode(path.read_text(), "IMAGEJOBS_KEY_FILE"))
+    return SecretBox(_decode(text, "IMAGEJOBS_KEY_FILE"))
+
+
+def _unusable(path: Path, what: str, exc: OSError | UnicodeDecodeError) -> InvalidSettings:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not base64 text"
+    return InvalidSettings("IMAGEJOBS_KEY_FILE", f"{path} {what} ({why})")
 
 
 def _create_key_file(path: Path) -> None:

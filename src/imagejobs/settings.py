@@ -391,8 +391,9 @@ class Settings:
         default="",
         metadata=_doc(
             "test: defaults for test suites (jobs finish at once unless steered, no queue "
-            "delay, no shutdown grace, no demo account, cheap password hashing); flags and "
-            "other IMAGEJOBS_* variables still win."
+            "delay, no shutdown grace, no demo account, IAM changes seen at once, cheap "
+            "password hashing, a 0.05 s retry backoff); flags and other IMAGEJOBS_* "
+            "variables still win."
         ),
     )
     init_dir: Path | None = field(
@@ -553,7 +554,13 @@ def _check_edge(settings: Settings) -> None:
 def _check_ranges(settings: Settings, ranges: tuple[tuple[str, float, float], ...]) -> None:
     for name, low, high in ranges:
         if not low <= getattr(settings, name) <= high:
-            raise InvalidSettings(name, f"must be from {low:g} to {high:g}")
+            raise InvalidSettings(name, f"must be from {_plain(low)} to {_plain(high)}")
+
+
+def _plain(bound: float) -> str:
+    """A bound as an operator types it: ``1048576``, ``0.05``; ``:g`` wrote ``1.04858e+06``,
+    a number nobody can set (IMAGEJOBS_MAX_HEADER_BYTES must be from 1024 to 1.04858e+06)."""
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
 def _text(value: Any) -> str:
@@ -607,6 +614,8 @@ def _convert(name: str, annotation: Any, raw: str) -> Any:
         return Path(raw)
     if name == "sqlite_synchronous":
         return raw.upper()
+    if name == "log_level":  # Python's own names are upper case: WARNING is as good as warning
+        return raw.lower()
     return raw
 
 

@@ -133,6 +133,23 @@ def test_ready_reports_each_part_and_serve_logs_its_address(
     assert f"imagejobs {__version__} ready on {server.base_url}" in log
 
 
+def test_probes_and_documents_carry_a_request_id_the_access_log_shows(
+    limited_server: ServerProcess,
+) -> None:
+    """README: every response carries X-Request-Id, and the access line shows the one the
+    client saw. The liveness probe, the OpenAPI documents, /docs, / and /console carried
+    none, and the health probe's access line read `"request_id": "-"`."""
+    paths = ("/_imagejobs/health", "/_imagejobs/openapi.json", "/openapi.json", "/docs", "/")
+    ids = set()
+    for path in (*paths, "/console"):
+        response = httpx.get(limited_server.base_url + path)
+        assert response.status_code in (200, 302), path
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers.get("x-request-id", "")), path
+        ids.add(response.headers["x-request-id"])
+    logged = log_lines(limited_server, ids)
+    assert {line["path"] for line in logged.values()} == {*paths, "/console"}
+
+
 def test_ready_answers_503_when_the_schema_is_behind(limited_server: ServerProcess) -> None:
     database = limited_server.log_path.parent / "imagejobs.db"
     with sqlite3.connect(database) as connection:

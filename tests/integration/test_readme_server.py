@@ -206,3 +206,56 @@ def test_the_test_kit_example_runs_in_the_example_project(tmp_path: Path) -> Non
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "4 passed" in ran.stdout
+
+
+@pytest.mark.postgres
+def test_the_postgresql_block_runs_as_pasted_on_a_fresh_machine(
+    tmp_path: Path, postgres_template: str
+) -> None:
+    """README's PostgreSQL block in an empty folder (no SQLite demo run before), in one
+    shell: its database renamed, `serve` on a free port in the background. The block read
+    the operator key from data/secret.key, which only a SQLite start leaves behind: on a
+    fresh machine `cat` failed ("No such file or directory") and the server made a key of
+    its own, one the operator never handed to the other machines."""
+    from tests.conftest import require_programs
+
+    require_programs("createdb", "openssl")
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### PostgreSQL", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    name = f"imagejobs_readme_{os.getpid()}"
+    script = block.group(1).replace("5432/imagejobs", f"5432/{name}")
+    script = script.replace("-U postgres imagejobs", f"-U postgres {name}")
+    script = script.replace("--workers 4", "--port 0 --port-file port &")
+    assert name in script
+    assert "--port-file" in script
+    script += (
+        "for _ in $(seq 300); do\n"
+        '  [ -s port ] && curl -sf "http://127.0.0.1:$(cat port)/_imagejobs/ready" && break\n'
+        "  sleep 0.2\ndone\n"
+        "kill %1 && wait %1\n"
+    )
+    env = _plain_env()
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    try:
+        ran = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        subprocess.run(
+            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", name],
+            check=False,
+        )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert '"status":"ready"' in ran.stdout, ran.stdout + ran.stderr
+    assert "No such file" not in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr, ran.stderr
+    # The server used the key the block gave it, not one of its own making.
+    assert not (tmp_path / "data" / "secret.key").exists()

@@ -19,7 +19,7 @@ from imagejobs.api.console import console_routes
 from imagejobs.api.dispatch import ImageJobsApp
 from imagejobs.api.docs import ASSETS_DIRECTORY, docs_page
 from imagejobs.api.endpoint import OperationEndpoint
-from imagejobs.api.errors import http_exception_handler, unhandled_exception_handler
+from imagejobs.api.errors import guarded, http_exception_handler, unhandled_exception_handler
 from imagejobs.api.iam_routes import IAM_ROUTE_DOCS, IamApi
 from imagejobs.api.input_guard import EdgeGuard
 from imagejobs.api.openapi import build_openapi
@@ -58,8 +58,8 @@ def create_app(
     routes += iam_api.routes() if iam_api else []
     routes += extra_routes or []
     routes += [
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs_page, methods=["GET"]),
+        Route("/openapi.json", guarded(openapi), methods=["GET"]),
+        Route("/docs", guarded(docs_page), methods=["GET"]),
         Mount("/docs/assets", StaticFiles(directory=ASSETS_DIRECTORY)),
     ]
     routes += console_routes()

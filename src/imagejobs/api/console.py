@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from imagejobs.api.errors import guarded
 from imagejobs.api.iam_routes import IAM_ROUTE_DOCS
 from imagejobs.api.routes import ALL_OPERATIONS
 
@@ -53,7 +54,7 @@ async def to_console(request: Request) -> Response:
 
 def console_routes() -> list[BaseRoute]:
     return [
-        Route("/", to_console, methods=["GET"]),
-        Route("/console", console_page, methods=["GET"]),
+        Route("/", guarded(to_console), methods=["GET"]),
+        Route("/console", guarded(console_page), methods=["GET"]),
         Mount("/console/assets", StaticFiles(directory=ASSETS_DIRECTORY)),
     ]

@@ -246,8 +246,9 @@ def operator_routes(
     routes: list[BaseRoute] = [
         Route(r.path, _endpoint(r, services, access), methods=[r.method]) for r in table
     ]
-    routes.append(Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]))
-    routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))
+    # guarded: a request id on these too, as on every answer (the access log shows it).
+    routes.append(Route(f"{PREFIX}/openapi.json", guarded(openapi), methods=["GET"]))
+    routes.append(Route(f"{PREFIX}/health", guarded(health), methods=["GET"]))
     return routes
 
 

@@ -15,21 +15,28 @@ import click
 import msgspec
 
 from imagejobs.cli.common import (
+    SETTINGS_POINTER,
     data_dir_option,
     database_url_option,
     load,
     output_option,
-    settings_epilog,
 )
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.observability import plain
 from imagejobs.settings import MAX_AUDIT_RETENTION_DAYS
 
 
-@click.group(invoke_without_command=True, epilog=settings_epilog())
+@click.group(invoke_without_command=True, epilog=SETTINGS_POINTER)
 @database_url_option
 @data_dir_option
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="Events to show, newest first.",
+)
 @click.option("--before", type=int, default=None, help="Only events older than this event id.")
 @click.option("--account-id", default=None, help="Only this account's events.")
 @output_option()
@@ -62,7 +69,7 @@ def audit(
     try:
         events = asyncio.run(read())
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot read the audit trail: {exc}") from exc
+        raise click.ClickException(command_problem("read the audit trail", exc)) from exc
     for event in events:
         info = audit_info(event)
         if output == "json":
@@ -112,5 +119,5 @@ def purge(database_url: str | None, data_dir: Path | None, older_than_days: int 
     try:
         deleted = asyncio.run(run())
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot purge the audit trail: {exc}") from exc
+        raise click.ClickException(command_problem("purge the audit trail", exc)) from exc
     click.echo(f"deleted {deleted} audit events older than {settings.audit_retention_days} days")

@@ -46,6 +46,12 @@ def load(*, runs_jobs: bool = False, **overrides: Any) -> Settings:
     return settings
 
 
+def bad_setting(name: str, reason: str, **overrides: Any) -> click.BadParameter:
+    """A setting found bad after loading (the host cannot be listened on): named as the user
+    gave it, flag or variable, as ``load`` names the ones it refuses."""
+    return _settings_problem(InvalidSettings(name, reason), overrides)
+
+
 def _settings_problem(exc: InvalidSettings, overrides: dict[str, Any]) -> click.BadParameter:
     """The bad setting named as the user gave it, with the value given: the flag if one
     was passed (``Invalid value for '--workers': must be from 1 to 64, not 0``), else its
@@ -65,6 +71,23 @@ def _settings_problem(exc: InvalidSettings, overrides: dict[str, Any]) -> click.
     if raw and ", not " not in reason:
         reason += f", not {raw}"
     return click.BadParameter(f"{env_name(field)} {reason}")
+
+
+async def prepare_schema(database_url: str) -> None:
+    """Before a command uses the database: SQLite is migrated (as ``serve`` does); a
+    PostgreSQL schema that is not this release's is refused. Migrating a shared database is
+    ``imagejobs migrate``'s, once per release before new processes start: an ``iam`` or
+    ``seed`` of a newer release migrated it under the running servers, whose readiness
+    would then all say ``schema: outdated`` at once (docs/operations.md, Deployment)."""
+    from imagejobs.storage.database import dialect_of
+    from imagejobs.storage.migrate import current_revision, head_revision, migrate
+
+    if dialect_of(database_url) == "sqlite":
+        await migrate(database_url)
+    elif await current_revision(database_url) != head_revision():
+        raise click.ClickException(
+            "the database schema is not up to date: run `imagejobs migrate` first"
+        )
 
 
 database_url_option = click.option(

@@ -24,7 +24,8 @@ from imagejobs.cli.common import (
     load,
     output_option,
 )
-from imagejobs.domain.errors import ImageJobsError
+from imagejobs.cli.problems import command_problem, database_problem
+from imagejobs.domain.errors import ImageJobsError, ServiceUnavailable
 from imagejobs.services import Services
 
 T = TypeVar("T")
@@ -47,9 +48,11 @@ def _run(
     except ImageJobsError as exc:
         # The exit codes of `iam` and the API client: a mistyped job type is 2 (invalid),
         # an unknown project 4, as a script tells them apart.
-        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
+        # A database away is named as every command names it, with what to check.
+        message = database_problem(exc) if isinstance(exc, ServiceUnavailable) else None
+        raise ClientExit(message or exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot use the database: {exc}") from exc
+        raise click.ClickException(command_problem("use the database", exc)) from exc
 
 
 def _echo(value: Any) -> None:

@@ -19,9 +19,16 @@ from typing import Any, ParamSpec
 import click
 
 from imagejobs.cli.client_options import ClientExit, exit_code_of
-from imagejobs.cli.common import data_dir_option, database_url_option, load, output_option
+from imagejobs.cli.common import (
+    data_dir_option,
+    database_url_option,
+    load,
+    output_option,
+    prepare_schema,
+)
+from imagejobs.cli.problems import command_problem, database_problem
 from imagejobs.cli.tables import echo_fields, echo_table, short_time
-from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError, ServiceUnavailable
 from imagejobs.domain.times import format_time
 from imagejobs.services.identity import IdentityService
 
@@ -143,12 +150,11 @@ def _run(
     from imagejobs.bootstrap import opened_database
     from imagejobs.keys import load_secret_box
     from imagejobs.storage.iam_store import SqlIamStore
-    from imagejobs.storage.migrate import migrate
 
     settings = load(database_url=database_url, data_dir=data_dir)
 
     async def run() -> Any:
-        await migrate(settings.database_url)
+        await prepare_schema(settings.database_url)
         box = load_secret_box(settings, create=True)
         async with opened_database(settings) as database:
             identity = IdentityService(SqlIamStore(database), box)
@@ -160,9 +166,11 @@ def _run(
     except ImageJobsError as exc:
         # The API client's exit codes (README): a script can tell "already exists" (1)
         # from "no such user" (4) and "invalid policy" (2), which all exited 1.
-        raise ClientExit(exc.message, exit_code_of(exc.status)) from exc
+        # A database away is named as every command names it, with what to check.
+        message = database_problem(exc) if isinstance(exc, ServiceUnavailable) else None
+        raise ClientExit(message or exc.message, exit_code_of(exc.status)) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot use the database: {exc}") from exc
+        raise click.ClickException(command_problem("use the database", exc)) from exc
     if result is not None:
         _emit(result, output, columns)
 

@@ -14,6 +14,8 @@ import asyncpg
 import click
 import sqlalchemy.exc
 
+from imagejobs.domain.errors import ServiceUnavailable
+
 # What a shell reports for a program that Ctrl-C (SIGINT, 2) ended: 128 + 2.
 EXIT_INTERRUPTED = 130
 
@@ -31,6 +33,8 @@ def _reason(exc: BaseException) -> str:
 
 def database_problem(exc: BaseException) -> str | None:
     """The line to print for ``exc`` if it is an expected database problem, else None."""
+    if isinstance(exc, ServiceUnavailable) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the store's 503, raised from what the driver said
     cause = exc
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
         cause = exc.orig
@@ -45,6 +49,13 @@ def database_problem(exc: BaseException) -> str | None:
     if isinstance(cause, expected) or isinstance(exc, sqlalchemy.exc.DBAPIError):
         return f"cannot use the database ({reason}): {_DATABASE_HINT}"
     return None
+
+
+def command_problem(doing: str, exc: BaseException) -> str:
+    """The line for a command's expected failure: an unreachable database as every command
+    names it (with what to check), anything else as ``cannot DOING: reason``."""
+    problem = database_problem(exc) if isinstance(exc, (OSError, ServiceUnavailable)) else None
+    return problem or f"cannot {doing}: {exc}"
 
 
 class GuardedGroup(click.Group):

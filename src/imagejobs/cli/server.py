@@ -15,7 +15,15 @@ from typing import Any
 
 import click
 
-from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
+from imagejobs.cli.common import (
+    SETTINGS_POINTER,
+    bad_setting,
+    data_dir_option,
+    database_url_option,
+    load,
+    prepare_schema,
+)
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError, InvalidSettings
 from imagejobs.settings import Settings
 
@@ -79,7 +87,7 @@ def serve(
     settings = load(
         runs_jobs=True,
         host=host,
-        port=_free_port(host or load().host) if port == 0 else port,
+        port=_free_port(host or load().host, host_given=host) if port == 0 else port,
         workers=workers,
         database_url=database_url,
         data_dir=data_dir,
@@ -87,7 +95,7 @@ def serve(
         serve_profile=profile,
     )
     # Before anything else: a second server must not silently share the port.
-    _check_port_free(settings.host, settings.port)
+    _check_port_free(settings.host, settings.port, host_given=host, port_given=port)
     configure_logging(settings.log_level)
     try:
         if dialect_of(settings.database_url) == "sqlite":
@@ -201,35 +209,60 @@ def _connection_budget(wanted: int, open_files: int) -> int:
     return wanted
 
 
-def _free_port(host: str) -> int:
+def _free_port(host: str, *, host_given: str | None) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
-        probe.bind((host, 0))
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise _cannot_listen(host, 0, exc, host_given=host_given, port_given=0) from None
         port: int = probe.getsockname()[1]
         return port
 
 
-def _check_port_free(host: str, port: int) -> None:
+def _check_port_free(
+    host: str, port: int, *, host_given: str | None, port_given: int | None
+) -> None:
     """Fail at once if any process listens on the port (Granian binds with SO_REUSEPORT,
-    so a second server would otherwise share it and split requests between databases)."""
+    so a second server would otherwise share it and split requests between databases),
+    or if the address cannot be listened on at all (not this machine's, no such name)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     target = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
     in_use = False
+    # Bind first: an address that is not this machine's must be named as such, not probed
+    # (a connection to it may well succeed, through a proxy, and read as "in use").
     with socket.socket(family) as probe:
-        probe.settimeout(0.5)
-        in_use = probe.connect_ex((target, port)) == 0
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise _cannot_listen(
+                    host, port, exc, host_given=host_given, port_given=port_given
+                ) from None
+            in_use = True
     if not in_use:
         with socket.socket(family) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                in_use = exc.errno == errno.EADDRINUSE
+            probe.settimeout(0.5)
+            in_use = probe.connect_ex((target, port)) == 0
     if in_use:
         raise click.ClickException(
             f"port {port} is already in use on {host}: choose another with --port (0: any free"
             " port), or stop what listens there"
         )
+
+
+def _cannot_listen(
+    host: str, port: int, exc: OSError, *, host_given: str | None, port_given: int | None
+) -> click.BadParameter:
+    """The listening address refused before anything started, named as the user gave it.
+    A host that is no name or not this machine's once read "cannot use the database"."""
+    why = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        reason = f"must be a name or address of this machine, not {host} ({why})"
+        return bad_setting("host", reason, host=host_given)
+    reason = f"must be a port this process may listen on at {host}, not {port} ({why})"
+    return bad_setting("port", reason, port=port_given)
 
 
 def _credentials_banner(credentials: Any, path: Path, shown: bool) -> str:
@@ -282,7 +315,7 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
     try:
         asyncio.run(run_migrations(settings.database_url))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot migrate: {exc}") from exc
+        raise click.ClickException(command_problem("migrate", exc)) from exc
     click.echo(f"Database is at schema revision {head_revision()}.")
 
 
@@ -328,7 +361,6 @@ def seed(
     seed that at least doubles the jobs table builds its indexes once at the end and holds
     the job tables until it is done.
     """
-    from imagejobs.storage.migrate import migrate as run_migrations
     from imagejobs.storage.seed import SeedPlan
 
     if not 1 <= len(project_id) <= 128:
@@ -336,10 +368,10 @@ def seed(
     settings = load(database_url=database_url, data_dir=data_dir)
     plan = SeedPlan(project_id, job_count, sub_jobs, random_seed, days, projects)
     try:
-        asyncio.run(run_migrations(settings.database_url))
+        asyncio.run(prepare_schema(settings.database_url))
         asyncio.run(_seed(settings, plan))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot seed: {exc}") from exc
+        raise click.ClickException(command_problem("seed", exc)) from exc
 
 
 async def _seed(settings: Settings, plan: Any) -> None:

@@ -7,22 +7,21 @@ from pathlib import Path
 
 import click
 
-from imagejobs.cli.common import SETTINGS_POINTER, data_dir_option, database_url_option, load
+from imagejobs.cli.common import (
+    SETTINGS_POINTER,
+    data_dir_option,
+    database_url_option,
+    load,
+    prepare_schema,
+)
+from imagejobs.cli.problems import command_problem
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.settings import Settings
 
 
 def ensure_schema(settings: Settings) -> None:
     """Migrate a SQLite database; refuse a PostgreSQL one that is not up to date."""
-    from imagejobs.storage.database import dialect_of
-    from imagejobs.storage.migrate import current_revision, head_revision, migrate
-
-    if dialect_of(settings.database_url) == "sqlite":
-        asyncio.run(migrate(settings.database_url))
-    elif asyncio.run(current_revision(settings.database_url)) != head_revision():
-        raise click.ClickException(
-            "the database schema is not up to date: run `imagejobs migrate` first"
-        )
+    asyncio.run(prepare_schema(settings.database_url))
 
 
 @click.command(epilog=SETTINGS_POINTER)
@@ -54,4 +53,4 @@ def worker(database_url: str | None, data_dir: Path | None, concurrency: int | N
         ensure_schema(settings)
         asyncio.run(run_worker(settings))
     except (ImageJobsError, OSError) as exc:
-        raise click.ClickException(f"cannot run jobs: {exc}") from exc
+        raise click.ClickException(command_problem("run jobs", exc)) from exc

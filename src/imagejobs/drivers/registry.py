@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from importlib.metadata import EntryPoint, entry_points
 
 from imagejobs.domain.errors import InvalidSettings
@@ -35,6 +36,17 @@ def check_driver(settings: Settings) -> None:
             f"must name an installed driver ({', '.join(available_drivers())}),"
             f" not {settings.driver!r}",
         )
+    log = settings.simulated_execution_log
+    if settings.driver == "simulated" and log is not None:
+        # Every step appends to it: one that cannot (a directory, no such folder) failed
+        # every step of every job, five attempts each, with a traceback per attempt.
+        try:
+            os.close(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise InvalidSettings(
+                "IMAGEJOBS_SIMULATED_EXECUTION_LOG",
+                f"{log} cannot be appended to ({exc.strerror or exc})",
+            ) from None
 
 
 def load_driver(settings: Settings) -> Driver:

@@ -193,6 +193,8 @@ KEYS_OF_ACCOUNT = Statement(
     " JOIN iam_users AS u ON u.id = k.user_id"
     " WHERE u.account_id = :account_id AND k.expires_at IS NULL ORDER BY k.created_at"
 )
+# Any one stored key (no order: the first the database finds), to try the operator key on.
+SOME_ACCESS_KEY = Statement(f"SELECT {_KEY} FROM iam_access_keys LIMIT 1")
 POLICY_BY_NAME = Statement(
     f"SELECT {_POLICY} FROM iam_policies WHERE name = :name"
     " AND (account_id = :account_id OR account_id IS NULL)"
@@ -355,6 +357,11 @@ class SqlIamStore:
     async def access_keys(self, account_id: str) -> list[AccessKey]:
         rows = await self._db.fetch(KEYS_OF_ACCOUNT, {"account_id": account_id})
         return [_key(r) for r in rows]
+
+    async def some_access_key(self) -> AccessKey | None:
+        """One stored access key, any, or None when there is none."""
+        rows = await self._db.fetch(SOME_ACCESS_KEY, {})
+        return _key(rows[0]) if rows else None
 
     async def policy_by_name(self, account_id: str, name: str) -> PolicyRecord | None:
         rows = await self._db.fetch(POLICY_BY_NAME, {"account_id": account_id, "name": name})
