@@ -14,11 +14,19 @@ seed's 1M sub-jobs, one a job, ``lean_sub_jobs.py``) or ``servers`` (ListImageSe
 ``--servers`` image servers added to the demo project with imagejobs' own row form, once,
 ``lean_servers.py``); ``--query`` replaces the API's query (e.g. a sub-job page of one job).
 
+``--simultaneous`` loads both servers at once instead, each with its own wrk, as
+auth_overhead.py does: the two servers share CPU 0, each in its own session, and the
+kernel's autogroup gives each half of it at the same moments, so a drift of the machine's
+speed (seen here: the same server's CPU per request 113-187 µs from one 6 s round to the
+next, nothing else running) hits both alike, and the req/s ratio is the ratio of their
+costs per request. The alternating rounds measure each at a whole CPU, but their ratio
+moves with the drift.
+
 Target (issue 12): imagejobs req/s >= 0.5 x the lean reference at 1M jobs.
 
     .venv/bin/python bench/list_limit.py [--api jobs|sub-jobs|servers] [--query Q]
         [--jobs 1000000] [--servers 10000] [--rounds 6] [--duration 8]
-        [--workdir DIR] [--batch] [--src DIR]
+        [--workdir DIR] [--batch] [--src DIR] [--simultaneous]
 
 Needs wrk and orjson (the benchmark's own dependency). Prints a table, writes JSON to
 bench/results/, exits 0.
@@ -34,6 +42,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -191,7 +200,38 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--src", type=Path, help="serve imagejobs from this copy of src/ (list_jobs.py's)"
     )
+    parser.add_argument(
+        "--simultaneous",
+        action="store_true",
+        help="load both servers at once, sharing CPU 0 (drift-free ratio), not in turns",
+    )
     return parser.parse_args()
+
+
+def simultaneous_round(
+    servers: dict[str, lj.Server], api: Api, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Both servers' wrk at once; the CPU each server used meanwhile."""
+    before = {name: server.cpu_seconds() for name, server in servers.items()}
+    with ThreadPoolExecutor(len(servers)) as pool:
+        futures = {
+            name: pool.submit(
+                lj.wrk,
+                api_url(server, api),
+                args.duration,
+                args.connections,
+                args.threads,
+                server.headers,
+            )
+            for name, server in servers.items()
+        }
+        runs = {name: future.result() for name, future in futures.items()}
+    for name, server in servers.items():
+        used = server.cpu_seconds() - before[name]
+        runs[name]["server_cpu_us_per_request"] = round(used / runs[name]["requests"] * 1e6, 1)
+        runs[name]["server_cpu_busy"] = round(used / args.duration, 3)
+        runs[name]["other_cpu_busy"] = runs[name]["steal_cpu"] = 0.0  # not read at once
+    return runs
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -201,6 +241,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.query:
         api = api._replace(query=args.query)
     result: dict[str, Any] = {"jobs": args.jobs, "batch": args.batch, "api": args.api}
+    result["simultaneous"] = args.simultaneous
     result["query"] = api.query
     if not path.exists():
         lj.log(f"seeding {args.jobs} jobs…")
@@ -233,7 +274,20 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             lj.log(f"bodies differ: see {workdir}/body-{args.api}-*.json")
         for server in servers.values():
             lj.wrk(api_url(server, api), args.warmup, args.connections, 1, server.headers)
-        for number in range(args.rounds):
+        for number in range(args.rounds if args.simultaneous else 0):
+            runs = simultaneous_round(servers, api, args)
+            for name in NAMES:
+                rounds[name].append(runs[name])
+            lj.log(
+                f"round {number + 1}, at once: "
+                + ", ".join(
+                    f"{name} {run['requests_per_s']:.0f} req/s"
+                    f" ({run['server_cpu_us_per_request']} µs CPU/req,"
+                    f" {run['server_cpu_busy']} CPU)"
+                    for name, run in runs.items()
+                )
+            )
+        for number in range(0 if args.simultaneous else args.rounds):
             for name in NAMES if number % 2 == 0 else NAMES[::-1]:
                 waited = lj.wait_for_quiet(budget)
                 server = servers[name]

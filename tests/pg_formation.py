@@ -172,9 +172,7 @@ class Formation:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(keeper.pid, signal.SIGKILL)
         keeper.wait()
-        pid_file = self.pgdata(name) / "postmaster.pid"
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        _kill_postmaster(self.pgdata(name) / "postmaster.pid")
 
     def remove(self) -> None:
         for keeper in self.keepers.values():
@@ -182,7 +180,24 @@ class Formation:
                 os.killpg(keeper.pid, signal.SIGKILL)
             keeper.wait()
         for name in ("monitor", *self.ports):
-            pid_file = self.pgdata(name) / "postmaster.pid"
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+            _kill_postmaster(self.pgdata(name) / "postmaster.pid")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill_postmaster(pid_file: Path) -> None:
+    """SIGKILL a node's postmaster and its children, as its machine's death would: killed
+    alone, the monitor's background workers outlived it (seen: its healthcheck worker and
+    logger, orphaned, still running an hour after the test)."""
+    try:
+        postmaster = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    for pid in (postmaster, *children):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -282,6 +282,14 @@ def test_an_unreachable_database_is_named_as_every_command_names_it(command: lis
     url = "postgresql://postgres@127.0.0.1:1/imagejobs"
     result = CliRunner().invoke(main, [*command, "--database-url", url])
     one_line_error(result, "cannot use the database (", "check --database-url")
+    # The default SQLite file is no lead when a PostgreSQL URL was given.
+    assert "data/imagejobs.db" not in result.stderr
+
+
+def test_an_unopenable_sqlite_file_points_at_the_default_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no-such-folder' / 'imagejobs.db'}"
+    result = CliRunner().invoke(main, ["audit", "--database-url", url])
+    one_line_error(result, "cannot use the database (", "(by default data/imagejobs.db")
 
 
 @pytest.mark.postgres

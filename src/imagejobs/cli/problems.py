@@ -19,10 +19,9 @@ from imagejobs.domain.errors import ServiceUnavailable
 # What a shell reports for a program that Ctrl-C (SIGINT, 2) ended: 128 + 2.
 EXIT_INTERRUPTED = 130
 
-_DATABASE_HINT = (
-    "check --database-url or IMAGEJOBS_DATABASE_URL (by default data/imagejobs.db under the"
-    " current folder)"
-)
+_DATABASE_HINT = "check --database-url or IMAGEJOBS_DATABASE_URL"
+# Only a SQLite problem may come from the default URL: a PostgreSQL one was given.
+_SQLITE_HINT = f"{_DATABASE_HINT} (by default data/imagejobs.db under the current folder)"
 
 
 def _reason(exc: BaseException) -> str:
@@ -47,7 +46,8 @@ def database_problem(exc: BaseException) -> str | None:
         )
     expected = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
     if isinstance(cause, expected) or isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return f"cannot use the database ({reason}): {_DATABASE_HINT}"
+        hint = _SQLITE_HINT if isinstance(cause, sqlite3.Error) else _DATABASE_HINT
+        return f"cannot use the database ({reason}): {hint}"
     return None
 
 
