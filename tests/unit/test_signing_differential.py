@@ -1011,11 +1011,31 @@ def _assert_c_accepts_only_what_python_accepts(
     in_python = _authenticated_in_python(wire, state, now_ms)
     if answer is PRINCIPAL:
         assert in_python is PRINCIPAL, f"the C accepts what the Python refuses: {in_python}"
-    # ... and it takes what the module's verify_plain took before it (a usable key's usual
-    # request): the fast path is not one that quietly declines everything.
-    if in_python is PRINCIPAL and state == "usable" and _verify_plain(wire, now_ms / 1000):
+    # ... and it takes what the module's parse_authorization and verify_plain took before
+    # it (a usable key's usual request): the fast path is not one that quietly declines
+    # everything. An Authorization header the C parser declines (a tab after a comma, say;
+    # the Python parser takes it) is declined here too, as it should be.
+    if (
+        in_python is PRINCIPAL
+        and state == "usable"
+        and _parsed_in_c(wire)
+        and _verify_plain(wire, now_ms / 1000)
+    ):
         assert answer is PRINCIPAL
     return answer
+
+
+def _parsed_in_c(wire: Wire) -> bool:
+    """Whether _sigcore's own parse_authorization takes the request's Authorization."""
+    assert compiled is not None
+    request = ReceivedRequest.from_raw(
+        wire.method, wire.path, wire.query, list(wire.headers), wire.body
+    )
+    value = request.header_map.get("authorization")
+    if value is None:
+        return False
+    parsed = compiled.parse_authorization(ParsedAuthorization, SigningAlgorithm.HMAC_SHA256, value)
+    return parsed is not None
 
 
 @settings(max_examples=600, deadline=None, database=None)

@@ -132,10 +132,17 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # Every response of this app names its headers in lower case (ASGI's form).
-                for name, value in message.get("headers", ()):
+                headers = message.get("headers", ())
+                for name, value in headers:
                     if name == _REQUEST_ID_HEADER:
                         request_id = value.decode("latin-1")
                         break
+                else:
+                    # What no route of ours answered (static assets, Starlette's own
+                    # answers) gets one here: every response carries an X-Request-Id.
+                    request_id = new_request_id()
+                    header = (_REQUEST_ID_HEADER, request_id.encode())
+                    message = {**message, "headers": [*headers, header]}
             elif audited and status >= 400 and not error_body:
                 error_body = message.get("body", b"")
             await send(message)
