@@ -132,17 +132,12 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # Every response of this app names its headers in lower case (ASGI's form).
-                headers = message.get("headers", ())
-                for name, value in headers:
+                for name, value in message.get("headers", ()):
                     if name == _REQUEST_ID_HEADER:
                         request_id = value.decode("latin-1")
                         break
-                else:
-                    # What no route of ours answered (static assets, Starlette's own
-                    # answers) gets one here: every response carries an X-Request-Id.
-                    request_id = new_request_id()
-                    header = (_REQUEST_ID_HEADER, request_id.encode())
-                    message = {**message, "headers": [*headers, header]}
+                else:  # not answered by a route of ours (a static file, Starlette's 404)
+                    request_id, message = _with_request_id(message)
             elif audited and status >= 400 and not error_body:
                 error_body = message.get("body", b"")
             await send(message)
@@ -298,6 +293,14 @@ class Edge:
         if self._access_log is not None:
             self._log_busy()
             self._access_log.flush()
+
+
+def _with_request_id(start: Message) -> tuple[str, Message]:
+    """``start`` (an http.response.start) with a new X-Request-Id: every response carries
+    one, also those no route of ours answered."""
+    request_id = new_request_id()
+    header = (_REQUEST_ID_HEADER, request_id.encode())
+    return request_id, {**start, "headers": [*start.get("headers", ()), header]}
 
 
 class _Place:
