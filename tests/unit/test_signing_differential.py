@@ -66,6 +66,12 @@ class Wire:
     def header(self, name: bytes) -> bytes | None:
         return next((value for key, value in self.headers if key.lower() == name), None)
 
+    def received(self) -> ReceivedRequest:
+        """The request as the server reads it (with whichever decoder is in place)."""
+        return ReceivedRequest.from_raw(
+            self.method, self.path, self.query, list(self.headers), self.body
+        )
+
     def with_header(self, name: bytes, value: bytes | None) -> Wire:
         """``name`` set to ``value`` in place (appended when absent; removed when None)."""
         if value is None:
@@ -91,9 +97,7 @@ def _outcome(
             patch.setattr(verification, "_compiled", None)
             patch.setattr(parsing, "_parse_plain", None)
             patch.setattr(parsing, "_new_request", None)
-        request = ReceivedRequest.from_raw(
-            wire.method, wire.path, wire.query, list(wire.headers), wire.body
-        )
+        request = wire.received()
         try:
             verify(request, SigningKey(secret), now, security_token=security_token)
         except AuthenticationFailed as error:
@@ -104,9 +108,7 @@ def _outcome(
 def _verify_plain(wire: Wire, now: float = NOW, secret: str = SECRET) -> bool | None:
     """verify_plain's own answer for the request (None too when it cannot be asked)."""
     assert compiled is not None
-    request = ReceivedRequest.from_raw(
-        wire.method, wire.path, wire.query, list(wire.headers), wire.body
-    )
+    request = wire.received()
     value = request.header_map.get("authorization")
     try:
         parsed = parse_authorization(value) if value is not None else None
@@ -195,9 +197,7 @@ def _signed_as_received(
     ``date`` in the string to sign instead of X-Sdk-Date when given."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(parsing, "_new_request", None)
-        request = ReceivedRequest.from_raw(
-            wire.method, wire.path, wire.query, list(wire.headers), wire.body
-        )
+        request = wire.received()
     headers = request.header_map
     queries = cached_query_variants(wire.query)
     block = "".join(f"{name}:{headers.get(name, '')}\n" for name in names)
@@ -662,9 +662,7 @@ class _Text(str):
 
 def _arguments() -> list[Any]:
     wire = _plain(b"/v1/p/jobs", b"limit=10")
-    request = ReceivedRequest.from_raw(
-        wire.method, wire.path, wire.query, list(wire.headers), wire.body
-    )
+    request = wire.received()
     parsed = parse_authorization(request.header_map["authorization"])
     assert compiled is not None
     return [
@@ -961,9 +959,7 @@ def _plain_keys(state: str) -> dict[str, tuple[bytes, float, object]]:
 def _authenticated_in_c(wire: Wire, state: str, now_ms: int = NOW_MS) -> object:
     """authenticate_plain's answer for the request, built as the server builds it."""
     assert compiled is not None
-    request = ReceivedRequest.from_raw(
-        wire.method, wire.path, wire.query, list(wire.headers), wire.body
-    )
+    request = wire.received()
     authorization = request.header_map.get("authorization")
     if authorization is None:
         return None
@@ -986,9 +982,7 @@ def _authenticated_in_python(wire: Wire, state: str, now_ms: int = NOW_MS) -> An
         patch.setattr(verification, "_compiled", None)
         patch.setattr(parsing, "_parse_plain", None)
         patch.setattr(parsing, "_new_request", None)
-        request = ReceivedRequest.from_raw(
-            wire.method, wire.path, wire.query, list(wire.headers), wire.body
-        )
+        request = wire.received()
         try:
             authorization = request.header_map.get("authorization")
             if authorization is None:
@@ -1028,9 +1022,7 @@ def _assert_c_accepts_only_what_python_accepts(
 def _parsed_in_c(wire: Wire) -> bool:
     """Whether _sigcore's own parse_authorization takes the request's Authorization."""
     assert compiled is not None
-    request = ReceivedRequest.from_raw(
-        wire.method, wire.path, wire.query, list(wire.headers), wire.body
-    )
+    request = wire.received()
     value = request.header_map.get("authorization")
     if value is None:
         return False
@@ -1105,9 +1097,7 @@ def test_authenticate_plain_declines_a_time_it_cannot_hold_exactly(now_ms: Any) 
 
 def _plain_arguments() -> list[Any]:
     wire = _plain(b"/v1/p/jobs", b"limit=10")
-    request = ReceivedRequest.from_raw(
-        wire.method, wire.path, wire.query, list(wire.headers), wire.body
-    )
+    request = wire.received()
     return [
         _plain_keys("usable"),
         request.header_map["authorization"],

@@ -3,8 +3,8 @@ the source of the OpenAPI schemas. Field names and enum spellings follow spec §
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Callable, Hashable, Sequence
+from typing import Annotated, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -130,6 +130,9 @@ _ROW_JSON: dict[ListedJob, str] = {}
 _ROW_JSON_MAX = 8192
 
 
+_Row = TypeVar("_Row", bound=Hashable)
+
+
 class PageBodies:
     """Recent pages' bodies by their whole content: (count, rows[, project]). On SQLite a
     repeated page's rows come as the same tuple (storage.job_store.PageRows), so a page
@@ -154,6 +157,23 @@ class PageBodies:
             self._bodies[key] = body
         return body
 
+    def page(
+        self,
+        count: int,
+        rows: Sequence[_Row],
+        row_json: dict[_Row, str],
+        build: Callable[[_Row], str],
+    ) -> bytes:
+        """``{"count":count,"items":[...]}`` of ``rows``, each row's JSON from ``row_json``
+        (its cache) or ``build``; remembered by (count, rows)."""
+        key = (count, rows) if type(rows) is tuple else None
+        body = self.get(key)
+        if body is None:
+            cached = row_json.get
+            items = ",".join([cached(row) or build(row) for row in rows])
+            body = self.keep(key, f'{{"count":{count},"items":[{items}]}}'.encode())
+        return body
+
 
 _JOB_PAGES = PageBodies()
 
@@ -162,13 +182,7 @@ def job_page_json(count: int, rows: Sequence[ListedJob]) -> bytes:
     """``encoder.encode(ListImageJobsResponse(count, [job_info(...) ...]))``, byte for
     byte, straight from the rows: ListImageJobs is the hot path, and building a ``Job``
     and an ``ImageJobInfo`` per row cost a fifth of its request."""
-    key = (count, rows) if type(rows) is tuple else None
-    body = _JOB_PAGES.get(key)
-    if body is None:
-        cached = _ROW_JSON.get
-        items = ",".join([cached(row) or _job_row_json(row) for row in rows])
-        body = _JOB_PAGES.keep(key, f'{{"count":{count},"items":[{items}]}}'.encode())
-    return body
+    return _JOB_PAGES.page(count, rows, _ROW_JSON, _job_row_json)
 
 
 def _job_row_json(row: ListedJob) -> str:

@@ -266,13 +266,7 @@ def server_page_json(count: int, rows: Sequence[ListedServer]) -> bytes:
     """``encoder.encode(ListImageServersResponse(count, [server_info(...) ...]))``, byte
     for byte, straight from the rows (as schemas.job_page_json): a server's three JSON
     decodes and its wire structs were most of a request."""
-    key = (count, rows) if type(rows) is tuple else None
-    body = _SERVER_PAGES.get(key)
-    if body is None:
-        cached = _SERVER_JSON.get
-        items = ",".join([cached(row) or _server_row_json(row) for row in rows])
-        body = _SERVER_PAGES.keep(key, f'{{"count":{count},"items":[{items}]}}'.encode())
-    return body
+    return _SERVER_PAGES.page(count, rows, _SERVER_JSON, _server_row_json)
 
 
 def _server_row_json(row: ListedServer) -> str:
