@@ -33,6 +33,7 @@ from imagejobs.domain.params import EnumParam, IntegerParam, Param, StringParam
 from imagejobs.observability import CURRENT_REQUEST
 from imagejobs.services.access import AccessControl, from_another_site
 from imagejobs.services.identity import IdentityService, IssuedToken, keystone_time
+from imagejobs.services.protection import caller_name
 
 SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
 
@@ -279,7 +280,7 @@ class IamApi:
             # The access line and the audit trail name who logged in (as they name a signed
             # caller), and the event is the account's own: its root reads its logins. A
             # failed login keeps "-": its names are whatever the sender typed.
-            note.principal = f"{issued.account.name}/{issued.user.name}"
+            note.principal = caller_name(issued.account.name, issued.user.name)
             note.account_id = issued.account.id
         body = token_body(issued, _base_url(request), catalog=catalog)
         return _json(body, 201, {SUBJECT_TOKEN: issued.token})

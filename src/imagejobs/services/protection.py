@@ -143,6 +143,12 @@ class GuardedAccess:
 
 def principal_name(principal: Principal) -> str:
     """``account/user`` as the access log and the audit trail name a caller."""
-    if principal.account_name is None:
-        return principal.name
-    return f"{principal.account_name}/{principal.name}"
+    return caller_name(principal.account_name, principal.name)
+
+
+def caller_name(account_name: str | None, user_name: str) -> str:
+    """``account/user`` (the user's name alone outside an account): principal_name's form,
+    for a caller known by name before it has a Principal (a password login)."""
+    if account_name is None:
+        return user_name
+    return f"{account_name}/{user_name}"
